@@ -1,0 +1,40 @@
+# The README's two commands: `make demo` and `make test`. Each sets up everything it needs.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
+
+.PHONY: demo test lint typecheck unit integration redis venv clean
+
+demo: $(STAMP) redis
+	$(BIN)/tango-resend demo
+
+test: $(STAMP) redis lint typecheck
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check worker tasks tests
+	$(BIN)/ruff format --check worker tasks tests
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP) redis
+	$(BIN)/python -m pytest tests/unit tests/sandbox
+
+integration: $(STAMP) redis
+	$(BIN)/python -m pytest tests/integration
+
+redis: $(STAMP)
+	VENV=$(VENV) ./scripts/ensure-redis.sh
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	rm -f $(VENV)/.installed-* && touch $@
+
+clean:
+	rm -rf $(VENV) .run .mypy_cache .ruff_cache .pytest_cache *.egg-info

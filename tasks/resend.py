@@ -1,0 +1,51 @@
+"""The resend task. The decisions live in `worker.executor` and `worker.decision`."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, NoReturn
+
+import redis
+from celery import Task
+from celery.exceptions import Reject
+
+from worker.celery_app import RESEND_TASK_NAME, app
+from worker.executor import Reschedule, ResendExecutor
+from worker.runtime import current_runtime
+
+logger = logging.getLogger("tango_resend.task")
+
+# Waits after Redis itself failed mid-run; the record and window are re-read on the next run.
+_INFRASTRUCTURE_BACKOFF_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0)
+
+
+@app.task(
+    bind=True,
+    name=RESEND_TASK_NAME,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    # Deferrals and retries are counted in the record (a deferral must not use up the retry
+    # budget), so Celery's own counter is not the limit.
+    max_retries=None,
+)
+def send_resend(self: Task[Any, Any], request_id: str) -> str | None:
+    """Run one resend request; reschedule itself with a countdown while it must wait."""
+    try:
+        step = ResendExecutor(current_runtime()).run(request_id)
+    except redis.RedisError as error:
+        attempt = min(self.request.retries, len(_INFRASTRUCTURE_BACKOFF_SECONDS) - 1)
+        logger.warning("request=%s Redis failed mid-run (%s); will run again", request_id, error)
+        _run_again(self, _INFRASTRUCTURE_BACKOFF_SECONDS[attempt])
+    if isinstance(step, Reschedule):
+        _run_again(self, step.countdown_seconds)
+    return None if step.status is None else step.status.value
+
+
+def _run_again(task: Task[Any, Any], countdown: float) -> NoReturn:
+    try:
+        raise task.retry(countdown=countdown, max_retries=None)
+    except Reject as rejected:
+        # Celery drops the message when it cannot publish the retry; we put it back instead.
+        # With Redis down even that fails, and the unacknowledged message is restored once the
+        # visibility timeout passes: delayed, never lost.
+        raise Reject(getattr(rejected, "reason", None), requeue=True) from None

@@ -1,0 +1,21 @@
+"""tango-resend: resend Tango reward orders exactly when Tango allows it.
+
+The producer API (`enqueue_resend`, `get_resend`) and the Celery `app` (`celery -A worker`).
+"""
+
+from worker.celery_app import app
+from worker.producer import EnqueueError, enqueue_resend, get_resend
+from worker.records import ResendRecord, ResendStatus
+from worker.settings import ConfigurationError
+from worker.validation import InvalidResendRequest
+
+__all__ = [
+    "ConfigurationError",
+    "EnqueueError",
+    "InvalidResendRequest",
+    "ResendRecord",
+    "ResendStatus",
+    "app",
+    "enqueue_resend",
+    "get_resend",
+]

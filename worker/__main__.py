@@ -1,0 +1,5 @@
+"""`python -m worker` is `tango-resend`."""
+
+from worker.cli import main
+
+main()

@@ -1,0 +1,97 @@
+"""The Celery application. Its configuration is read from the settings lazily, on first use."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+from celery import Celery, signals
+
+from worker.redaction import install_redaction
+from worker.settings import ConfigurationError, Settings, get_settings
+
+RESEND_TASK_NAME = "tango_resend.send_resend"
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Celery settings for a fleet of I/O-bound workers sharing one Redis."""
+    visibility_timeout = settings.broker_visibility_timeout_seconds
+    return {
+        "broker_url": str(settings.redis_url),
+        "broker_transport_options": {
+            # A message unacknowledged this long (its worker died) goes back to the queue.
+            "visibility_timeout": visibility_timeout,
+            "unacked_restore_interval": max(1, visibility_timeout // 10),
+            "unacked_restore_throttle": 1,
+            # A worker killed during its restore sweep leaves the sweep's mutex behind; keep
+            # that stall short (kombu's default is five minutes).
+            "unacked_mutex_expire": min(10, visibility_timeout),
+            "socket_timeout": 10,
+            "socket_connect_timeout": 5,
+        },
+        "broker_connection_retry_on_startup": True,
+        # Records in Redis are the source of truth; Celery results would only duplicate them.
+        "task_ignore_result": True,
+        "result_backend": None,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "task_default_queue": settings.resend_queue,
+        # Acknowledge after the work, and requeue if the process dies: no request is lost.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        "worker_prefetch_multiplier": 1,
+        "worker_hijack_root_logger": True,
+        "worker_redirect_stdouts": False,
+        "enable_utc": True,
+        "timezone": "UTC",
+    }
+
+
+def _lazy_config() -> dict[str, Any]:
+    try:
+        return celery_config(get_settings())
+    except ConfigurationError as error:
+        # Reached from `celery -A worker ...`: stop at start with the variable named.
+        print(f"tango-resend: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+app = Celery("tango_resend", include=["tasks.resend"])
+app.add_defaults(_lazy_config)
+
+
+@signals.worker_init.connect
+def _check_settings_at_start(**_: Any) -> None:
+    """Refuse to start a worker that could not call Tango, naming what is missing."""
+    try:
+        get_settings().require_tango_credentials()
+    except ConfigurationError as error:
+        print(f"tango-resend: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+@signals.after_setup_logger.connect
+@signals.after_setup_task_logger.connect
+def _mask_contact_data(logger: logging.Logger, **_: Any) -> None:
+    install_redaction(logger)
+
+
+_sweeper: list[Any] = []
+
+
+@signals.worker_ready.connect
+def _start_sweeper(**_: Any) -> None:
+    from worker.runtime import current_runtime
+    from worker.sweeper import SweeperThread
+
+    thread = SweeperThread(current_runtime())
+    thread.start()
+    _sweeper.append(thread)
+
+
+@signals.worker_shutdown.connect
+def _stop_sweeper(**_: Any) -> None:
+    while _sweeper:
+        _sweeper.pop().stop()

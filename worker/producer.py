@@ -1,0 +1,93 @@
+"""The producer API: validate a resend, store its record, queue its task."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+import redis
+
+from worker.celery_app import RESEND_TASK_NAME, app
+from worker.records import ResendRecord, ResendStatus
+from worker.runtime import current_runtime
+from worker.validation import InvalidResendRequest, validate_resend
+
+logger = logging.getLogger("tango_resend.producer")
+
+
+class EnqueueError(RuntimeError):
+    """Raised when a valid request could not be stored or queued (Redis or broker down)."""
+
+
+def enqueue_resend(
+    reference_order_id: str,
+    *,
+    new_email: str | None = None,
+    new_mobile: str | None = None,
+    new_etid: str | None = None,
+    new_delivery_method: str | None = None,
+    idempotency_key: str | None = None,
+) -> str:
+    """Queue a resend of one Tango order and return the request's id.
+
+    Args:
+        reference_order_id: Tango's order number, e.g. ``RA180426-1401-64``.
+        new_email: resend to this address instead of the order's.
+        new_mobile: resend to this E.164 number instead of the order's.
+        new_etid: use this email template, e.g. ``E000000``.
+        new_delivery_method: ``EMAIL``, ``PHONE`` or ``NONE``.
+        idempotency_key: a key of the caller's; the same key within 24 hours returns the
+            first request's id and queues nothing.
+
+    Raises:
+        InvalidResendRequest: naming every bad field; nothing is stored or queued.
+        EnqueueError: Redis or the broker could not take the request; nothing is stored.
+        ConfigurationError: a setting is missing or invalid.
+    """
+    fields = {
+        "referenceOrderID": reference_order_id,
+        "newEmail": new_email,
+        "newMobile": new_mobile,
+        "newEtid": new_etid,
+        "newDeliveryMethod": new_delivery_method,
+    }
+    request = validate_resend({name: value for name, value in fields.items() if value is not None})
+    if idempotency_key is not None and (not idempotency_key or len(idempotency_key) > 255):
+        raise InvalidResendRequest({"idempotency_key": "must be 1 to 255 characters"})
+
+    runtime = current_runtime()
+    try:
+        now = runtime.clock.now()
+        record = ResendRecord(
+            id=str(uuid.uuid4()),
+            reference_order_id=request.reference_order_id,
+            request=request.tango_body(),
+            status=ResendStatus.QUEUED,
+            created_at=now,
+            updated_at=now,
+        )
+        request_id = runtime.records.create(
+            record, idempotency_key, runtime.settings.resend_idempotency_ttl_seconds
+        )
+    except redis.RedisError as error:
+        raise EnqueueError(f"could not store the request: {error}") from error
+    if request_id != record.id:
+        logger.info("request=%s reused for a repeated idempotency key", request_id)
+        return request_id
+    try:
+        app.send_task(
+            RESEND_TASK_NAME,
+            args=[record.id],
+            task_id=record.id,
+            queue=runtime.settings.resend_queue,
+        )
+    except Exception as error:
+        runtime.records.undo_create(record, idempotency_key)
+        raise EnqueueError(f"could not queue the request: {error}") from error
+    logger.info("request=%s order=%s status=queued", record.id, record.reference_order_id)
+    return record.id
+
+
+def get_resend(request_id: str) -> ResendRecord | None:
+    """The record of a request, or None when unknown or expired."""
+    return current_runtime().records.get(request_id)

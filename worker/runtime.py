@@ -1,0 +1,89 @@
+"""The per-process objects: Redis client, stores, window and (in workers) the Tango client.
+
+Built on first use in each process, so a prefork child never shares a socket with its parent.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import redis
+
+from worker.auth import build_authorizer
+from worker.clock import RedisClock
+from worker.keys import RedisKeys
+from worker.records import RecordStore
+from worker.settings import Settings, get_settings
+from worker.tango_client import TangoClient, build_session
+from worker.window import OrderWindow
+
+
+def redis_client(settings: Settings) -> redis.Redis:
+    """A client with bounded timeouts, so a dead Redis fails a call rather than hanging it."""
+    return redis.Redis.from_url(
+        str(settings.redis_url),
+        decode_responses=True,
+        socket_timeout=10,
+        socket_connect_timeout=5,
+        health_check_interval=15,
+        retry_on_timeout=True,
+    )
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    redis: redis.Redis = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.redis = redis_client(self.settings)
+
+    @cached_property
+    def keys(self) -> RedisKeys:
+        return RedisKeys(self.settings.redis_key_prefix)
+
+    @cached_property
+    def records(self) -> RecordStore:
+        return RecordStore(self.redis, self.keys, self.settings.resend_record_ttl_seconds)
+
+    @cached_property
+    def window(self) -> OrderWindow:
+        return OrderWindow(self.redis, self.keys)
+
+    @cached_property
+    def clock(self) -> RedisClock:
+        return RedisClock(self.redis)
+
+    @cached_property
+    def tango(self) -> TangoClient:
+        session = build_session(self.settings.worker_concurrency)
+        authorizer = build_authorizer(self.settings, self.redis, session, self.keys)
+        return TangoClient(self.settings, session, authorizer)
+
+
+_lock = threading.Lock()
+_runtime: Runtime | None = None
+_runtime_pid: int | None = None
+
+
+def current_runtime() -> Runtime:
+    """This process's runtime, built from its settings on first use (and again after a fork)."""
+    global _runtime, _runtime_pid
+    with _lock:
+        if _runtime is None or _runtime_pid != os.getpid():
+            _runtime = Runtime(get_settings())
+            _runtime_pid = os.getpid()
+        return _runtime
+
+
+def reset_runtime() -> None:
+    """Drop the cached runtime (tests change settings between cases)."""
+    global _runtime, _runtime_pid
+    with _lock:
+        if _runtime is not None and _runtime_pid == os.getpid():
+            _runtime.redis.close()
+        _runtime = None
+        _runtime_pid = None

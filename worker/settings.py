@@ -1,0 +1,150 @@
+"""Process settings, read once from the environment (and `.env`) at process start."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Self
+
+from pydantic import (
+    AnyHttpUrl,
+    Field,
+    RedisDsn,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+TANGO_SANDBOX_BASE_URL = "https://integration-api.tangocard.com/raas/v2"
+
+
+class ConfigurationError(Exception):
+    """Raised when a setting is missing or invalid; the message names the variable."""
+
+
+class Settings(BaseSettings):
+    """Every knob of tango-resend. Field `foo_bar` is read from the variable `FOO_BAR`."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
+    )
+
+    redis_url: RedisDsn = Field(
+        default=RedisDsn("redis://localhost:6379/0"),
+        repr=False,  # may hold a password
+        description="Broker and all state (locks, records, OAuth token).",
+    )
+    redis_key_prefix: str = Field(default="tango-resend", min_length=1, pattern=r"^[\w.\-:]+$")
+    resend_queue: str = Field(default="tango-resend", min_length=1, pattern=r"^[\w.\-]+$")
+
+    tango_base_url: AnyHttpUrl = Field(default=AnyHttpUrl(TANGO_SANDBOX_BASE_URL))
+    tango_platform_name: str | None = None
+    tango_platform_key: SecretStr | None = None
+    tango_client_id: str | None = None
+    tango_client_secret: SecretStr | None = None
+    tango_token_url: AnyHttpUrl | None = None
+    tango_oauth_scope: str = "raas.all"
+    tango_oauth_audience: str = "https://api.tangocard.com/"
+    tango_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    tango_connect_timeout_seconds: float = Field(default=3.05, gt=0, le=60)
+
+    resend_cooldown_seconds: float = Field(default=30.0, gt=0, le=3600)
+    resend_max_retries: int = Field(default=5, ge=0, le=100)
+    resend_backoff_base_seconds: float = Field(default=1.0, gt=0, le=600)
+    resend_backoff_max_seconds: float = Field(default=60.0, gt=0, le=3600)
+    # A deferral must never fire early; this small positive jitter only spreads waiters out.
+    resend_defer_jitter_seconds: float = Field(default=0.05, ge=0, le=5)
+    # Guards against an endless loop if Tango keeps answering with its cooldown error.
+    resend_max_cooldown_deferrals: int = Field(default=10, ge=1, le=1000)
+    resend_record_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=60)
+    resend_idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=1)
+
+    broker_visibility_timeout_seconds: int = Field(default=300, ge=2, le=300)
+    worker_concurrency: int = Field(default=16, ge=1, le=512)
+    log_level: str = Field(default="INFO", pattern=r"^(?i:debug|info|warning|error|critical)$")
+
+    @model_validator(mode="after")
+    def _credentials_come_in_complete_sets(self) -> Self:
+        basic = {
+            "TANGO_PLATFORM_NAME": self.tango_platform_name,
+            "TANGO_PLATFORM_KEY": self.tango_platform_key,
+        }
+        oauth = {
+            "TANGO_CLIENT_ID": self.tango_client_id,
+            "TANGO_CLIENT_SECRET": self.tango_client_secret,
+            "TANGO_TOKEN_URL": self.tango_token_url,
+        }
+        for group in (basic, oauth):
+            given = [name for name, value in group.items() if value]
+            missing = [name for name, value in group.items() if not value]
+            if given and missing:
+                raise ValueError(
+                    f"{', '.join(missing)} must be set together with {', '.join(given)}"
+                )
+        return self
+
+    @property
+    def uses_oauth(self) -> bool:
+        return bool(self.tango_client_id and self.tango_client_secret and self.tango_token_url)
+
+    @property
+    def has_tango_credentials(self) -> bool:
+        return self.uses_oauth or bool(self.tango_platform_name and self.tango_platform_key)
+
+    @property
+    def max_countdown_seconds(self) -> float:
+        """Longest countdown we hand to Celery.
+
+        A Redis-broker message held unacknowledged longer than the visibility timeout is
+        redelivered to another worker, so an ETA must stay well inside it; longer waits are
+        taken in several hops, each re-checking the window.
+        """
+        return self.broker_visibility_timeout_seconds / 2
+
+    @property
+    def lost_task_grace_seconds(self) -> float:
+        """How overdue an unfinished request must be before its task is presumed lost.
+
+        Past the visibility timeout the broker itself redelivers unacknowledged messages;
+        twice that leaves it room, so the sweeper only catches what the broker cannot (a
+        message popped from the queue by a worker killed before it recorded the delivery).
+        """
+        return 2.0 * self.broker_visibility_timeout_seconds
+
+    def require_tango_credentials(self) -> None:
+        """Raise ConfigurationError unless Basic or OAuth credentials are configured."""
+        if not self.has_tango_credentials:
+            raise ConfigurationError(
+                "Tango credentials are missing: set TANGO_PLATFORM_NAME and TANGO_PLATFORM_KEY "
+                "(HTTP Basic) or TANGO_CLIENT_ID, TANGO_CLIENT_SECRET and TANGO_TOKEN_URL (OAuth)"
+            )
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """Name each bad variable without echoing its value, which may be a secret."""
+    problems = []
+    for item in error.errors(include_input=False, include_url=False):
+        field = str(item["loc"][0]) if item["loc"] else ""
+        variable = field.upper() if field else "settings"
+        message = item["msg"].removeprefix("Value error, ")
+        problems.append(f"{variable}: {message}" if field else message)
+    return "Invalid configuration: " + "; ".join(problems)
+
+
+def load_settings() -> Settings:
+    """Read settings from the environment, raising ConfigurationError with a readable message."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        raise ConfigurationError(describe_validation_error(error)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The settings of this process, read once."""
+    return load_settings()
+
+
+def reset_settings_cache() -> None:
+    """Forget the cached settings (tests change the environment between cases)."""
+    get_settings.cache_clear()

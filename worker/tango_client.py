@@ -1,0 +1,114 @@
+"""The HTTP client for the Tango endpoints the worker uses."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from worker.auth import Authorizer
+from worker.error_mapping import error_for_exception, error_for_response, parse_json_object
+from worker.errors import TangoAuthenticationError, TangoError
+from worker.settings import Settings
+from worker.timeparse import ParsedInstant, parse_http_date
+from worker.validation import REFERENCE_ORDER_ID
+
+USER_AGENT = "tango-resend/0.1 (+https://github.com/tango-resend/tango-resend)"
+
+
+@dataclass(frozen=True)
+class TangoAnswer:
+    """A successful answer."""
+
+    status: int
+    body: dict[str, Any] | None
+    request_id: str | None
+    tango_time: ParsedInstant | None
+    elapsed_seconds: float
+
+
+def build_session(pool_size: int) -> requests.Session:
+    """One pooled session per process; no automatic retries (retry policy is ours)."""
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(pool_size, 4), max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.headers["User-Agent"] = USER_AGENT
+    session.headers["Accept"] = "application/json"
+    return session
+
+
+class TangoClient:
+    """Calls Tango; every non-success becomes a `TangoError` through `error_mapping`."""
+
+    def __init__(
+        self, settings: Settings, session: requests.Session, authorizer: Authorizer
+    ) -> None:
+        self._base_url = str(settings.tango_base_url).rstrip("/")
+        self._timeout = (settings.tango_connect_timeout_seconds, settings.tango_timeout_seconds)
+        self._session = session
+        self._authorizer = authorizer
+
+    @property
+    def longest_call_seconds(self) -> float:
+        """An upper bound on one call (with one re-authorisation), for holding the window."""
+        connect, read = self._timeout
+        return 2 * (connect + read)
+
+    def resend(self, reference_order_id: str, body: dict[str, str]) -> TangoAnswer:
+        """POST /orders/{referenceOrderID}/resends with only the fields the caller set."""
+        return self._call("POST", self._order_path(reference_order_id) + "/resends", body)
+
+    def get_order(self, reference_order_id: str) -> TangoAnswer:
+        """GET /orders/{referenceOrderID}."""
+        return self._call("GET", self._order_path(reference_order_id), None)
+
+    def _order_path(self, reference_order_id: str) -> str:
+        # Validation already refuses anything else; this guard keeps the client safe on its own.
+        if not REFERENCE_ORDER_ID.fullmatch(reference_order_id):
+            raise ValueError("refusing a malformed referenceOrderID")
+        return "/orders/" + quote(reference_order_id, safe="")
+
+    def _call(self, method: str, path: str, body: dict[str, str] | None) -> TangoAnswer:
+        authorization = self._authorizer.authorization()
+        try:
+            return self._send(method, path, body, authorization)
+        except TangoAuthenticationError:
+            # One renewal at most: a rejected shared token is dropped and fetched again once.
+            if not self._authorizer.rejected(authorization):
+                raise
+            return self._send(method, path, body, self._authorizer.authorization())
+
+    def _send(
+        self, method: str, path: str, body: dict[str, str] | None, authorization: str
+    ) -> TangoAnswer:
+        started = time.monotonic()
+        try:
+            response = self._session.request(
+                method,
+                self._base_url + path,
+                json=body,
+                headers={"Authorization": authorization},
+                timeout=self._timeout,
+                allow_redirects=False,
+            )
+        except requests.RequestException as error:
+            raise error_for_exception(error) from None
+        elapsed = time.monotonic() - started
+        failure: TangoError | None = error_for_response(
+            response.status_code, response.headers, response.text, response.reason
+        )
+        if failure is not None:
+            raise failure
+        request_id = response.headers.get("X-REQUEST-ID")
+        return TangoAnswer(
+            status=response.status_code,
+            body=parse_json_object(response.text),
+            request_id=request_id,
+            tango_time=parse_http_date(response.headers.get("Date")),
+            elapsed_seconds=elapsed,
+        )

@@ -1,0 +1,88 @@
+"""The per-order resend window: one Redis key per order whose expiry is Tango's 30-second rule.
+
+The key's value is the request that owns the window. It is taken set-if-absent right before a
+call, held long enough to cover the call itself, re-anchored after Tango answers, and changed
+or dropped only by its owner (compare-and-set in one Lua script, so two workers never both win).
+Expiry is judged by Redis alone, so no worker's clock takes part.
+"""
+
+from __future__ import annotations
+
+import redis
+
+from worker.keys import RedisKeys
+
+# Returns 0 when `owner` now holds the window, else the holder's remaining milliseconds (>= 1).
+_ACQUIRE = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 0 end
+local remaining = redis.call('PTTL', KEYS[1])
+if remaining < 1 then return 1 end
+return remaining
+"""
+
+# Sets the window to expire in ARGV[2] ms if `owner` holds it or nobody does: after a resend the
+# window must exist even if our hold lapsed during a very slow call. Another holder is untouched.
+_REANCHOR = """
+local holder = redis.call('GET', KEYS[1])
+if holder == false or holder == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+"""
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+def _milliseconds(seconds: float) -> int:
+    return max(1, int(seconds * 1000 + 0.999))  # rounded up: a window never ends early
+
+
+class OrderWindow:
+    """Acquire, re-anchor and release the per-order window lock."""
+
+    def __init__(self, client: redis.Redis, keys: RedisKeys) -> None:
+        self._client = client
+        self._keys = keys
+        self._acquire = client.register_script(_ACQUIRE)
+        self._reanchor = client.register_script(_REANCHOR)
+        self._release = client.register_script(_RELEASE)
+
+    def acquire(self, reference_order_id: str, owner: str, hold_seconds: float) -> float:
+        """Take the window for `owner` for `hold_seconds` if nobody holds it.
+
+        Returns:
+            0.0 when taken; otherwise the seconds until the current holder's window ends.
+        """
+        remaining_ms = int(
+            self._acquire(
+                keys=[self._keys.order_window(reference_order_id)],
+                args=[owner, _milliseconds(hold_seconds)],
+            )
+        )
+        return remaining_ms / 1000
+
+    def reanchor(self, reference_order_id: str, owner: str, expire_in_seconds: float) -> bool:
+        """Make the window end `expire_in_seconds` from now (Redis's now). Owner only."""
+        return bool(
+            self._reanchor(
+                keys=[self._keys.order_window(reference_order_id)],
+                args=[owner, _milliseconds(expire_in_seconds)],
+            )
+        )
+
+    def release(self, reference_order_id: str, owner: str) -> bool:
+        """Drop the window (no resend happened). Owner only."""
+        return bool(self._release(keys=[self._keys.order_window(reference_order_id)], args=[owner]))
+
+    def remaining_seconds(self, reference_order_id: str) -> float:
+        """Seconds until the order's window ends (0 when open)."""
+        remaining_ms = int(self._client.pttl(self._keys.order_window(reference_order_id)))
+        return max(remaining_ms, 0) / 1000
+
+    def holder(self, reference_order_id: str) -> str | None:
+        value = self._client.get(self._keys.order_window(reference_order_id))
+        return None if value is None else str(value)

@@ -112,10 +112,11 @@ class ResendExecutor:
         delay = delay_for_held_window(held_for, self._policy, self._rand)
         record.status = ResendStatus.DEFERRED
         record.lock_deferrals += 1
+        record.reason = f"the order's window is held; checking again in {delay:.2f}s"
         record.next_attempt_at = now + timedelta(seconds=delay)
         record.updated_at = now
         self._runtime.records.save(record)
-        _log_state(record, f"window held by another request; retry in {delay:.3f}s")
+        _log_state(record, record.reason)
         return self._reschedule(delay)
 
     def _carry_out(

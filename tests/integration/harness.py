@@ -49,11 +49,11 @@ class WorkerProcess:
         concurrency: int = 8,
         pool: str = "threads",
         name: str = "w1",
+        command: list[str] | None = None,
     ) -> None:
         self.log_path = log_path
         self._log = log_path.open("ab")
-        command = [
-            sys.executable,
+        arguments = command or [
             "-m",
             "worker",
             "worker",
@@ -63,7 +63,7 @@ class WorkerProcess:
             f"--hostname={name}@%h",
         ]
         self.process = subprocess.Popen(
-            command,
+            [sys.executable, *arguments],
             env=child_env(settings),
             cwd=REPO_ROOT,
             stdout=self._log,

@@ -1,0 +1,130 @@
+"""The command line as users call it: real processes, real Redis, the sandbox over HTTP."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.integration.conftest import WorkerFactory
+from tests.integration.harness import REPO_ROOT, WorkerProcess, child_env, wait_for
+from tests.integration.test_resend_flow import finished
+from tests.integration.test_resilience import run_cli
+from worker import enqueue_resend
+from worker.sandbox import SandboxControl
+
+pytestmark = pytest.mark.integration
+ORDER = "RA251125-7001-01"
+
+
+def test_enqueue_then_status_through_the_cli(
+    control: SandboxControl, start_worker: WorkerFactory, settings_env: dict[str, str]
+) -> None:
+    control.add_order(ORDER)
+    start_worker()
+    enqueued = run_cli(
+        ["-m", "worker", "enqueue", ORDER, "--etid", "E000123", "--key", "k-1"], settings_env
+    )
+    assert enqueued.returncode == 0, enqueued.stderr
+    request_id = enqueued.stdout.strip()
+    again = run_cli(
+        ["-m", "worker", "enqueue", ORDER, "--etid", "E000123", "--key", "k-1"], settings_env
+    )
+    assert again.stdout.strip() == request_id
+
+    wait_for(lambda: finished([request_id]), timeout=10, what="sent")
+    shown = run_cli(["-m", "worker", "status", request_id, "--json"], settings_env)
+    assert shown.returncode == 0
+    record = json.loads(shown.stdout)
+    assert record["status"] == "sent" and record["request"] == {"newEtid": "E000123"}
+    table = run_cli(["-m", "worker", "status", request_id], settings_env)
+    assert re.search(r"status\s+sent", table.stdout)
+
+
+def test_status_of_an_unknown_request_exits_1(settings_env: dict[str, str]) -> None:
+    result = run_cli(["-m", "worker", "status", "no-such-request"], settings_env)
+    assert result.returncode == 1
+    assert "no request" in result.stderr
+
+
+def test_plain_celery_cli_with_prefork_pool_runs_resends(
+    control: SandboxControl, settings_env: dict[str, str], tmp_path: Path
+) -> None:
+    """`celery -A worker worker` works as well as our own command, prefork pool included."""
+    control.add_order(ORDER)
+    worker = WorkerProcess(
+        settings_env,
+        tmp_path / "celery.log",
+        command=[
+            "-m",
+            "celery",
+            "-A",
+            "worker",
+            "worker",
+            "--pool=prefork",
+            "--concurrency=2",
+            f"--queues={settings_env['RESEND_QUEUE']}",
+            "--loglevel=INFO",
+        ],
+    )
+    try:
+        worker.wait_ready()
+        ids = [enqueue_resend(ORDER, new_etid=f"E00000{n}") for n in (1, 2)]
+        records = wait_for(lambda: finished(ids), timeout=15, what="both sent")
+    finally:
+        worker.stop()
+    assert [r.status.value for r in records] == ["sent", "sent"]
+    assert [c["status"] for c in control.calls()] == [201, 201]
+
+
+def test_sandbox_command_serves_until_terminated(tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "worker",
+            "sandbox",
+            "--port",
+            "0",
+            "--cooldown",
+            "2",
+            "--order",
+            ORDER,
+            "--platform-key",
+            "cli-key",
+        ],
+        env=child_env({}),
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        base_url = re.search(r"listening on (\S+)", line)
+        assert base_url, line
+        response = requests.post(
+            f"{base_url.group(1)}/orders/{ORDER}/resends",
+            json={},
+            auth=("sandbox-platform", "cli-key"),
+            timeout=5,
+        )
+        assert response.status_code == 201
+        again = requests.post(
+            f"{base_url.group(1)}/orders/{ORDER}/resends",
+            json={},
+            auth=("sandbox-platform", "cli-key"),
+            timeout=5,
+        )
+        assert again.status_code == 403 and again.json()["i18nKey"] == "403.005"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=10)
+    assert process.returncode == 0

@@ -30,12 +30,18 @@ _INFRASTRUCTURE_BACKOFF_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0)
 )
 def send_resend(self: Task[Any, Any], request_id: str) -> str | None:
     """Run one resend request; reschedule itself with a countdown while it must wait."""
+    executor = ResendExecutor(current_runtime())
     try:
-        step = ResendExecutor(current_runtime()).run(request_id)
+        step = executor.run(request_id)
     except redis.RedisError as error:
         attempt = min(self.request.retries, len(_INFRASTRUCTURE_BACKOFF_SECONDS) - 1)
         logger.warning("request=%s Redis failed mid-run (%s); will run again", request_id, error)
         _run_again(self, _INFRASTRUCTURE_BACKOFF_SECONDS[attempt])
+    except Exception as error:
+        # A bug of ours: fail this request visibly rather than crash-loop or drop it silently.
+        logger.exception("request=%s failed on an unexpected error", request_id)
+        executor.fail_unexpectedly(request_id, error)
+        return "failed"
     if isinstance(step, Reschedule):
         _run_again(self, step.countdown_seconds)
     return None if step.status is None else step.status.value

@@ -108,6 +108,21 @@ class ResendExecutor:
         outcome = decide(result, history, self._policy, self._rand)
         return self._carry_out(record, result, outcome)
 
+    def fail_unexpectedly(self, request_id: str, error: BaseException) -> None:
+        """Record a request as failed after a bug of ours, so it is neither lost nor looped.
+
+        The window, if held, is left to expire: whether Tango was called is unknown.
+        """
+        record = self._runtime.records.get(request_id)
+        if record is None or record.status.is_final:
+            return
+        record.status = ResendStatus.FAILED
+        record.reason = f"internal error: {type(error).__name__}"
+        record.next_attempt_at = None
+        record.updated_at = self._runtime.clock.now()
+        self._runtime.records.save(record)
+        _log_state(record, record.reason)
+
     def _defer_for_held_window(self, record: ResendRecord, held_for: float, now: datetime) -> Step:
         delay = delay_for_held_window(held_for, self._policy, self._rand)
         record.status = ResendStatus.DEFERRED

@@ -163,3 +163,26 @@ def test_invalid_input_never_reaches_tango_nor_redis(
     good = enqueue_resend(ORDER)
     wait_for(lambda: finished([good]), timeout=10, what="the valid request")
     assert [c["status"] for c in control.calls() if c["path"].endswith("/resends")] == [201]
+
+
+def test_timeout_after_tango_acted_keeps_the_window_and_retries_after_it(
+    control: SandboxControl, start_worker: WorkerFactory
+) -> None:
+    """Given Tango resends but answers after our read timeout, the retry waits out the window.
+
+    The outcome is ambiguous, so the request is retried (at least once beats never), but never
+    inside the window the unseen resend may have opened: Tango answers the retry with 201.
+    """
+    control.add_order(ORDER)
+    control.inject_fault(ORDER, delay_seconds=3.0, delay_phase="after")  # read timeout is 2 s
+    start_worker()
+
+    request_id = enqueue_resend(ORDER)
+    (record,) = wait_for(lambda: finished([request_id]), timeout=20, what="sent")
+
+    calls = resend_calls(control, ORDER)
+    assert [c["status"] for c in calls] == [201, 201]
+    assert calls[1]["received_at"] - calls[0]["received_at"] >= WINDOW_SECONDS
+    assert record.status.value == "sent"
+    assert (record.attempts, record.transient_failures) == (2, 1)
+    assert record.attempt_log[0].outcome == "retrying"

@@ -51,7 +51,7 @@ def run_demo(window_seconds: float = 3.0) -> dict[str, Any]:
         cleanup.callback(_forget_environment, env)
         reset_settings_cache()
         reset_runtime()
-        cleanup.callback(_delete_demo_keys, tag)
+        cleanup.callback(_delete_demo_keys)
 
         worker = _start_worker(Path(tmp) / "worker.log")
         cleanup.callback(_stop_worker, worker)
@@ -84,13 +84,13 @@ def _forget_environment(env: dict[str, str]) -> None:
 
 
 def _start_worker(log_path: Path) -> subprocess.Popen[bytes]:
-    log = log_path.open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "worker", "worker", "--concurrency=4", "--loglevel=INFO"],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    with log_path.open("wb") as log:  # the child keeps its own copy of the descriptor
+        process = subprocess.Popen(
+            [sys.executable, "-m", "worker", "worker", "--concurrency=4", "--loglevel=INFO"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     deadline = time.monotonic() + 60
     while " ready." not in log_path.read_text(errors="replace"):
         if process.poll() is not None or time.monotonic() > deadline:
@@ -201,13 +201,13 @@ def _summarise(
     }
 
 
-def _delete_demo_keys(tag: str) -> None:
+def _delete_demo_keys() -> None:
     client = current_runtime().redis
     settings = get_settings()
     patterns = (
         f"{settings.redis_key_prefix}:*",
         f"{settings.resend_queue}*",
-        f"_kombu.binding.{settings.resend_queue}",
+        f"_kombu.binding*.{settings.resend_queue}",
     )
     for pattern in patterns:
         for key in client.scan_iter(match=pattern, count=500):

@@ -157,6 +157,7 @@ class ResendExecutor:
             record.next_attempt_at = None
             record.response = outcome.response
             record.error = None
+            record.reason = None
             step = Done(ResendStatus.SENT)
         elif isinstance(outcome, Failed):
             record.status = ResendStatus.FAILED

@@ -134,6 +134,39 @@ def status(request_id: str, as_json: bool) -> None:
 
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="uvicorn worker processes.",
+)
+def web(host: str, port: int, workers: int) -> None:
+    """Run the webhook receiver (POST /webhooks/resends)."""
+    settings = _settings_or_exit()
+    try:
+        settings.require_webhook_secret()
+    except ConfigurationError as error:
+        _fail(str(error), EXIT_BAD_INPUT)
+    import uvicorn
+
+    from worker.redaction import install_redaction
+
+    install_redaction()
+    uvicorn.run(
+        "worker.web:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=settings.log_level.lower(),
+        server_header=False,
+    )
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8765, show_default=True)
 @click.option(
     "--cooldown",

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
+from dataclasses import dataclass
+from typing import Any
 
 import redis
 
@@ -51,8 +54,29 @@ def enqueue_resend(
         "newEtid": new_etid,
         "newDeliveryMethod": new_delivery_method,
     }
-    request = validate_resend({name: value for name, value in fields.items() if value is not None})
-    if idempotency_key is not None and (not idempotency_key or len(idempotency_key) > 255):
+    present = {name: value for name, value in fields.items() if value is not None}
+    return submit_resend(present, idempotency_key=idempotency_key).request_id
+
+
+@dataclass(frozen=True)
+class Submission:
+    """What became of a submitted request: its id, and whether this call created it."""
+
+    request_id: str
+    created: bool
+
+
+def submit_resend(fields: dict[str, Any], *, idempotency_key: str | None = None) -> Submission:
+    """Validate a request given in Tango's field names, store it and queue its task.
+
+    The form webhooks and files arrive in; `enqueue_resend` is the keyword-argument front.
+
+    Raises:
+        InvalidResendRequest: naming every bad field; nothing is stored or queued.
+        EnqueueError: Redis or the broker could not take the request; nothing is stored.
+    """
+    request = validate_resend(fields)
+    if idempotency_key is not None and not 1 <= len(idempotency_key) <= 255:
         raise InvalidResendRequest({"idempotency_key": "must be 1 to 255 characters"})
 
     runtime = current_runtime()
@@ -73,7 +97,7 @@ def enqueue_resend(
         raise EnqueueError(f"could not store the request: {error}") from error
     if request_id != record.id:
         logger.info("request=%s reused for a repeated idempotency key", request_id)
-        return request_id
+        return Submission(request_id, created=False)
     try:
         app.send_task(
             RESEND_TASK_NAME,
@@ -82,10 +106,12 @@ def enqueue_resend(
             queue=runtime.settings.resend_queue,
         )
     except Exception as error:
-        runtime.records.undo_create(record, idempotency_key)
+        with contextlib.suppress(redis.RedisError):
+            # If even this fails, the sweeper finds the record and queues it: never lost.
+            runtime.records.undo_create(record, idempotency_key)
         raise EnqueueError(f"could not queue the request: {error}") from error
     logger.info("request=%s order=%s status=queued", record.id, record.reference_order_id)
-    return record.id
+    return Submission(record.id, created=True)
 
 
 def get_resend(request_id: str) -> ResendRecord | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from functools import lru_cache
 from typing import Self
 
@@ -11,6 +13,7 @@ from pydantic import (
     RedisDsn,
     SecretStr,
     ValidationError,
+    field_validator,
     model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -59,9 +62,28 @@ class Settings(BaseSettings):
     resend_record_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=60)
     resend_idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=1)
 
+    webhook_secret: SecretStr | None = None
+    webhook_allow_unsigned: bool = False
+    webhook_max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=1024 * 1024)
+    api_token: SecretStr | None = None
+
     broker_visibility_timeout_seconds: int = Field(default=300, ge=2, le=300)
     worker_concurrency: int = Field(default=16, ge=1, le=512)
     log_level: str = Field(default="INFO", pattern=r"^(?i:debug|info|warning|error|critical)$")
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _standard_webhooks_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        raw = value.get_secret_value().removeprefix("whsec_")
+        try:
+            key = base64.b64decode(raw + "==", validate=False)
+        except (binascii.Error, ValueError):
+            key = b""
+        if not value.get_secret_value().startswith("whsec_") or len(key) < 16:
+            raise ValueError("must be whsec_ followed by at least 16 base64-encoded bytes")
+        return value
 
     @model_validator(mode="after")
     def _credentials_come_in_complete_sets(self) -> Self:
@@ -110,6 +132,15 @@ class Settings(BaseSettings):
         message popped from the queue by a worker killed before it recorded the delivery).
         """
         return 2.0 * self.broker_visibility_timeout_seconds
+
+    def require_webhook_secret(self) -> None:
+        """Raise ConfigurationError unless webhooks can be verified (or unsigned ones allowed)."""
+        if self.webhook_secret is None and not self.webhook_allow_unsigned:
+            raise ConfigurationError(
+                "WEBHOOK_SECRET is not set: the receiver will not accept unsigned webhooks. "
+                "Set WEBHOOK_SECRET (whsec_...), or WEBHOOK_ALLOW_UNSIGNED=true for local "
+                "development only"
+            )
 
     def require_tango_credentials(self) -> None:
         """Raise ConfigurationError unless Basic or OAuth credentials are configured."""

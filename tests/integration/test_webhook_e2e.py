@@ -1,0 +1,101 @@
+"""A signed webhook from a plain HTTP client, through `tango-resend web`, to one resend."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.integration.conftest import WorkerFactory
+from tests.integration.harness import REPO_ROOT, child_env, wait_for
+from tests.integration.test_resend_flow import finished, resend_calls
+from tests.web.conftest import SECRET
+from worker.sandbox import SandboxControl
+from worker.webhook_signature import sign
+
+pytestmark = pytest.mark.integration
+ORDER = "RA251125-1201-01"
+API_TOKEN = "e2e-token"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def web_url(settings_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
+    port = free_port()
+    log = (tmp_path / "web.log").open("wb")
+    env = {**settings_env, "WEBHOOK_SECRET": SECRET, "API_TOKEN": API_TOKEN}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "worker", "web", "--port", str(port)],
+        env=child_env(env),
+        cwd=REPO_ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        try:
+            return requests.get(f"{url}/healthz", timeout=1).status_code == 200
+        except requests.ConnectionError:
+            assert process.poll() is None, (tmp_path / "web.log").read_text()
+            return False
+
+    try:
+        wait_for(up, timeout=20, what="the web receiver")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        log.close()
+
+
+def post_signed(url: str, payload: dict[str, str], webhook_id: str) -> requests.Response:
+    body = json.dumps(payload).encode()
+    now = int(time.time())
+    headers = {
+        "content-type": "application/json",
+        "webhook-id": webhook_id,
+        "webhook-timestamp": str(now),
+        "webhook-signature": sign(SECRET, webhook_id, now, body),
+    }
+    return requests.post(f"{url}/webhooks/resends", data=body, headers=headers, timeout=5)
+
+
+def test_signed_webhook_reaches_tango_exactly_once(
+    web_url: str, control: SandboxControl, start_worker: WorkerFactory
+) -> None:
+    control.add_order(ORDER)
+    start_worker()
+
+    first = post_signed(web_url, {"referenceOrderID": ORDER, "newEtid": "E000777"}, "msg_1")
+    again = post_signed(web_url, {"referenceOrderID": ORDER, "newEtid": "E000777"}, "msg_1")
+    unsigned = requests.post(
+        f"{web_url}/webhooks/resends", json={"referenceOrderID": ORDER}, timeout=5
+    )
+
+    assert first.status_code == again.status_code == 202
+    assert unsigned.status_code == 401
+    request_id = first.json()["id"]
+    assert again.json()["id"] == request_id
+    wait_for(lambda: finished([request_id]), timeout=10, what="sent")
+    calls = resend_calls(control, ORDER)
+    assert [(c["status"], c["body"]) for c in calls] == [(201, {"newEtid": "E000777"})]
+
+    shown = requests.get(
+        f"{web_url}/resends/{request_id}",
+        headers={"Authorization": f"Bearer {API_TOKEN}"},
+        timeout=5,
+    )
+    assert shown.status_code == 200 and shown.json()["status"] == "sent"

@@ -1,0 +1,248 @@
+"""POST /webhooks/resends: signatures, idempotency, every refusal, and what gets stored."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import redis
+from fastapi.testclient import TestClient
+
+from tests.web.conftest import API_TOKEN, ORDER, OTHER_SECRET, SECRET, Signer, body_of
+from worker import get_resend
+from worker.runtime import reset_runtime
+from worker.settings import ConfigurationError, reset_settings_cache
+from worker.web import create_app
+from worker.webhook_signature import sign
+
+ROUTE = "/webhooks/resends"
+
+
+def stored_keys(redis_client: redis.Redis) -> set[str]:
+    return {key for key in redis_client.keys("*") if not key.startswith("_kombu")}
+
+
+def test_a_signed_webhook_is_queued(client: TestClient, signed: Signer) -> None:
+    body = body_of(newEmail="pat@example.com", newEtid="E000123")
+    response = client.post(ROUTE, content=body, headers=signed(body))
+
+    assert response.status_code == 202
+    answer = response.json()
+    assert answer["status"] == "queued" and answer["duplicate"] is False
+    record = get_resend(answer["id"])
+    assert record is not None and record.status.value == "queued"
+    assert record.request == {"newEmail": "pat@example.com", "newEtid": "E000123"}
+
+
+def test_a_redelivered_webhook_returns_the_same_id_and_queues_nothing_new(
+    client: TestClient, signed: Signer, redis_client: redis.Redis
+) -> None:
+    body = body_of()
+    headers = signed(body, webhook_id="msg_redelivered")
+    first = client.post(ROUTE, content=body, headers=headers)
+    keys_after_first = stored_keys(redis_client)
+    again = client.post(ROUTE, content=body, headers=signed(body, webhook_id="msg_redelivered"))
+
+    assert first.status_code == again.status_code == 202
+    assert again.json()["id"] == first.json()["id"] and again.json()["duplicate"] is True
+    assert stored_keys(redis_client) == keys_after_first
+
+
+def test_rotation_accepts_any_one_valid_signature_among_several(
+    client: TestClient, signed: Signer
+) -> None:
+    body = body_of()
+    headers = signed(body, secret=OTHER_SECRET)
+    good = sign(SECRET, headers["webhook-id"], int(headers["webhook-timestamp"]), body)
+    headers["webhook-signature"] = f"{headers['webhook-signature']} {good}"
+    assert client.post(ROUTE, content=body, headers=headers).status_code == 202
+
+
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        "wrong key",
+        "missing signature",
+        "missing id",
+        "missing timestamp",
+        "stale",
+        "from the future",
+        "tampered body",
+        "tampered id",
+        "garbage signature",
+        "signature without version",
+        "non-numeric timestamp",
+    ],
+)
+def test_bad_signatures_are_refused_with_401_and_store_nothing(
+    client: TestClient, signed: Signer, redis_client: redis.Redis, spoil: str
+) -> None:
+    body = body_of()
+    headers = signed(body, secret=OTHER_SECRET if spoil == "wrong key" else SECRET)
+    now = int(time.time())
+    sent = body
+    if spoil == "missing signature":
+        del headers["webhook-signature"]
+    elif spoil == "missing id":
+        del headers["webhook-id"]
+    elif spoil == "missing timestamp":
+        del headers["webhook-timestamp"]
+    elif spoil == "stale":
+        headers = signed(body, timestamp=now - 6 * 60)
+    elif spoil == "from the future":
+        headers = signed(body, timestamp=now + 6 * 60)
+    elif spoil == "tampered body":
+        sent = body_of(newEmail="attacker@example.com")
+    elif spoil == "tampered id":
+        headers["webhook-id"] = "msg_other"
+    elif spoil == "garbage signature":
+        headers["webhook-signature"] = "v1,@@@not-base64@@@"
+    elif spoil == "signature without version":
+        headers["webhook-signature"] = "nocomma"
+    elif spoil == "non-numeric timestamp":
+        headers["webhook-timestamp"] = "yesterday"
+    before = stored_keys(redis_client)
+
+    response = client.post(ROUTE, content=sent, headers=headers)
+
+    assert response.status_code == 401
+    assert response.json()["error"] == "invalid_signature"
+    assert stored_keys(redis_client) == before
+
+
+def test_signature_is_checked_before_the_body_is_parsed(client: TestClient) -> None:
+    response = client.post(ROUTE, content=b"{not json", headers={"webhook-id": "x"})
+    assert response.status_code == 401
+
+
+def test_malformed_json_is_400(client: TestClient, signed: Signer) -> None:
+    body = b'{"referenceOrderID": '
+    response = client.post(ROUTE, content=body, headers=signed(body))
+    assert response.status_code == 400 and response.json()["error"] == "malformed_json"
+
+
+def test_invalid_fields_are_422_naming_each(
+    client: TestClient, signed: Signer, redis_client: redis.Redis
+) -> None:
+    body = body_of(
+        referenceOrderID="RA251125-1101-01/../x",
+        newEmail="nope",
+        newDeliveryMethod="FAX",
+        surprise=1,
+    )
+    before = stored_keys(redis_client)
+    response = client.post(ROUTE, content=body, headers=signed(body))
+    assert response.status_code == 422
+    fields = response.json()["fields"]
+    assert set(fields) == {"referenceOrderID", "newEmail", "newDeliveryMethod", "surprise"}
+    assert "nope" not in response.text
+    assert stored_keys(redis_client) == before
+
+
+@pytest.mark.parametrize("body", [b"[]", b'"RA251125-1101-01"', b"null", b"42"])
+def test_a_body_that_is_not_an_object_is_422(
+    client: TestClient, signed: Signer, body: bytes
+) -> None:
+    assert client.post(ROUTE, content=body, headers=signed(body)).status_code == 422
+
+
+def test_an_oversized_body_is_413_from_its_declared_length(
+    client: TestClient, signed: Signer
+) -> None:
+    body = body_of(padding="x" * (70 * 1024))
+    response = client.post(ROUTE, content=body, headers=signed(body))
+    assert response.status_code == 413
+
+
+def test_an_oversized_body_without_a_length_is_cut_off(client: TestClient, signed: Signer) -> None:
+    body = body_of(padding="x" * (70 * 1024))
+
+    def chunks():  # type: ignore[no-untyped-def]
+        for start in range(0, len(body), 4096):
+            yield body[start : start + 4096]
+
+    response = client.post(ROUTE, content=chunks(), headers=signed(body))
+    assert response.status_code == 413
+
+
+def test_redis_down_is_503_and_nothing_is_stored(
+    web_env: dict[str, str],
+    signed: Signer,
+    monkeypatch: pytest.MonkeyPatch,
+    redis_client: redis.Redis,
+) -> None:
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")  # nothing listens on port 1
+    reset_settings_cache()
+    reset_runtime()
+    before = stored_keys(redis_client)
+    with TestClient(create_app()) as dead:
+        body = body_of()
+        response = dead.post(ROUTE, content=body, headers=signed(body))
+        health = dead.get("/healthz")
+    assert response.status_code == 503 and response.headers["Retry-After"] == "5"
+    assert health.status_code == 503
+    assert stored_keys(redis_client) == before
+
+
+def test_healthz(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+
+
+def test_reading_a_record_needs_the_api_token(client: TestClient, signed: Signer) -> None:
+    body = body_of()
+    request_id = client.post(ROUTE, content=body, headers=signed(body)).json()["id"]
+
+    assert client.get(f"/resends/{request_id}").status_code == 401
+    assert (
+        client.get(f"/resends/{request_id}", headers={"Authorization": "Bearer wrong"}).status_code
+        == 401
+    )
+    auth = {"Authorization": f"Bearer {API_TOKEN}"}
+    found = client.get(f"/resends/{request_id}", headers=auth)
+    assert found.status_code == 200 and found.json()["reference_order_id"] == ORDER
+    assert client.get("/resends/nope", headers=auth).status_code == 404
+
+
+def test_without_api_token_the_record_route_is_off(
+    web_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("API_TOKEN")
+    reset_settings_cache()
+    with TestClient(create_app()) as client:
+        assert (
+            client.get("/resends/anything", headers={"Authorization": "Bearer x"}).status_code
+            == 404
+        )
+        assert "/resends/{request_id}" not in client.get("/openapi.json").json()["paths"]
+
+
+def test_the_receiver_refuses_to_start_without_a_secret(
+    web_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("WEBHOOK_SECRET")
+    reset_settings_cache()
+    with pytest.raises(ConfigurationError, match="WEBHOOK_SECRET"):
+        create_app()
+
+
+def test_unsigned_mode_must_be_explicit_and_says_so(
+    web_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.delenv("WEBHOOK_SECRET")
+    monkeypatch.setenv("WEBHOOK_ALLOW_UNSIGNED", "true")
+    reset_settings_cache()
+    with TestClient(create_app()) as client:
+        response = client.post(ROUTE, content=body_of())
+    assert response.status_code == 202
+    assert "UNSIGNED" in caplog.text
+
+
+def test_a_malformed_secret_names_the_variable(
+    web_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WEBHOOK_SECRET", "hunter2")
+    reset_settings_cache()
+    with pytest.raises(ConfigurationError, match="WEBHOOK_SECRET") as raised:
+        create_app()
+    assert "hunter2" not in str(raised.value)
+    assert SECRET not in str(raised.value)

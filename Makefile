@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 
-.PHONY: demo test lint typecheck unit integration redis venv clean
+.PHONY: demo test lint typecheck unit integration redis venv clean run run-dev
 
 demo: $(STAMP) redis
 	$(BIN)/tango-resend demo
@@ -24,6 +24,15 @@ unit: $(STAMP) redis
 
 integration: $(STAMP) redis
 	$(BIN)/python -m pytest tests/integration
+
+# The Procfile's processes together (honcho), with the settings in .env.
+run: $(STAMP) redis
+	@test -f .env || { echo "no .env: cp .env.example .env and edit it (or: make run-dev)"; exit 2; }
+	$(BIN)/honcho start -f Procfile -e .env
+
+# The same plus the bundled sandbox as Tango, with .env.example's local defaults.
+run-dev: $(STAMP) redis
+	$(BIN)/honcho start -f Procfile.dev -e $(if $(wildcard .env),.env,.env.example)
 
 redis: $(STAMP)
 	VENV=$(VENV) ./scripts/ensure-redis.sh

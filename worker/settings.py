@@ -71,6 +71,21 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(default=16, ge=1, le=512)
     log_level: str = Field(default="INFO", pattern=r"^(?i:debug|info|warning|error|critical)$")
 
+    @field_validator(
+        "tango_platform_name",
+        "tango_platform_key",
+        "tango_client_id",
+        "tango_client_secret",
+        "tango_token_url",
+        "webhook_secret",
+        "api_token",
+        mode="before",
+    )
+    @classmethod
+    def _empty_means_unset(cls, value: object) -> object:
+        # `VAR=` in a .env or compose file must not become an empty password or token.
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("webhook_secret")
     @classmethod
     def _standard_webhooks_secret(cls, value: SecretStr | None) -> SecretStr | None:

@@ -128,3 +128,9 @@ def test_sandbox_command_serves_until_terminated(tmp_path: Path) -> None:
         process.send_signal(signal.SIGTERM)
         process.communicate(timeout=10)
     assert process.returncode == 0
+
+
+def test_web_refuses_to_start_without_a_secret(settings_env: dict[str, str]) -> None:
+    result = run_cli(["-m", "worker", "web", "--port", "0"], settings_env)
+    assert result.returncode == 2
+    assert "WEBHOOK_SECRET" in result.stderr and "Traceback" not in result.stderr

@@ -99,3 +99,28 @@ def test_signed_webhook_reaches_tango_exactly_once(
         timeout=5,
     )
     assert shown.status_code == 200 and shown.json()["status"] == "sent"
+
+
+def readme_example() -> str:
+    text = (REPO_ROOT / "README.md").read_text()
+    block = text.split("<!-- webhook-example:start -->")[1].split("<!-- webhook-example:end -->")[0]
+    return block.split("```sh\n")[1].split("```")[0]
+
+
+def test_the_readme_curl_example_is_accepted_and_resent(
+    web_url: str, control: SandboxControl, start_worker: WorkerFactory
+) -> None:
+    control.add_order("RA251125-1001-01")
+    start_worker()
+    result = subprocess.run(
+        ["bash", "-c", readme_example()],
+        env=child_env({"URL": web_url, "WEBHOOK_SECRET": SECRET}),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    answer = json.loads(result.stdout)
+    assert answer["status"] == "queued"
+    wait_for(lambda: finished([answer["id"]]), timeout=10, what="sent")
+    assert [c["status"] for c in resend_calls(control, "RA251125-1001-01")] == [201]

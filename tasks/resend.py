@@ -8,6 +8,7 @@ from typing import Any, NoReturn
 import redis
 from celery import Task
 from celery.exceptions import Reject
+from celery.utils.nodenames import worker_direct
 
 from worker.celery_app import RESEND_TASK_NAME, app
 from worker.executor import Reschedule, ResendExecutor
@@ -43,13 +44,17 @@ def send_resend(self: Task[Any, Any], request_id: str) -> str | None:
         executor.fail_unexpectedly(request_id, error)
         return "failed"
     if isinstance(step, Reschedule):
-        _run_again(self, step.countdown_seconds)
+        _run_again(self, step.countdown_seconds, same_worker=True)
     return None if step.status is None else step.status.value
 
 
-def _run_again(task: Task[Any, Any], countdown: float) -> NoReturn:
+def _run_again(task: Task[Any, Any], countdown: float, same_worker: bool = False) -> NoReturn:
+    options: dict[str, Any] = {}
+    if same_worker and task.request.hostname:
+        # This worker's own queue: its clock set the countdown, so its clock should time it.
+        options["queue"] = worker_direct(task.request.hostname)
     try:
-        raise task.retry(countdown=countdown, max_retries=None)
+        raise task.retry(countdown=countdown, max_retries=None, **options)
     except Reject as rejected:
         # Celery drops the message when it cannot publish the retry; we put it back instead.
         # With Redis down even that fails, and the unacknowledged message is restored once the

@@ -9,40 +9,13 @@ import pytest
 import redis
 
 from worker.runtime import reset_runtime
-from worker.settings import reset_settings_cache
+from worker.settings import Settings, reset_settings_cache
 
 # The tests' own database number on the shared Redis; flushed by every test that uses it.
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 # Variables a developer's shell or .env could set, which must not leak into a test.
-_SETTING_NAMES = (
-    "REDIS_URL",
-    "REDIS_KEY_PREFIX",
-    "TANGO_BASE_URL",
-    "TANGO_PLATFORM_NAME",
-    "TANGO_PLATFORM_KEY",
-    "TANGO_CLIENT_ID",
-    "TANGO_CLIENT_SECRET",
-    "TANGO_TOKEN_URL",
-    "TANGO_TIMEOUT_SECONDS",
-    "TANGO_CONNECT_TIMEOUT_SECONDS",
-    "RESEND_COOLDOWN_SECONDS",
-    "RESEND_MAX_RETRIES",
-    "RESEND_BACKOFF_BASE_SECONDS",
-    "RESEND_BACKOFF_MAX_SECONDS",
-    "RESEND_DEFER_JITTER_SECONDS",
-    "RESEND_MAX_COOLDOWN_DEFERRALS",
-    "RESEND_RECORD_TTL_SECONDS",
-    "RESEND_IDEMPOTENCY_TTL_SECONDS",
-    "RESEND_QUEUE",
-    "BROKER_VISIBILITY_TIMEOUT_SECONDS",
-    "WORKER_CONCURRENCY",
-    "LOG_LEVEL",
-    "WEBHOOK_SECRET",
-    "WEBHOOK_ALLOW_UNSIGNED",
-    "WEBHOOK_MAX_BODY_BYTES",
-    "API_TOKEN",
-)
+_SETTING_NAMES = tuple(name.upper() for name in Settings.model_fields)
 
 
 @pytest.fixture(autouse=True)

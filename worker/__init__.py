@@ -4,7 +4,7 @@ The producer API (`enqueue_resend`, `get_resend`) and the Celery `app` (`celery 
 """
 
 from worker.celery_app import app
-from worker.producer import EnqueueError, enqueue_resend, get_resend
+from worker.producer import EnqueueError, cancel_resend, enqueue_resend, get_resend
 from worker.records import ResendRecord, ResendStatus
 from worker.settings import ConfigurationError
 from worker.validation import InvalidResendRequest
@@ -16,6 +16,7 @@ __all__ = [
     "ResendRecord",
     "ResendStatus",
     "app",
+    "cancel_resend",
     "enqueue_resend",
     "get_resend",
 ]

@@ -42,6 +42,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_reject_on_worker_lost": True,
         "worker_cancel_long_running_tasks_on_connection_loss": True,
         "worker_prefetch_multiplier": 1,
+        # Each worker also consumes its own queue: a countdown is sent back to the worker that
+        # chose it, so the wait is measured on one host's clock however far hosts disagree.
+        "worker_direct": True,
         "worker_hijack_root_logger": True,
         "worker_redirect_stdouts": False,
         "enable_utc": True,
@@ -78,20 +81,21 @@ def _mask_contact_data(logger: logging.Logger, **_: Any) -> None:
     install_redaction(logger)
 
 
-_sweeper: list[Any] = []
+_schedulers: list[Any] = []
 
 
 @signals.worker_ready.connect
-def _start_sweeper(**_: Any) -> None:
+def _start_scheduler(**_: Any) -> None:
+    """Every worker runs a scheduler; they share the work through Redis (see scheduler.py)."""
     from worker.runtime import current_runtime
-    from worker.sweeper import SweeperThread
+    from worker.scheduler import SchedulerThread
 
-    thread = SweeperThread(current_runtime())
+    thread = SchedulerThread(current_runtime())
     thread.start()
-    _sweeper.append(thread)
+    _schedulers.append(thread)
 
 
 @signals.worker_shutdown.connect
-def _stop_sweeper(**_: Any) -> None:
-    while _sweeper:
-        _sweeper.pop().stop()
+def _stop_scheduler(**_: Any) -> None:
+    while _schedulers:
+        _schedulers.pop().stop()

@@ -71,6 +71,8 @@ def _demo_environment(base_url: str, window_seconds: float, tag: str) -> dict[st
         "TANGO_PLATFORM_NAME": _PLATFORM[0],
         "TANGO_PLATFORM_KEY": _PLATFORM[1],
         "RESEND_COOLDOWN_SECONDS": f"{window_seconds:g}",
+        # Tango's 1 call/s guidance would make the demo's short window wait for rate slots.
+        "TANGO_RATE_LIMIT": "10",
         "TANGO_TIMEOUT_SECONDS": "5",
         "BROKER_VISIBILITY_TIMEOUT_SECONDS": "60",
     }

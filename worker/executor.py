@@ -1,6 +1,7 @@
-"""One run of a resend request: window check, one call to Tango, the outcome carried out.
+"""One run of a resend request: pass the gate, one call to Tango, the outcome carried out.
 
-Plain code without Celery: the task turns `Reschedule` into `retry(countdown=...)`.
+Plain code without Celery: the task turns `Reschedule` into a countdown on the same worker.
+Longer waits are parked in the due index, and the scheduler releases them.
 """
 
 from __future__ import annotations
@@ -21,28 +22,29 @@ from worker.decision import (
     decide,
     delay_for_held_window,
 )
-from worker.errors import TangoError
-from worker.records import AttemptEntry, ResendRecord, ResendStatus
+from worker.errors import TangoError, TangoTransientError
+from worker.records import PROMOTE_MARGIN_SECONDS, AttemptEntry, ResendRecord, ResendStatus
 from worker.runtime import Runtime
+from worker.scheduler import notify_scheduled
 from worker.tango_client import TangoAnswer
 
 logger = logging.getLogger("tango_resend.executor")
 
 # A wake-up this close to its due time is treated as due (timer granularity, not earliness:
-# the window lock, not this check, is what keeps calls out of Tango's window).
+# the gate, not this check, is what keeps calls out of Tango's window).
 _DUE_TOLERANCE = timedelta(milliseconds=2)
 
 
 @dataclass(frozen=True)
 class Done:
-    """Nothing more to do for this message."""
+    """Nothing more to do for this message (finished, parked, or waiting for its turn)."""
 
     status: ResendStatus | None
 
 
 @dataclass(frozen=True)
 class Reschedule:
-    """Run again after `countdown_seconds`."""
+    """Run again after `countdown_seconds` (a short wait, on the same worker)."""
 
     countdown_seconds: float
 
@@ -71,8 +73,7 @@ class ResendExecutor:
         self._rand = rand
 
     def run(self, request_id: str) -> Step:
-        records = self._runtime.records
-        record = records.get(request_id)
+        record = self._runtime.records.get(request_id)
         if record is None:
             logger.warning("request=%s unknown or expired; dropping its task", request_id)
             return Done(None)
@@ -80,33 +81,24 @@ class ResendExecutor:
             return Done(record.status)  # a redelivered message for finished work
         now = self._runtime.clock.now()
         if record.next_attempt_at and now + _DUE_TOLERANCE < record.next_attempt_at:
-            # Woke early: a capped countdown, or a host whose clock runs ahead of Redis's.
-            return self._reschedule((record.next_attempt_at - now).total_seconds())
+            # Woke early: a message redelivered or released ahead of a backoff's end.
+            return self._wait(record, (record.next_attempt_at - now).total_seconds(), now)
 
-        order = record.reference_order_id
         hold = self._policy.window_seconds + self._runtime.tango.longest_call_seconds
-        held_for = self._runtime.window.acquire(order, request_id, hold)
-        if held_for > 0:
-            return self._defer_for_held_window(record, held_for, now)
-
-        # Re-read under the window: a duplicate message may have finished this request meanwhile.
-        latest = records.get(request_id)
-        if latest is None or latest.status.is_final:
-            self._runtime.window.release(order, request_id)
-            return Done(None if latest is None else latest.status)
-        record = latest
-        record.attempts += 1
-        record.updated_at = now
-        records.save(record)
-
-        result: TangoAnswer | TangoError
-        try:
-            result = self._runtime.tango.resend(order, record.request)
-        except TangoError as error:
-            result = error
-        history = History(record.transient_failures, record.cooldown_deferrals)
-        outcome = decide(result, history, self._policy, self._rand)
-        return self._carry_out(record, result, outcome)
+        verdict = self._runtime.gate.try_start(record.reference_order_id, request_id, hold)
+        if verdict.verdict in ("final", "unknown"):
+            return Done(None)
+        if verdict.verdict == "turn":
+            return self._wait_for_turn(record, now)
+        if verdict.verdict == "window":
+            record.lock_deferrals += 1
+            delay = delay_for_held_window(verdict.wait_seconds, self._policy, self._rand)
+            return self._defer(record, delay, now, "the order's window is held")
+        if verdict.verdict == "rate":
+            # The slot is reserved for this request alone: wake for it, no jitter needed.
+            delay = verdict.wait_seconds + 0.001
+            return self._defer(record, delay, now, "waiting for its rate-limit slot")
+        return self._call(record, now)
 
     def fail_unexpectedly(self, request_id: str, error: BaseException) -> None:
         """Record a request as failed after a bug of ours, so it is neither lost nor looped.
@@ -120,19 +112,22 @@ class ResendExecutor:
         record.reason = f"internal error: {type(error).__name__}"
         record.next_attempt_at = None
         record.updated_at = self._runtime.clock.now()
-        self._runtime.records.save(record)
+        self._runtime.records.finish(record, PROMOTE_MARGIN_SECONDS)
         _log_state(record, record.reason)
 
-    def _defer_for_held_window(self, record: ResendRecord, held_for: float, now: datetime) -> Step:
-        delay = delay_for_held_window(held_for, self._policy, self._rand)
-        record.status = ResendStatus.DEFERRED
-        record.lock_deferrals += 1
-        record.reason = f"the order's window is held; checking again in {delay:.2f}s"
-        record.next_attempt_at = now + timedelta(seconds=delay)
-        record.updated_at = now
-        self._runtime.records.save(record)
-        _log_state(record, record.reason)
-        return self._reschedule(delay)
+    def _call(self, record: ResendRecord, started: datetime) -> Step:
+        record.attempts += 1
+        result: TangoAnswer | TangoError
+        try:
+            result = self._runtime.tango.resend(record.reference_order_id, record.request)
+        except TangoError as error:
+            result = error
+        if isinstance(result, TangoTransientError) and result.status == 429:
+            # Tango says the fleet is too fast: hold every worker back, not just this request.
+            self._runtime.gate.pause(result.retry_after or self._runtime.gate.rate_interval_seconds)
+        history = History(record.transient_failures, record.cooldown_deferrals)
+        outcome = decide(result, history, self._policy, self._rand)
+        return self._carry_out(record, result, outcome)
 
     def _carry_out(
         self, record: ResendRecord, result: TangoAnswer | TangoError, outcome: ResendOutcome
@@ -144,45 +139,77 @@ class ResendExecutor:
         record.attempt_log.append(_attempt_entry(now, result, outcome))
         if result.request_id:
             record.tango_request_ids.append(result.request_id)
+        record.error = result.as_dict() if isinstance(result, TangoError) else None
 
         if outcome.window_seconds is None:
             window.release(order, request_id)
         else:
             window.reanchor(order, request_id, outcome.window_seconds)
 
-        step: Step
-        if isinstance(outcome, Sent):
-            record.status = ResendStatus.SENT
-            record.sent_at = now
-            record.next_attempt_at = None
-            record.response = outcome.response
-            record.error = None
-            record.reason = None
-            step = Done(ResendStatus.SENT)
-        elif isinstance(outcome, Failed):
-            record.status = ResendStatus.FAILED
-            record.next_attempt_at = None
-            record.reason = outcome.reason
-            record.error = result.as_dict() if isinstance(result, TangoError) else None
-            step = Done(ResendStatus.FAILED)
-        else:
-            if isinstance(outcome, Deferred):
-                record.status = ResendStatus.DEFERRED
-                record.cooldown_deferrals += 1
+        if isinstance(outcome, Sent | Failed):
+            if isinstance(outcome, Sent):
+                record.status, record.sent_at, record.response = (
+                    ResendStatus.SENT,
+                    now,
+                    outcome.response,
+                )
+                record.reason = None
             else:
-                record.status = ResendStatus.RETRYING
-                record.transient_failures += 1
-            record.reason = outcome.reason
-            record.error = result.as_dict() if isinstance(result, TangoError) else None
-            record.next_attempt_at = now + timedelta(seconds=outcome.delay_seconds)
-            step = self._reschedule(outcome.delay_seconds)
-        self._runtime.records.save(record)
-        _log_state(record, record.reason if record.status is not ResendStatus.SENT else None)
+                record.status, record.reason = ResendStatus.FAILED, outcome.reason
+            record.next_attempt_at = None
+            self._runtime.records.finish(record, PROMOTE_MARGIN_SECONDS)
+            _log_state(record, record.reason)
+            return Done(record.status)
+        if isinstance(outcome, Deferred):
+            record.cooldown_deferrals += 1
+            return self._defer(record, outcome.delay_seconds, now, outcome.reason)
+        record.transient_failures += 1
+        return self._defer(
+            record, outcome.delay_seconds, now, outcome.reason, status=ResendStatus.RETRYING
+        )
+
+    def _defer(
+        self,
+        record: ResendRecord,
+        delay: float,
+        now: datetime,
+        reason: str,
+        status: ResendStatus = ResendStatus.DEFERRED,
+    ) -> Step:
+        record.status = status
+        record.reason = reason
+        record.next_attempt_at = now + timedelta(seconds=delay)
+        record.updated_at = now
+        step = self._wait(record, delay, now)
+        _log_state(record, f"{reason}; next attempt in {delay:.3f}s")
         return step
 
-    def _reschedule(self, delay_seconds: float) -> Reschedule:
-        longest = self._runtime.settings.max_countdown_seconds
-        return Reschedule(min(max(delay_seconds, 0.0), longest))
+    def _wait(self, record: ResendRecord, delay: float, now: datetime) -> Step:
+        """A short wait is a countdown; a longer one is parked for the scheduler.
+
+        The due index gets the wake-up time (parked) or the countdown's end plus a lease (a
+        task message is in flight), so a lost message is released again, never stranded.
+        """
+        settings = self._runtime.settings
+        delay = max(delay, 0.0)
+        due = now.timestamp() + delay
+        short = delay <= settings.countdown_horizon_seconds
+        score = due + settings.lost_task_grace_seconds if short else due
+        if not self._runtime.records.save(record, score):
+            return Done(None)  # finished or cancelled meanwhile
+        if short:
+            return Reschedule(delay)
+        notify_scheduled(self._runtime.redis, self._runtime.keys.scheduler_wakeup)
+        return Done(record.status)
+
+    def _wait_for_turn(self, record: ResendRecord, now: datetime) -> Step:
+        record.status = ResendStatus.DEFERRED
+        record.reason = "waiting for an earlier request of the same order"
+        record.updated_at = now
+        # The gate scored it as waiting; the request ahead may already have promoted it, so
+        # its score is left alone here.
+        self._runtime.records.save(record, None)
+        return Done(record.status)
 
 
 def _attempt_entry(

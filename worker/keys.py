@@ -29,12 +29,41 @@ class RedisKeys:
         """Sorted set of an order's request ids by enqueue time (for history listings)."""
         return f"{self.prefix}:order:{reference_order_id}:requests"
 
+    def order_fifo(self, reference_order_id: str) -> str:
+        """Sorted set of an order's unfinished requests by enqueue sequence: the head goes next."""
+        return f"{self.prefix}:order:{reference_order_id}:fifo"
+
+    def order_pending(self, reference_order_id: str) -> str:
+        """Hash of an order's unfinished requests by fingerprint, for coalescing duplicates."""
+        return f"{self.prefix}:order:{reference_order_id}:pending"
+
+    def rate_reservation(self, request_id: str) -> str:
+        """The rate-limit slot (epoch ms) reserved for a request's next call."""
+        return f"{self.prefix}:rate:reservation:{request_id}"
+
+    @property
+    def rate_limiter(self) -> str:
+        """The fleet-wide limiter's theoretical arrival time (GCRA), epoch ms."""
+        return f"{self.prefix}:rate:tat"
+
+    @property
+    def sequence(self) -> str:
+        """A counter that orders requests of one order as they were enqueued."""
+        return f"{self.prefix}:sequence"
+
+    @property
+    def scheduler_wakeup(self) -> str:
+        """Pub/sub channel: something was parked that is due soon."""
+        return f"{self.prefix}:scheduler:wakeup"
+
     @property
     def due_index(self) -> str:
-        """Sorted set of unfinished request ids by when their task should next run.
+        """Sorted set of unfinished request ids by when a task should next run for them.
 
-        Lets a sweeper find requests whose task message was lost (see `worker.sweeper`).
-        Entries leave it when their request finishes; it holds only live work, so no TTL.
+        Parked requests sit at their due time and the scheduler releases them; requests with a
+        task message in flight sit at its expected run time plus a lease, so a lost message is
+        released again (see `worker.scheduler`). Entries leave when their request finishes; it
+        holds only live work, so it has no TTL.
         """
         return f"{self.prefix}:due"
 

@@ -11,7 +11,7 @@ from typing import Any
 import redis
 
 from worker.celery_app import RESEND_TASK_NAME, app
-from worker.records import ResendRecord, ResendStatus
+from worker.records import PROMOTE_MARGIN_SECONDS, ResendRecord, ResendStatus
 from worker.runtime import current_runtime
 from worker.validation import InvalidResendRequest, validate_resend
 
@@ -60,10 +60,18 @@ def enqueue_resend(
 
 @dataclass(frozen=True)
 class Submission:
-    """What became of a submitted request: its id, and whether this call created it."""
+    """What became of a submitted request.
+
+    `outcome` is "created", "idempotent" (its idempotency key was seen before) or "merged"
+    (an identical request for the same order was still pending and now stands for it).
+    """
 
     request_id: str
-    created: bool
+    outcome: str
+
+    @property
+    def created(self) -> bool:
+        return self.outcome == "created"
 
 
 def submit_resend(fields: dict[str, Any], *, idempotency_key: str | None = None) -> Submission:
@@ -80,6 +88,7 @@ def submit_resend(fields: dict[str, Any], *, idempotency_key: str | None = None)
         raise InvalidResendRequest({"idempotency_key": "must be 1 to 255 characters"})
 
     runtime = current_runtime()
+    settings = runtime.settings
     try:
         now = runtime.clock.now()
         record = ResendRecord(
@@ -90,28 +99,46 @@ def submit_resend(fields: dict[str, Any], *, idempotency_key: str | None = None)
             created_at=now,
             updated_at=now,
         )
-        request_id = runtime.records.create(
-            record, idempotency_key, runtime.settings.resend_idempotency_ttl_seconds
+        creation = runtime.records.create(
+            record,
+            idempotency_key,
+            settings.resend_idempotency_ttl_seconds,
+            lease_seconds=settings.lost_task_grace_seconds,
         )
     except redis.RedisError as error:
         raise EnqueueError(f"could not store the request: {error}") from error
-    if request_id != record.id:
-        logger.info("request=%s reused for a repeated idempotency key", request_id)
-        return Submission(request_id, created=False)
-    try:
-        app.send_task(
-            RESEND_TASK_NAME,
-            args=[record.id],
-            task_id=record.id,
-            queue=runtime.settings.resend_queue,
-        )
-    except Exception as error:
-        with contextlib.suppress(redis.RedisError):
-            # If even this fails, the sweeper finds the record and queues it: never lost.
-            runtime.records.undo_create(record, idempotency_key)
-        raise EnqueueError(f"could not queue the request: {error}") from error
+    if creation.outcome != "created":
+        logger.info("request=%s stands for a new %s request", creation.request_id, creation.outcome)
+        return Submission(creation.request_id, creation.outcome)
+    if creation.is_head:
+        # Only the first waiting request of an order needs a task now; the others are
+        # released in order as the ones ahead of them finish (worker/record_scripts.py).
+        try:
+            app.send_task(
+                RESEND_TASK_NAME,
+                args=[record.id],
+                task_id=record.id,
+                queue=settings.resend_queue,
+            )
+        except Exception as error:
+            with contextlib.suppress(redis.RedisError):
+                # If even this fails, the scheduler's lease releases it later: never lost.
+                runtime.records.undo_create(record, idempotency_key)
+            raise EnqueueError(f"could not queue the request: {error}") from error
     logger.info("request=%s order=%s status=queued", record.id, record.reference_order_id)
-    return Submission(record.id, created=True)
+    return Submission(record.id, "created")
+
+
+def cancel_resend(request_id: str) -> str:
+    """Cancel a queued or deferred request before it is sent.
+
+    Returns:
+        "cancelled"; or "in_flight" when its call to Tango is under way (too late to stop);
+        or the final status it already had ("sent", "failed", "cancelled"); or "unknown".
+    """
+    result = current_runtime().records.cancel(request_id, PROMOTE_MARGIN_SECONDS)
+    logger.info("request=%s cancel: %s", request_id, result)
+    return result
 
 
 def get_resend(request_id: str) -> ResendRecord | None:

@@ -1,7 +1,18 @@
-"""Resend records: the source of truth for a request's state, kept in Redis with a TTL."""
+"""Resend records: the source of truth for a request's state, kept in Redis with a TTL.
+
+A record is a Redis hash: `doc` (the JSON of `ResendRecord`), `status` (authoritative: the
+scripts that cancel or finish a request change it atomically with the order's queue) and
+`merges` (identical requests coalesced into this one). State changes that touch several keys
+(the order's FIFO, its pending fingerprints, the due index) are single Lua scripts in
+`worker/record_scripts.py`, so two processes never interleave halfway.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import math
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -9,6 +20,7 @@ from typing import Any
 import redis
 from pydantic import BaseModel, Field
 
+from worker import record_scripts
 from worker.keys import RedisKeys
 
 
@@ -18,10 +30,14 @@ class ResendStatus(StrEnum):
     RETRYING = "retrying"
     SENT = "sent"
     FAILED = "failed"
+    CANCELLED = "cancelled"
 
     @property
     def is_final(self) -> bool:
-        return self in (ResendStatus.SENT, ResendStatus.FAILED)
+        return self in (ResendStatus.SENT, ResendStatus.FAILED, ResendStatus.CANCELLED)
+
+
+FINAL_STATUSES = [status.value for status in ResendStatus if status.is_final]
 
 
 class AttemptEntry(BaseModel):
@@ -45,6 +61,7 @@ class ResendRecord(BaseModel):
     transient_failures: int = 0
     cooldown_deferrals: int = 0
     lock_deferrals: int = 0
+    merges: int = 0
     created_at: datetime
     updated_at: datetime
     sent_at: datetime | None = None
@@ -54,44 +71,59 @@ class ResendRecord(BaseModel):
     response: dict[str, Any] | None = None
     tango_request_ids: list[str] = Field(default_factory=list)
     attempt_log: list[AttemptEntry] = Field(default_factory=list)
-    idempotency_key_hash: str | None = None
+
+    def fingerprint(self) -> str:
+        """Identifies "the same request": the order and exactly the same fields."""
+        canonical = json.dumps([self.reference_order_id, self.request], sort_keys=True)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
 
-# Stores the record and the idempotency claim together, or returns the id that claimed the key.
-_CREATE = """
-if KEYS[2] ~= '' then
-  local existing = redis.call('GET', KEYS[2])
-  if existing then return existing end
-  redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[4])
-end
-redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
-redis.call('ZADD', KEYS[3], ARGV[5], ARGV[1])
-redis.call('EXPIRE', KEYS[3], ARGV[3])
-redis.call('ZADD', KEYS[4], ARGV[5], ARGV[1])
-return ARGV[1]
-"""
+@dataclass(frozen=True)
+class Creation:
+    """What `RecordStore.create` did."""
+
+    request_id: str
+    outcome: str  # "created", "idempotent" (key seen before) or "merged" (coalesced)
+    is_head: bool  # the first waiting request of its order: its task may run now
+
+
+# The next request of an order is released this long after the window ends, so it never
+# meets the window's last millisecond.
+PROMOTE_MARGIN_SECONDS = 0.002
+WAITING_FOR_TURN = math.inf  # due-index score of a request queued behind another of its order
 
 
 class RecordStore:
-    """Create, read and update records."""
+    """Create, read, update, finish and cancel records."""
 
     def __init__(self, client: redis.Redis, keys: RedisKeys, ttl_seconds: int) -> None:
         self._client = client
         self._keys = keys
         self._ttl_seconds = ttl_seconds
-        self._create = client.register_script(_CREATE)
+        self._create = client.register_script(record_scripts.CREATE)
+        self._save = client.register_script(record_scripts.SAVE)
+        self._finish = client.register_script(record_scripts.FINISH)
 
     def create(
-        self, record: ResendRecord, idempotency_key: str | None, idempotency_ttl_seconds: int
-    ) -> str:
-        """Store a new record; returns its id, or the earlier request's id for a reused key."""
-        idempotency_redis_key = self._keys.idempotency(idempotency_key) if idempotency_key else ""
-        winner = self._create(
+        self,
+        record: ResendRecord,
+        idempotency_key: str | None,
+        idempotency_ttl_seconds: int,
+        lease_seconds: float,
+    ) -> Creation:
+        """Store a new request, unless its idempotency key or an identical pending request
+        already stands for it; then that request's id is returned and nothing is stored."""
+        keys = self._keys
+        order = record.reference_order_id
+        request_id, outcome, head = self._create(
             keys=[
-                self._keys.record(record.id),
-                idempotency_redis_key,
-                self._keys.order_requests(record.reference_order_id),
-                self._keys.due_index,
+                keys.record(record.id),
+                keys.idempotency(idempotency_key) if idempotency_key else "",
+                keys.order_requests(order),
+                keys.due_index,
+                keys.order_fifo(order),
+                keys.order_pending(order),
+                keys.sequence,
             ],
             args=[
                 record.id,
@@ -99,44 +131,136 @@ class RecordStore:
                 self._ttl_seconds,
                 idempotency_ttl_seconds,
                 record.created_at.timestamp(),
+                record.fingerprint(),
+                lease_seconds,
+                keys.record(""),
+                *FINAL_STATUSES,
             ],
         )
-        return str(winner)
+        return Creation(str(request_id), str(outcome), bool(int(head)))
 
     def undo_create(self, record: ResendRecord, idempotency_key: str | None) -> None:
-        """Forget a record whose task could not be queued, so a retry by the caller works."""
+        """Forget a request whose task could not be queued, so the caller may try again."""
+        keys = self._keys
+        order = record.reference_order_id
         with self._client.pipeline(transaction=True) as pipe:
-            pipe.delete(self._keys.record(record.id))
-            pipe.zrem(self._keys.order_requests(record.reference_order_id), record.id)
-            pipe.zrem(self._keys.due_index, record.id)
+            pipe.delete(keys.record(record.id))
+            pipe.zrem(keys.order_requests(order), record.id)
+            pipe.zrem(keys.order_fifo(order), record.id)
+            pipe.hdel(keys.order_pending(order), record.fingerprint())
+            pipe.zrem(keys.due_index, record.id)
             if idempotency_key:
-                pipe.delete(self._keys.idempotency(idempotency_key))
+                pipe.delete(keys.idempotency(idempotency_key))
             pipe.execute()
 
     def get(self, request_id: str) -> ResendRecord | None:
-        raw = self._client.get(self._keys.record(request_id))
-        return None if raw is None else ResendRecord.model_validate_json(raw)
+        doc, status, merges = self._client.hmget(
+            self._keys.record(request_id), ["doc", "status", "merges"]
+        )
+        if doc is None:
+            return None
+        record = ResendRecord.model_validate_json(doc)
+        record.status = ResendStatus(str(status)) if status else record.status
+        record.merges = int(merges or 0)
+        return record
 
-    def save(self, record: ResendRecord) -> None:
-        """Overwrite a record, keeping the TTL it was created with, and its place in the
-        due index (removed once final)."""
-        payload = record.model_dump_json()
-        with self._client.pipeline(transaction=True) as pipe:
-            pipe.set(self._keys.record(record.id), payload, keepttl=True, xx=True)
-            if record.status.is_final:
-                pipe.zrem(self._keys.due_index, record.id)
-            else:
-                due = record.next_attempt_at or record.updated_at
-                pipe.zadd(self._keys.due_index, {record.id: due.timestamp()})
-            stored = pipe.execute()[0]
-        if not stored:  # expired meanwhile: keep the outcome visible for a full TTL again
-            self._client.set(self._keys.record(record.id), payload, ex=self._ttl_seconds)
+    def save(self, record: ResendRecord, due_at: float | None) -> bool:
+        """Store a record that is not final, with its due-index score (epoch seconds; None
+        leaves it). Refused (False) when the request was finished or cancelled meanwhile."""
+        if record.status.is_final:
+            raise ValueError("use finish() for a final status")
+        return bool(
+            self._save(
+                keys=[self._keys.record(record.id), self._keys.due_index],
+                args=[
+                    record.id,
+                    record.model_dump_json(),
+                    record.status.value,
+                    "" if due_at is None else _score(due_at),
+                    *FINAL_STATUSES,
+                ],
+            )
+        )
 
-    def forget_due(self, request_id: str) -> None:
-        """Take a request out of the due index (its record is gone or final)."""
-        self._client.zrem(self._keys.due_index, request_id)
+    def finish(self, record: ResendRecord, promote_margin_seconds: float) -> bool:
+        """Store a final record, take it off its order's queue and put the next request of
+        the order in the due index for when the order's window ends (plus a margin)."""
+        if not record.status.is_final:
+            raise ValueError("finish() takes a final status")
+        return (
+            self._finish_script(
+                record.id,
+                record.reference_order_id,
+                record.fingerprint(),
+                record.model_dump_json(),
+                record.status.value,
+                promote_margin_seconds,
+                only_if_cancellable=False,
+            )
+            == "done"
+        )
+
+    def cancel(self, request_id: str, promote_margin_seconds: float) -> str:
+        """Cancel a queued or deferred request, atomically with its order's queue.
+
+        Returns "cancelled", "in_flight" (a call to Tango is under way), "unknown", or the
+        final status it already had.
+        """
+        record = self.get(request_id)
+        if record is None:
+            return "unknown"
+        if record.status.is_final:
+            return record.status.value
+        record.status = ResendStatus.CANCELLED
+        record.reason = "cancelled before it was sent"
+        result = self._finish_script(
+            request_id,
+            record.reference_order_id,
+            record.fingerprint(),
+            record.model_dump_json(),
+            record.status.value,
+            promote_margin_seconds,
+            only_if_cancellable=True,
+        )
+        return "cancelled" if result == "done" else result
+
+    def _finish_script(
+        self,
+        request_id: str,
+        order: str,
+        fingerprint: str,
+        doc: str,
+        status: str,
+        margin: float,
+        *,
+        only_if_cancellable: bool,
+    ) -> str:
+        keys = self._keys
+        result = self._finish(
+            keys=[
+                keys.record(request_id),
+                keys.due_index,
+                keys.order_fifo(order),
+                keys.order_pending(order),
+                keys.order_window(order),
+            ],
+            args=[
+                request_id,
+                doc,
+                status,
+                fingerprint,
+                margin,
+                "1" if only_if_cancellable else "",
+                *FINAL_STATUSES,
+            ],
+        )
+        return str(result)
 
     def ids_for_order(self, reference_order_id: str) -> list[str]:
         """Request ids for one order, oldest first."""
         ids = self._client.zrange(self._keys.order_requests(reference_order_id), 0, -1)
         return [str(item) for item in ids]
+
+
+def _score(epoch_seconds: float) -> str:
+    return "+inf" if math.isinf(epoch_seconds) else repr(epoch_seconds)

@@ -14,8 +14,9 @@ import redis
 
 from worker.auth import build_authorizer
 from worker.clock import RedisClock
+from worker.gate import CallGate
 from worker.keys import RedisKeys
-from worker.records import RecordStore
+from worker.records import FINAL_STATUSES, RecordStore
 from worker.settings import Settings, get_settings
 from worker.tango_client import TangoClient, build_session
 from worker.window import OrderWindow
@@ -52,6 +53,10 @@ class Runtime:
     @cached_property
     def window(self) -> OrderWindow:
         return OrderWindow(self.redis, self.keys)
+
+    @cached_property
+    def gate(self) -> CallGate:
+        return CallGate(self.redis, self.keys, self.settings.tango_rate_limit, FINAL_STATUSES)
 
     @cached_property
     def clock(self) -> RedisClock:

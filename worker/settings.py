@@ -51,6 +51,11 @@ class Settings(BaseSettings):
     tango_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     tango_connect_timeout_seconds: float = Field(default=3.05, gt=0, le=60)
 
+    # Fleet-wide calls per second to Tango (its guidance: 1 or less); 0 turns the limit off.
+    tango_rate_limit: float = Field(default=1.0, ge=0, le=1000)
+    # Waits up to this long are Celery countdowns (on the same worker, so one clock measures
+    # them); longer ones are parked in Redis and released by the scheduler.
+    resend_park_after_seconds: float = Field(default=10.0, ge=0, le=150)
     resend_cooldown_seconds: float = Field(default=30.0, gt=0, le=3600)
     resend_max_retries: int = Field(default=5, ge=0, le=100)
     resend_backoff_base_seconds: float = Field(default=1.0, gt=0, le=600)
@@ -139,11 +144,16 @@ class Settings(BaseSettings):
         return self.broker_visibility_timeout_seconds / 2
 
     @property
+    def countdown_horizon_seconds(self) -> float:
+        """Longest wait taken as a countdown; never near the visibility timeout."""
+        return min(self.resend_park_after_seconds, self.max_countdown_seconds)
+
+    @property
     def lost_task_grace_seconds(self) -> float:
         """How overdue an unfinished request must be before its task is presumed lost.
 
         Past the visibility timeout the broker itself redelivers unacknowledged messages;
-        twice that leaves it room, so the sweeper only catches what the broker cannot (a
+        twice that leaves it room, so the scheduler only re-releases what the broker cannot (a
         message popped from the queue by a worker killed before it recorded the delivery).
         """
         return 2.0 * self.broker_visibility_timeout_seconds

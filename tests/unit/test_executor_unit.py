@@ -46,6 +46,7 @@ def runtime(redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> Itera
     monkeypatch.setenv("REDIS_URL", TEST_REDIS_URL)
     monkeypatch.setenv("REDIS_KEY_PREFIX", "executor-test")
     monkeypatch.setenv("RESEND_COOLDOWN_SECONDS", "30")
+    monkeypatch.setenv("TANGO_RATE_LIMIT", "0")
     built = Runtime(load_settings())
     yield built
     built.redis.close()
@@ -60,7 +61,7 @@ def new_request(runtime: Runtime, request_id: str = "req-1") -> ResendRecord:
         created_at=now,
         updated_at=now,
     )
-    runtime.records.create(record, None, 60)
+    runtime.records.create(record, None, 60, lease_seconds=5)
     return record
 
 
@@ -85,10 +86,10 @@ def test_a_held_window_defers_without_calling_and_without_using_the_budget(
     runtime: Runtime,
 ) -> None:
     new_request(runtime)
-    runtime.window.acquire(ORDER, "someone-else", 12.0)
+    runtime.window.acquire(ORDER, "someone-else", 4.0)
     tango = ScriptedTango()
     step = executor_with(runtime, tango).run("req-1")
-    assert isinstance(step, Reschedule) and 11.9 < step.countdown_seconds < 12.1
+    assert isinstance(step, Reschedule) and 3.9 < step.countdown_seconds < 4.1
     assert step.countdown_seconds > runtime.window.remaining_seconds(ORDER), "never early"
     record = runtime.records.get("req-1")
     assert record is not None
@@ -99,6 +100,20 @@ def test_a_held_window_defers_without_calling_and_without_using_the_budget(
         0,
     )
     assert tango.calls == []
+    # A countdown is in flight: the due index holds its end plus the lost-task lease.
+    score = runtime.redis.zscore(runtime.keys.due_index, "req-1")
+    lease = runtime.settings.lost_task_grace_seconds
+    assert score is not None and score > runtime.clock.now().timestamp() + lease
+
+
+def test_a_wait_beyond_the_horizon_is_parked_not_a_countdown(runtime: Runtime) -> None:
+    new_request(runtime)
+    runtime.window.acquire(ORDER, "someone-else", 25.0)
+    step = executor_with(runtime, ScriptedTango()).run("req-1")
+    assert step == Done(ResendStatus.DEFERRED)
+    score = runtime.redis.zscore(runtime.keys.due_index, "req-1")
+    now = runtime.clock.now().timestamp()
+    assert score is not None and now + 24.9 < score < now + 25.1
 
 
 def test_a_wake_before_the_due_time_sleeps_again_without_touching_tango(
@@ -106,7 +121,7 @@ def test_a_wake_before_the_due_time_sleeps_again_without_touching_tango(
 ) -> None:
     record = new_request(runtime)
     record.next_attempt_at = runtime.clock.now() + timedelta(seconds=5)
-    runtime.records.save(record)
+    runtime.records.save(record, None)
     tango = ScriptedTango()
     step = executor_with(runtime, tango).run("req-1")
     assert isinstance(step, Reschedule) and 4.5 < step.countdown_seconds <= 5
@@ -114,13 +129,15 @@ def test_a_wake_before_the_due_time_sleeps_again_without_touching_tango(
 
 
 def test_countdowns_never_exceed_half_the_visibility_timeout(
-    runtime: Runtime,
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    runtime.settings = runtime.settings.model_copy(
+        update={"resend_park_after_seconds": 150.0, "broker_visibility_timeout_seconds": 20}
+    )
     new_request(runtime)
-    runtime.window.acquire(ORDER, "someone-else", 3000.0)
+    runtime.window.acquire(ORDER, "someone-else", 25.0)
     step = executor_with(runtime, ScriptedTango()).run("req-1")
-    assert isinstance(step, Reschedule)
-    assert step.countdown_seconds <= runtime.settings.broker_visibility_timeout_seconds / 2
+    assert step == Done(ResendStatus.DEFERRED), "longer than 10 s: parked, not a countdown"
 
 
 @pytest.mark.parametrize("status", [ResendStatus.SENT, ResendStatus.FAILED])
@@ -128,8 +145,7 @@ def test_a_redelivered_task_for_finished_work_does_nothing(
     runtime: Runtime, status: ResendStatus
 ) -> None:
     record = new_request(runtime)
-    record.status = status
-    runtime.records.save(record)
+    runtime.records.finish(record.model_copy(update={"status": status}), 0.0)
     tango = ScriptedTango()
     assert executor_with(runtime, tango).run("req-1") == Done(status)
     assert tango.calls == [] and runtime.window.holder(ORDER) is None
@@ -155,8 +171,11 @@ def test_cooldown_sets_the_window_to_tangos_and_defers_to_it(runtime: Runtime) -
         i18n_key="403.005",
     )
     step = executor_with(runtime, ScriptedTango(cooldown)).run("req-1")
-    assert isinstance(step, Reschedule) and step.countdown_seconds >= 30
+    assert step == Done(ResendStatus.DEFERRED), "a full window is long: parked"
     assert runtime.window.holder(ORDER) == "req-1"
+    assert runtime.window.remaining_seconds(ORDER) > 29.5
+    score = runtime.redis.zscore(runtime.keys.due_index, "req-1")
+    assert score is not None and score >= runtime.clock.now().timestamp() + 29.9
     record = runtime.records.get("req-1")
     assert record is not None and record.status is ResendStatus.DEFERRED
 

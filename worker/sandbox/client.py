@@ -137,8 +137,34 @@ class SandboxControl:
         """Returns how many token requests the sandbox received."""
         return int(self._call("GET", "/tokens")["issued"])
 
+    def stats(self) -> dict[str, int]:
+        """Returns the rate-limit counters since the last reset.
+
+        Returns:
+            ``{"accepted": n, "rate_limited": m}``: authenticated RaaS calls the
+            rate limit let through, and calls it refused with 429.008.
+        """
+        payload = self._call("GET", "/stats")
+        return {"accepted": int(payload["accepted"]), "rate_limited": int(payload["rate_limited"])}
+
+    def configure(
+        self, rate_limit: float | None = None, cooldown_seconds: float | None = None
+    ) -> None:
+        """Changes settings of the running sandbox; None leaves a setting as it is.
+
+        Args:
+            rate_limit: Platform rate limit in calls per second; 0 turns it off.
+            cooldown_seconds: Per-order resend window.
+        """
+        payload: dict[str, Any] = {}
+        if rate_limit is not None:
+            payload["rateLimit"] = rate_limit
+        if cooldown_seconds is not None:
+            payload["cooldownSeconds"] = cooldown_seconds
+        self._call("POST", "/config", payload)
+
     def reset(self) -> None:
-        """Clears orders, faults, calls and tokens."""
+        """Clears orders, faults, calls, tokens and rate-limit history and counters."""
         self._call("POST", "/reset")
 
     def health(self) -> bool:

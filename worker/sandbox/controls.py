@@ -126,6 +126,37 @@ def count_tokens(request: Request, state: SandboxState, _: str | None) -> Respon
     return json_response(200, {"issued": state.token_requests()})
 
 
+def stats(request: Request, state: SandboxState, _: str | None) -> Response:
+    """Handles ``GET /_sandbox/stats``: calls accepted by and refused by the rate limit."""
+    return json_response(200, state.stats())
+
+
+_CONFIG_FIELDS = {"rateLimit", "cooldownSeconds"}
+
+
+def configure(request: Request, state: SandboxState, _: str | None) -> Response:
+    """Handles ``POST /_sandbox/config``: ``rateLimit`` and/or ``cooldownSeconds``.
+
+    Answers the settings in force afterwards; an unknown field is refused so a
+    typo cannot silently change nothing.
+    """
+    try:
+        body = _object_body(request)
+        unknown = sorted(set(body) - _CONFIG_FIELDS)
+        if unknown:
+            raise _BadControlRequest(f"unknown setting(s): {', '.join(unknown)}")
+        state.configure(
+            rate_limit=_opt_float(body, "rateLimit"),
+            cooldown_seconds=_opt_float(body, "cooldownSeconds"),
+        )
+    except ValueError as error:
+        return _bad(str(error))
+    return json_response(
+        200,
+        {"rateLimit": state.config.rate_limit, "cooldownSeconds": state.config.cooldown_seconds},
+    )
+
+
 def reset(request: Request, state: SandboxState, _: str | None) -> Response:
     """Handles ``POST /_sandbox/reset``."""
     state.reset()

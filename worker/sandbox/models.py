@@ -2,12 +2,49 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from .formats import LAST_SENT_FORMATS, iso_ms
 
 DELIVERY_METHODS = ("EMAIL", "PHONE", "NONE")
+
+
+def check_cooldown(seconds: float) -> float:
+    """Validates a per-order resend window.
+
+    Args:
+        seconds: The window in seconds.
+
+    Returns:
+        The window as a float.
+
+    Raises:
+        ValueError: If it is negative or not a number.
+    """
+    value = float(seconds)
+    if math.isnan(value) or value < 0:
+        raise ValueError("cooldown_seconds must not be negative")
+    return value
+
+
+def check_rate_limit(calls_per_second: float) -> float:
+    """Validates a platform rate limit.
+
+    Args:
+        calls_per_second: Requests per second; 0 turns the limit off.
+
+    Returns:
+        The limit as a float.
+
+    Raises:
+        ValueError: If it is negative, infinite or not a number.
+    """
+    value = float(calls_per_second)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError("rate_limit must be a finite number of calls per second, 0 or more")
+    return value
 
 
 @dataclass
@@ -23,6 +60,9 @@ class SandboxConfig:
         token_ttl_seconds: Lifetime of issued bearer tokens, on the sandbox clock.
         clock_offset_seconds: Added to the host clock to get the sandbox clock.
         last_sent_format: How 403.005 renders the last resend time.
+        rate_limit: Platform-wide limit on authenticated RaaS calls, in calls
+            per second (fractions allowed); 0 turns it off. Over the limit
+            Tango answers 429 with i18nKey 429.008.
     """
 
     cooldown_seconds: float = 30.0
@@ -33,6 +73,7 @@ class SandboxConfig:
     token_ttl_seconds: int = 86400
     clock_offset_seconds: float = 0.0
     last_sent_format: str = "iso"
+    rate_limit: float = 0.0
 
     def __post_init__(self) -> None:
         if self.last_sent_format not in LAST_SENT_FORMATS:
@@ -40,8 +81,8 @@ class SandboxConfig:
                 f"last_sent_format must be one of {LAST_SENT_FORMATS}, "
                 f"not {self.last_sent_format!r}"
             )
-        if self.cooldown_seconds < 0:
-            raise ValueError("cooldown_seconds must not be negative")
+        self.cooldown_seconds = check_cooldown(self.cooldown_seconds)
+        self.rate_limit = check_rate_limit(self.rate_limit)
         if self.token_ttl_seconds <= 0:
             raise ValueError("token_ttl_seconds must be positive")
 

@@ -9,6 +9,7 @@ from typing import Any
 from .faults import Fault
 from .formats import iso_ms, parse_rfc3339_ms, render_last_sent, render_seconds
 from .models import DELIVERY_METHODS
+from .ratelimit import retry_after_header
 from .responses import (
     Request,
     Response,
@@ -54,10 +55,30 @@ _RESEND_FIELD_RULES: dict[str, tuple[re.Pattern[str], str, str, str]] = {
 }
 
 
+_AUTHENTICATED = ("basic", "bearer")
+
+
 def _require_auth(request: Request, state: SandboxState) -> Response | None:
-    if request.auth in ("basic", "bearer"):
+    if request.auth in _AUTHENTICATED:
         return None
     return tango_error(request, state.now(), 401, "401.001", "Unauthorized")
+
+
+def _rate_limit(request: Request, state: SandboxState) -> Response | None:
+    """Applies the platform rate limit to an authenticated call; None lets it through.
+
+    Unauthenticated calls are neither limited nor counted: Tango judges the
+    limit per account, so it needs to know who is calling first.
+    """
+    if request.auth not in _AUTHENTICATED:
+        return None
+    verdict = state.admit_call(request.received_at)
+    if verdict.accepted:
+        return None
+    message = f"platform rate limit {render_seconds(verdict.rate_limit)} TPS threshold reached"
+    response = tango_error(request, state.now(), 429, "429.008", message)
+    response.headers["Retry-After"] = retry_after_header(verdict.wait_seconds)
+    return response
 
 
 def _order_not_found(request: Request, state: SandboxState) -> Response:
@@ -152,7 +173,9 @@ def _success_with_fault(response: Response, fault: Fault, status: int) -> Respon
 def resend(request: Request, state: SandboxState, reference_order_id: str | None) -> Response:
     """Handles ``POST /raas/v2/orders/{referenceOrderID}/resends``.
 
-    A queued fault is consumed first, so it applies even to a request that
+    An authenticated call over the rate limit is refused with 429.008 before
+    anything else: no fault is consumed and no order changes. Otherwise a
+    queued fault is consumed first, so it applies even to a request that
     would fail authentication. A fault with a 2xx status still runs the real
     resend (Tango cannot say 201 without having resent); any other status
     answers instead of processing.
@@ -166,6 +189,9 @@ def resend(request: Request, state: SandboxState, reference_order_id: str | None
         The answer, possibly marked for a delayed write or a connection reset.
     """
     assert reference_order_id is not None
+    limited = _rate_limit(request, state)
+    if limited is not None:
+        return limited
     fault = state.next_fault(reference_order_id)
     if fault is None:
         return _process_resend(request, state, reference_order_id)
@@ -190,7 +216,7 @@ def resend(request: Request, state: SandboxState, reference_order_id: str | None
 def get_order(request: Request, state: SandboxState, reference_order_id: str | None) -> Response:
     """Handles ``GET /raas/v2/orders/{referenceOrderID}``."""
     assert reference_order_id is not None
-    refusal = _require_auth(request, state)
+    refusal = _require_auth(request, state) or _rate_limit(request, state)
     if refusal is not None:
         return refusal
     order = state.order_json(reference_order_id)
@@ -235,7 +261,7 @@ def _date_param(request: Request, name: str, errors: list[dict[str, Any]]) -> in
 
 def list_orders(request: Request, state: SandboxState, _: str | None) -> Response:
     """Handles ``GET /raas/v2/orders`` with Tango's filters and paging."""
-    refusal = _require_auth(request, state)
+    refusal = _require_auth(request, state) or _rate_limit(request, state)
     if refusal is not None:
         return refusal
     errors: list[dict[str, Any]] = []

@@ -33,6 +33,8 @@ ROUTES = (
     Route("POST", re.compile(r"/_sandbox/faults"), controls.add_fault),
     Route("GET", re.compile(r"/_sandbox/calls"), controls.list_calls),
     Route("GET", re.compile(r"/_sandbox/tokens"), controls.count_tokens),
+    Route("GET", re.compile(r"/_sandbox/stats"), controls.stats),
+    Route("POST", re.compile(r"/_sandbox/config"), controls.configure),
     Route("POST", re.compile(r"/_sandbox/reset"), controls.reset),
     Route("GET", re.compile(r"/_sandbox/health"), controls.health),
 )

@@ -36,6 +36,7 @@ class SandboxServer:
         token_ttl_seconds: int = 86400,
         clock_offset_seconds: float = 0.0,
         last_sent_format: str = "iso",
+        rate_limit: float = 0.0,
     ) -> None:
         """Binds the server; nothing is served until ``start`` or ``serve_forever``.
 
@@ -51,6 +52,8 @@ class SandboxServer:
             clock_offset_seconds: Sandbox clock minus host clock.
             last_sent_format: Rendering of the last resend time in 403.005
                 (``iso``, ``iso-seconds``, ``epoch-ms``, ``java``, ``garbage``).
+            rate_limit: Platform limit on authenticated RaaS calls, in calls per
+                second (fractions allowed); 0 (the default) turns it off.
 
         Raises:
             ValueError: On an unknown ``last_sent_format`` or out-of-range setting.
@@ -65,6 +68,7 @@ class SandboxServer:
             token_ttl_seconds=token_ttl_seconds,
             clock_offset_seconds=clock_offset_seconds,
             last_sent_format=last_sent_format,
+            rate_limit=rate_limit,
         )
         self.state = SandboxState(config)
         self._httpd = SandboxHTTPServer((host, port), self.state)
@@ -179,7 +183,7 @@ def main_serve(
         port: TCP port; 0 picks a free one.
         cooldown_seconds: Per-order resend window.
         orders: Reference order ids to create (with default contact data) at start.
-        **kwargs: Any other ``SandboxServer`` keyword argument.
+        **kwargs: Any other ``SandboxServer`` keyword argument, e.g. ``rate_limit``.
     """
     server = SandboxServer(host, port, cooldown_seconds=cooldown_seconds, **kwargs)
     for reference_order_id in orders:

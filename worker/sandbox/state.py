@@ -1,4 +1,4 @@
-"""Thread-safe in-memory state of one sandbox: orders, windows, faults, calls, tokens."""
+"""Thread-safe in-memory state of one sandbox: orders, limits, faults, calls, tokens."""
 
 from __future__ import annotations
 
@@ -12,7 +12,15 @@ from .calllog import CallLog
 from .credentials import Credentials
 from .faults import Fault, FaultQueue
 from .formats import parse_rfc3339_ms, to_ms
-from .models import DELIVERY_METHODS, Order, ResendOutcome, SandboxConfig
+from .models import (
+    DELIVERY_METHODS,
+    Order,
+    ResendOutcome,
+    SandboxConfig,
+    check_cooldown,
+    check_rate_limit,
+)
+from .ratelimit import RateVerdict, SlidingWindow
 
 # Resend body field -> Order attribute it overwrites.
 _UPDATABLE_FIELDS = {
@@ -24,11 +32,13 @@ _UPDATABLE_FIELDS = {
 
 
 class SandboxState:
-    """Everything a sandbox remembers; orders are guarded by one lock.
+    """Everything a sandbox remembers; orders and the rate limit are guarded by one lock.
 
     Every public method is safe to call from any thread; ``resend`` performs
     the cooldown check and the update in one critical section, so two parallel
-    calls for one order can never both succeed.
+    calls for one order can never both succeed, and ``admit_call`` judges and
+    records a call in one critical section, so parallel calls cannot both take
+    the last slot of the rate limit.
     """
 
     def __init__(self, config: SandboxConfig | None = None) -> None:
@@ -44,6 +54,9 @@ class SandboxState:
         self._credentials = Credentials(self.config, self.now_ms)
         self._calls = CallLog(self.now)
         self._resend_ids = itertools.count(1)
+        self._window = SlidingWindow()
+        self._accepted_calls = 0
+        self._rate_limited_calls = 0
 
     # -- clock ---------------------------------------------------------------
 
@@ -62,6 +75,71 @@ class SandboxState:
             seconds: New offset; negative puts Tango behind the workers.
         """
         self.config.clock_offset_seconds = float(seconds)
+
+    # -- settings ------------------------------------------------------------
+
+    def configure(
+        self, *, rate_limit: float | None = None, cooldown_seconds: float | None = None
+    ) -> None:
+        """Changes settings at run time; None leaves a setting as it is.
+
+        Both values are checked before either is applied. The rate limit keeps
+        the calls already accepted (a new limit judges them too), except that
+        turning it off forgets them.
+
+        Args:
+            rate_limit: Calls per second; 0 turns the limit off.
+            cooldown_seconds: Per-order resend window.
+
+        Raises:
+            ValueError: On a negative or non-finite value.
+        """
+        new_rate = None if rate_limit is None else check_rate_limit(rate_limit)
+        new_cooldown = None if cooldown_seconds is None else check_cooldown(cooldown_seconds)
+        with self._lock:
+            if new_rate is not None:
+                self.config.rate_limit = new_rate
+                if new_rate == 0:
+                    self._window.clear()
+            if new_cooldown is not None:
+                self.config.cooldown_seconds = new_cooldown
+
+    # -- rate limit ----------------------------------------------------------
+
+    def admit_call(self, arrived_at: float) -> RateVerdict:
+        """Judges an authenticated RaaS call against the platform rate limit.
+
+        Accepted calls are counted and take a slot; refused ones are counted
+        separately and take nothing.
+
+        Args:
+            arrived_at: Sandbox clock when the request arrived.
+
+        Returns:
+            The verdict; always accepted while the limit is 0 (off).
+        """
+        with self._lock:
+            verdict = self._window.admit(arrived_at, self.config.rate_limit)
+            if verdict.accepted:
+                self._accepted_calls += 1
+            else:
+                self._rate_limited_calls += 1
+            return verdict
+
+    def accepted_count(self) -> int:
+        """Returns how many authenticated RaaS calls passed the rate limit since the last reset."""
+        with self._lock:
+            return self._accepted_calls
+
+    def rate_limited_count(self) -> int:
+        """Returns how many calls the rate limit refused (429.008) since the last reset."""
+        with self._lock:
+            return self._rate_limited_calls
+
+    def stats(self) -> dict[str, int]:
+        """Returns both rate-limit counters, read together."""
+        with self._lock:
+            return {"accepted": self._accepted_calls, "rate_limited": self._rate_limited_calls}
 
     # -- orders --------------------------------------------------------------
 
@@ -308,10 +386,13 @@ class SandboxState:
     # -- housekeeping --------------------------------------------------------
 
     def reset(self) -> None:
-        """Forgets orders, faults, calls and tokens; keeps the configuration."""
+        """Forgets orders, faults, calls, tokens and rate-limit history; keeps the configuration."""
         with self._lock:
             self._orders.clear()
             self._resend_ids = itertools.count(1)
+            self._window.clear()
+            self._accepted_calls = 0
+            self._rate_limited_calls = 0
         self._faults.clear()
         self._calls.clear()
         self._credentials.reset()

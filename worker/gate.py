@@ -1,0 +1,131 @@
+"""The gate every call to Tango passes: the order's turn, its window, the fleet's rate limit.
+
+One Lua script decides all three at once, on Redis's clock, so that of any number of workers
+exactly one may call for an order, calls follow the order in which requests were enqueued, and
+the fleet never exceeds the rate limit. Rate-limit slots are reserved, not retried for: a
+request over the limit is given the next free slot (GCRA: the limiter's theoretical arrival
+time moves one interval per call) and waits exactly until it, so waiting costs no calls and
+slots go first come, first served.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis
+
+from worker.keys import RedisKeys
+
+# KEYS: window, order fifo, record, rate limiter, reservation, due index
+# ARGV: request id, window hold (ms), rate interval (ms, 0 = no limit), final statuses...
+# Returns {verdict, wait_ms}; verdicts: go, turn, window, rate, final, unknown.
+_START = """
+local id = ARGV[1]
+local status = redis.call('HGET', KEYS[3], 'status')
+if not status then return {'unknown', 0} end
+for i = 4, #ARGV do
+  if status == ARGV[i] then return {'final', 0} end
+end
+local head = redis.call('ZRANGE', KEYS[2], 0, 0)[1]
+if head and head ~= id then
+  -- Not its turn: it waits, with no task, until the request ahead finishes and promotes it.
+  redis.call('ZADD', KEYS[6], '+inf', id)
+  return {'turn', 0}
+end
+local window_ms = redis.call('PTTL', KEYS[1])
+if window_ms > 0 then return {'window', window_ms} end
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local interval = tonumber(ARGV[3])
+if interval > 0 then
+  local reserved = tonumber(redis.call('GET', KEYS[5]) or '-1')
+  if reserved >= 0 then
+    if reserved > now then return {'rate', reserved - now} end
+    redis.call('DEL', KEYS[5])
+  else
+    local tat = tonumber(redis.call('GET', KEYS[4]) or '0')
+    local slot = math.max(tat, now)
+    redis.call('SET', KEYS[4], slot + interval, 'PX', math.max(slot + interval - now, 1) + 60000)
+    if slot > now then
+      redis.call('SET', KEYS[5], slot, 'PX', slot - now + 3600000)
+      return {'rate', slot - now}
+    end
+  end
+end
+local hold = tonumber(ARGV[2])
+redis.call('SET', KEYS[1], id, 'PX', hold)
+redis.call('HSET', KEYS[3], 'calling_until', (now + hold) / 1000)
+return {'go', 0}
+"""
+
+# KEYS: rate limiter.  ARGV: pause (ms). Pushes the fleet's next slot back after a 429.
+_PAUSE = """
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+local resume = now + tonumber(ARGV[1])
+if resume > tat then
+  redis.call('SET', KEYS[1], resume, 'PX', resume - now + 60000)
+end
+return resume
+"""
+
+# Tango measures its own rate at arrival; a little headroom keeps network jitter from ever
+# pushing two of our calls closer together than its limit allows.
+RATE_HEADROOM = 1.03
+
+
+@dataclass(frozen=True)
+class GateVerdict:
+    """`go`: the caller holds the window and a rate slot and must call now. `turn`: an earlier
+    request of the order goes first (it will promote this one). `window` / `rate`: wait
+    `wait_seconds`. `final` / `unknown`: nothing to do."""
+
+    verdict: str
+    wait_seconds: float
+
+
+class CallGate:
+    """Admits calls to Tango: one per order per window, in order, within the rate limit."""
+
+    def __init__(
+        self, client: redis.Redis, keys: RedisKeys, rate_limit: float, final_statuses: list[str]
+    ) -> None:
+        self._keys = keys
+        self._start = client.register_script(_START)
+        self._pause = client.register_script(_PAUSE)
+        self._interval_ms = int(1000 * RATE_HEADROOM / rate_limit + 0.999) if rate_limit else 0
+        self._final_statuses = final_statuses
+
+    @property
+    def rate_interval_seconds(self) -> float:
+        return self._interval_ms / 1000
+
+    def try_start(
+        self, reference_order_id: str, request_id: str, hold_seconds: float
+    ) -> GateVerdict:
+        """Ask to call Tango for this request now; on `go` the window is held for
+        `hold_seconds` (re-anchor or release it after the call)."""
+        keys = self._keys
+        verdict, wait_ms = self._start(
+            keys=[
+                keys.order_window(reference_order_id),
+                keys.order_fifo(reference_order_id),
+                keys.record(request_id),
+                keys.rate_limiter,
+                keys.rate_reservation(request_id),
+                keys.due_index,
+            ],
+            args=[
+                request_id,
+                max(1, int(hold_seconds * 1000 + 0.999)),
+                self._interval_ms,
+                *self._final_statuses,
+            ],
+        )
+        return GateVerdict(str(verdict), int(wait_ms) / 1000)
+
+    def pause(self, seconds: float) -> None:
+        """Hold back every worker's next call by `seconds` (Tango answered 429)."""
+        if self._interval_ms:
+            self._pause(keys=[self._keys.rate_limiter], args=[max(1, int(seconds * 1000))])

@@ -133,6 +133,32 @@ def status(request_id: str, as_json: bool) -> None:
 
 
 @cli.command()
+@click.argument("request_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def cancel(request_id: str, as_json: bool) -> None:
+    """Cancel a queued or deferred request before it is sent."""
+    _settings_or_exit()
+    from worker.producer import cancel_resend
+
+    result = cancel_resend(request_id)
+    if as_json:
+        click.echo(json.dumps({"id": request_id, "result": result}))
+    messages = {
+        "cancelled": "cancelled",
+        "unknown": f"no request {request_id!r} (unknown or expired)",
+        "in_flight": "too late: its call to Tango is under way",
+    }
+    message = messages.get(result, f"not cancelled: the request is already {result}")
+    if result == "cancelled":
+        if not as_json:
+            click.echo(message)
+        return
+    if as_json:
+        sys.exit(EXIT_NOT_FOUND if result == "unknown" else EXIT_BAD_INPUT)
+    _fail(message, EXIT_NOT_FOUND if result == "unknown" else EXIT_BAD_INPUT)
+
+
+@cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
 @click.option(
@@ -179,12 +205,42 @@ def web(host: str, port: int, workers: int) -> None:
 @click.option("--platform-key", default="sandbox-key", show_default=True)
 @click.option("--client-id", default="sandbox-client", show_default=True)
 @click.option("--client-secret", default="sandbox-secret", show_default=True)
+@click.option(
+    "--rate-limit",
+    type=click.FloatRange(0),
+    default=0.0,
+    show_default=True,
+    help="Calls per second accepted before answering 429 (0 = no limit).",
+)
+@click.option(
+    "--token-ttl",
+    "token_ttl_seconds",
+    type=click.IntRange(1),
+    default=86400,
+    show_default=True,
+    help="Lifetime of issued OAuth tokens, in seconds.",
+)
+@click.option(
+    "--clock-offset",
+    "clock_offset_seconds",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Seconds the simulated Tango clock runs ahead.",
+)
+@click.option(
+    "--last-sent-format",
+    type=click.Choice(["iso", "iso-seconds", "epoch-ms", "java", "garbage"]),
+    default="iso",
+    show_default=True,
+    help="How the cooldown error renders the last resend's time.",
+)
 @click.option("--order", "orders", multiple=True, help="Create this order at start (repeatable).")
-def sandbox(host: str, port: int, cooldown: float, orders: tuple[str, ...], **auth: str) -> None:
+def sandbox(host: str, port: int, cooldown: float, orders: tuple[str, ...], **options: Any) -> None:
     """Run the bundled Tango simulator on loopback (development and tests only)."""
     from worker.sandbox.server import main_serve
 
-    main_serve(host, port, cooldown, orders=list(orders), **auth)
+    main_serve(host, port, cooldown, orders=list(orders), **options)
 
 
 @cli.command()

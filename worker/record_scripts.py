@@ -107,3 +107,24 @@ end
 return 'done'
 """
 )
+
+# KEYS: record, order requests, order fifo, order pending, due index, idempotency ('' for none)
+# ARGV: id, fingerprint
+# Forgets a request whose task could not be queued; a request queued behind it is released.
+UNDO_CREATE = """
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('ZREM', KEYS[5], ARGV[1])
+if redis.call('HGET', KEYS[4], ARGV[2]) == ARGV[1] then redis.call('HDEL', KEYS[4], ARGV[2]) end
+if KEYS[6] ~= '' and redis.call('GET', KEYS[6]) == ARGV[1] then redis.call('DEL', KEYS[6]) end
+local next_id = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
+if next_id then
+  local score = redis.call('ZSCORE', KEYS[5], next_id)
+  if score == false or score == 'inf' or tonumber(score) == math.huge then
+    local now = redis.call('TIME')
+    redis.call('ZADD', KEYS[5], tonumber(now[1]), next_id)
+  end
+end
+return 1
+"""

@@ -103,6 +103,7 @@ class RecordStore:
         self._create = client.register_script(record_scripts.CREATE)
         self._save = client.register_script(record_scripts.SAVE)
         self._finish = client.register_script(record_scripts.FINISH)
+        self._undo_create = client.register_script(record_scripts.UNDO_CREATE)
 
     def create(
         self,
@@ -140,18 +141,21 @@ class RecordStore:
         return Creation(str(request_id), str(outcome), bool(int(head)))
 
     def undo_create(self, record: ResendRecord, idempotency_key: str | None) -> None:
-        """Forget a request whose task could not be queued, so the caller may try again."""
+        """Forget a request whose task could not be queued, so the caller may try again; a
+        request of the same order queued behind it meanwhile is released, not stranded."""
         keys = self._keys
         order = record.reference_order_id
-        with self._client.pipeline(transaction=True) as pipe:
-            pipe.delete(keys.record(record.id))
-            pipe.zrem(keys.order_requests(order), record.id)
-            pipe.zrem(keys.order_fifo(order), record.id)
-            pipe.hdel(keys.order_pending(order), record.fingerprint())
-            pipe.zrem(keys.due_index, record.id)
-            if idempotency_key:
-                pipe.delete(keys.idempotency(idempotency_key))
-            pipe.execute()
+        self._undo_create(
+            keys=[
+                keys.record(record.id),
+                keys.order_requests(order),
+                keys.order_fifo(order),
+                keys.order_pending(order),
+                keys.due_index,
+                keys.idempotency(idempotency_key) if idempotency_key else "",
+            ],
+            args=[record.id, record.fingerprint()],
+        )
 
     def get(self, request_id: str) -> ResendRecord | None:
         doc, status, merges = self._client.hmget(

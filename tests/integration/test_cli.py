@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from tests.integration.test_resend_flow import finished
 from tests.integration.test_resilience import run_cli
 from worker import enqueue_resend
 from worker.sandbox import SandboxControl
+from worker.timeparse import parse_tango_instant
 
 pytestmark = pytest.mark.integration
 ORDER = "RA251125-7001-01"
@@ -98,6 +100,12 @@ def test_sandbox_command_serves_until_terminated(tmp_path: Path) -> None:
             ORDER,
             "--platform-key",
             "cli-key",
+            "--rate-limit",
+            "100",
+            "--last-sent-format",
+            "java",
+            "--clock-offset",
+            "3",
         ],
         env=child_env({}),
         cwd=REPO_ROOT,
@@ -124,6 +132,10 @@ def test_sandbox_command_serves_until_terminated(tmp_path: Path) -> None:
             timeout=5,
         )
         assert again.status_code == 403 and again.json()["i18nKey"] == "403.005"
+        # The options reached the server: Java-style dates, a clock 3 s ahead.
+        assert re.search(r"Last sent at \w{3} \w{3} \d+ [\d:]+ UTC \d{4}", again.json()["message"])
+        tango_now = parse_tango_instant(again.json()["timestamp"])
+        assert tango_now is not None and tango_now.at.timestamp() - time.time() > 2
     finally:
         process.send_signal(signal.SIGTERM)
         process.communicate(timeout=10)
@@ -134,3 +146,27 @@ def test_web_refuses_to_start_without_a_secret(settings_env: dict[str, str]) -> 
     result = run_cli(["-m", "worker", "web", "--port", "0"], settings_env)
     assert result.returncode == 2
     assert "WEBHOOK_SECRET" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_cancel_command(control: SandboxControl, settings_env: dict[str, str]) -> None:
+    """No worker runs, so the request stays queued until the CLI cancels it."""
+    control.add_order(ORDER)
+    request_id = enqueue_resend(ORDER)
+    cancelled = run_cli(["-m", "worker", "cancel", request_id, "--json"], settings_env)
+    assert cancelled.returncode == 0
+    assert json.loads(cancelled.stdout) == {"id": request_id, "result": "cancelled"}
+    again = run_cli(["-m", "worker", "cancel", request_id], settings_env)
+    assert again.returncode == 0, "cancelling is idempotent"
+    unknown = run_cli(["-m", "worker", "cancel", "nope"], settings_env)
+    assert unknown.returncode == 1
+
+
+def test_cancel_of_a_sent_request_is_refused(
+    control: SandboxControl, start_worker: WorkerFactory, settings_env: dict[str, str]
+) -> None:
+    control.add_order(ORDER)
+    start_worker()
+    request_id = enqueue_resend(ORDER)
+    wait_for(lambda: finished([request_id]), timeout=10, what="sent")
+    result = run_cli(["-m", "worker", "cancel", request_id], settings_env)
+    assert result.returncode == 2 and "already sent" in result.stderr

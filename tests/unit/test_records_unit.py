@@ -1,8 +1,10 @@
-"""Unit tests for worker.records against a real Redis: records, idempotency and order history."""
+"""Unit tests for worker.records against a real Redis: records, idempotency, coalescing, each
+order's FIFO of requests and the due index, finishing and cancelling."""
 
 from __future__ import annotations
 
 import hashlib
+import math
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -10,13 +12,24 @@ import pytest
 import redis
 
 from worker.keys import RedisKeys
-from worker.records import AttemptEntry, RecordStore, ResendRecord, ResendStatus
+from worker.records import (
+    AttemptEntry,
+    Creation,
+    RecordStore,
+    ResendRecord,
+    ResendStatus,
+)
 
 KEYS = RedisKeys("test")
 ORDER = "RA180426-1401-64"
+OTHER_ORDER = "RA180426-1401-65"
 TTL = 1000
 IDEMPOTENCY_TTL = 300
+LEASE = 30.0
+MARGIN = 0.25
+TOLERANCE = 0.05  # seconds, for scores computed from Redis's clock
 T0 = datetime(2024, 3, 25, 22, 46, 39, tzinfo=UTC)
+EMAIL = {"newEmail": "jane@example.com"}
 
 
 @pytest.fixture
@@ -24,20 +37,53 @@ def store(redis_client: redis.Redis) -> RecordStore:
     return RecordStore(redis_client, KEYS, ttl_seconds=TTL)
 
 
-def new_record(created_at: datetime = T0, order: str = ORDER) -> ResendRecord:
+def new_record(
+    created_at: datetime = T0, order: str = ORDER, request: dict[str, str] | None = None
+) -> ResendRecord:
+    """A queued request; by default each one has fields of its own, so none coalesce."""
     return ResendRecord(
         id=uuid.uuid4().hex,
         reference_order_id=order,
-        request={"newEmail": "jane@example.com"},
+        request=request if request is not None else {"newEmail": f"{uuid.uuid4().hex}@ex.com"},
         created_at=created_at,
         updated_at=created_at,
     )
 
 
+def create(
+    store: RecordStore, record: ResendRecord, idempotency_key: str | None = None
+) -> Creation:
+    return store.create(record, idempotency_key, IDEMPOTENCY_TTL, lease_seconds=LEASE)
+
+
+def redis_now(client: redis.Redis) -> float:
+    seconds, microseconds = client.time()
+    return seconds + microseconds / 1_000_000
+
+
+def due(client: redis.Redis, request_id: str) -> float | None:
+    return client.zscore(KEYS.due_index, request_id)
+
+
+def fifo(client: redis.Redis, order: str = ORDER) -> list[str]:
+    return client.zrange(KEYS.order_fifo(order), 0, -1)
+
+
+def pending(client: redis.Redis, order: str = ORDER) -> dict[str, str]:
+    return client.hgetall(KEYS.order_pending(order))
+
+
+def as_status(record: ResendRecord, status: ResendStatus) -> ResendRecord:
+    return record.model_copy(update={"status": status})
+
+
+# --- create and get ---------------------------------------------------------------------------
+
+
 def test_a_created_record_reads_back_equal(store: RecordStore) -> None:
     record = new_record()
 
-    assert store.create(record, None, IDEMPOTENCY_TTL) == record.id
+    assert create(store, record) == Creation(record.id, "created", True)
 
     assert store.get(record.id) == record
 
@@ -46,58 +92,59 @@ def test_an_unknown_id_reads_as_none(store: RecordStore) -> None:
     assert store.get("nope") is None
 
 
-def test_create_sets_the_record_ttl(store: RecordStore, redis_client: redis.Redis) -> None:
+def test_a_record_is_a_hash_of_doc_status_and_merges(
+    store: RecordStore, redis_client: redis.Redis
+) -> None:
     record = new_record()
 
-    store.create(record, None, IDEMPOTENCY_TTL)
+    create(store, record)
 
-    assert TTL - 5 <= redis_client.ttl(KEYS.record(record.id)) <= TTL
-    assert TTL - 5 <= redis_client.ttl(KEYS.order_requests(ORDER)) <= TTL
+    stored = redis_client.hgetall(KEYS.record(record.id))
+    assert stored.keys() == {"doc", "status", "merges"}
+    assert ResendRecord.model_validate_json(stored["doc"]) == record
+    assert (stored["status"], stored["merges"]) == ("queued", "0")
+
+
+def test_get_takes_status_and_merges_from_the_hash_fields(
+    store: RecordStore, redis_client: redis.Redis
+) -> None:
+    record = new_record()
+    create(store, record)
+
+    redis_client.hset(KEYS.record(record.id), mapping={"status": "deferred", "merges": 3})
+
+    stored = store.get(record.id)
+    assert stored is not None
+    assert (stored.status, stored.merges) == (ResendStatus.DEFERRED, 3)
+
+
+def test_create_sets_the_record_ttl_on_every_key_of_the_request(
+    store: RecordStore, redis_client: redis.Redis
+) -> None:
+    record = new_record()
+
+    create(store, record)
+
+    for key in (
+        KEYS.record(record.id),
+        KEYS.order_requests(ORDER),
+        KEYS.order_fifo(ORDER),
+        KEYS.order_pending(ORDER),
+    ):
+        assert TTL - 5 <= redis_client.ttl(key) <= TTL, key
+    assert redis_client.ttl(KEYS.due_index) == -1  # live work only: no TTL
 
 
 def test_create_without_a_key_writes_no_idempotency_key(
     store: RecordStore, redis_client: redis.Redis
 ) -> None:
-    store.create(new_record(), None, IDEMPOTENCY_TTL)
-    store.create(new_record(), "", IDEMPOTENCY_TTL)
+    create(store, new_record(), None)
+    create(store, new_record(), "")
 
     assert redis_client.keys("test:idempotency:*") == []
 
 
-def test_save_keeps_the_ttl_the_record_was_created_with(
-    store: RecordStore, redis_client: redis.Redis
-) -> None:
-    record = new_record()
-    store.create(record, None, IDEMPOTENCY_TTL)
-    redis_client.expire(KEYS.record(record.id), 120)  # as if 880 s had passed
-
-    updated = record.model_copy(
-        update={
-            "status": ResendStatus.SENT,
-            "attempts": 1,
-            "sent_at": T0 + timedelta(seconds=1),
-            "attempt_log": [AttemptEntry(at=T0, outcome="sent", status=201)],
-        }
-    )
-    store.save(updated)
-
-    assert 115 <= redis_client.ttl(KEYS.record(record.id)) <= 120
-    assert store.get(record.id) == updated
-
-
-def test_save_of_an_expired_record_stores_it_for_a_full_ttl(
-    store: RecordStore, redis_client: redis.Redis
-) -> None:
-    record = new_record()
-    store.create(record, None, IDEMPOTENCY_TTL)
-    redis_client.delete(KEYS.record(record.id))  # expired meanwhile
-
-    store.save(record.model_copy(update={"status": ResendStatus.FAILED}))
-
-    assert TTL - 5 <= redis_client.ttl(KEYS.record(record.id)) <= TTL
-    stored = store.get(record.id)
-    assert stored is not None
-    assert stored.status is ResendStatus.FAILED
+# --- idempotency ------------------------------------------------------------------------------
 
 
 def test_a_reused_idempotency_key_returns_the_first_id_and_stores_nothing_new(
@@ -105,11 +152,14 @@ def test_a_reused_idempotency_key_returns_the_first_id_and_stores_nothing_new(
 ) -> None:
     first, second = new_record(), new_record(T0 + timedelta(seconds=1))
 
-    assert store.create(first, "bounce-123", IDEMPOTENCY_TTL) == first.id
-    assert store.create(second, "bounce-123", IDEMPOTENCY_TTL) == first.id
+    assert create(store, first, "bounce-123") == Creation(first.id, "created", True)
+    assert create(store, second, "bounce-123") == Creation(first.id, "idempotent", False)
 
     assert store.get(second.id) is None
     assert store.ids_for_order(ORDER) == [first.id]
+    assert fifo(redis_client) == [first.id]
+    assert list(pending(redis_client).values()) == [first.id]
+    assert redis_client.zrange(KEYS.due_index, 0, -1) == [first.id]
     idempotency_key = KEYS.idempotency("bounce-123")
     assert redis_client.get(idempotency_key) == first.id
     assert IDEMPOTENCY_TTL - 5 <= redis_client.ttl(idempotency_key) <= IDEMPOTENCY_TTL
@@ -118,7 +168,7 @@ def test_a_reused_idempotency_key_returns_the_first_id_and_stores_nothing_new(
 def test_idempotency_keys_are_stored_hashed(store: RecordStore, redis_client: redis.Redis) -> None:
     caller_key = "caller key with spaces / and \u00fcnicode " * 20
 
-    store.create(new_record(), caller_key, IDEMPOTENCY_TTL)
+    create(store, new_record(), caller_key)
 
     digest = hashlib.sha256(caller_key.encode()).hexdigest()
     assert redis_client.keys("test:idempotency:*") == [f"test:idempotency:{digest}"]
@@ -127,55 +177,768 @@ def test_idempotency_keys_are_stored_hashed(store: RecordStore, redis_client: re
 def test_different_idempotency_keys_create_different_records(store: RecordStore) -> None:
     first, second = new_record(), new_record()
 
-    assert store.create(first, "k1", IDEMPOTENCY_TTL) == first.id
-    assert store.create(second, "k2", IDEMPOTENCY_TTL) == second.id
+    assert create(store, first, "k1").request_id == first.id
+    assert create(store, second, "k2").request_id == second.id
 
 
-def test_undo_create_forgets_the_record_its_history_entry_and_key(
+def test_a_reused_key_stands_for_its_request_even_once_it_is_finished(
+    store: RecordStore,
+) -> None:
+    first = new_record(request=EMAIL)
+    create(store, first, "k")
+    assert store.finish(as_status(first, ResendStatus.SENT), MARGIN)
+
+    again = new_record(request=EMAIL)
+    assert create(store, again, "k") == Creation(first.id, "idempotent", False)
+    assert store.get(again.id) is None
+
+
+# --- coalescing identical pending requests -------------------------------------------------
+
+
+def test_an_identical_pending_request_is_merged_into_the_first(
+    store: RecordStore, redis_client: redis.Redis
+) -> None:
+    first = new_record(request=EMAIL)
+    create(store, first)
+    due_before = due(redis_client, first.id)
+
+    duplicate = new_record(T0 + timedelta(seconds=1), request=dict(EMAIL))
+    assert create(store, duplicate) == Creation(first.id, "merged", False)
+
+    assert store.get(duplicate.id) is None
+    assert store.ids_for_order(ORDER) == [first.id]
+    assert fifo(redis_client) == [first.id]
+    assert pending(redis_client) == {first.fingerprint(): first.id}
+    assert redis_client.zrange(KEYS.due_index, 0, -1) == [first.id]
+    assert due(redis_client, first.id) == due_before
+    assert redis_client.keys("test:idempotency:*") == []
+
+
+def test_each_merge_is_counted_on_the_pending_request(store: RecordStore) -> None:
+    first = new_record(request=EMAIL)
+    create(store, first)
+
+    for _ in range(3):
+        assert create(store, new_record(request=EMAIL)).outcome == "merged"
+
+    stored = store.get(first.id)
+    assert stored is not None
+    assert stored.merges == 3
+    assert stored.status is ResendStatus.QUEUED
+
+
+@pytest.mark.parametrize("status", [ResendStatus.DEFERRED, ResendStatus.RETRYING])
+def test_a_deferred_or_retrying_request_is_still_pending_and_merges(
+    store: RecordStore, status: ResendStatus
+) -> None:
+    first = new_record(request=EMAIL)
+    create(store, first)
+    assert store.save(as_status(first, status), due_at=None)
+
+    assert create(store, new_record(request=EMAIL)) == Creation(first.id, "merged", False)
+
+
+def test_requests_differing_in_order_or_fields_are_not_merged(store: RecordStore) -> None:
+    first = new_record(request=EMAIL)
+    other_fields = new_record(request={"newEmail": "john@example.com"})
+    more_fields = new_record(request={**EMAIL, "newFirstName": "Jane"})
+    other_order = new_record(order=OTHER_ORDER, request=EMAIL)
+
+    outcomes = [
+        create(store, record).outcome for record in (first, other_fields, more_fields, other_order)
+    ]
+
+    assert outcomes == ["created"] * 4
+    assert first.fingerprint() not in {
+        other_fields.fingerprint(),
+        more_fields.fingerprint(),
+        other_order.fingerprint(),
+    }
+
+
+def test_the_fingerprint_ignores_field_order_and_everything_but_order_and_fields() -> None:
+    first = new_record(request={"a": "1", "b": "2"})
+    second = new_record(T0 + timedelta(days=1), request={"b": "2", "a": "1"})
+
+    assert first.id != second.id
+    assert first.fingerprint() == second.fingerprint()
+
+
+@pytest.mark.parametrize("ending", ["sent", "failed", "cancelled"])
+def test_once_the_request_ended_an_identical_one_is_created_anew(
+    store: RecordStore, redis_client: redis.Redis, ending: str
+) -> None:
+    first = new_record(request=EMAIL)
+    create(store, first)
+    if ending == "cancelled":
+        assert store.cancel(first.id, MARGIN) == "cancelled"
+    else:
+        assert store.finish(as_status(first, ResendStatus(ending)), MARGIN)
+
+    again = new_record(request=EMAIL)
+    assert create(store, again) == Creation(again.id, "created", True)
+
+    assert pending(redis_client) == {again.fingerprint(): again.id}
+    stored_first = store.get(first.id)
+    assert stored_first is not None
+    assert stored_first.merges == 0
+
+
+def test_a_new_idempotency_key_for_a_pending_duplicate_points_at_the_pending_request(
+    store: RecordStore, redis_client: redis.Redis
+) -> None:
+    first = new_record(request=EMAIL)
+    create(store, first, "k1")
+
+    duplicate = new_record(request=EMAIL)
+    assert create(store, duplicate, "k2") == Creation(first.id, "merged", False)
+
+    key = KEYS.idempotency("k2")
+    assert redis_client.get(key) == first.id
+    assert IDEMPOTENCY_TTL - 5 <= redis_client.ttl(key) <= IDEMPOTENCY_TTL
+    # The key, now seen, answers "idempotent" and merges nothing more.
+    assert create(store, new_record(request=EMAIL), "k2") == Creation(first.id, "idempotent", False)
+    stored = store.get(first.id)
+    assert stored is not None
+    assert stored.merges == 1
+
+
+def test_the_idempotency_key_is_checked_before_merging(store: RecordStore) -> None:
+    first = new_record(request=EMAIL)
+    create(store, first, "k")
+
+    # Same key, same fields: idempotent, not merged, not counted.
+    assert create(store, new_record(request=EMAIL), "k").outcome == "idempotent"
+
+    stored = store.get(first.id)
+    assert stored is not None
+    assert stored.merges == 0
+
+
+def test_after_the_request_ended_a_new_key_with_the_same_fields_creates_anew(
+    store: RecordStore, redis_client: redis.Redis
+) -> None:
+    first = new_record(request=EMAIL)
+    create(store, first, "k1")
+    store.finish(as_status(first, ResendStatus.SENT), MARGIN)
+
+    again = new_record(request=EMAIL)
+    assert create(store, again, "k2") == Creation(again.id, "created", True)
+    assert redis_client.get(KEYS.idempotency("k2")) == again.id
+
+
+# --- the order's FIFO and the due index -----------------------------------------------------
+
+
+def test_the_first_request_of_an_order_is_the_head_and_the_others_wait_their_turn(
+    store: RecordStore, redis_client: redis.Redis
+) -> None:
+    first, second, third = new_record(), new_record(), new_record()
+
+    creations = [create(store, record) for record in (first, second, third)]
+
+    assert [creation.is_head for creation in creations] == [True, False, False]
+    assert [creation.outcome for creation in creations] == ["created"] * 3
+    assert fifo(redis_client) == [first.id, second.id, third.id]
+    assert pending(redis_client) == {r.fingerprint(): r.id for r in (first, second, third)}
+    assert due(redis_client, second.id) == math.inf
+    assert due(redis_client, third.id) == math.inf
+
+
+def test_the_head_is_due_one_lease_from_now(store: RecordStore, redis_client: redis.Redis) -> None:
+    record = new_record()
+
+    before = redis_now(redis_client)
+    create(store, record)
+    after = redis_now(redis_client)
+
+    score = due(redis_client, record.id)
+    assert score is not None
+    # Loose here (whole seconds); `..._to_the_microsecond` below holds the exact bound.
+    assert before + LEASE - 1 <= score <= after + LEASE + TOLERANCE
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: CREATE scores the head at TIME's whole seconds + lease, dropping the "
+    "microseconds, so its lease is up to 1 s short",
+)
+def test_the_head_is_due_one_lease_from_now_to_the_microsecond(
+    store: RecordStore, redis_client: redis.Redis
+) -> None:
+    record = new_record()
+
+    before = redis_now(redis_client)
+    create(store, record)
+    after = redis_now(redis_client)
+
+    score = due(redis_client, record.id)
+    assert score is not None
+    assert before + LEASE <= score <= after + LEASE
+
+
+def test_each_order_has_a_head_of_its_own(store: RecordStore, redis_client: redis.Redis) -> None:
+    first_a, first_b, second_a = new_record(), new_record(order=OTHER_ORDER), new_record()
+
+    assert create(store, first_a).is_head
+    assert create(store, first_b).is_head
+    assert not create(store, second_a).is_head
+
+    assert fifo(redis_client) == [first_a.id, second_a.id]
+    assert fifo(redis_client, OTHER_ORDER) == [first_b.id]
+    assert due(redis_client, first_b.id) != math.inf
+    assert due(redis_client, second_a.id) == math.inf
+
+
+def test_the_fifo_follows_enqueue_order_not_creation_time(
+    store: RecordStore, redis_client: redis.Redis
+) -> None:
+    later, earlier = new_record(T0 + timedelta(hours=1)), new_record(T0)
+
+    assert create(store, later).is_head
+    assert not create(store, earlier).is_head
+
+    assert fifo(redis_client) == [later.id, earlier.id]
+    assert store.ids_for_order(ORDER) == [earlier.id, later.id]  # history: by creation time
+
+
+def test_a_request_after_the_order_emptied_is_the_head_again(store: RecordStore) -> None:
+    first = new_record()
+    create(store, first)
+    store.finish(as_status(first, ResendStatus.SENT), MARGIN)
+
+    assert create(store, new_record()).is_head
+
+
+def test_finishing_each_head_promotes_the_next_in_turn(
+    store: RecordStore, redis_client: redis.Redis
+) -> None:
+    first, second, third = new_record(), new_record(), new_record()
+    for record in (first, second, third):
+        create(store, record)
+
+    assert store.finish(as_status(first, ResendStatus.SENT), MARGIN)
+    assert fifo(redis_client) == [second.id, third.id]
+    assert due(redis_client, first.id) is None
+    assert due(redis_client, second.id) != math.inf
+    assert due(redis_client, third.id) == math.inf
+
+    assert store.finish(as_status(second, ResendStatus.FAILED), MARGIN)
+    assert fifo(redis_client) == [third.id]
+    assert due(redis_client, third.id) != math.inf
+
+    assert store.finish(as_status(third, ResendStatus.SENT), MARGIN)
+    assert fifo(redis_client) == []
+    assert pending(redis_client) == {}
+    assert redis_client.zcard(KEYS.due_index) == 0
+    assert set(store.ids_for_order(ORDER)) == {first.id, second.id, third.id}  # history kept
+
+
+def test_the_next_request_is_released_when_the_orders_window_ends_plus_the_margin(
+    store: RecordStore, redis_client: redis.Redis
+) -> None:
+    first, second = new_record(), new_record()
+    create(store, first)
+    create(store, second)
+
+    now = redis_now(redis_client)
+    redis_client.set(KEYS.order_window(ORDER), "x", px=1500)
+    store.finish(as_status(first, ResendStatus.SENT), MARGIN)
+
+    assert due(redis_client, second.id) == pytest.approx(now + 1.5 + MARGIN, abs=TOLERANCE)
+
+
+def test_without_a_window_the_next_request_is_released_now_plus_the_margin(
+    store: RecordStore, redis_client: redis.Redis
+) -> None:
+    first, second = new_record(), new_record()
+    create(store, first)
+    create(store, second)
+
+    now = redis_now(redis_client)
+    store.finish(as_status(first, ResendStatus.SENT), 0.0)
+
+    assert due(redis_client, second.id) == pytest.approx(now, abs=TOLERANCE)
+
+
+def test_a_window_without_expiry_counts_as_no_window(
+    store: RecordStore, redis_client: redis.Redis
+) -> None:
+    first, second = new_record(), new_record()
+    create(store, first)
+    create(store, second)
+    redis_client.set(KEYS.order_window(ORDER), "x")
+
+    now = redis_now(redis_client)
+    store.finish(as_status(first, ResendStatus.SENT), MARGIN)
+
+    assert due(redis_client, second.id) == pytest.approx(now + MARGIN, abs=TOLERANCE)
+
+
+def test_a_next_request_missing_from_the_due_index_is_promoted(
+    store: RecordStore, redis_client: redis.Redis
+) -> None:
+    first, second = new_record(), new_record()
+    create(store, first)
+    create(store, second)
+    redis_client.zrem(KEYS.due_index, second.id)
+
+    now = redis_now(redis_client)
+    store.finish(as_status(first, ResendStatus.SENT), MARGIN)
+
+    assert due(redis_client, second.id) == pytest.approx(now + MARGIN, abs=TOLERANCE)
+
+
+def test_a_next_request_already_scheduled_keeps_its_score(
+    store: RecordStore, redis_client: redis.Redis
+) -> None:
+    first, second = new_record(), new_record()
+    create(store, first)
+    create(store, second)
+    scheduled = redis_now(redis_client) + 1234.5
+    assert store.save(as_status(second, ResendStatus.DEFERRED), scheduled)
+    redis_client.set(KEYS.order_window(ORDER), "x", px=1500)
+
+    store.finish(as_status(first, ResendStatus.SENT), MARGIN)
+
+    assert due(redis_client, second.id) == pytest.approx(scheduled, abs=0.001)
+
+
+# --- save ---------------------------------------------------------------------------------------
+
+
+def test_save_stores_the_record_and_its_due_time(
+    store: RecordStore, redis_client: redis.Redis
+) -> None:
+    record = new_record()
+    create(store, record)
+    updated = record.model_copy(
+        update={
+            "status": ResendStatus.DEFERRED,
+            "attempts": 1,
+            "cooldown_deferrals": 1,
+            "next_attempt_at": T0 + timedelta(seconds=30),
+            "attempt_log": [AttemptEntry(at=T0, outcome="deferred", status=409)],
+        }
+    )
+
+    assert store.save(updated, due_at=T0.timestamp() + 30) is True
+
+    assert store.get(record.id) == updated
+    assert redis_client.hget(KEYS.record(record.id), "status") == "deferred"
+    assert due(redis_client, record.id) == pytest.approx(T0.timestamp() + 30)
+
+
+def test_save_without_a_due_time_leaves_the_score(
+    store: RecordStore, redis_client: redis.Redis
+) -> None:
+    record = new_record()
+    create(store, record)
+    score = due(redis_client, record.id)
+
+    assert store.save(as_status(record, ResendStatus.RETRYING), due_at=None)
+
+    assert due(redis_client, record.id) == score
+    stored = store.get(record.id)
+    assert stored is not None
+    assert stored.status is ResendStatus.RETRYING
+
+
+def test_save_can_park_a_request_to_wait_for_its_turn(
+    store: RecordStore, redis_client: redis.Redis
+) -> None:
+    record = new_record()
+    create(store, record)
+
+    assert store.save(as_status(record, ResendStatus.DEFERRED), due_at=math.inf)
+
+    assert due(redis_client, record.id) == math.inf
+
+
+def test_save_clears_calling_until_and_keeps_the_ttl_and_merges(
+    store: RecordStore, redis_client: redis.Redis
+) -> None:
+    record = new_record(request=EMAIL)
+    create(store, record)
+    create(store, new_record(request=EMAIL))  # merged: merges = 1
+    key = KEYS.record(record.id)
+    redis_client.hset(key, "calling_until", redis_now(redis_client) + 60)
+    redis_client.expire(key, 120)  # as if 880 s had passed
+
+    assert store.save(as_status(record, ResendStatus.RETRYING), due_at=None)
+
+    assert redis_client.hexists(key, "calling_until") is False
+    assert 115 <= redis_client.ttl(key) <= 120
+    stored = store.get(record.id)
+    assert stored is not None
+    assert stored.merges == 1
+
+
+@pytest.mark.parametrize("final", [ResendStatus.SENT, ResendStatus.FAILED, ResendStatus.CANCELLED])
+def test_save_rejects_a_final_status(store: RecordStore, final: ResendStatus) -> None:
+    record = new_record()
+    create(store, record)
+
+    with pytest.raises(ValueError, match="finish"):
+        store.save(as_status(record, final), due_at=None)
+
+    stored = store.get(record.id)
+    assert stored is not None
+    assert stored.status is ResendStatus.QUEUED
+
+
+def test_save_after_a_cancel_is_refused_and_writes_nothing(
+    store: RecordStore, redis_client: redis.Redis
+) -> None:
+    record = new_record()
+    create(store, record)
+    assert store.cancel(record.id, MARGIN) == "cancelled"
+    stored_before = redis_client.hgetall(KEYS.record(record.id))
+
+    deferred = record.model_copy(update={"status": ResendStatus.DEFERRED, "attempts": 7})
+    assert store.save(deferred, due_at=T0.timestamp()) is False
+
+    assert redis_client.hgetall(KEYS.record(record.id)) == stored_before
+    assert due(redis_client, record.id) is None
+
+
+@pytest.mark.parametrize("final", [ResendStatus.SENT, ResendStatus.FAILED])
+def test_save_after_a_finish_is_refused(
+    store: RecordStore, redis_client: redis.Redis, final: ResendStatus
+) -> None:
+    record = new_record()
+    create(store, record)
+    store.finish(as_status(record, final), MARGIN)
+
+    assert store.save(as_status(record, ResendStatus.RETRYING), due_at=T0.timestamp()) is False
+
+    stored = store.get(record.id)
+    assert stored is not None
+    assert stored.status is final
+    assert due(redis_client, record.id) is None
+
+
+def test_save_of_an_expired_record_is_refused_and_writes_nothing(
+    store: RecordStore, redis_client: redis.Redis
+) -> None:
+    record = new_record()
+    create(store, record)
+    redis_client.delete(KEYS.record(record.id))  # expired meanwhile
+    redis_client.zrem(KEYS.due_index, record.id)
+
+    assert store.save(as_status(record, ResendStatus.DEFERRED), due_at=T0.timestamp()) is False
+
+    assert redis_client.exists(KEYS.record(record.id)) == 0
+    assert due(redis_client, record.id) is None
+
+
+# --- finish -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("final", [ResendStatus.SENT, ResendStatus.FAILED])
+def test_finish_stores_the_final_record_and_takes_it_off_its_orders_queue(
+    store: RecordStore, redis_client: redis.Redis, final: ResendStatus
+) -> None:
+    record = new_record()
+    create(store, record)
+    key = KEYS.record(record.id)
+    redis_client.hset(key, "calling_until", redis_now(redis_client) + 60)
+    finished = record.model_copy(
+        update={"status": final, "attempts": 1, "sent_at": T0 + timedelta(seconds=1)}
+    )
+
+    assert store.finish(finished, MARGIN) is True
+
+    assert store.get(record.id) == finished
+    assert redis_client.hget(key, "status") == final.value
+    assert redis_client.hexists(key, "calling_until") is False
+    assert TTL - 5 <= redis_client.ttl(key) <= TTL
+    assert due(redis_client, record.id) is None
+    assert fifo(redis_client) == []
+    assert pending(redis_client) == {}
+    assert store.ids_for_order(ORDER) == [record.id]
+
+
+@pytest.mark.parametrize("status", [ResendStatus.QUEUED, ResendStatus.DEFERRED])
+def test_finish_rejects_a_status_that_is_not_final(
+    store: RecordStore, redis_client: redis.Redis, status: ResendStatus
+) -> None:
+    record = new_record()
+    create(store, record)
+
+    with pytest.raises(ValueError, match="final"):
+        store.finish(as_status(record, status), MARGIN)
+
+    assert fifo(redis_client) == [record.id]
+
+
+def test_finishing_twice_is_refused_the_second_time(
+    store: RecordStore, redis_client: redis.Redis
+) -> None:
+    first, second = new_record(), new_record()
+    create(store, first)
+    create(store, second)
+    assert store.finish(as_status(first, ResendStatus.SENT), MARGIN) is True
+    second_due = due(redis_client, second.id)
+
+    assert store.finish(as_status(first, ResendStatus.FAILED), MARGIN) is False
+
+    stored = store.get(first.id)
+    assert stored is not None
+    assert stored.status is ResendStatus.SENT
+    assert due(redis_client, second.id) == second_due
+
+
+def test_finish_of_an_unknown_record_is_refused(
+    store: RecordStore, redis_client: redis.Redis
+) -> None:
+    assert store.finish(as_status(new_record(), ResendStatus.SENT), MARGIN) is False
+
+    assert redis_client.keys("test:request:*") == []
+
+
+def test_finish_keeps_a_pending_entry_that_points_at_another_request(
+    store: RecordStore, redis_client: redis.Redis
+) -> None:
+    record = new_record(request=EMAIL)
+    create(store, record)
+    redis_client.hset(KEYS.order_pending(ORDER), record.fingerprint(), "someone-else")
+
+    assert store.finish(as_status(record, ResendStatus.SENT), MARGIN)
+
+    assert pending(redis_client) == {record.fingerprint(): "someone-else"}
+
+
+def test_finishing_a_request_behind_the_head_leaves_the_head_alone(
+    store: RecordStore, redis_client: redis.Redis
+) -> None:
+    head, behind = new_record(), new_record()
+    create(store, head)
+    create(store, behind)
+    head_due = due(redis_client, head.id)
+
+    assert store.finish(as_status(behind, ResendStatus.FAILED), MARGIN)
+
+    assert fifo(redis_client) == [head.id]
+    assert due(redis_client, head.id) == head_due
+
+
+# --- cancel -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "status", [ResendStatus.QUEUED, ResendStatus.DEFERRED, ResendStatus.RETRYING]
+)
+def test_cancel_of_an_unfinished_request(
+    store: RecordStore, redis_client: redis.Redis, status: ResendStatus
+) -> None:
+    record = new_record()
+    create(store, record)
+    if status is not ResendStatus.QUEUED:
+        assert store.save(as_status(record, status), due_at=T0.timestamp())
+
+    assert store.cancel(record.id, MARGIN) == "cancelled"
+
+    stored = store.get(record.id)
+    assert stored is not None
+    assert stored.status is ResendStatus.CANCELLED
+    assert stored.reason == "cancelled before it was sent"
+    assert redis_client.hget(KEYS.record(record.id), "status") == "cancelled"
+    assert due(redis_client, record.id) is None
+    assert fifo(redis_client) == []
+    assert pending(redis_client) == {}
+    assert store.ids_for_order(ORDER) == [record.id]
+
+
+def test_cancelling_the_head_promotes_the_next_request(
+    store: RecordStore, redis_client: redis.Redis
+) -> None:
+    head, behind = new_record(), new_record()
+    create(store, head)
+    create(store, behind)
+
+    now = redis_now(redis_client)
+    redis_client.set(KEYS.order_window(ORDER), "x", px=1500)
+    assert store.cancel(head.id, MARGIN) == "cancelled"
+
+    assert fifo(redis_client) == [behind.id]
+    assert due(redis_client, behind.id) == pytest.approx(now + 1.5 + MARGIN, abs=TOLERANCE)
+
+
+def test_cancelling_a_request_behind_the_head_keeps_the_others_waiting(
+    store: RecordStore, redis_client: redis.Redis
+) -> None:
+    head, middle, last = new_record(), new_record(), new_record()
+    for record in (head, middle, last):
+        create(store, record)
+    head_due = due(redis_client, head.id)
+
+    assert store.cancel(middle.id, MARGIN) == "cancelled"
+
+    assert fifo(redis_client) == [head.id, last.id]
+    assert due(redis_client, head.id) == head_due
+    assert due(redis_client, last.id) == math.inf
+
+
+def test_cancel_is_refused_while_a_call_is_in_flight_and_allowed_once_it_is_past(
+    store: RecordStore, redis_client: redis.Redis
+) -> None:
+    head, behind = new_record(), new_record()
+    create(store, head)
+    create(store, behind)
+    key = KEYS.record(head.id)
+    before = redis_client.hgetall(key)
+    head_due = due(redis_client, head.id)
+    redis_client.hset(key, "calling_until", redis_now(redis_client) + 60)
+
+    assert store.cancel(head.id, MARGIN) == "in_flight"
+
+    assert redis_client.hget(key, "status") == "queued"
+    assert redis_client.hget(key, "doc") == before["doc"]
+    assert due(redis_client, head.id) == head_due
+    assert due(redis_client, behind.id) == math.inf
+    assert fifo(redis_client) == [head.id, behind.id]
+
+    redis_client.hset(key, "calling_until", redis_now(redis_client) - 1)
+
+    assert store.cancel(head.id, MARGIN) == "cancelled"
+    assert redis_client.hexists(key, "calling_until") is False
+    assert fifo(redis_client) == [behind.id]
+
+
+@pytest.mark.parametrize("final", [ResendStatus.SENT, ResendStatus.FAILED])
+def test_cancel_of_a_finished_request_returns_its_status(
+    store: RecordStore, final: ResendStatus
+) -> None:
+    record = new_record()
+    create(store, record)
+    store.finish(as_status(record, final), MARGIN)
+
+    assert store.cancel(record.id, MARGIN) == final.value
+
+    stored = store.get(record.id)
+    assert stored is not None
+    assert stored.status is final
+
+
+def test_cancelling_twice_returns_cancelled_both_times(store: RecordStore) -> None:
+    record = new_record()
+    create(store, record)
+
+    assert store.cancel(record.id, MARGIN) == "cancelled"
+    assert store.cancel(record.id, MARGIN) == "cancelled"
+
+
+def test_cancel_of_an_unknown_request(store: RecordStore) -> None:
+    assert store.cancel("nope", MARGIN) == "unknown"
+
+
+def test_finish_after_a_cancel_is_refused(store: RecordStore) -> None:
+    record = new_record()
+    create(store, record)
+    store.cancel(record.id, MARGIN)
+
+    assert store.finish(as_status(record, ResendStatus.SENT), MARGIN) is False
+
+    stored = store.get(record.id)
+    assert stored is not None
+    assert stored.status is ResendStatus.CANCELLED
+
+
+# --- undo_create --------------------------------------------------------------------------------
+
+
+def test_undo_create_forgets_the_request_everywhere(
     store: RecordStore, redis_client: redis.Redis
 ) -> None:
     """Given a record whose task could not be queued, When undone, Then a retry can create it."""
-    kept, undone = new_record(), new_record(T0 + timedelta(seconds=1))
-    store.create(kept, None, IDEMPOTENCY_TTL)
-    store.create(undone, "bounce-123", IDEMPOTENCY_TTL)
+    kept = new_record(order=OTHER_ORDER)
+    undone = new_record(T0 + timedelta(seconds=1), request=EMAIL)
+    create(store, kept)
+    create(store, undone, "bounce-123")
 
     store.undo_create(undone, "bounce-123")
 
     assert store.get(undone.id) is None
-    assert store.ids_for_order(ORDER) == [kept.id]
-    assert redis_client.exists(KEYS.idempotency("bounce-123")) == 0
-    retry = new_record(T0 + timedelta(seconds=2))
-    assert store.create(retry, "bounce-123", IDEMPOTENCY_TTL) == retry.id
-
-
-def test_undo_create_without_a_key(store: RecordStore) -> None:
-    record = new_record()
-    store.create(record, None, IDEMPOTENCY_TTL)
-
-    store.undo_create(record, None)
-
-    assert store.get(record.id) is None
     assert store.ids_for_order(ORDER) == []
+    assert fifo(redis_client) == []
+    assert pending(redis_client) == {}
+    assert redis_client.zrange(KEYS.due_index, 0, -1) == [kept.id]
+    assert redis_client.exists(KEYS.idempotency("bounce-123")) == 0
+    retry = new_record(T0 + timedelta(seconds=2), request=EMAIL)
+    assert create(store, retry, "bounce-123") == Creation(retry.id, "created", True)
+
+
+def test_undo_create_without_a_key(store: RecordStore, redis_client: redis.Redis) -> None:
+    kept, undone = new_record(), new_record()
+    create(store, kept, "k")
+    create(store, undone)
+    kept_due = due(redis_client, kept.id)
+
+    store.undo_create(undone, None)
+
+    assert store.get(undone.id) is None
+    assert store.ids_for_order(ORDER) == [kept.id]
+    assert fifo(redis_client) == [kept.id]
+    assert due(redis_client, kept.id) == kept_due  # a head keeps its own score
+    assert redis_client.get(KEYS.idempotency("k")) == kept.id
+
+
+def test_undoing_the_head_releases_the_request_queued_behind_it_now(
+    store: RecordStore, redis_client: redis.Redis
+) -> None:
+    head, behind, last = new_record(), new_record(), new_record()
+    assert create(store, head).is_head
+    assert not create(store, behind).is_head  # created while the head's task was being sent
+    create(store, last)
+
+    store.undo_create(head, None)  # the head's task could not be sent
+    now = redis_now(redis_client)
+
+    assert fifo(redis_client) == [behind.id, last.id]
+    score = due(redis_client, behind.id)
+    assert score is not None
+    assert now - 1 <= score <= now  # due at once (Redis's clock, whole seconds)
+    assert due(redis_client, last.id) == math.inf
+
+
+def test_undo_create_leaves_entries_that_point_at_another_request(
+    store: RecordStore, redis_client: redis.Redis
+) -> None:
+    undone = new_record(request=EMAIL)
+    create(store, undone, "k")
+    redis_client.hset(KEYS.order_pending(ORDER), undone.fingerprint(), "someone-else")
+    redis_client.set(KEYS.idempotency("k"), "someone-else")
+
+    store.undo_create(undone, "k")
+
+    assert store.get(undone.id) is None
+    assert pending(redis_client) == {undone.fingerprint(): "someone-else"}
+    assert redis_client.get(KEYS.idempotency("k")) == "someone-else"
+
+
+# --- history and statuses -----------------------------------------------------------------------
 
 
 def test_ids_for_order_are_oldest_first_and_per_order(store: RecordStore) -> None:
     middle = new_record(T0 + timedelta(seconds=1))
     newest = new_record(T0 + timedelta(minutes=5))
     oldest = new_record(T0 - timedelta(days=1))
-    other_order = new_record(T0, order="RA180426-1401-65")
+    other_order = new_record(T0, order=OTHER_ORDER)
     for record in (middle, newest, oldest, other_order):
-        store.create(record, None, IDEMPOTENCY_TTL)
+        create(store, record)
 
     assert store.ids_for_order(ORDER) == [oldest.id, middle.id, newest.id]
-    assert store.ids_for_order("RA180426-1401-65") == [other_order.id]
+    assert store.ids_for_order(OTHER_ORDER) == [other_order.id]
     assert store.ids_for_order("RA000000-0-0") == []
 
 
 def test_ids_for_order_orders_by_sub_second_creation_time(store: RecordStore) -> None:
     later = new_record(T0 + timedelta(milliseconds=2))
     earlier = new_record(T0 + timedelta(milliseconds=1))
-    store.create(later, None, IDEMPOTENCY_TTL)
-    store.create(earlier, None, IDEMPOTENCY_TTL)
+    create(store, later)
+    create(store, earlier)
 
     assert store.ids_for_order(ORDER) == [earlier.id, later.id]
 
@@ -188,83 +951,8 @@ def test_ids_for_order_orders_by_sub_second_creation_time(store: RecordStore) ->
         (ResendStatus.RETRYING, False),
         (ResendStatus.SENT, True),
         (ResendStatus.FAILED, True),
+        (ResendStatus.CANCELLED, True),
     ],
 )
-def test_only_sent_and_failed_are_final(status: ResendStatus, final: bool) -> None:
+def test_only_sent_failed_and_cancelled_are_final(status: ResendStatus, final: bool) -> None:
     assert status.is_final is final
-
-
-# --- the due index (lost-task sweeping) -----------------------------------------------------
-
-
-def test_a_new_record_is_due_at_its_creation_time(
-    store: RecordStore, redis_client: redis.Redis
-) -> None:
-    record = new_record()
-
-    store.create(record, None, IDEMPOTENCY_TTL)
-
-    assert redis_client.zscore(KEYS.due_index, record.id) == pytest.approx(T0.timestamp())
-
-
-def test_a_reused_idempotency_key_adds_nothing_to_the_due_index(
-    store: RecordStore, redis_client: redis.Redis
-) -> None:
-    first, second = new_record(), new_record()
-    store.create(first, "k", IDEMPOTENCY_TTL)
-    store.create(second, "k", IDEMPOTENCY_TTL)
-
-    assert redis_client.zrange(KEYS.due_index, 0, -1) == [first.id]
-
-
-def test_saving_an_unfinished_record_moves_it_to_its_next_attempt(
-    store: RecordStore, redis_client: redis.Redis
-) -> None:
-    record = new_record()
-    store.create(record, None, IDEMPOTENCY_TTL)
-    next_attempt = T0 + timedelta(seconds=30)
-
-    store.save(
-        record.model_copy(update={"status": ResendStatus.DEFERRED, "next_attempt_at": next_attempt})
-    )
-
-    assert redis_client.zscore(KEYS.due_index, record.id) == pytest.approx(next_attempt.timestamp())
-
-
-def test_saving_without_a_next_attempt_uses_the_update_time(
-    store: RecordStore, redis_client: redis.Redis
-) -> None:
-    record = new_record()
-    store.create(record, None, IDEMPOTENCY_TTL)
-    updated_at = T0 + timedelta(seconds=5)
-
-    store.save(
-        record.model_copy(update={"status": ResendStatus.RETRYING, "updated_at": updated_at})
-    )
-
-    assert redis_client.zscore(KEYS.due_index, record.id) == pytest.approx(updated_at.timestamp())
-
-
-@pytest.mark.parametrize("final", [ResendStatus.SENT, ResendStatus.FAILED])
-def test_saving_a_final_record_takes_it_out_of_the_due_index(
-    store: RecordStore, redis_client: redis.Redis, final: ResendStatus
-) -> None:
-    record = new_record()
-    store.create(record, None, IDEMPOTENCY_TTL)
-
-    store.save(record.model_copy(update={"status": final}))
-
-    assert redis_client.zscore(KEYS.due_index, record.id) is None
-
-
-def test_undo_create_and_forget_due_take_a_request_out_of_the_due_index(
-    store: RecordStore, redis_client: redis.Redis
-) -> None:
-    undone, forgotten, kept = new_record(), new_record(), new_record()
-    for record in (undone, forgotten, kept):
-        store.create(record, None, IDEMPOTENCY_TTL)
-
-    store.undo_create(undone, None)
-    store.forget_due(forgotten.id)
-
-    assert redis_client.zrange(KEYS.due_index, 0, -1) == [kept.id]

@@ -50,7 +50,7 @@ redis.call('EXPIRE', KEYS[6], ttl)
 local head = redis.call('ZRANGE', KEYS[5], 0, 0)[1]
 if head == id then
   local now = redis.call('TIME')
-  redis.call('ZADD', KEYS[4], tonumber(now[1]) + tonumber(ARGV[7]), id)
+  redis.call('ZADD', KEYS[4], tonumber(now[1]) + tonumber(now[2]) / 1000000 + tonumber(ARGV[7]), id)
   return {id, 'created', 1}
 end
 redis.call('ZADD', KEYS[4], '+inf', id)

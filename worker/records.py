@@ -267,4 +267,6 @@ class RecordStore:
 
 
 def _score(epoch_seconds: float) -> str:
-    return "+inf" if math.isinf(epoch_seconds) else repr(epoch_seconds)
+    if math.isinf(epoch_seconds):
+        return "+inf" if epoch_seconds > 0 else "-inf"
+    return repr(epoch_seconds)

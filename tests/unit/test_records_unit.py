@@ -359,11 +359,6 @@ def test_the_head_is_due_one_lease_from_now(store: RecordStore, redis_client: re
     assert before + LEASE - 1 <= score <= after + LEASE + TOLERANCE
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: CREATE scores the head at TIME's whole seconds + lease, dropping the "
-    "microseconds, so its lease is up to 1 s short",
-)
 def test_the_head_is_due_one_lease_from_now_to_the_microsecond(
     store: RecordStore, redis_client: redis.Redis
 ) -> None:

@@ -4,27 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 
-from worker.settings import ConfigurationError, Settings, get_settings
-
-EXIT_OK = 0
-EXIT_NOT_FOUND = 1
-EXIT_BAD_INPUT = 2
-
-
-def _fail(message: str, code: int) -> NoReturn:
-    click.echo(f"tango-resend: {message}", err=True)
-    sys.exit(code)
-
-
-def _settings_or_exit() -> Settings:
-    try:
-        return get_settings()
-    except ConfigurationError as error:
-        _fail(str(error), EXIT_BAD_INPUT)
+from worker.cli_common import EXIT_BAD_INPUT, EXIT_OK, fail, settings_or_exit
+from worker.cli_enqueue import enqueue
+from worker.cli_requests import COMMANDS as REQUEST_COMMANDS
+from worker.settings import ConfigurationError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -51,11 +38,11 @@ def cli() -> None:
 @click.option("--hostname", "-n", default=None, help="Celery node name.")
 def worker(pool: str, concurrency: int | None, loglevel: str | None, hostname: str | None) -> None:
     """Run a Celery worker that executes queued resends."""
-    settings = _settings_or_exit()
+    settings = settings_or_exit()
     try:
         settings.require_tango_credentials()
     except ConfigurationError as error:
-        _fail(str(error), EXIT_BAD_INPUT)
+        fail(str(error), EXIT_BAD_INPUT)
     from worker.celery_app import app
 
     argv = [
@@ -74,91 +61,6 @@ def worker(pool: str, concurrency: int | None, loglevel: str | None, hostname: s
 
 
 @cli.command()
-@click.argument("order_id")
-@click.option("--email", "new_email", default=None, help="Resend to this address.")
-@click.option("--mobile", "new_mobile", default=None, help="Resend to this E.164 number.")
-@click.option("--etid", "new_etid", default=None, help="Email template id, e.g. E000000.")
-@click.option(
-    "--delivery-method", "new_delivery_method", default=None, help="EMAIL, PHONE or NONE."
-)
-@click.option(
-    "--key",
-    "idempotency_key",
-    default=None,
-    help="Idempotency key: the same key within 24 h returns the first request's id.",
-)
-def enqueue(order_id: str, **fields: Any) -> None:
-    """Queue a resend of ORDER_ID and print the request id."""
-    _settings_or_exit()
-    from worker.producer import EnqueueError, enqueue_resend
-    from worker.validation import InvalidResendRequest
-
-    try:
-        request_id = enqueue_resend(order_id, **fields)
-    except InvalidResendRequest as error:
-        _fail(str(error), EXIT_BAD_INPUT)
-    except EnqueueError as error:
-        _fail(str(error), 3)
-    click.echo(request_id)
-
-
-@cli.command()
-@click.argument("request_id")
-@click.option("--json", "as_json", is_flag=True, help="Print the whole record as JSON.")
-def status(request_id: str, as_json: bool) -> None:
-    """Show a request's state."""
-    _settings_or_exit()
-    from worker.producer import get_resend
-
-    record = get_resend(request_id)
-    if record is None:
-        _fail(f"no request {request_id!r} (unknown or expired)", EXIT_NOT_FOUND)
-    if as_json:
-        click.echo(record.model_dump_json(indent=2))
-        return
-    rows = {
-        "id": record.id,
-        "order": record.reference_order_id,
-        "status": record.status.value,
-        "attempts": record.attempts,
-        "created_at": record.created_at.isoformat(),
-        "sent_at": record.sent_at.isoformat() if record.sent_at else "-",
-        "next_attempt_at": record.next_attempt_at.isoformat() if record.next_attempt_at else "-",
-        "reason": record.reason or "-",
-        "tango_request_ids": ", ".join(record.tango_request_ids) or "-",
-    }
-    width = max(len(name) for name in rows)
-    for name, value in rows.items():
-        click.echo(f"{name.ljust(width)}  {value}")
-
-
-@cli.command()
-@click.argument("request_id")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def cancel(request_id: str, as_json: bool) -> None:
-    """Cancel a queued or deferred request before it is sent."""
-    _settings_or_exit()
-    from worker.producer import cancel_resend
-
-    result = cancel_resend(request_id)
-    if as_json:
-        click.echo(json.dumps({"id": request_id, "result": result}))
-    messages = {
-        "cancelled": "cancelled",
-        "unknown": f"no request {request_id!r} (unknown or expired)",
-        "in_flight": "too late: its call to Tango is under way",
-    }
-    message = messages.get(result, f"not cancelled: the request is already {result}")
-    if result == "cancelled":
-        if not as_json:
-            click.echo(message)
-        return
-    if as_json:
-        sys.exit(EXIT_NOT_FOUND if result == "unknown" else EXIT_BAD_INPUT)
-    _fail(message, EXIT_NOT_FOUND if result == "unknown" else EXIT_BAD_INPUT)
-
-
-@cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
 @click.option(
@@ -170,11 +72,11 @@ def cancel(request_id: str, as_json: bool) -> None:
 )
 def web(host: str, port: int, workers: int) -> None:
     """Run the webhook receiver (POST /webhooks/resends)."""
-    settings = _settings_or_exit()
+    settings = settings_or_exit()
     try:
         settings.require_webhook_secret()
     except ConfigurationError as error:
-        _fail(str(error), EXIT_BAD_INPUT)
+        fail(str(error), EXIT_BAD_INPUT)
     import uvicorn
 
     from worker.redaction import install_redaction
@@ -260,6 +162,11 @@ def demo(cooldown: float, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(summary, indent=2, default=str))
     sys.exit(EXIT_OK if summary["ok"] else 1)
+
+
+cli.add_command(enqueue)
+for command in REQUEST_COMMANDS:
+    cli.add_command(command)
 
 
 def main() -> None:

@@ -70,6 +70,16 @@ end
 return resume
 """
 
+# KEYS: rate limiter.  ARGV: interval (ms). Takes the next free slot; returns ms until it.
+_RESERVE = """
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local slot = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), now)
+local interval = tonumber(ARGV[1])
+redis.call('SET', KEYS[1], slot + interval, 'PX', slot + interval - now + 60000)
+return slot - now
+"""
+
 # Tango measures its own rate at arrival; a little headroom keeps network jitter from ever
 # pushing two of our calls closer together than its limit allows.
 RATE_HEADROOM = 1.03
@@ -94,6 +104,7 @@ class CallGate:
         self._keys = keys
         self._start = client.register_script(_START)
         self._pause = client.register_script(_PAUSE)
+        self._reserve = client.register_script(_RESERVE)
         self._interval_ms = int(1000 * RATE_HEADROOM / rate_limit + 0.999) if rate_limit else 0
         self._final_statuses = final_statuses
 
@@ -124,6 +135,13 @@ class CallGate:
             ],
         )
         return GateVerdict(str(verdict), int(wait_ms) / 1000)
+
+    def reserve_slot(self) -> float:
+        """Take the fleet's next rate-limit slot for a call outside a resend (an order
+        listing); returns the seconds to wait for it (0 when the limit is off)."""
+        if not self._interval_ms:
+            return 0.0
+        return int(self._reserve(keys=[self._keys.rate_limiter], args=[self._interval_ms])) / 1000
 
     def pause(self, seconds: float) -> None:
         """Hold back every worker's next call by `seconds` (Tango answered 429)."""

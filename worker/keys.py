@@ -42,6 +42,11 @@ class RedisKeys:
         return f"{self.prefix}:rate:reservation:{request_id}"
 
     @property
+    def requests_by_time(self) -> str:
+        """Every request by creation time, for listings; trimmed to the record TTL."""
+        return f"{self.prefix}:requests"
+
+    @property
     def rate_limiter(self) -> str:
         """The fleet-wide limiter's theoretical arrival time (GCRA), epoch ms."""
         return f"{self.prefix}:rate:tat"

@@ -74,7 +74,9 @@ class Submission:
         return self.outcome == "created"
 
 
-def submit_resend(fields: dict[str, Any], *, idempotency_key: str | None = None) -> Submission:
+def submit_resend(
+    fields: dict[str, Any], *, idempotency_key: str | None = None, retry_of: str | None = None
+) -> Submission:
     """Validate a request given in Tango's field names, store it and queue its task.
 
     The form webhooks and files arrive in; `enqueue_resend` is the keyword-argument front.
@@ -98,6 +100,7 @@ def submit_resend(fields: dict[str, Any], *, idempotency_key: str | None = None)
             status=ResendStatus.QUEUED,
             created_at=now,
             updated_at=now,
+            retry_of=retry_of,
         )
         creation = runtime.records.create(
             record,
@@ -127,6 +130,25 @@ def submit_resend(fields: dict[str, Any], *, idempotency_key: str | None = None)
             raise EnqueueError(f"could not queue the request: {error}") from error
     logger.info("request=%s order=%s status=queued", record.id, record.reference_order_id)
     return Submission(record.id, "created")
+
+
+class NotRetryable(ValueError):
+    """Raised when `retry_resend` is asked to retry a request that has not failed."""
+
+
+def retry_resend(request_id: str) -> Submission:
+    """Queue a failed request again, as a new request linked to it (`retry_of`).
+
+    Raises:
+        NotRetryable: the request is unknown, or did not fail.
+    """
+    old = current_runtime().records.get(request_id)
+    if old is None:
+        raise NotRetryable(f"no request {request_id!r} (unknown or expired)")
+    if old.status is not ResendStatus.FAILED:
+        raise NotRetryable(f"request {request_id} is {old.status.value}, not failed")
+    fields = {"referenceOrderID": old.reference_order_id, **old.request}
+    return submit_resend(fields, retry_of=old.id)
 
 
 def cancel_resend(request_id: str) -> str:

@@ -16,7 +16,7 @@ end
 """
 
 # KEYS: record, idempotency ('' for none), order requests, due index, order fifo, order pending,
-#       sequence
+#       sequence, requests by time
 # ARGV: id, doc, ttl, idempotency ttl, created (epoch), fingerprint, lease seconds,
 #       record key prefix, final statuses...
 # Returns {id, outcome, is_head}.
@@ -43,6 +43,8 @@ redis.call('HSET', KEYS[1], 'doc', ARGV[2], 'status', 'queued', 'merges', 0)
 redis.call('EXPIRE', KEYS[1], ttl)
 redis.call('ZADD', KEYS[3], ARGV[5], id)
 redis.call('EXPIRE', KEYS[3], ttl)
+redis.call('ZADD', KEYS[8], ARGV[5], id)
+redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', tonumber(ARGV[5]) - ttl)
 redis.call('ZADD', KEYS[5], redis.call('INCR', KEYS[7]), id)
 redis.call('EXPIRE', KEYS[5], ttl)
 redis.call('HSET', KEYS[6], ARGV[6], id)
@@ -108,11 +110,13 @@ return 'done'
 """
 )
 
-# KEYS: record, order requests, order fifo, order pending, due index, idempotency ('' for none)
+# KEYS: record, order requests, order fifo, order pending, due index, idempotency ('' for none),
+#       requests by time
 # ARGV: id, fingerprint
 # Forgets a request whose task could not be queued; a request queued behind it is released.
 UNDO_CREATE = """
 redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[7], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('ZREM', KEYS[5], ARGV[1])

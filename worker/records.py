@@ -71,6 +71,7 @@ class ResendRecord(BaseModel):
     response: dict[str, Any] | None = None
     tango_request_ids: list[str] = Field(default_factory=list)
     attempt_log: list[AttemptEntry] = Field(default_factory=list)
+    retry_of: str | None = None
 
     def fingerprint(self) -> str:
         """Identifies "the same request": the order and exactly the same fields."""
@@ -125,6 +126,7 @@ class RecordStore:
                 keys.order_fifo(order),
                 keys.order_pending(order),
                 keys.sequence,
+                keys.requests_by_time,
             ],
             args=[
                 record.id,
@@ -158,15 +160,8 @@ class RecordStore:
         )
 
     def get(self, request_id: str) -> ResendRecord | None:
-        doc, status, merges = self._client.hmget(
-            self._keys.record(request_id), ["doc", "status", "merges"]
-        )
-        if doc is None:
-            return None
-        record = ResendRecord.model_validate_json(doc)
-        record.status = ResendStatus(str(status)) if status else record.status
-        record.merges = int(merges or 0)
-        return record
+        found = self.get_many([request_id])
+        return found[0] if found else None
 
     def save(self, record: ResendRecord, due_at: float | None) -> bool:
         """Store a record that is not final, with its due-index score (epoch seconds; None
@@ -259,6 +254,37 @@ class RecordStore:
             ],
         )
         return str(result)
+
+    def get_many(self, request_ids: list[str]) -> list[ResendRecord]:
+        """Records for many ids in one round trip; unknown or expired ones are skipped."""
+        with self._client.pipeline(transaction=False) as pipe:
+            for request_id in request_ids:
+                pipe.hmget(self._keys.record(request_id), ["doc", "status", "merges"])
+            rows = pipe.execute()
+        records = []
+        for doc, status, merges in rows:
+            if doc is None:
+                continue
+            record = ResendRecord.model_validate_json(doc)
+            record.status = ResendStatus(str(status)) if status else record.status
+            record.merges = int(merges or 0)
+            records.append(record)
+        return records
+
+    def ids_by_time(
+        self, since: float | None, newest_first: bool, offset: int, count: int
+    ) -> list[str]:
+        """Request ids created at or after `since` (epoch seconds), a page at a time."""
+        low = "-inf" if since is None else repr(since)
+        if newest_first:
+            ids = self._client.zrevrangebyscore(
+                self._keys.requests_by_time, "+inf", low, start=offset, num=count
+            )
+        else:
+            ids = self._client.zrangebyscore(
+                self._keys.requests_by_time, low, "+inf", start=offset, num=count
+            )
+        return [str(item) for item in ids]
 
     def ids_for_order(self, reference_order_id: str) -> list[str]:
         """Request ids for one order, oldest first."""

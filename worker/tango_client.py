@@ -67,24 +67,39 @@ class TangoClient:
         """GET /orders/{referenceOrderID}."""
         return self._call("GET", self._order_path(reference_order_id), None)
 
+    def list_orders(self, params: dict[str, str | int]) -> TangoAnswer:
+        """GET /orders with filters (startDate, endDate, elementsPerBlock, page, ...)."""
+        return self._call("GET", "/orders", None, params)
+
     def _order_path(self, reference_order_id: str) -> str:
         # Validation already refuses anything else; this guard keeps the client safe on its own.
         if not REFERENCE_ORDER_ID.fullmatch(reference_order_id):
             raise ValueError("refusing a malformed referenceOrderID")
         return "/orders/" + quote(reference_order_id, safe="")
 
-    def _call(self, method: str, path: str, body: dict[str, str] | None) -> TangoAnswer:
+    def _call(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, str] | None,
+        params: dict[str, str | int] | None = None,
+    ) -> TangoAnswer:
         authorization = self._authorizer.authorization()
         try:
-            return self._send(method, path, body, authorization)
+            return self._send(method, path, body, authorization, params)
         except TangoAuthenticationError:
             # One renewal at most: a rejected shared token is dropped and fetched again once.
             if not self._authorizer.rejected(authorization):
                 raise
-            return self._send(method, path, body, self._authorizer.authorization())
+            return self._send(method, path, body, self._authorizer.authorization(), params)
 
     def _send(
-        self, method: str, path: str, body: dict[str, str] | None, authorization: str
+        self,
+        method: str,
+        path: str,
+        body: dict[str, str] | None,
+        authorization: str,
+        params: dict[str, str | int] | None = None,
     ) -> TangoAnswer:
         started = time.monotonic()
         try:
@@ -92,6 +107,7 @@ class TangoClient:
                 method,
                 self._base_url + path,
                 json=body,
+                params=params,
                 headers={"Authorization": authorization},
                 timeout=self._timeout,
                 allow_redirects=False,

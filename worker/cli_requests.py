@@ -1,0 +1,198 @@
+"""Commands about requests: status, list, history, retry, cancel."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from worker.cli_common import (
+    EXIT_BAD_INPUT,
+    EXIT_NOT_FOUND,
+    Duration,
+    echo_json,
+    fail,
+    settings_or_exit,
+)
+from worker.records import ResendRecord, ResendStatus
+
+STATUSES = [status.value for status in ResendStatus]
+
+
+def _when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
+
+
+def _console() -> Console:
+    return Console(highlight=False, soft_wrap=True)
+
+
+@click.command()
+@click.argument("request_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole record as JSON.")
+def status(request_id: str, as_json: bool) -> None:
+    """Show a request's state."""
+    settings_or_exit()
+    from worker.producer import get_resend
+
+    record = get_resend(request_id)
+    if record is None:
+        fail(f"no request {request_id!r} (unknown or expired)", EXIT_NOT_FOUND)
+    if as_json:
+        click.echo(record.model_dump_json(indent=2))
+        return
+    rows = {
+        "id": record.id,
+        "order": record.reference_order_id,
+        "status": record.status.value,
+        "attempts": str(record.attempts),
+        "merges": str(record.merges),
+        "created_at": record.created_at.isoformat(),
+        "sent_at": record.sent_at.isoformat() if record.sent_at else "-",
+        "next_attempt_at": record.next_attempt_at.isoformat() if record.next_attempt_at else "-",
+        "reason": record.reason or "-",
+        "tango_request_ids": ", ".join(record.tango_request_ids) or "-",
+        "retry_of": record.retry_of or "-",
+    }
+    width = max(len(name) for name in rows)
+    for name, value in rows.items():
+        click.echo(f"{name.ljust(width)}  {value}")
+
+
+@click.command(name="list")
+@click.option("--order", default=None, help="Only this order's requests.")
+@click.option("--status", "status_filter", type=click.Choice(STATUSES), default=None)
+@click.option("--since", type=Duration(), default=None, help="Created within, e.g. 1h, 2d.")
+@click.option("--limit", type=click.IntRange(1, 100_000), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print records as a JSON array.")
+def list_requests(
+    order: str | None, status_filter: str | None, since: timedelta | None, limit: int, as_json: bool
+) -> None:
+    """List requests, newest first."""
+    settings_or_exit()
+    from worker.queries import iter_requests
+    from worker.runtime import current_runtime
+
+    wanted = ResendStatus(status_filter) if status_filter else None
+    records = []
+    for record in iter_requests(current_runtime(), order=order, status=wanted, since=since):
+        records.append(record)
+        if len(records) >= limit:
+            break
+    if as_json:
+        echo_json([record.model_dump(mode="json") for record in records])
+        return
+    table = Table("id", "order", "status", "calls", "created", "sent", "reason")
+    for record in records:
+        table.add_row(
+            record.id,
+            record.reference_order_id,
+            record.status.value,
+            str(record.attempts),
+            _when(record.created_at),
+            _when(record.sent_at),
+            record.reason or "",
+        )
+    _console().print(table)
+    click.echo(f"{len(records)} request(s)")
+
+
+@click.command()
+@click.argument("order")
+@click.option("--json", "as_json", is_flag=True, help="Print every request and attempt as JSON.")
+def history(order: str, as_json: bool) -> None:
+    """Every request and every call to Tango for one order, with Tango's request ids."""
+    settings_or_exit()
+    from worker.queries import order_history
+    from worker.runtime import current_runtime
+
+    records = order_history(current_runtime(), order)
+    if not records:
+        fail(f"no requests for order {order!r}", EXIT_NOT_FOUND)
+    if as_json:
+        echo_json([record.model_dump(mode="json") for record in records])
+        return
+    table = Table(
+        "request", "created", "status", "call at", "outcome", "HTTP", "i18nKey", "Tango request id"
+    )
+    for record in records:
+        table.add_row(record.id, _when(record.created_at), record.status.value, "", "", "", "", "")
+        for attempt in record.attempt_log:
+            table.add_row(
+                "",
+                "",
+                "",
+                _when(attempt.at),
+                attempt.outcome,
+                str(attempt.status or ""),
+                attempt.i18n_key or "",
+                attempt.tango_request_id or "",
+            )
+    _console().print(table)
+
+
+@click.command()
+@click.argument("request_id", required=False)
+@click.option("--all-failed", is_flag=True, help="Retry every failed request.")
+@click.option(
+    "--since",
+    type=Duration(),
+    default=None,
+    help="With --all-failed: only those created within, e.g. 1h.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print old and new ids as JSON.")
+def retry(request_id: str | None, all_failed: bool, since: timedelta | None, as_json: bool) -> None:
+    """Queue failed requests again, as new requests linked to the old ones."""
+    settings_or_exit()
+    from worker.producer import NotRetryable, retry_resend
+    from worker.queries import iter_requests
+    from worker.runtime import current_runtime
+
+    if bool(request_id) == all_failed:
+        fail("give a REQUEST_ID or --all-failed (not both)", EXIT_BAD_INPUT)
+    if request_id:
+        targets: list[ResendRecord] | None = None
+        try:
+            submission = retry_resend(request_id)
+        except NotRetryable as error:
+            code = EXIT_NOT_FOUND if "unknown" in str(error) else EXIT_BAD_INPUT
+            fail(str(error), code)
+        pairs = [(request_id, submission.request_id)]
+    else:
+        targets = list(iter_requests(current_runtime(), status=ResendStatus.FAILED, since=since))
+        pairs = [(old.id, retry_resend(old.id).request_id) for old in targets]
+    if as_json:
+        echo_json([{"retried": old, "id": new} for old, new in pairs])
+        return
+    for old, new in pairs:
+        click.echo(f"{old} -> {new}")
+    if targets is not None:
+        click.echo(f"{len(pairs)} failed request(s) queued again")
+
+
+@click.command()
+@click.argument("request_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def cancel(request_id: str, as_json: bool) -> None:
+    """Cancel a queued or deferred request before it is sent."""
+    settings_or_exit()
+    from worker.producer import cancel_resend
+
+    result = cancel_resend(request_id)
+    if as_json:
+        echo_json({"id": request_id, "result": result})
+    if result == "cancelled":
+        if not as_json:
+            click.echo("cancelled")
+        return
+    code = EXIT_NOT_FOUND if result == "unknown" else EXIT_BAD_INPUT
+    messages = {
+        "unknown": f"no request {request_id!r} (unknown or expired)",
+        "in_flight": "too late: its call to Tango is under way",
+    }
+    fail(messages.get(result, f"not cancelled: the request is already {result}"), code)
+
+
+COMMANDS = [status, list_requests, history, retry, cancel]

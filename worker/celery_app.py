@@ -8,10 +8,11 @@ from typing import Any
 
 from celery import Celery, signals
 
-from worker.redaction import install_redaction
+from worker.logging_setup import configure_handlers
 from worker.settings import ConfigurationError, Settings, get_settings
 
 RESEND_TASK_NAME = "tango_resend.send_resend"
+DELIVER_TASK_NAME = "tango_resend.deliver_outcome"
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -61,7 +62,7 @@ def _lazy_config() -> dict[str, Any]:
         raise SystemExit(2) from None
 
 
-app = Celery("tango_resend", include=["tasks.resend"])
+app = Celery("tango_resend", include=["tasks.resend", "tasks.callbacks"])
 app.add_defaults(_lazy_config)
 
 
@@ -77,8 +78,13 @@ def _check_settings_at_start(**_: Any) -> None:
 
 @signals.after_setup_logger.connect
 @signals.after_setup_task_logger.connect
-def _mask_contact_data(logger: logging.Logger, **_: Any) -> None:
-    install_redaction(logger)
+def _configure_logging(logger: logging.Logger, **_: Any) -> None:
+    """Mask contact data in every line, Celery's own included; JSON with LOG_FORMAT=json."""
+    try:
+        log_format = get_settings().log_format
+    except ConfigurationError:
+        log_format = "text"
+    configure_handlers(logger, log_format)
 
 
 _schedulers: list[Any] = []
@@ -90,9 +96,17 @@ def _start_scheduler(**_: Any) -> None:
     from worker.runtime import current_runtime
     from worker.scheduler import SchedulerThread
 
-    thread = SchedulerThread(current_runtime())
+    runtime = current_runtime()
+    thread = SchedulerThread(runtime)
     thread.start()
     _schedulers.append(thread)
+    if runtime.settings.metrics_port:
+        from prometheus_client import start_http_server
+
+        from worker.metrics import build_registry
+
+        registry = build_registry(runtime.redis, runtime.keys, runtime.settings.resend_queue)
+        start_http_server(runtime.settings.metrics_port, registry=registry)
 
 
 @signals.worker_shutdown.connect

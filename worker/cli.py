@@ -79,9 +79,8 @@ def web(host: str, port: int, workers: int) -> None:
         fail(str(error), EXIT_BAD_INPUT)
     import uvicorn
 
-    from worker.redaction import install_redaction
+    from worker.logging_setup import uvicorn_log_config
 
-    install_redaction()
     uvicorn.run(
         "worker.web:create_app",
         factory=True,
@@ -89,6 +88,7 @@ def web(host: str, port: int, workers: int) -> None:
         port=port,
         workers=workers,
         log_level=settings.log_level.lower(),
+        log_config=uvicorn_log_config(settings.log_format, settings.log_level),
         server_header=False,
     )
 

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from worker.callbacks import notify_finished
 from worker.decision import (
     Deferred,
     Failed,
@@ -89,13 +91,16 @@ class ResendExecutor:
         if verdict.verdict in ("final", "unknown"):
             return Done(None)
         if verdict.verdict == "turn":
+            self._runtime.metrics.deferral("turn")
             return self._wait_for_turn(record, now)
         if verdict.verdict == "window":
+            self._runtime.metrics.deferral("lock")
             record.lock_deferrals += 1
             delay = delay_for_held_window(verdict.wait_seconds, self._policy, self._rand)
             return self._defer(record, delay, now, "the order's window is held")
         if verdict.verdict == "rate":
             # The slot is reserved for this request alone: wake for it, no jitter needed.
+            self._runtime.metrics.deferral("rate_limit")
             delay = verdict.wait_seconds + 0.001
             return self._defer(record, delay, now, "waiting for its rate-limit slot")
         return self._call(record, now)
@@ -112,16 +117,26 @@ class ResendExecutor:
         record.reason = f"internal error: {type(error).__name__}"
         record.next_attempt_at = None
         record.updated_at = self._runtime.clock.now()
-        self._runtime.records.finish(record, PROMOTE_MARGIN_SECONDS)
+        if self._runtime.records.finish(record, PROMOTE_MARGIN_SECONDS):
+            self._count_outcome(record)
+            notify_finished(record)
         _log_state(record, record.reason)
+
+    def _count_outcome(self, record: ResendRecord) -> None:
+        if record.status is ResendStatus.SENT and record.sent_at is not None:
+            self._runtime.metrics.sent((record.sent_at - record.created_at).total_seconds())
+        else:
+            self._runtime.metrics.request(record.status.value)
 
     def _call(self, record: ResendRecord, started: datetime) -> Step:
         record.attempts += 1
         result: TangoAnswer | TangoError
+        started_at = time.monotonic()
         try:
             result = self._runtime.tango.resend(record.reference_order_id, record.request)
         except TangoError as error:
             result = error
+        self._runtime.metrics.tango_call(result.status, time.monotonic() - started_at)
         if isinstance(result, TangoTransientError) and result.status == 429:
             # Tango says the fleet is too fast: hold every worker back, not just this request.
             self._runtime.gate.pause(result.retry_after or self._runtime.gate.rate_interval_seconds)
@@ -157,10 +172,13 @@ class ResendExecutor:
             else:
                 record.status, record.reason = ResendStatus.FAILED, outcome.reason
             record.next_attempt_at = None
-            self._runtime.records.finish(record, PROMOTE_MARGIN_SECONDS)
+            if self._runtime.records.finish(record, PROMOTE_MARGIN_SECONDS):
+                self._count_outcome(record)
+                notify_finished(record)
             _log_state(record, record.reason)
             return Done(record.status)
         if isinstance(outcome, Deferred):
+            self._runtime.metrics.deferral("cooldown")
             record.cooldown_deferrals += 1
             return self._defer(record, outcome.delay_seconds, now, outcome.reason)
         record.transient_failures += 1
@@ -239,4 +257,12 @@ def _log_state(record: ResendRecord, detail: str | None) -> None:
         record.attempts,
         tango_request_id,
         f" reason={detail!r}" if detail else "",
+        extra={
+            "request_id": record.id,
+            "order_id": record.reference_order_id,
+            "status": record.status.value,
+            "attempt": record.attempts,
+            "tango_request_id": tango_request_id,
+            "reason": detail,
+        },
     )

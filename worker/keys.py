@@ -73,6 +73,21 @@ class RedisKeys:
         return f"{self.prefix}:due"
 
     @property
+    def metrics(self) -> str:
+        """The fleet's Prometheus counters and histogram buckets (a hash)."""
+        return f"{self.prefix}:metrics"
+
+    @property
+    def callbacks_due(self) -> str:
+        """Outcome callbacks to deliver, by when to try next (the outbox)."""
+        return f"{self.prefix}:callbacks:due"
+
+    @property
+    def callback_attempts(self) -> str:
+        """Delivery attempts so far, by request id."""
+        return f"{self.prefix}:callbacks:attempts"
+
+    @property
     def oauth_token(self) -> str:
         return f"{self.prefix}:oauth:token"
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import redis
 
+from worker.callbacks import notify_finished
 from worker.celery_app import RESEND_TASK_NAME, app
 from worker.records import PROMOTE_MARGIN_SECONDS, ResendRecord, ResendStatus
 from worker.runtime import current_runtime
@@ -111,6 +112,7 @@ def submit_resend(
     except redis.RedisError as error:
         raise EnqueueError(f"could not store the request: {error}") from error
     if creation.outcome != "created":
+        runtime.metrics.request("coalesced")
         logger.info("request=%s stands for a new %s request", creation.request_id, creation.outcome)
         return Submission(creation.request_id, creation.outcome)
     if creation.is_head:
@@ -128,6 +130,7 @@ def submit_resend(
                 # If even this fails, the scheduler's lease releases it later: never lost.
                 runtime.records.undo_create(record, idempotency_key)
             raise EnqueueError(f"could not queue the request: {error}") from error
+    runtime.metrics.request("accepted")
     logger.info("request=%s order=%s status=queued", record.id, record.reference_order_id)
     return Submission(record.id, "created")
 
@@ -158,8 +161,16 @@ def cancel_resend(request_id: str) -> str:
         "cancelled"; or "in_flight" when its call to Tango is under way (too late to stop);
         or the final status it already had ("sent", "failed", "cancelled"); or "unknown".
     """
-    result = current_runtime().records.cancel(request_id, PROMOTE_MARGIN_SECONDS)
+    runtime = current_runtime()
+    before = runtime.records.get(request_id)
+    result = runtime.records.cancel(request_id, PROMOTE_MARGIN_SECONDS)
     logger.info("request=%s cancel: %s", request_id, result)
+    newly_cancelled = before is not None and not before.status.is_final
+    if result == "cancelled" and newly_cancelled:
+        runtime.metrics.request("cancelled")
+        record = runtime.records.get(request_id)
+        if record is not None:
+            notify_finished(record)
     return result
 
 

@@ -74,7 +74,7 @@ return 1
 """
 )
 
-# KEYS: record, due index, order fifo, order pending, order window.
+# KEYS: record, due index, order fifo, order pending, order window, callback outbox ('' = none).
 # ARGV: id, doc, final status, fingerprint, promote margin (s), only-if-cancellable flag,
 #       final statuses...
 # Stores the final record, takes it off the order's queue, and schedules the next request of
@@ -97,6 +97,8 @@ redis.call('HDEL', KEYS[1], 'calling_until')
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
 if redis.call('HGET', KEYS[4], ARGV[4]) == ARGV[1] then redis.call('HDEL', KEYS[4], ARGV[4]) end
+-- The outcome callback is owed from this moment: recorded with the outcome, never without it.
+if KEYS[6] ~= '' then redis.call('ZADD', KEYS[6], now_s, ARGV[1]) end
 local next_id = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
 if next_id then
   local score = redis.call('ZSCORE', KEYS[2], next_id)

@@ -97,10 +97,13 @@ WAITING_FOR_TURN = math.inf  # due-index score of a request queued behind anothe
 class RecordStore:
     """Create, read, update, finish and cancel records."""
 
-    def __init__(self, client: redis.Redis, keys: RedisKeys, ttl_seconds: int) -> None:
+    def __init__(
+        self, client: redis.Redis, keys: RedisKeys, ttl_seconds: int, callbacks: bool = False
+    ) -> None:
         self._client = client
         self._keys = keys
         self._ttl_seconds = ttl_seconds
+        self._outbox = keys.callbacks_due if callbacks else ""
         self._create = client.register_script(record_scripts.CREATE)
         self._save = client.register_script(record_scripts.SAVE)
         self._finish = client.register_script(record_scripts.FINISH)
@@ -242,6 +245,7 @@ class RecordStore:
                 keys.order_fifo(order),
                 keys.order_pending(order),
                 keys.order_window(order),
+                self._outbox,
             ],
             args=[
                 request_id,

@@ -16,6 +16,7 @@ from worker.auth import build_authorizer
 from worker.clock import RedisClock
 from worker.gate import CallGate
 from worker.keys import RedisKeys
+from worker.metrics import MetricsRecorder
 from worker.records import FINAL_STATUSES, RecordStore
 from worker.settings import Settings, get_settings
 from worker.tango_client import TangoClient, build_session
@@ -48,7 +49,12 @@ class Runtime:
 
     @cached_property
     def records(self) -> RecordStore:
-        return RecordStore(self.redis, self.keys, self.settings.resend_record_ttl_seconds)
+        return RecordStore(
+            self.redis,
+            self.keys,
+            self.settings.resend_record_ttl_seconds,
+            callbacks=self.settings.result_webhook_url is not None,
+        )
 
     @cached_property
     def window(self) -> OrderWindow:
@@ -57,6 +63,10 @@ class Runtime:
     @cached_property
     def gate(self) -> CallGate:
         return CallGate(self.redis, self.keys, self.settings.tango_rate_limit, FINAL_STATUSES)
+
+    @cached_property
+    def metrics(self) -> MetricsRecorder:
+        return MetricsRecorder(self.redis, self.keys)
 
     @cached_property
     def clock(self) -> RedisClock:

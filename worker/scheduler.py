@@ -22,7 +22,7 @@ from typing import Any
 
 import redis
 
-from worker.celery_app import RESEND_TASK_NAME, app
+from worker.celery_app import DELIVER_TASK_NAME, RESEND_TASK_NAME, app
 from worker.runtime import Runtime
 
 logger = logging.getLogger("tango_resend.scheduler")
@@ -50,26 +50,34 @@ MAX_IDLE_SECONDS = 1.0
 
 
 class DueReleaser:
-    """Claims due requests and sends their tasks."""
+    """Claims due requests (and owed outcome callbacks) and sends their tasks."""
 
     def __init__(self, runtime: Runtime) -> None:
         self._runtime = runtime
         self._claim = runtime.redis.register_script(_CLAIM_DUE)
 
     def release_due(self) -> tuple[int, float]:
-        """One pass. Returns (tasks sent, seconds until the next scheduled request or inf)."""
+        """One pass. Returns (tasks sent, seconds until the next scheduled entry or inf)."""
+        settings, keys = self._runtime.settings, self._runtime.keys
+        sent, next_in = self._release(keys.due_index, RESEND_TASK_NAME)
+        if settings.result_webhook_url is not None:
+            callbacks, callbacks_next = self._release(keys.callbacks_due, DELIVER_TASK_NAME)
+            sent, next_in = sent + callbacks, min(next_in, callbacks_next)
+        return sent, next_in
+
+    def _release(self, index: str, task_name: str) -> tuple[int, float]:
         settings = self._runtime.settings
-        reply = self._claim(
-            keys=[self._runtime.keys.due_index],
-            args=[settings.lost_task_grace_seconds, _BATCH],
-        )
+        reply = self._claim(keys=[index], args=[settings.lost_task_grace_seconds, _BATCH])
         *ids, next_in = (str(item) for item in reply)
         for request_id in ids:
             app.send_task(
-                RESEND_TASK_NAME, args=[request_id], task_id=request_id, queue=settings.resend_queue
+                task_name,
+                args=[request_id],
+                queue=settings.resend_queue,
+                task_id=request_id if task_name == RESEND_TASK_NAME else None,
             )
         if ids:
-            logger.info("released %d due request(s)", len(ids))
+            logger.info("released %d due %s task(s)", len(ids), task_name)
         if len(ids) == _BATCH:
             return len(ids), 0.0
         wait = float(next_in)

@@ -72,6 +72,15 @@ class Settings(BaseSettings):
     webhook_max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=1024 * 1024)
     api_token: SecretStr | None = None
 
+    # Serve Prometheus metrics from each worker on this port (the web app serves /metrics).
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    log_format: str = Field(default="text", pattern=r"^(text|json)$")
+    # Outcome callbacks: a Standard-Webhooks-signed POST when a request is sent, fails or is
+    # cancelled; delivered at least once, retried with backoff.
+    result_webhook_url: AnyHttpUrl | None = None
+    result_webhook_secret: SecretStr | None = None
+    result_webhook_max_attempts: int = Field(default=20, ge=1, le=1000)
+
     broker_visibility_timeout_seconds: int = Field(default=300, ge=2, le=300)
     worker_concurrency: int = Field(default=16, ge=1, le=512)
     log_level: str = Field(default="INFO", pattern=r"^(?i:debug|info|warning|error|critical)$")
@@ -84,6 +93,9 @@ class Settings(BaseSettings):
         "tango_token_url",
         "webhook_secret",
         "api_token",
+        "result_webhook_url",
+        "result_webhook_secret",
+        "metrics_port",
         mode="before",
     )
     @classmethod
@@ -91,7 +103,7 @@ class Settings(BaseSettings):
         # `VAR=` in a .env or compose file must not become an empty password or token.
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("webhook_secret")
+    @field_validator("webhook_secret", "result_webhook_secret")
     @classmethod
     def _standard_webhooks_secret(cls, value: SecretStr | None) -> SecretStr | None:
         if value is None:
@@ -116,6 +128,8 @@ class Settings(BaseSettings):
             "TANGO_CLIENT_SECRET": self.tango_client_secret,
             "TANGO_TOKEN_URL": self.tango_token_url,
         }
+        if self.result_webhook_url and not self.result_webhook_secret:
+            raise ValueError("RESULT_WEBHOOK_SECRET must be set together with RESULT_WEBHOOK_URL")
         for group in (basic, oauth):
             given = [name for name, value in group.items() if value]
             missing = [name for name, value in group.items() if not value]

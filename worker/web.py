@@ -15,9 +15,11 @@ from typing import Annotated, Any, Literal
 
 import redis
 from fastapi import Depends, FastAPI, Header, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 
+from worker.metrics import build_registry
 from worker.producer import EnqueueError, submit_resend
 from worker.runtime import current_runtime
 from worker.settings import Settings, get_settings
@@ -173,6 +175,15 @@ def create_app() -> FastAPI:
         except redis.RedisError:
             return JSONResponse({"status": "unavailable"}, status_code=503)
         return Health(status="ok")
+
+    registry = build_registry(
+        current_runtime().redis, current_runtime().keys, settings.resend_queue
+    )
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    def metrics() -> PlainTextResponse:
+        """The fleet's Prometheus metrics (counters are fleet-wide, kept in Redis)."""
+        return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     if settings.api_token is not None:
         _add_record_route(app, settings.api_token.get_secret_value())

@@ -1,0 +1,181 @@
+"""Prometheus metrics, kept in Redis so they are fleet-wide and right with any Celery pool.
+
+Every process (prefork children included) adds to one Redis hash; whoever is scraped (the web
+app's /metrics, or a worker's METRICS_PORT) reads it and the queue gauges at scrape time. So
+the numbers are the fleet's, a restarted process loses nothing, and no multiprocess directory
+is needed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import redis
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from worker.keys import RedisKeys
+
+logger = logging.getLogger("tango_resend.metrics")
+
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+SEND_DELAY_BUCKETS = (0.1, 0.5, 1.0, 5.0, 15.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 21600.0)
+_HISTOGRAMS = {"tango_latency": LATENCY_BUCKETS, "send_delay": SEND_DELAY_BUCKETS}
+# kombu's Redis transport keeps a queue's priorities in separate lists with these suffixes.
+_PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
+
+
+class MetricsRecorder:
+    """Adds observations to the fleet's counters; a failure to record never fails the work."""
+
+    def __init__(self, client: redis.Redis, keys: RedisKeys) -> None:
+        self._client = client
+        self._key = keys.metrics
+
+    def request(self, outcome: str) -> None:
+        self._add({f"requests_total|{outcome}": 1})
+
+    def deferral(self, reason: str) -> None:
+        self._add({f"deferrals_total|{reason}": 1})
+
+    def tango_call(self, status: int | None, latency_seconds: float) -> None:
+        fields = {f"tango_calls_total|{status if status is not None else 'error'}": 1.0}
+        fields.update(_histogram_fields("tango_latency", latency_seconds))
+        self._add(fields)
+
+    def sent(self, delay_seconds: float) -> None:
+        fields = {"requests_total|sent": 1.0}
+        fields.update(_histogram_fields("send_delay", delay_seconds))
+        self._add(fields)
+
+    def callback(self, outcome: str) -> None:
+        self._add({f"callbacks_total|{outcome}": 1})
+
+    def _add(self, fields: dict[str, float]) -> None:
+        try:
+            with self._client.pipeline(transaction=False) as pipe:
+                for name, amount in fields.items():
+                    pipe.hincrbyfloat(self._key, name, amount)
+                pipe.execute()
+        except redis.RedisError:
+            logger.warning("could not record metrics", exc_info=True)
+
+
+def _histogram_fields(name: str, value: float) -> dict[str, float]:
+    fields = {f"{name}_sum|": value, f"{name}_count|": 1.0}
+    for bound in _HISTOGRAMS[name]:
+        if value <= bound:
+            fields[f"{name}_bucket|{bound}"] = 1.0
+    return fields
+
+
+class RedisMetricsCollector(Collector):
+    """Reads the fleet's metrics from Redis at scrape time."""
+
+    def __init__(self, client: redis.Redis, keys: RedisKeys, queue: str) -> None:
+        self._client = client
+        self._keys = keys
+        self._queue = queue
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            raw = {str(k): float(v) for k, v in self._client.hgetall(self._keys.metrics).items()}
+            depth, due_now, scheduled, waiting = self._gauges()
+        except redis.RedisError:
+            logger.warning("could not read metrics from Redis", exc_info=True)
+            return
+        yield _counter(
+            raw,
+            "requests_total",
+            "outcome",
+            "Requests by outcome (accepted, coalesced, sent, failed, cancelled).",
+        )
+        yield _counter(
+            raw,
+            "deferrals_total",
+            "reason",
+            "Deferrals by reason (lock, cooldown, rate_limit, turn).",
+        )
+        yield _counter(
+            raw,
+            "tango_calls_total",
+            "status",
+            "Calls to Tango by HTTP status ('error': no answer).",
+        )
+        yield _counter(
+            raw,
+            "callbacks_total",
+            "outcome",
+            "Outcome callbacks by result (delivered, retried, abandoned).",
+        )
+        yield _histogram(
+            raw,
+            "tango_latency",
+            "tango_resend_tango_latency_seconds",
+            "Time Tango took to answer a resend call.",
+        )
+        yield _histogram(
+            raw,
+            "send_delay",
+            "tango_resend_send_delay_seconds",
+            "Time from enqueue to Tango's 201.",
+        )
+        yield GaugeMetricFamily(
+            "tango_resend_queue_depth", "Task messages waiting in the Celery queue.", value=depth
+        )
+        parked = GaugeMetricFamily(
+            "tango_resend_parked",
+            "Unfinished requests waiting in Redis, by state.",
+            labels=["state"],
+        )
+        parked.add_metric(["due"], due_now)
+        parked.add_metric(["scheduled"], scheduled)
+        parked.add_metric(["waiting_for_turn"], waiting)
+        yield parked
+
+    def _gauges(self) -> tuple[float, float, float, float]:
+        seconds, micros = self._client.time()
+        now = int(seconds) + int(micros) / 1e6
+        with self._client.pipeline(transaction=False) as pipe:
+            for suffix in _PRIORITY_SUFFIXES:
+                pipe.llen(self._queue + suffix)
+            pipe.zcount(self._keys.due_index, "-inf", now)
+            pipe.zcount(self._keys.due_index, f"({now}", "(inf")
+            pipe.zcount(self._keys.due_index, "+inf", "+inf")
+            replies = pipe.execute()
+        depth = sum(int(n) for n in replies[: len(_PRIORITY_SUFFIXES)])
+        due_now, scheduled, waiting = (float(n) for n in replies[len(_PRIORITY_SUFFIXES) :])
+        return float(depth), due_now, scheduled, waiting
+
+
+def _counter(raw: dict[str, float], name: str, label: str, doc: str) -> CounterMetricFamily:
+    family = CounterMetricFamily(f"tango_resend_{name}", doc, labels=[label])
+    for field, value in sorted(raw.items()):
+        metric, _, label_value = field.partition("|")
+        if metric == name:
+            family.add_metric([label_value], value)
+    return family
+
+
+def _histogram(raw: dict[str, float], prefix: str, name: str, doc: str) -> HistogramMetricFamily:
+    buckets = [
+        (str(bound), raw.get(f"{prefix}_bucket|{bound}", 0.0)) for bound in _HISTOGRAMS[prefix]
+    ]
+    count = raw.get(f"{prefix}_count|", 0.0)
+    buckets.append(("+Inf", count))
+    family = HistogramMetricFamily(name, doc)
+    family.add_metric([], buckets, sum_value=raw.get(f"{prefix}_sum|", 0.0))
+    return family
+
+
+def build_registry(client: redis.Redis, keys: RedisKeys, queue: str) -> CollectorRegistry:
+    """A registry holding only the fleet's metrics (no per-process default collectors)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(RedisMetricsCollector(client, keys, queue))
+    return registry

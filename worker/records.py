@@ -158,6 +158,7 @@ class RecordStore:
                 keys.order_pending(order),
                 keys.due_index,
                 keys.idempotency(idempotency_key) if idempotency_key else "",
+                keys.requests_by_time,
             ],
             args=[record.id, record.fingerprint()],
         )

@@ -1,0 +1,166 @@
+"""Run parameters: `full()` for `make bench`, `quick()` for `make bench-quick` (same scenarios,
+smaller sizes). Every figure in `latest.json` is reported next to the parameters it came from."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class OverheadParams:
+    """Scenario 1: N distinct orders, 0 ms latency, no rate limit, ours vs the plain task."""
+
+    orders: int
+    concurrency: int = 16
+    repeats: int = 1
+    window_seconds: float = 1.5
+    latency_seconds: float = 0.0
+    # Seconds of the sandbox capacity probe (same call, same concurrency, no Celery).
+    capacity_probe_seconds: float = 3.0
+
+
+@dataclass(frozen=True)
+class LatenessParams:
+    """Scenario 2: M orders x k queued resends each, the orders' starts spread over a window."""
+
+    orders: int
+    resends_per_order: int
+    window_seconds: float
+    concurrency: int = 16
+    latency_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class MakespanRegime:
+    """Scenario 3, one configuration: M orders x k resends, window W, latency L, C, R."""
+
+    name: str
+    orders: int
+    resends_per_order: int
+    window_seconds: float
+    latency_seconds: float
+    concurrency: int
+    rate_limit: float  # calls per second; 0 = no limit (the bound's rate term drops out)
+
+    def bound_terms(self) -> dict[str, float]:
+        calls = self.orders * self.resends_per_order
+        terms = {
+            "window": (self.resends_per_order - 1) * self.window_seconds + self.latency_seconds,
+            "concurrency": calls * self.latency_seconds / self.concurrency,
+        }
+        if self.rate_limit > 0:
+            terms["rate"] = calls / self.rate_limit
+        return terms
+
+    def ideal_seconds(self) -> float:
+        return max(self.bound_terms().values())
+
+
+@dataclass(frozen=True)
+class MakespanParams:
+    regimes: tuple[MakespanRegime, ...]
+
+
+@dataclass(frozen=True)
+class RateLimitParams:
+    """Scenario 4: a backlog of N distinct orders under a rate limit R (the sandbox enforces R
+    too, answering 429 to any call over it)."""
+
+    orders: int
+    rate_limit: float
+    concurrency: int = 16
+    window_seconds: float = 1.5
+    latency_seconds: float = 0.02
+
+
+@dataclass(frozen=True)
+class ParkedParams:
+    """Scenarios 5 and 7: requests of distinct orders whose windows are held for a long time
+    (as a resend just before would leave them), so every request is parked in Redis."""
+
+    idle_requests: int  # waiting while the worker's idle CPU is measured
+    parked_requests: int  # waiting when memory is measured (includes the idle ones)
+    idle_measure_seconds: float
+    concurrency: int = 16
+    window_seconds: float = 1800.0
+
+
+@dataclass(frozen=True)
+class RedisOpsParams:
+    """Scenario 6: Redis commands per resend, for distinct orders and for queued resends."""
+
+    orders: int
+    queued_orders: int  # orders with 2 resends each (the second waits for the window)
+    concurrency: int = 16
+    window_seconds: float = 1.0
+
+
+@dataclass(frozen=True)
+class ProfileParams:
+    """One profiled run of the pipeline (solo pool, so pyinstrument sees the task thread)."""
+
+    orders: int
+
+
+@dataclass(frozen=True)
+class BenchParams:
+    mode: str
+    overhead: OverheadParams
+    lateness: LatenessParams
+    makespan: MakespanParams
+    rate_limit: RateLimitParams
+    parked: ParkedParams
+    redis_ops: RedisOpsParams
+    profile: ProfileParams
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["makespan"]["regimes"] = [
+            {**asdict(regime), "ideal_seconds": regime.ideal_seconds()}
+            for regime in self.makespan.regimes
+        ]
+        return data
+
+
+def full() -> BenchParams:
+    return BenchParams(
+        mode="full",
+        overhead=OverheadParams(orders=3000, repeats=3),
+        lateness=LatenessParams(orders=200, resends_per_order=5, window_seconds=2.0),
+        makespan=MakespanParams(
+            regimes=(
+                MakespanRegime("window-bound", 100, 4, 2.0, 0.05, 16, 0.0),
+                MakespanRegime("latency-bound", 240, 2, 1.0, 0.2, 16, 0.0),
+                MakespanRegime("rate-bound", 150, 3, 1.0, 0.02, 16, 40.0),
+            )
+        ),
+        rate_limit=RateLimitParams(orders=600, rate_limit=20.0),
+        parked=ParkedParams(idle_requests=10_000, parked_requests=50_000, idle_measure_seconds=30),
+        redis_ops=RedisOpsParams(orders=1000, queued_orders=200),
+        profile=ProfileParams(orders=1500),
+    )
+
+
+def quick() -> BenchParams:
+    return BenchParams(
+        mode="quick",
+        overhead=OverheadParams(orders=800, repeats=1, capacity_probe_seconds=2.0),
+        lateness=LatenessParams(orders=60, resends_per_order=4, window_seconds=1.5),
+        makespan=MakespanParams(
+            regimes=(
+                MakespanRegime("window-bound", 30, 3, 1.5, 0.05, 16, 0.0),
+                MakespanRegime("latency-bound", 80, 2, 1.0, 0.2, 16, 0.0),
+                MakespanRegime("rate-bound", 50, 3, 1.0, 0.02, 16, 40.0),
+            )
+        ),
+        rate_limit=RateLimitParams(orders=160, rate_limit=20.0),
+        parked=ParkedParams(idle_requests=2_000, parked_requests=5_000, idle_measure_seconds=10),
+        redis_ops=RedisOpsParams(orders=300, queued_orders=60),
+        profile=ProfileParams(orders=400),
+        notes=[
+            "quick mode: smaller sizes than the issue's (e.g. 5,000 parked requests instead of "
+            "50,000 and 2,000 waiting requests instead of 10,000); run `make bench` for those",
+        ],
+    )

@@ -1,0 +1,429 @@
+"""Processes and probes: Redis, the sandbox subprocess, worker subprocesses, CPU sampling."""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import psutil
+import redis
+
+from worker.runtime import reset_runtime
+from worker.sandbox import SandboxControl
+from worker.settings import Settings, reset_settings_cache
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PLATFORM_NAME = "bench-platform"
+PLATFORM_KEY = "bench-key-8Hq2vX3m"
+# Every variable tango-resend reads; none may leak from the caller's shell into a run.
+SETTING_NAMES = tuple(name.upper() for name in Settings.model_fields)
+T = TypeVar("T")
+
+
+def wait_for(
+    probe: Callable[[], T | None], *, timeout: float, interval: float = 0.05, what: str = ""
+) -> T:
+    """Poll `probe` until it returns something truthy; raise after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:g}s waiting for {what or probe}")
+        time.sleep(interval)
+
+
+def new_tag() -> str:
+    return uuid.uuid4().hex[:8]
+
+
+def child_env(settings: Mapping[str, str]) -> dict[str, str]:
+    """A child's environment: ours without any tango-resend setting, the repo importable."""
+    env = {key: value for key, value in os.environ.items() if key not in SETTING_NAMES}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(settings)
+    return env
+
+
+def use_settings(settings: Mapping[str, str]) -> None:
+    """Make this process (the producer) use `settings`, as a worker started with them would."""
+    for name in SETTING_NAMES:
+        os.environ.pop(name, None)
+    os.environ.update(settings)
+    reset_settings_cache()
+    reset_runtime()
+
+
+def worker_settings(
+    *,
+    redis_url: str,
+    prefix: str,
+    base_url: str,
+    window_seconds: float,
+    rate_limit: float = 0.0,
+    **extra: str,
+) -> dict[str, str]:
+    """Settings for a run: its own key prefix and queue, the sandbox, a short window."""
+    settings = {
+        "REDIS_URL": redis_url,
+        "REDIS_KEY_PREFIX": prefix,
+        "RESEND_QUEUE": prefix,
+        "TANGO_BASE_URL": base_url,
+        "TANGO_PLATFORM_NAME": PLATFORM_NAME,
+        "TANGO_PLATFORM_KEY": PLATFORM_KEY,
+        "RESEND_COOLDOWN_SECONDS": f"{window_seconds:g}",
+        "TANGO_RATE_LIMIT": f"{rate_limit:g}",
+        "TANGO_TIMEOUT_SECONDS": "10",
+        "TANGO_CONNECT_TIMEOUT_SECONDS": "3",
+        # One line per state change would make the log, not the pipeline, the thing measured.
+        "LOG_LEVEL": "WARNING",
+    }
+    settings.update(extra)
+    return settings
+
+
+class RedisProbe:
+    """The benchmark's Redis database: flush, clock, INFO figures."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.client: redis.Redis = redis.Redis.from_url(url, decode_responses=True)
+
+    def flush(self) -> None:
+        self.client.flushdb()
+
+    def now(self) -> float:
+        """Redis's clock (what every due time and window is judged on)."""
+        seconds, microseconds = self.client.time()
+        return int(seconds) + int(microseconds) / 1_000_000
+
+    def commandstats(self) -> dict[str, int]:
+        """Calls per command since the server started (server-wide, every database)."""
+        info: dict[str, Any] = self.client.info("commandstats")
+        return {name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in info.items()}
+
+    def used_memory(self) -> int:
+        return int(self.client.info("memory")["used_memory"])
+
+    def version(self) -> str:
+        return str(self.client.info("server")["redis_version"])
+
+    def subscribers(self, channel: str) -> int:
+        reply = self.client.pubsub_numsub(channel)
+        return int(reply[0][1]) if reply else 0
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def commandstats_delta(before: Mapping[str, int], after: Mapping[str, int]) -> dict[str, int]:
+    delta = {name: calls - before.get(name, 0) for name, calls in after.items()}
+    return {name: calls for name, calls in sorted(delta.items()) if calls > 0}
+
+
+class Sandbox:
+    """The bundled Tango sandbox in its own process (`python -m bench.sandbox_proc`).
+
+    Orders are created at start from a file (the control API adds one per HTTP call, too slow
+    for thousands). Latency is the sandbox's own fault mechanism: `latency_calls` queued
+    faults for any order, each stalling one resend call `latency` seconds before processing.
+    """
+
+    def __init__(
+        self,
+        log_dir: Path,
+        *,
+        orders: Sequence[str],
+        cooldown_seconds: float,
+        rate_limit: float = 0.0,
+        latency_seconds: float = 0.0,
+        latency_calls: int = 0,
+    ) -> None:
+        tag = new_tag()
+        orders_file = log_dir / f"sandbox-{tag}-orders.txt"
+        orders_file.write_text("\n".join(orders))
+        self._log = (log_dir / f"sandbox-{tag}.log").open("ab")
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bench.sandbox_proc",
+                f"--cooldown={cooldown_seconds:g}",
+                f"--rate-limit={rate_limit:g}",
+                f"--latency={latency_seconds:g}",
+                f"--latency-calls={latency_calls}",
+                f"--orders-file={orders_file}",
+                f"--platform-name={PLATFORM_NAME}",
+                f"--platform-key={PLATFORM_KEY}",
+            ],
+            env=child_env({}),
+            cwd=log_dir,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            start_new_session=True,
+        )
+        self.control_url = self._read_ready_line(timeout=60)
+        self.base_url = self.control_url + "/raas/v2"
+        self.control = SandboxControl(self.control_url)
+        self.ps = psutil.Process(self.process.pid)
+        orders_file.unlink()
+
+    def _read_ready_line(self, timeout: float) -> str:
+        assert self.process.stdout is not None
+        ready, _, _ = select.select([self.process.stdout], [], [], timeout)
+        line = self.process.stdout.readline().decode().strip() if ready else ""
+        if not line.startswith("READY "):
+            self.stop()
+            raise RuntimeError(f"sandbox did not start (got {line!r})")
+        return line.removeprefix("READY ")
+
+    def calls(self) -> list[dict[str, Any]]:
+        return self.control.calls()
+
+    def accepted(self) -> int:
+        return self.control.stats()["accepted"]
+
+    def stats(self) -> dict[str, int]:
+        return self.control.stats()
+
+    def cpu_seconds(self) -> float:
+        times = self.ps.cpu_times()
+        return float(times.user + times.system)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+        self._log.close()
+
+
+class WorkerProcess:
+    """A Celery worker subprocess (ours or the plain/naive peer), its output in a log file."""
+
+    def __init__(self, arguments: Sequence[str], settings: Mapping[str, str], log_path: Path):
+        self.log_path = log_path
+        self._log = log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, *arguments],
+            env=child_env(settings),
+            cwd=log_path.parent,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.ps = psutil.Process(self.process.pid)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def check_alive(self) -> None:
+        if self.process.poll() is not None:
+            tail = self.log()[-3000:]
+            raise RuntimeError(f"worker exited with {self.process.returncode}:\n{tail}")
+
+    def wait_ready(self, probe: Callable[[], bool], timeout: float = 60.0) -> WorkerProcess:
+        def ready() -> bool:
+            self.check_alive()
+            return probe()
+
+        wait_for(ready, timeout=timeout, interval=0.05, what="the worker to be ready")
+        return self
+
+    def _tree(self) -> list[psutil.Process]:
+        try:
+            return [self.ps, *self.ps.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+
+    def cpu_seconds(self) -> float:
+        total = 0.0
+        for process in self._tree():
+            try:
+                times = process.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            total += times.user + times.system
+        return total
+
+    def rss_bytes(self) -> int:
+        total = 0
+        for process in self._tree():
+            try:
+                total += process.memory_info().rss
+            except psutil.NoSuchProcess:
+                continue
+        return total
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+        self._log.close()
+
+
+def start_our_worker(
+    settings: Mapping[str, str],
+    log_dir: Path,
+    probe: RedisProbe,
+    *,
+    concurrency: int,
+    name: str = "w1",
+    pool: str = "threads",
+    wrapper: Sequence[str] = (),
+) -> WorkerProcess:
+    """`python -m worker worker`; ready once its scheduler subscribed to the wake-up channel.
+
+    `wrapper` runs it under another module (the profiler), e.g. `["-m", "bench.profile_worker",
+    "--out", path, "--"]`.
+    """
+    channel = f"{settings['REDIS_KEY_PREFIX']}:scheduler:wakeup"
+    before = probe.subscribers(channel)
+    target = ["-m", "worker"] if not wrapper else []
+    arguments = [
+        *wrapper,
+        *target,
+        "worker",
+        f"--pool={pool}",
+        f"--concurrency={concurrency}",
+        f"--hostname={name}-{new_tag()}@%h",
+        f"--loglevel={settings.get('LOG_LEVEL', 'WARNING')}",
+    ]
+    worker = WorkerProcess(arguments, settings, log_dir / f"{name}-{new_tag()}.log")
+    return worker.wait_ready(lambda: probe.subscribers(channel) > before)
+
+
+def start_peer_worker(
+    settings: Mapping[str, str],
+    log_dir: Path,
+    probe: RedisProbe,
+    *,
+    concurrency: int,
+    name: str = "peer",
+) -> WorkerProcess:
+    """A worker of `bench.naive_app` (the plain and the naive task), same pool and options."""
+    ready_key = f"{settings['RESEND_QUEUE']}:ready"
+    before = int(probe.client.get(ready_key) or 0)
+    arguments = [
+        "-m",
+        "celery",
+        "-A",
+        "bench.naive_app",
+        "worker",
+        "--pool=threads",
+        f"--concurrency={concurrency}",
+        f"--queues={settings['RESEND_QUEUE']}",
+        "--without-gossip",
+        "--without-mingle",
+        f"--hostname={name}-{new_tag()}@%h",
+        "--loglevel=WARNING",
+    ]
+    worker = WorkerProcess(arguments, settings, log_dir / f"{name}-{new_tag()}.log")
+    return worker.wait_ready(lambda: int(probe.client.get(ready_key) or 0) > before)
+
+
+@dataclass
+class Sample:
+    at: float  # time.time()
+    cpu_seconds: dict[str, float]
+    rss_bytes: dict[str, int]
+
+
+@dataclass
+class CpuSampler:
+    """Samples CPU time and RSS of named processes in a background thread."""
+
+    sources: dict[str, WorkerProcess | Sandbox]
+    interval: float = 0.25
+    samples: list[Sample] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def _sample(self) -> None:
+        cpu: dict[str, float] = {}
+        rss: dict[str, int] = {}
+        for name, source in self.sources.items():
+            try:
+                cpu[name] = source.cpu_seconds()
+                rss[name] = (
+                    source.rss_bytes()
+                    if isinstance(source, WorkerProcess)
+                    else int(source.ps.memory_info().rss)
+                )
+            except psutil.Error:
+                continue
+        self.samples.append(Sample(time.time(), cpu, rss))
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._sample()
+            self._stop.wait(self.interval)
+
+    def start(self) -> CpuSampler:
+        self._thread = threading.Thread(target=self._run, name="cpu-sampler", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> list[Sample]:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._sample()
+        return self.samples
+
+    def cpu_percent_series(self, name: str) -> list[tuple[float, float]]:
+        """(time, percent of one core) between consecutive samples."""
+        points: list[tuple[float, float]] = []
+        for previous, current in zip(self.samples, self.samples[1:], strict=False):
+            if name in previous.cpu_seconds and name in current.cpu_seconds:
+                span = current.at - previous.at
+                if span > 0:
+                    used = current.cpu_seconds[name] - previous.cpu_seconds[name]
+                    points.append((current.at, 100.0 * used / span))
+        return points
+
+
+class Stack:
+    """Stops what a scenario started, last first, whatever happens."""
+
+    def __init__(self) -> None:
+        self._stoppers: list[Callable[[], None]] = []
+
+    def push(self, item: T, stopper: Callable[[], None]) -> T:
+        self._stoppers.append(stopper)
+        return item
+
+    def close(self) -> None:
+        while self._stoppers:
+            stopper = self._stoppers.pop()
+            try:
+                stopper()
+            except Exception as error:  # keep stopping the rest
+                print(f"bench: cleanup failed: {error!r}", file=sys.stderr)
+
+    def __enter__(self) -> Stack:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from worker.producer import submit_resend
+from worker.records import request_fingerprint
 from worker.runtime import Runtime
 from worker.validation import InvalidResendRequest, validate_resend
 
@@ -90,16 +91,30 @@ def enqueue_file(path: Path, *, dry_run: bool, progress: Progress | None = None)
         except InvalidResendRequest as error:
             bad_rows.add(number)
             summary.rejected.append({"row": number, "errors": _describe(error)})
+    predicted: set[str] = set()  # dry run: fingerprints seen, to predict coalescing
     for number, fields in _rows(path):
         if progress:
             progress(1)
         if number in bad_rows:
             continue
         if dry_run:
-            summary.accepted += 1
+            _predict(summary, predicted, fields)
             continue
         _submit(summary, fields, idempotency_key=None)
     return summary
+
+
+def _predict(summary: BulkSummary, seen: set[str], fields: dict[str, str]) -> None:
+    """Count a row as a real run would count it against the rest of the file: a repeat of an
+    earlier row is coalesced. (A dry run reads nothing from Redis, so requests already
+    pending there are not predicted.)"""
+    request = validate_resend(fields)
+    key = request_fingerprint(request.reference_order_id, request.tango_body())
+    if key in seen:
+        summary.coalesced += 1
+    else:
+        seen.add(key)
+        summary.accepted += 1
 
 
 def enqueue_orders_between(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import datetime, timedelta
 
 import click
@@ -26,7 +27,9 @@ def _when(value: datetime | None) -> str:
 
 
 def _console() -> Console:
-    return Console(highlight=False, soft_wrap=True)
+    # Piped output is not cut at 80 columns: ids must survive intact for scripts and greps.
+    width = None if sys.stdout.isatty() else 240
+    return Console(highlight=False, soft_wrap=True, width=width)
 
 
 @click.command()

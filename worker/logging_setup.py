@@ -12,7 +12,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from worker.redaction import install_redaction
+from worker.redaction import install_redaction, redact
 
 # Fields that state-change lines pass with `extra=` and that JSON output keeps as keys.
 STATE_FIELDS = ("request_id", "order_id", "status", "attempt", "tango_request_id", "reason")
@@ -32,7 +32,7 @@ class JsonFormatter(logging.Formatter):
         for name in STATE_FIELDS:
             value = getattr(record, name, None)
             if value is not None:
-                entry[name] = value
+                entry[name] = redact(value) if isinstance(value, str) else value
         if record.exc_info:
             entry["exception"] = record.exc_text or self.formatException(record.exc_info)
         return json.dumps(entry, default=str)

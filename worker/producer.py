@@ -162,11 +162,9 @@ def cancel_resend(request_id: str) -> str:
         or the final status it already had ("sent", "failed", "cancelled"); or "unknown".
     """
     runtime = current_runtime()
-    before = runtime.records.get(request_id)
-    result = runtime.records.cancel(request_id, PROMOTE_MARGIN_SECONDS)
+    result, newly_cancelled = runtime.records.try_cancel(request_id, PROMOTE_MARGIN_SECONDS)
     logger.info("request=%s cancel: %s", request_id, result)
-    newly_cancelled = before is not None and not before.status.is_final
-    if result == "cancelled" and newly_cancelled:
+    if newly_cancelled:
         runtime.metrics.request("cancelled")
         record = runtime.records.get(request_id)
         if record is not None:

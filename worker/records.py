@@ -21,6 +21,7 @@ import redis
 from pydantic import BaseModel, Field
 
 from worker import record_scripts
+from worker.clock import RedisClock
 from worker.keys import RedisKeys
 
 
@@ -75,8 +76,12 @@ class ResendRecord(BaseModel):
 
     def fingerprint(self) -> str:
         """Identifies "the same request": the order and exactly the same fields."""
-        canonical = json.dumps([self.reference_order_id, self.request], sort_keys=True)
-        return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+        return request_fingerprint(self.reference_order_id, self.request)
+
+
+def request_fingerprint(reference_order_id: str, fields: dict[str, str]) -> str:
+    canonical = json.dumps([reference_order_id, fields], sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
 
 @dataclass(frozen=True)
@@ -209,13 +214,19 @@ class RecordStore:
         Returns "cancelled", "in_flight" (a call to Tango is under way), "unknown", or the
         final status it already had.
         """
+        return self.try_cancel(request_id, promote_margin_seconds)[0]
+
+    def try_cancel(self, request_id: str, promote_margin_seconds: float) -> tuple[str, bool]:
+        """As `cancel`, and whether this very call did the cancelling (racing cancellers:
+        exactly one gets True)."""
         record = self.get(request_id)
         if record is None:
-            return "unknown"
+            return "unknown", False
         if record.status.is_final:
-            return record.status.value
+            return record.status.value, False
         record.status = ResendStatus.CANCELLED
         record.reason = "cancelled before it was sent"
+        record.updated_at = RedisClock(self._client).now()
         result = self._finish_script(
             request_id,
             record.reference_order_id,
@@ -225,7 +236,7 @@ class RecordStore:
             promote_margin_seconds,
             only_if_cancellable=True,
         )
-        return "cancelled" if result == "done" else result
+        return ("cancelled", True) if result == "done" else (result, False)
 
     def _finish_script(
         self,

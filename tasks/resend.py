@@ -31,9 +31,11 @@ _INFRASTRUCTURE_BACKOFF_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0)
 )
 def send_resend(self: Task[Any, Any], request_id: str) -> str | None:
     """Run one resend request; reschedule itself with a countdown while it must wait."""
-    executor = ResendExecutor(current_runtime())
+    runtime = current_runtime()
+    executor = ResendExecutor(runtime)
     try:
-        step = executor.run(request_id)
+        with runtime.metrics.batch():
+            step = executor.run(request_id)
     except redis.RedisError as error:
         attempt = min(self.request.retries, len(_INFRASTRUCTURE_BACKOFF_SECONDS) - 1)
         logger.warning("request=%s Redis failed mid-run (%s); will run again", request_id, error)

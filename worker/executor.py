@@ -25,7 +25,15 @@ from worker.decision import (
     delay_for_held_window,
 )
 from worker.errors import TangoError, TangoTransientError
-from worker.records import PROMOTE_MARGIN_SECONDS, AttemptEntry, ResendRecord, ResendStatus
+from worker.records import (
+    KEEP_WINDOW,
+    PROMOTE_MARGIN_SECONDS,
+    RELEASE_WINDOW,
+    AttemptEntry,
+    ResendRecord,
+    ResendStatus,
+    WindowAction,
+)
 from worker.runtime import Runtime
 from worker.scheduler import notify_scheduled
 from worker.tango_client import TangoAnswer
@@ -147,8 +155,6 @@ class ResendExecutor:
     def _carry_out(
         self, record: ResendRecord, result: TangoAnswer | TangoError, outcome: ResendOutcome
     ) -> Step:
-        window = self._runtime.window
-        order, request_id = record.reference_order_id, record.id
         now = self._runtime.clock.now()
         record.updated_at = now
         record.attempt_log.append(_attempt_entry(now, result, outcome))
@@ -156,10 +162,10 @@ class ResendExecutor:
             record.tango_request_ids.append(result.request_id)
         record.error = result.as_dict() if isinstance(result, TangoError) else None
 
-        if outcome.window_seconds is None:
-            window.release(order, request_id)
-        else:
-            window.reanchor(order, request_id, outcome.window_seconds)
+        # The window changes in the same Lua step that stores the outcome.
+        window: WindowAction = (
+            RELEASE_WINDOW if outcome.window_seconds is None else outcome.window_seconds
+        )
 
         if isinstance(outcome, Sent | Failed):
             if isinstance(outcome, Sent):
@@ -172,7 +178,7 @@ class ResendExecutor:
             else:
                 record.status, record.reason = ResendStatus.FAILED, outcome.reason
             record.next_attempt_at = None
-            if self._runtime.records.finish(record, PROMOTE_MARGIN_SECONDS):
+            if self._runtime.records.finish(record, PROMOTE_MARGIN_SECONDS, window):
                 self._count_outcome(record)
                 notify_finished(record)
             _log_state(record, record.reason)
@@ -180,10 +186,15 @@ class ResendExecutor:
         if isinstance(outcome, Deferred):
             self._runtime.metrics.deferral("cooldown")
             record.cooldown_deferrals += 1
-            return self._defer(record, outcome.delay_seconds, now, outcome.reason)
+            return self._defer(record, outcome.delay_seconds, now, outcome.reason, window=window)
         record.transient_failures += 1
         return self._defer(
-            record, outcome.delay_seconds, now, outcome.reason, status=ResendStatus.RETRYING
+            record,
+            outcome.delay_seconds,
+            now,
+            outcome.reason,
+            status=ResendStatus.RETRYING,
+            window=window,
         )
 
     def _defer(
@@ -193,16 +204,19 @@ class ResendExecutor:
         now: datetime,
         reason: str,
         status: ResendStatus = ResendStatus.DEFERRED,
+        window: WindowAction = KEEP_WINDOW,
     ) -> Step:
         record.status = status
         record.reason = reason
         record.next_attempt_at = now + timedelta(seconds=delay)
         record.updated_at = now
-        step = self._wait(record, delay, now)
+        step = self._wait(record, delay, now, window)
         _log_state(record, f"{reason}; next attempt in {delay:.3f}s")
         return step
 
-    def _wait(self, record: ResendRecord, delay: float, now: datetime) -> Step:
+    def _wait(
+        self, record: ResendRecord, delay: float, now: datetime, window: WindowAction = KEEP_WINDOW
+    ) -> Step:
         """A short wait is a countdown; a longer one is parked for the scheduler.
 
         The due index gets the wake-up time (parked) or the countdown's end plus a lease (a
@@ -213,7 +227,7 @@ class ResendExecutor:
         due = now.timestamp() + delay
         short = delay <= settings.countdown_horizon_seconds
         score = due + settings.lost_task_grace_seconds if short else due
-        if not self._runtime.records.save(record, score):
+        if not self._runtime.records.save(record, score, window):
             return Done(None)  # finished or cancelled meanwhile
         if short:
             return Reschedule(delay)

@@ -16,7 +16,7 @@ import redis
 
 from worker.keys import RedisKeys
 
-# KEYS: window, order fifo, record, rate limiter, reservation, due index
+# KEYS: window, order fifo, record, rate limiter, reservation, due index, last call
 # ARGV: request id, window hold (ms), rate interval (ms, 0 = no limit), final statuses...
 # Returns {verdict, wait_ms}; verdicts: go, turn, window, rate, final, unknown.
 _START = """
@@ -38,19 +38,23 @@ local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local interval = tonumber(ARGV[3])
 if interval > 0 then
+  local last = tonumber(redis.call('GET', KEYS[7]) or '-1')
   local reserved = tonumber(redis.call('GET', KEYS[5]) or '-1')
   if reserved >= 0 then
     if reserved > now then return {'rate', reserved - now} end
-    redis.call('DEL', KEYS[5])
   else
-    local tat = tonumber(redis.call('GET', KEYS[4]) or '0')
-    local slot = math.max(tat, now)
+    local slot = math.max(tonumber(redis.call('GET', KEYS[4]) or '0'), now, last + interval)
     redis.call('SET', KEYS[4], slot + interval, 'PX', math.max(slot + interval - now, 1) + 60000)
     if slot > now then
       redis.call('SET', KEYS[5], slot, 'PX', slot - now + 3600000)
       return {'rate', slot - now}
     end
   end
+  -- A slot reached late (a busy worker, a slow wake-up) must not bring this call closer than
+  -- one interval to the previous actual call: Tango counts arrivals, not our slots.
+  if last >= 0 and now - last < interval then return {'rate', interval - (now - last)} end
+  redis.call('DEL', KEYS[5])
+  redis.call('SET', KEYS[7], now, 'PX', interval + 60000)
 end
 local hold = tonumber(ARGV[2])
 redis.call('SET', KEYS[1], id, 'PX', hold)
@@ -58,14 +62,20 @@ redis.call('HSET', KEYS[3], 'calling_until', (now + hold) / 1000)
 return {'go', 0}
 """
 
-# KEYS: rate limiter.  ARGV: pause (ms). Pushes the fleet's next slot back after a 429.
+# KEYS: rate limiter, last call.  ARGV: pause (ms), interval (ms). After a 429 nobody calls
+# until the pause ends: new slots start after it, and the last-call guard holds back the
+# slots already reserved.
 _PAUSE = """
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 local resume = now + tonumber(ARGV[1])
-if resume > tat then
+if resume > tonumber(redis.call('GET', KEYS[1]) or '0') then
   redis.call('SET', KEYS[1], resume, 'PX', resume - now + 60000)
+end
+local interval = tonumber(ARGV[2])
+local last = tonumber(redis.call('GET', KEYS[2]) or '-1')
+if resume - interval > last then
+  redis.call('SET', KEYS[2], resume - interval, 'PX', resume - now + 60000)
 end
 return resume
 """
@@ -126,6 +136,7 @@ class CallGate:
                 keys.rate_limiter,
                 keys.rate_reservation(request_id),
                 keys.due_index,
+                keys.rate_last_call,
             ],
             args=[
                 request_id,
@@ -146,4 +157,7 @@ class CallGate:
     def pause(self, seconds: float) -> None:
         """Hold back every worker's next call by `seconds` (Tango answered 429)."""
         if self._interval_ms:
-            self._pause(keys=[self._keys.rate_limiter], args=[max(1, int(seconds * 1000))])
+            self._pause(
+                keys=[self._keys.rate_limiter, self._keys.rate_last_call],
+                args=[max(1, int(seconds * 1000)), self._interval_ms],
+            )

@@ -52,6 +52,11 @@ class RedisKeys:
         return f"{self.prefix}:rate:tat"
 
     @property
+    def rate_last_call(self) -> str:
+        """When the fleet's latest call to Tango started (epoch ms)."""
+        return f"{self.prefix}:rate:last"
+
+    @property
     def sequence(self) -> str:
         """A counter that orders requests of one order as they were enqueued."""
         return f"{self.prefix}:sequence"

@@ -9,7 +9,9 @@ is needed.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import redis
 from prometheus_client.core import (
@@ -37,6 +39,7 @@ class MetricsRecorder:
     def __init__(self, client: redis.Redis, keys: RedisKeys) -> None:
         self._client = client
         self._key = keys.metrics
+        self._local = threading.local()
 
     def request(self, outcome: str) -> None:
         self._add({f"requests_total|{outcome}": 1})
@@ -57,7 +60,27 @@ class MetricsRecorder:
     def callback(self, outcome: str) -> None:
         self._add({f"callbacks_total|{outcome}": 1})
 
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Send everything recorded inside in one round trip (per thread: pools share us)."""
+        self._local.pending = {}
+        try:
+            yield
+        finally:
+            pending, self._local.pending = self._local.pending, None
+            self._send(pending)
+
     def _add(self, fields: dict[str, float]) -> None:
+        pending: dict[str, float] | None = getattr(self._local, "pending", None)
+        if pending is None:
+            self._send(fields)
+            return
+        for name, amount in fields.items():
+            pending[name] = pending.get(name, 0.0) + amount
+
+    def _send(self, fields: dict[str, float]) -> None:
+        if not fields:
+            return
         try:
             with self._client.pipeline(transaction=False) as pipe:
                 for name, amount in fields.items():
@@ -68,11 +91,9 @@ class MetricsRecorder:
 
 
 def _histogram_fields(name: str, value: float) -> dict[str, float]:
-    fields = {f"{name}_sum|": value, f"{name}_count|": 1.0}
-    for bound in _HISTOGRAMS[name]:
-        if value <= bound:
-            fields[f"{name}_bucket|{bound}"] = 1.0
-    return fields
+    """One bucket per observation (the smallest that holds it); scrapes add them up."""
+    bucket = next((str(bound) for bound in _HISTOGRAMS[name] if value <= bound), "+Inf")
+    return {f"{name}_sum|": value, f"{name}_count|": 1.0, f"{name}_bucket|{bucket}": 1.0}
 
 
 class RedisMetricsCollector(Collector):
@@ -164,11 +185,11 @@ def _counter(raw: dict[str, float], name: str, label: str, doc: str) -> CounterM
 
 
 def _histogram(raw: dict[str, float], prefix: str, name: str, doc: str) -> HistogramMetricFamily:
-    buckets = [
-        (str(bound), raw.get(f"{prefix}_bucket|{bound}", 0.0)) for bound in _HISTOGRAMS[prefix]
-    ]
-    count = raw.get(f"{prefix}_count|", 0.0)
-    buckets.append(("+Inf", count))
+    buckets, running = [], 0.0
+    for bound in _HISTOGRAMS[prefix]:
+        running += raw.get(f"{prefix}_bucket|{bound}", 0.0)
+        buckets.append((str(bound), running))
+    buckets.append(("+Inf", raw.get(f"{prefix}_count|", 0.0)))
     family = HistogramMetricFamily(name, doc)
     family.add_metric([], buckets, sum_value=raw.get(f"{prefix}_sum|", 0.0))
     return family

@@ -60,13 +60,33 @@ return {id, 'created', 0}
 """
 )
 
-# KEYS: record, due index.  ARGV: id, doc, status, due score ('' keeps it), final statuses...
+# The order's window after a call, in the same step as the record: '' leaves it, 'release'
+# drops it (owner only), a number of ms re-anchors it (owner, or nobody: after a resend the
+# window must exist even if the hold lapsed during a very slow call).
+SET_WINDOW = """
+local function set_window(key, id, action)
+  if key == '' or action == '' then return 0 end
+  local holder = redis.call('GET', key)
+  if action == 'release' then
+    if holder == id then return redis.call('DEL', key) end
+  elseif holder == false or holder == id then
+    redis.call('SET', key, id, 'PX', action)
+    return 1
+  end
+  return 0
+end
+"""
+
+# KEYS: record, due index, order window ('' = none).
+# ARGV: id, doc, status, due score ('' keeps it), window action, final statuses...
 # Refuses (0) when the request already reached a final status (finished or cancelled).
 SAVE = (
     _IS_FINAL
+    + SET_WINDOW
     + """
 local current = redis.call('HGET', KEYS[1], 'status')
-if not current or is_final(current, 5) then return 0 end
+if not current or is_final(current, 6) then return 0 end
+set_window(KEYS[3], ARGV[1], ARGV[5])
 redis.call('HSET', KEYS[1], 'doc', ARGV[2], 'status', ARGV[3])
 redis.call('HDEL', KEYS[1], 'calling_until')
 if ARGV[4] ~= '' then redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1]) end
@@ -76,22 +96,24 @@ return 1
 
 # KEYS: record, due index, order fifo, order pending, order window, callback outbox ('' = none).
 # ARGV: id, doc, final status, fingerprint, promote margin (s), only-if-cancellable flag,
-#       final statuses...
+#       window action (see SET_WINDOW), final statuses...
 # Stores the final record, takes it off the order's queue, and schedules the next request of
 # the order for when the window ends. Returns 'done', 'unknown', 'in_flight' or the status
 # the request already had.
 FINISH = (
     _IS_FINAL
+    + SET_WINDOW
     + """
 local current = redis.call('HGET', KEYS[1], 'status')
 if not current then return 'unknown' end
-if is_final(current, 7) then return current end
+if is_final(current, 8) then return current end
 local now = redis.call('TIME')
 local now_s = tonumber(now[1]) + tonumber(now[2]) / 1000000
 if ARGV[6] ~= '' then
   local calling_until = tonumber(redis.call('HGET', KEYS[1], 'calling_until') or '0')
   if calling_until > now_s then return 'in_flight' end
 end
+set_window(KEYS[5], ARGV[1], ARGV[7])
 redis.call('HSET', KEYS[1], 'doc', ARGV[2], 'status', ARGV[3])
 redis.call('HDEL', KEYS[1], 'calling_until')
 redis.call('ZREM', KEYS[2], ARGV[1])

@@ -21,8 +21,9 @@ import redis
 from pydantic import BaseModel, Field
 
 from worker import record_scripts
-from worker.clock import RedisClock
+from worker.clock import Clock, RedisClock
 from worker.keys import RedisKeys
+from worker.window import window_milliseconds
 
 
 class ResendStatus(StrEnum):
@@ -96,16 +97,28 @@ class Creation:
 # The next request of an order is released this long after the window ends, so it never
 # meets the window's last millisecond.
 PROMOTE_MARGIN_SECONDS = 0.002
-WAITING_FOR_TURN = math.inf  # due-index score of a request queued behind another of its order
+WAITING_FOR_TURN = math.inf
+
+WindowAction = float | str | None
+"""What to do with the order's window when storing a record after a call: None keeps it,
+RELEASE_WINDOW drops it (no resend happened), a number of seconds re-anchors it."""
+KEEP_WINDOW: WindowAction = None
+RELEASE_WINDOW = "release"  # due-index score of a request queued behind another of its order
 
 
 class RecordStore:
     """Create, read, update, finish and cancel records."""
 
     def __init__(
-        self, client: redis.Redis, keys: RedisKeys, ttl_seconds: int, callbacks: bool = False
+        self,
+        client: redis.Redis,
+        keys: RedisKeys,
+        ttl_seconds: int,
+        callbacks: bool = False,
+        clock: Clock | None = None,
     ) -> None:
         self._client = client
+        self._clock = clock or RedisClock(client)
         self._keys = keys
         self._ttl_seconds = ttl_seconds
         self._outbox = keys.callbacks_due if callbacks else ""
@@ -172,27 +185,38 @@ class RecordStore:
         found = self.get_many([request_id])
         return found[0] if found else None
 
-    def save(self, record: ResendRecord, due_at: float | None) -> bool:
+    def save(
+        self, record: ResendRecord, due_at: float | None, window: WindowAction = KEEP_WINDOW
+    ) -> bool:
         """Store a record that is not final, with its due-index score (epoch seconds; None
-        leaves it). Refused (False) when the request was finished or cancelled meanwhile."""
+        leaves it) and, in the same step, the order's window (see `WindowAction`). Refused
+        (False) when the request was finished or cancelled meanwhile."""
         if record.status.is_final:
             raise ValueError("use finish() for a final status")
+        window_key = "" if window is None else self._keys.order_window(record.reference_order_id)
         return bool(
             self._save(
-                keys=[self._keys.record(record.id), self._keys.due_index],
+                keys=[self._keys.record(record.id), self._keys.due_index, window_key],
                 args=[
                     record.id,
                     record.model_dump_json(),
                     record.status.value,
                     "" if due_at is None else _score(due_at),
+                    _window_arg(window),
                     *FINAL_STATUSES,
                 ],
             )
         )
 
-    def finish(self, record: ResendRecord, promote_margin_seconds: float) -> bool:
-        """Store a final record, take it off its order's queue and put the next request of
-        the order in the due index for when the order's window ends (plus a margin)."""
+    def finish(
+        self,
+        record: ResendRecord,
+        promote_margin_seconds: float,
+        window: WindowAction = KEEP_WINDOW,
+    ) -> bool:
+        """Store a final record, set the order's window, take the request off its order's
+        queue and put the next request of the order in the due index for when the window
+        ends (plus a margin): one atomic step."""
         if not record.status.is_final:
             raise ValueError("finish() takes a final status")
         return (
@@ -204,6 +228,7 @@ class RecordStore:
                 record.status.value,
                 promote_margin_seconds,
                 only_if_cancellable=False,
+                window=window,
             )
             == "done"
         )
@@ -226,7 +251,7 @@ class RecordStore:
             return record.status.value, False
         record.status = ResendStatus.CANCELLED
         record.reason = "cancelled before it was sent"
-        record.updated_at = RedisClock(self._client).now()
+        record.updated_at = self._clock.now()
         result = self._finish_script(
             request_id,
             record.reference_order_id,
@@ -248,6 +273,7 @@ class RecordStore:
         margin: float,
         *,
         only_if_cancellable: bool,
+        window: WindowAction = KEEP_WINDOW,
     ) -> str:
         keys = self._keys
         result = self._finish(
@@ -266,6 +292,7 @@ class RecordStore:
                 fingerprint,
                 margin,
                 "1" if only_if_cancellable else "",
+                _window_arg(window),
                 *FINAL_STATUSES,
             ],
         )
@@ -306,6 +333,14 @@ class RecordStore:
         """Request ids for one order, oldest first."""
         ids = self._client.zrange(self._keys.order_requests(reference_order_id), 0, -1)
         return [str(item) for item in ids]
+
+
+def _window_arg(window: WindowAction) -> str:
+    if window is None:
+        return ""
+    if window == RELEASE_WINDOW:
+        return "release"
+    return str(window_milliseconds(float(window)))
 
 
 def _score(epoch_seconds: float) -> str:

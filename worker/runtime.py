@@ -54,6 +54,7 @@ class Runtime:
             self.keys,
             self.settings.resend_record_ttl_seconds,
             callbacks=self.settings.result_webhook_url is not None,
+            clock=self.clock,
         )
 
     @cached_property

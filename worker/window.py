@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import redis
 
+from worker import record_scripts
 from worker.keys import RedisKeys
 
 # Returns 0 when `owner` now holds the window, else the holder's remaining milliseconds (>= 1).
@@ -20,25 +21,13 @@ if remaining < 1 then return 1 end
 return remaining
 """
 
-# Sets the window to expire in ARGV[2] ms if `owner` holds it or nobody does: after a resend the
-# window must exist even if our hold lapsed during a very slow call. Another holder is untouched.
-_REANCHOR = """
-local holder = redis.call('GET', KEYS[1])
-if holder == false or holder == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 1
-end
-return 0
-"""
-
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
+# Re-anchor or release, by the same Lua function the record scripts use after a call.
+_CHANGE = record_scripts.SET_WINDOW + "return set_window(KEYS[1], ARGV[1], ARGV[2])"
 
 
-def _milliseconds(seconds: float) -> int:
-    return max(1, int(seconds * 1000 + 0.999))  # rounded up: a window never ends early
+def window_milliseconds(seconds: float) -> int:
+    """Rounded up: a window never ends early."""
+    return max(1, int(seconds * 1000 + 0.999))
 
 
 class OrderWindow:
@@ -48,8 +37,7 @@ class OrderWindow:
         self._client = client
         self._keys = keys
         self._acquire = client.register_script(_ACQUIRE)
-        self._reanchor = client.register_script(_REANCHOR)
-        self._release = client.register_script(_RELEASE)
+        self._change = client.register_script(_CHANGE)
 
     def acquire(self, reference_order_id: str, owner: str, hold_seconds: float) -> float:
         """Take the window for `owner` for `hold_seconds` if nobody holds it.
@@ -60,23 +48,20 @@ class OrderWindow:
         remaining_ms = int(
             self._acquire(
                 keys=[self._keys.order_window(reference_order_id)],
-                args=[owner, _milliseconds(hold_seconds)],
+                args=[owner, window_milliseconds(hold_seconds)],
             )
         )
         return remaining_ms / 1000
 
     def reanchor(self, reference_order_id: str, owner: str, expire_in_seconds: float) -> bool:
         """Make the window end `expire_in_seconds` from now (Redis's now). Owner only."""
-        return bool(
-            self._reanchor(
-                keys=[self._keys.order_window(reference_order_id)],
-                args=[owner, _milliseconds(expire_in_seconds)],
-            )
-        )
+        key = self._keys.order_window(reference_order_id)
+        return bool(self._change(keys=[key], args=[owner, window_milliseconds(expire_in_seconds)]))
 
     def release(self, reference_order_id: str, owner: str) -> bool:
         """Drop the window (no resend happened). Owner only."""
-        return bool(self._release(keys=[self._keys.order_window(reference_order_id)], args=[owner]))
+        key = self._keys.order_window(reference_order_id)
+        return bool(self._change(keys=[key], args=[owner, "release"]))
 
     def remaining_seconds(self, reference_order_id: str) -> float:
         """Seconds until the order's window ends (0 when open)."""

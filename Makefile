@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 
-.PHONY: demo test lint typecheck unit integration redis venv clean run run-dev
+.PHONY: demo test lint typecheck unit integration chaos bench bench-quick redis venv clean run run-dev
 
 demo: $(STAMP) redis
 	$(BIN)/tango-resend demo
@@ -13,8 +13,8 @@ test: $(STAMP) redis lint typecheck
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check worker tasks tests
-	$(BIN)/ruff format --check worker tasks tests
+	$(BIN)/ruff check worker tasks tests bench
+	$(BIN)/ruff format --check worker tasks tests bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -24,6 +24,16 @@ unit: $(STAMP) redis
 
 integration: $(STAMP) redis
 	$(BIN)/python -m pytest tests/integration
+
+chaos: $(STAMP) redis
+	$(BIN)/python -m pytest -m chaos tests/chaos
+
+# Benchmarks (bench/README.md): write bench/results/latest.{json,md} and the plots.
+bench: $(STAMP) redis
+	$(BIN)/python -m bench
+
+bench-quick: $(STAMP) redis
+	$(BIN)/python -m bench --quick
 
 # The Procfile's processes together (honcho), with the settings in .env.
 run: $(STAMP) redis

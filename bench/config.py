@@ -132,7 +132,7 @@ def full() -> BenchParams:
         makespan=MakespanParams(
             regimes=(
                 MakespanRegime("window-bound", 100, 4, 2.0, 0.05, 16, 0.0),
-                MakespanRegime("latency-bound", 240, 2, 1.0, 0.2, 16, 0.0),
+                MakespanRegime("latency-bound", 320, 2, 1.0, 0.2, 16, 0.0),
                 MakespanRegime("rate-bound", 150, 3, 1.0, 0.02, 16, 40.0),
             )
         ),
@@ -146,17 +146,17 @@ def full() -> BenchParams:
 def quick() -> BenchParams:
     return BenchParams(
         mode="quick",
-        overhead=OverheadParams(orders=800, repeats=1, capacity_probe_seconds=2.0),
+        overhead=OverheadParams(orders=1000, repeats=2, capacity_probe_seconds=2.0),
         lateness=LatenessParams(orders=60, resends_per_order=4, window_seconds=1.5),
         makespan=MakespanParams(
             regimes=(
                 MakespanRegime("window-bound", 30, 3, 1.5, 0.05, 16, 0.0),
-                MakespanRegime("latency-bound", 80, 2, 1.0, 0.2, 16, 0.0),
+                MakespanRegime("latency-bound", 160, 2, 1.0, 0.2, 16, 0.0),
                 MakespanRegime("rate-bound", 50, 3, 1.0, 0.02, 16, 40.0),
             )
         ),
         rate_limit=RateLimitParams(orders=160, rate_limit=20.0),
-        parked=ParkedParams(idle_requests=2_000, parked_requests=5_000, idle_measure_seconds=10),
+        parked=ParkedParams(idle_requests=2_000, parked_requests=5_000, idle_measure_seconds=8),
         redis_ops=RedisOpsParams(orders=300, queued_orders=60),
         profile=ProfileParams(orders=400),
         notes=[

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -126,6 +128,65 @@ class RedisProbe:
 
     def close(self) -> None:
         self.client.close()
+
+
+class CommandMonitor:
+    """Counts the commands one database receives, with Redis's MONITOR (in a thread).
+
+    INFO commandstats is server-wide; on a shared Redis other clients' commands land in it too.
+    MONITOR names each command's database, so this count is ours alone. Commands a Lua script
+    runs are reported as from `lua`; they are counted apart from client commands.
+    """
+
+    def __init__(self, url: str) -> None:
+        options = redis.Redis.from_url(url).connection_pool.connection_kwargs
+        self._db = int(options.get("db", 0))
+        self._host = str(options.get("host", "127.0.0.1"))
+        self._port = int(options.get("port", 6379))
+        self.client_commands: dict[str, int] = {}
+        self.script_commands: dict[str, int] = {}
+        self._socket: socket.socket | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+
+    def start(self) -> CommandMonitor:
+        self._socket = socket.create_connection((self._host, self._port), timeout=10)
+        self._socket.settimeout(None)
+        self._socket.sendall(b"MONITOR\r\n")
+        self._thread = threading.Thread(target=self._read, name="redis-monitor", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("MONITOR did not start")
+        return self
+
+    def _read(self) -> None:
+        assert self._socket is not None
+        reader = self._socket.makefile("rb")
+        prefix = f"[{self._db} ".encode()
+        try:
+            for raw in reader:
+                if raw.startswith(b"+OK"):
+                    self._ready.set()
+                    continue
+                start = raw.find(b" [")
+                if start < 0 or not raw[start + 1 :].startswith(prefix):
+                    continue
+                close = raw.find(b"] ", start)
+                source = raw[start + 2 + len(prefix) - 1 : close]
+                name_start = raw.find(b'"', close) + 1
+                name = raw[name_start : raw.find(b'"', name_start)].decode().lower()
+                table = self.script_commands if source == b"lua" else self.client_commands
+                table[name] = table.get(name, 0) + 1
+        except (OSError, ValueError):
+            pass
+
+    def stop(self) -> None:
+        if self._socket is not None:
+            with contextlib.suppress(OSError):
+                self._socket.shutdown(socket.SHUT_RDWR)
+            self._socket.close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
 
 
 def commandstats_delta(before: Mapping[str, int], after: Mapping[str, int]) -> dict[str, int]:
@@ -348,6 +409,7 @@ class Sample:
     at: float  # time.time()
     cpu_seconds: dict[str, float]
     rss_bytes: dict[str, int]
+    extra: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -356,6 +418,8 @@ class CpuSampler:
 
     sources: dict[str, WorkerProcess | Sandbox]
     interval: float = 0.25
+    # Other figures to record with each sample, e.g. how many requests are parked.
+    probes: dict[str, Callable[[], float]] = field(default_factory=dict)
     samples: list[Sample] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -373,7 +437,13 @@ class CpuSampler:
                 )
             except psutil.Error:
                 continue
-        self.samples.append(Sample(time.time(), cpu, rss))
+        extra: dict[str, float] = {}
+        for name, probe in self.probes.items():
+            try:
+                extra[name] = probe()
+            except Exception:  # a failed probe only leaves a gap in the plot
+                continue
+        self.samples.append(Sample(time.time(), cpu, rss, extra))
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -385,12 +455,13 @@ class CpuSampler:
         self._thread.start()
         return self
 
-    def stop(self) -> list[Sample]:
+    def stop(self) -> None:
+        if self._stop.is_set():
+            return
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
         self._sample()
-        return self.samples
 
     def cpu_percent_series(self, name: str) -> list[tuple[float, float]]:
         """(time, percent of one core) between consecutive samples."""

@@ -39,7 +39,7 @@ app = Celery("bench_peer")
 app.add_defaults(lambda: ours.celery_config(get_settings()))
 
 
-class TangoCooldown(Exception):  # noqa: N818 (named as a team would name it)
+class TangoCooldown(Exception):
     """Tango answered 403.005: the order was resent less than a window ago."""
 
 

@@ -41,7 +41,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # Acknowledge after the work, and requeue if the process dies: no request is lost.
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
-        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        # Cancelling running tasks when the broker connection drops crashes the threads pool
+        # (it cannot kill a job); the tasks finish, and acks-late redelivers what was lost.
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
         "worker_prefetch_multiplier": 1,
         # Each worker also consumes its own queue: a countdown is sent back to the worker that
         # chose it, so the wait is measured on one host's clock however far hosts disagree.

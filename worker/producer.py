@@ -87,8 +87,8 @@ def submit_resend(
         EnqueueError: Redis or the broker could not take the request; nothing is stored.
     """
     request = validate_resend(fields)
-    if idempotency_key is not None and not 1 <= len(idempotency_key) <= 255:
-        raise InvalidResendRequest({"idempotency_key": "must be 1 to 255 characters"})
+    if idempotency_key is not None and not _usable_key(idempotency_key):
+        raise InvalidResendRequest({"idempotency_key": "must be text of 1 to 255 characters"})
 
     runtime = current_runtime()
     settings = runtime.settings
@@ -133,6 +133,16 @@ def submit_resend(
     runtime.metrics.request("accepted")
     logger.info("request=%s order=%s status=queued", record.id, record.reference_order_id)
     return Submission(record.id, "created")
+
+
+def _usable_key(key: object) -> bool:
+    if not isinstance(key, str) or not 1 <= len(key) <= 255:
+        return False
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate
+        return False
+    return True
 
 
 class NotRetryable(ValueError):

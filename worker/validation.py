@@ -53,6 +53,11 @@ def _email(value: str) -> str:
         checked = validate_email(value, check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError:
         raise ValueError("is not a valid email address") from None
+    # Unicode domains (or punycode turned into Unicode) can pose as another: ASCII only.
+    if not checked.normalized.isascii():
+        raise ValueError("is not a valid email address (only ASCII addresses are accepted)")
+    if len(checked.local_part.encode()) > 64:  # RFC 5321; Tango would refuse it later
+        raise ValueError("is not a valid email address (the part before @ is too long)")
     return checked.normalized
 
 
@@ -77,7 +82,8 @@ def _etid(value: str) -> str:
 class ResendRequest(BaseModel):
     """A validated resend, in Tango's own field names."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, populate_by_name=True)
+    # Only Tango's field names: what a webhook's schema allows is exactly what is accepted.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     reference_order_id: Annotated[
         str, Field(alias="referenceOrderID", max_length=40), AfterValidator(_reference_order_id)
@@ -115,16 +121,6 @@ class ResendRequest(BaseModel):
         return body
 
 
-_FIELD_NAMES = {
-    "referenceOrderID": "referenceOrderID",
-    "reference_order_id": "referenceOrderID",
-    "newEmail": "newEmail",
-    "newMobile": "newMobile",
-    "newEtid": "newEtid",
-    "newDeliveryMethod": "newDeliveryMethod",
-}
-
-
 def validate_resend(fields: dict[str, Any]) -> ResendRequest:
     """Validate a request given in Tango's field names.
 
@@ -142,7 +138,7 @@ def _errors_by_field(error: ValidationError) -> dict[str, str]:
     errors: dict[str, str] = {}
     for item in error.errors(include_input=False, include_url=False):
         location = str(item["loc"][0]) if item["loc"] else "request"
-        field = _FIELD_NAMES.get(location, location)
+        field = location  # Tango's own names: the model's aliases
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
             message = "is not a field of a resend request"

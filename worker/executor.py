@@ -35,10 +35,13 @@ from worker.records import (
     WindowAction,
 )
 from worker.runtime import Runtime
-from worker.scheduler import notify_scheduled
+from worker.scheduler import MAX_IDLE_SECONDS, notify_scheduled
 from worker.tango_client import TangoAnswer
 
 logger = logging.getLogger("tango_resend.executor")
+
+_SHORT_RATE_WAIT_SECONDS = 0.1
+_SHORT_RATE_WAIT_TRIES = 4
 
 # A wake-up this close to its due time is treated as due (timer granularity, not earliness:
 # the gate, not this check, is what keeps calls out of Tango's window).
@@ -96,6 +99,13 @@ class ResendExecutor:
 
         hold = self._policy.window_seconds + self._runtime.tango.longest_call_seconds
         verdict = self._runtime.gate.try_start(record.reference_order_id, request_id, hold)
+        for _ in range(_SHORT_RATE_WAIT_TRIES):
+            # A rate slot a moment away is waited for here: a countdown's round trip through
+            # the broker would cost more than the wait, and make the call late for its slot.
+            if verdict.verdict != "rate" or verdict.wait_seconds > _SHORT_RATE_WAIT_SECONDS:
+                break
+            time.sleep(verdict.wait_seconds)
+            verdict = self._runtime.gate.try_start(record.reference_order_id, request_id, hold)
         if verdict.verdict in ("final", "unknown"):
             return Done(None)
         if verdict.verdict == "turn":
@@ -107,9 +117,10 @@ class ResendExecutor:
             delay = delay_for_held_window(verdict.wait_seconds, self._policy, self._rand)
             return self._defer(record, delay, now, "the order's window is held")
         if verdict.verdict == "rate":
-            # The slot is reserved for this request alone: wake for it, no jitter needed.
+            # The slot is reserved for this request alone: wake a little before it and wait
+            # out the rest here, so the call starts on its slot.
             self._runtime.metrics.deferral("rate_limit")
-            delay = verdict.wait_seconds + 0.001
+            delay = max(verdict.wait_seconds - _SHORT_RATE_WAIT_SECONDS / 2, 0.001)
             return self._defer(record, delay, now, "waiting for its rate-limit slot")
         return self._call(record, now)
 
@@ -231,7 +242,8 @@ class ResendExecutor:
             return Done(None)  # finished or cancelled meanwhile
         if short:
             return Reschedule(delay)
-        notify_scheduled(self._runtime.redis, self._runtime.keys.scheduler_wakeup)
+        if delay < MAX_IDLE_SECONDS:  # due before sleeping schedulers would look again
+            notify_scheduled(self._runtime.redis, self._runtime.keys.scheduler_wakeup)
         return Done(record.status)
 
     def _wait_for_turn(self, record: ResendRecord, now: datetime) -> Step:

@@ -16,14 +16,15 @@ import redis
 
 from worker.keys import RedisKeys
 
-# KEYS: window, order fifo, record, rate limiter, reservation, due index, last call
-# ARGV: request id, window hold (ms), rate interval (ms, 0 = no limit), final statuses...
+# KEYS: window, order fifo, record, rate limiter, reservation, due index, recent calls, pause
+# ARGV: request id, window hold (ms), rate interval (ms, 0 = no limit), sliding span (ms),
+#       calls allowed per span, final statuses...
 # Returns {verdict, wait_ms}; verdicts: go, turn, window, rate, final, unknown.
 _START = """
 local id = ARGV[1]
 local status = redis.call('HGET', KEYS[3], 'status')
 if not status then return {'unknown', 0} end
-for i = 4, #ARGV do
+for i = 6, #ARGV do
   if status == ARGV[i] then return {'final', 0} end
 end
 local head = redis.call('ZRANGE', KEYS[2], 0, 0)[1]
@@ -38,23 +39,30 @@ local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local interval = tonumber(ARGV[3])
 if interval > 0 then
-  local last = tonumber(redis.call('GET', KEYS[7]) or '-1')
+  local paused_ms = redis.call('PTTL', KEYS[8])
+  if paused_ms > 0 then return {'rate', paused_ms} end
   local reserved = tonumber(redis.call('GET', KEYS[5]) or '-1')
   if reserved >= 0 then
     if reserved > now then return {'rate', reserved - now} end
   else
-    local slot = math.max(tonumber(redis.call('GET', KEYS[4]) or '0'), now, last + interval)
+    local slot = math.max(tonumber(redis.call('GET', KEYS[4]) or '0'), now)
     redis.call('SET', KEYS[4], slot + interval, 'PX', math.max(slot + interval - now, 1) + 60000)
     if slot > now then
       redis.call('SET', KEYS[5], slot, 'PX', slot - now + 3600000)
       return {'rate', slot - now}
     end
   end
-  -- A slot reached late (a busy worker, a slow wake-up) must not bring this call closer than
-  -- one interval to the previous actual call: Tango counts arrivals, not our slots.
-  if last >= 0 and now - last < interval then return {'rate', interval - (now - last)} end
+  -- Tango counts arrivals in a sliding window. Slots keep the average under the limit; this
+  -- keeps a slot reached late (a busy worker, a slow wake-up) from crowding one window.
+  local span, allowed = tonumber(ARGV[4]), tonumber(ARGV[5])
+  redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', now - span)
+  if redis.call('ZCARD', KEYS[7]) >= allowed then
+    local oldest = tonumber(redis.call('ZRANGE', KEYS[7], 0, 0, 'WITHSCORES')[2])
+    return {'rate', oldest + span - now + 1}
+  end
   redis.call('DEL', KEYS[5])
-  redis.call('SET', KEYS[7], now, 'PX', interval + 60000)
+  redis.call('ZADD', KEYS[7], now, id .. '@' .. now)
+  redis.call('PEXPIRE', KEYS[7], span + 60000)
 end
 local hold = tonumber(ARGV[2])
 redis.call('SET', KEYS[1], id, 'PX', hold)
@@ -62,9 +70,8 @@ redis.call('HSET', KEYS[3], 'calling_until', (now + hold) / 1000)
 return {'go', 0}
 """
 
-# KEYS: rate limiter, last call.  ARGV: pause (ms), interval (ms). After a 429 nobody calls
-# until the pause ends: new slots start after it, and the last-call guard holds back the
-# slots already reserved.
+# KEYS: rate limiter, pause.  ARGV: pause (ms). After a 429 nobody calls until the pause
+# ends: new slots start after it, and slots already reserved wait for it too.
 _PAUSE = """
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
@@ -72,10 +79,8 @@ local resume = now + tonumber(ARGV[1])
 if resume > tonumber(redis.call('GET', KEYS[1]) or '0') then
   redis.call('SET', KEYS[1], resume, 'PX', resume - now + 60000)
 end
-local interval = tonumber(ARGV[2])
-local last = tonumber(redis.call('GET', KEYS[2]) or '-1')
-if resume - interval > last then
-  redis.call('SET', KEYS[2], resume - interval, 'PX', resume - now + 60000)
+if redis.call('PTTL', KEYS[2]) < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[2], '1', 'PX', ARGV[1])
 end
 return resume
 """
@@ -116,6 +121,10 @@ class CallGate:
         self._pause = client.register_script(_PAUSE)
         self._reserve = client.register_script(_RESERVE)
         self._interval_ms = int(1000 * RATE_HEADROOM / rate_limit + 0.999) if rate_limit else 0
+        # The window Tango is taken to count arrivals in: a second, or one call's share of
+        # time when the limit is under 1/s.
+        self._span_ms = int(1000 * max(1.0, 1.0 / rate_limit)) if rate_limit else 0
+        self._allowed_per_span = max(1, round(rate_limit * self._span_ms / 1000))
         self._final_statuses = final_statuses
 
     @property
@@ -136,12 +145,15 @@ class CallGate:
                 keys.rate_limiter,
                 keys.rate_reservation(request_id),
                 keys.due_index,
-                keys.rate_last_call,
+                keys.rate_recent_calls,
+                keys.rate_pause,
             ],
             args=[
                 request_id,
                 max(1, int(hold_seconds * 1000 + 0.999)),
                 self._interval_ms,
+                self._span_ms,
+                self._allowed_per_span,
                 *self._final_statuses,
             ],
         )
@@ -158,6 +170,6 @@ class CallGate:
         """Hold back every worker's next call by `seconds` (Tango answered 429)."""
         if self._interval_ms:
             self._pause(
-                keys=[self._keys.rate_limiter, self._keys.rate_last_call],
-                args=[max(1, int(seconds * 1000)), self._interval_ms],
+                keys=[self._keys.rate_limiter, self._keys.rate_pause],
+                args=[max(1, int(seconds * 1000))],
             )

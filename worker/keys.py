@@ -52,9 +52,14 @@ class RedisKeys:
         return f"{self.prefix}:rate:tat"
 
     @property
-    def rate_last_call(self) -> str:
-        """When the fleet's latest call to Tango started (epoch ms)."""
-        return f"{self.prefix}:rate:last"
+    def rate_recent_calls(self) -> str:
+        """When the fleet's recent calls to Tango started (sorted set, epoch ms)."""
+        return f"{self.prefix}:rate:recent"
+
+    @property
+    def rate_pause(self) -> str:
+        """Present while the fleet holds back after a 429 (expires when the pause ends)."""
+        return f"{self.prefix}:rate:pause"
 
     @property
     def sequence(self) -> str:

@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 
-.PHONY: demo test lint typecheck unit integration chaos bench bench-quick redis venv clean run run-dev
+.PHONY: demo test lint typecheck unit integration chaos bench bench-quick audit redis venv clean run run-dev
 
 demo: $(STAMP) redis
 	$(BIN)/tango-resend demo
@@ -34,6 +34,12 @@ bench: $(STAMP) redis
 
 bench-quick: $(STAMP) redis
 	$(BIN)/python -m bench --quick
+
+# Known vulnerabilities in the installed dependencies. Needs a vulnerability database on the
+# network (not reachable from our CI machines); --strict so an unreachable one fails loudly.
+audit: $(STAMP)
+	$(BIN)/python -m pip install -q pip-audit
+	$(BIN)/pip-audit --strict --skip-editable
 
 # The Procfile's processes together (honcho), with the settings in .env.
 run: $(STAMP) redis

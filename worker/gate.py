@@ -122,9 +122,11 @@ class CallGate:
         self._reserve = client.register_script(_RESERVE)
         self._interval_ms = int(1000 * RATE_HEADROOM / rate_limit + 0.999) if rate_limit else 0
         # The window Tango is taken to count arrivals in: a second, or one call's share of
-        # time when the limit is under 1/s.
-        self._span_ms = int(1000 * max(1.0, 1.0 / rate_limit)) if rate_limit else 0
-        self._allowed_per_span = max(1, round(rate_limit * self._span_ms / 1000))
+        # time when the limit is under 1/s. We count our call starts over a window as much
+        # longer as the slots are wider, so arrival jitter cannot crowd Tango's window.
+        span = max(1.0, 1.0 / rate_limit) if rate_limit else 0.0
+        self._span_ms = int(1000 * span * RATE_HEADROOM + 0.999)
+        self._allowed_per_span = max(1, round(rate_limit * span))
         self._final_statuses = final_statuses
 
     @property

@@ -14,19 +14,20 @@ from dataclasses import dataclass
 
 import redis
 
+from worker import record_scripts
 from worker.keys import RedisKeys
 
 # KEYS: window, order fifo, record, rate limiter, reservation, due index, recent calls, pause
 # ARGV: request id, window hold (ms), rate interval (ms, 0 = no limit), sliding span (ms),
 #       calls allowed per span, final statuses...
 # Returns {verdict, wait_ms}; verdicts: go, turn, window, rate, final, unknown.
-_START = """
+_START = (
+    record_scripts.IS_FINAL
+    + """
 local id = ARGV[1]
 local status = redis.call('HGET', KEYS[3], 'status')
 if not status then return {'unknown', 0} end
-for i = 6, #ARGV do
-  if status == ARGV[i] then return {'final', 0} end
-end
+if is_final(status, 6) then return {'final', 0} end
 local head = redis.call('ZRANGE', KEYS[2], 0, 0)[1]
 if head and head ~= id then
   -- Not its turn: it waits, with no task, until the request ahead finishes and promotes it.
@@ -69,6 +70,7 @@ redis.call('SET', KEYS[1], id, 'PX', hold)
 redis.call('HSET', KEYS[3], 'calling_until', (now + hold) / 1000)
 return {'go', 0}
 """
+)
 
 # KEYS: rate limiter, pause.  ARGV: pause (ms). After a 429 nobody calls until the pause
 # ends: new slots start after it, and slots already reserved wait for it too.

@@ -6,7 +6,7 @@ it waits for its turn behind an earlier request of its order.
 """
 
 # A shared prelude: is `status` one of the final statuses passed from ARGV[first_final] on?
-_IS_FINAL = """
+IS_FINAL = """
 local function is_final(status, first_final)
   for i = first_final, #ARGV do
     if status == ARGV[i] then return true end
@@ -21,7 +21,7 @@ end
 #       record key prefix, final statuses...
 # Returns {id, outcome, is_head}.
 CREATE = (
-    _IS_FINAL
+    IS_FINAL
     + """
 local id = ARGV[1]
 if KEYS[2] ~= '' then
@@ -81,7 +81,7 @@ end
 # ARGV: id, doc, status, due score ('' keeps it), window action, final statuses...
 # Refuses (0) when the request already reached a final status (finished or cancelled).
 SAVE = (
-    _IS_FINAL
+    IS_FINAL
     + SET_WINDOW
     + """
 local current = redis.call('HGET', KEYS[1], 'status')
@@ -101,7 +101,7 @@ return 1
 # the order for when the window ends. Returns 'done', 'unknown', 'in_flight' or the status
 # the request already had.
 FINISH = (
-    _IS_FINAL
+    IS_FINAL
     + SET_WINDOW
     + """
 local current = redis.call('HGET', KEYS[1], 'status')

@@ -92,6 +92,21 @@ _PROBLEMS: dict[int | str, dict[str, Any]] = {
 }
 
 
+# OpenAPI links: the id a 202 answers with reads back at GET /resends/{request_id}, so clients
+# (and stateful fuzzers) can follow a request from its webhook to its record.
+_ACCEPTED_LINKS: dict[int | str, dict[str, Any]] = {
+    202: {
+        "description": "Stored and queued.",
+        "links": {
+            "ReadResend": {
+                "operationId": "readResend",
+                "parameters": {"request_id": "$response.body#/id"},
+            }
+        },
+    }
+}
+
+
 def create_app() -> FastAPI:
     """Build the receiver from this process's settings; refuses to run without a secret."""
     settings = get_settings()
@@ -120,7 +135,8 @@ def create_app() -> FastAPI:
         "/webhooks/resends",
         status_code=202,
         response_model=Accepted,
-        responses=_PROBLEMS,
+        operation_id="receiveResend",
+        responses={**_PROBLEMS, **_ACCEPTED_LINKS} if settings.api_token else _PROBLEMS,
         openapi_extra={
             "requestBody": {
                 "required": True,
@@ -193,7 +209,11 @@ def create_app() -> FastAPI:
 def _add_record_route(app: FastAPI, api_token: str) -> None:
     expected = f"Bearer {api_token}".encode()
 
-    @app.get("/resends/{request_id}", responses={401: {"model": Problem}, 404: {"model": Problem}})
+    @app.get(
+        "/resends/{request_id}",
+        operation_id="readResend",
+        responses={401: {"model": Problem}, 404: {"model": Problem}},
+    )
     def read_resend(
         request_id: str, authorization: Annotated[str | None, Header()] = None
     ) -> dict[str, Any]:

@@ -97,7 +97,6 @@ class Creation:
 # The next request of an order is released this long after the window ends, so it never
 # meets the window's last millisecond.
 PROMOTE_MARGIN_SECONDS = 0.002
-WAITING_FOR_TURN = math.inf
 
 WindowAction = float | str | None
 """What to do with the order's window when storing a record after a call: None keeps it,

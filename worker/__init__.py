@@ -4,7 +4,15 @@ The producer API (`enqueue_resend`, `get_resend`) and the Celery `app` (`celery 
 """
 
 from worker.celery_app import app
-from worker.producer import EnqueueError, cancel_resend, enqueue_resend, get_resend
+from worker.producer import (
+    EnqueueError,
+    NotRetryable,
+    cancel_resend,
+    enqueue_resend,
+    get_resend,
+    retry_resend,
+    submit_resend,
+)
 from worker.records import ResendRecord, ResendStatus
 from worker.settings import ConfigurationError
 from worker.validation import InvalidResendRequest
@@ -13,10 +21,13 @@ __all__ = [
     "ConfigurationError",
     "EnqueueError",
     "InvalidResendRequest",
+    "NotRetryable",
     "ResendRecord",
     "ResendStatus",
     "app",
     "cancel_resend",
     "enqueue_resend",
     "get_resend",
+    "retry_resend",
+    "submit_resend",
 ]

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 import redis
 
-from tests.chaos.system import RedisServer, WebProcess, producer_broker
+from tests.chaos.system import RedisServer, producer_broker
 from tests.conftest import TEST_REDIS_URL
-from tests.integration.harness import WorkerProcess
+from tests.integration.harness import WebProcess, WorkerProcess
 from worker.runtime import reset_runtime
 from worker.sandbox import SandboxControl, SandboxServer
 from worker.settings import reset_settings_cache

@@ -13,11 +13,8 @@ import hashlib
 import hmac
 import itertools
 import json
-import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -28,7 +25,7 @@ import redis
 import requests
 from kombu import pools as kombu_pools
 
-from tests.integration.harness import REPO_ROOT, child_env, wait_for
+from tests.integration.harness import free_port, wait_for
 from worker import ResendRecord, get_resend
 from worker.celery_app import app as celery_app
 from worker.celery_app import celery_config
@@ -37,12 +34,6 @@ from worker.settings import get_settings
 from worker.webhook_signature import sign
 
 REDIS_SERVER = "/usr/bin/redis-server"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 # --- a redis-server of the test's own -------------------------------------------------------
@@ -166,49 +157,6 @@ def producer_broker() -> Iterator[None]:
 
 
 # --- the webhook receiver ---------------------------------------------------------------------
-
-
-class WebProcess:
-    """`python -m worker web --port P` in a subprocess, its output in a log file."""
-
-    def __init__(self, settings: dict[str, str], log_path: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path
-        self._log = log_path.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "worker", "web", "--port", str(self.port)],
-            env=child_env(settings),
-            cwd=REPO_ROOT,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_ready(self, timeout: float = 30.0) -> WebProcess:
-        def up() -> bool:
-            if self.process.poll() is not None:
-                raise AssertionError(f"the web receiver exited early:\n{self.log()}")
-            try:
-                return requests.get(f"{self.url}/healthz", timeout=2).status_code == 200
-            except requests.RequestException:
-                return False
-
-        wait_for(up, timeout=timeout, interval=0.1, what="the web receiver")
-        return self
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
-        self._log.close()
 
 
 def signed_headers(secret: str, body: bytes, webhook_id: str | None = None) -> dict[str, str]:

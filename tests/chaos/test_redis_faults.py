@@ -20,7 +20,6 @@ import requests
 from tests.chaos.fixtures import Configure, WebFactory, WorkerFactory, chaos_seed, report
 from tests.chaos.system import (
     RedisServer,
-    WebProcess,
     accepted_sends,
     all_final,
     post_webhook,
@@ -28,7 +27,7 @@ from tests.chaos.system import (
     wait_all_final,
     windows_respected,
 )
-from tests.integration.harness import wait_for
+from tests.integration.harness import WebProcess, wait_for
 from worker import EnqueueError, enqueue_resend, get_resend
 from worker.keys import RedisKeys
 from worker.sandbox import SandboxControl

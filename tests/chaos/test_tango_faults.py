@@ -13,7 +13,8 @@ import pytest
 import redis
 
 from tests.chaos.fixtures import Configure, WorkerFactory, chaos_seed, report
-from tests.chaos.system import free_port, resend_calls, wait_all_final, windows_respected
+from tests.chaos.system import resend_calls, wait_all_final, windows_respected
+from tests.integration.harness import free_port
 from worker import enqueue_resend
 from worker.sandbox import SandboxControl
 

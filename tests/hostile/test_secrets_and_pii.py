@@ -25,7 +25,6 @@ import requests
 
 from tests.chaos.fixtures import base_settings, report
 from tests.chaos.system import (
-    WebProcess,
     post_webhook,
     producer_broker,
     resend_calls,
@@ -33,7 +32,7 @@ from tests.chaos.system import (
     wait_all_final,
 )
 from tests.conftest import TEST_REDIS_URL
-from tests.integration.harness import WorkerProcess, wait_for
+from tests.integration.harness import WebProcess, WorkerProcess, wait_for
 from worker import enqueue_resend, get_resend
 from worker.runtime import reset_runtime
 from worker.sandbox import SandboxControl, SandboxServer

@@ -1,15 +1,18 @@
-"""Real processes for integration tests: Celery workers as subprocesses, polling with deadlines."""
+"""Real processes for tests: workers and the web receiver, polling with deadlines."""
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
+
+import requests
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
@@ -29,6 +32,13 @@ def wait_for(
         time.sleep(interval)
 
 
+def free_port() -> int:
+    """A loopback port nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 def child_env(settings: dict[str, str]) -> dict[str, str]:
     """The environment for a child process: ours, the repo importable, and the test settings."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST")}
@@ -38,30 +48,12 @@ def child_env(settings: dict[str, str]) -> dict[str, str]:
     return env
 
 
-class WorkerProcess:
-    """`python -m worker worker` in a subprocess, its output in a log file."""
+class LoggedProcess:
+    """`python ARGUMENTS` in its own session, output in a log file; stopped as a group."""
 
-    def __init__(
-        self,
-        settings: dict[str, str],
-        log_path: Path,
-        *,
-        concurrency: int = 8,
-        pool: str = "threads",
-        name: str = "w1",
-        command: list[str] | None = None,
-    ) -> None:
+    def __init__(self, settings: dict[str, str], log_path: Path, arguments: list[str]) -> None:
         self.log_path = log_path
         self._log = log_path.open("ab")
-        arguments = command or [
-            "-m",
-            "worker",
-            "worker",
-            f"--pool={pool}",
-            f"--concurrency={concurrency}",
-            "--loglevel=INFO",
-            f"--hostname={name}@%h",
-        ]
         self.process = subprocess.Popen(
             [sys.executable, *arguments],
             env=child_env(settings),
@@ -73,15 +65,6 @@ class WorkerProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
-
-    def wait_ready(self, timeout: float = 30.0) -> WorkerProcess:
-        def ready() -> bool:
-            if self.process.poll() is not None:
-                raise AssertionError(f"worker exited early:\n{self.log()}")
-            return " ready." in self.log()
-
-        wait_for(ready, timeout=timeout, what="the worker to be ready")
-        return self
 
     def kill(self) -> None:
         """SIGKILL the whole process group: no shutdown, no acknowledgements."""
@@ -97,3 +80,58 @@ class WorkerProcess:
             except subprocess.TimeoutExpired:
                 self.kill()
         self._log.close()
+
+
+class WorkerProcess(LoggedProcess):
+    """`python -m worker worker`."""
+
+    def __init__(
+        self,
+        settings: dict[str, str],
+        log_path: Path,
+        *,
+        concurrency: int = 8,
+        pool: str = "threads",
+        name: str = "w1",
+        command: list[str] | None = None,
+    ) -> None:
+        arguments = command or [
+            "-m",
+            "worker",
+            "worker",
+            f"--pool={pool}",
+            f"--concurrency={concurrency}",
+            "--loglevel=INFO",
+            f"--hostname={name}@%h",
+        ]
+        super().__init__(settings, log_path, arguments)
+
+    def wait_ready(self, timeout: float = 30.0) -> WorkerProcess:
+        def ready() -> bool:
+            if self.process.poll() is not None:
+                raise AssertionError(f"worker exited early:\n{self.log()}")
+            return " ready." in self.log()
+
+        wait_for(ready, timeout=timeout, what="the worker to be ready")
+        return self
+
+
+class WebProcess(LoggedProcess):
+    """`python -m worker web --port P` on a free loopback port."""
+
+    def __init__(self, settings: dict[str, str], log_path: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        super().__init__(settings, log_path, ["-m", "worker", "web", "--port", str(self.port)])
+
+    def wait_ready(self, timeout: float = 30.0) -> WebProcess:
+        def up() -> bool:
+            if self.process.poll() is not None:
+                raise AssertionError(f"the web receiver exited early:\n{self.log()}")
+            try:
+                return requests.get(f"{self.url}/healthz", timeout=2).status_code == 200
+            except requests.RequestException:
+                return False
+
+        wait_for(up, timeout=timeout, interval=0.1, what="the web receiver")
+        return self

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +12,7 @@ import pytest
 import requests
 
 from tests.integration.conftest import WorkerFactory
-from tests.integration.harness import REPO_ROOT, child_env, wait_for
+from tests.integration.harness import REPO_ROOT, WebProcess, child_env, wait_for
 from tests.integration.test_resend_flow import finished, resend_calls
 from tests.web.conftest import SECRET
 from worker.sandbox import SandboxControl
@@ -25,40 +23,14 @@ ORDER = "RA251125-1201-01"
 API_TOKEN = "e2e-token"
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture
 def web_url(settings_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    log = (tmp_path / "web.log").open("wb")
     env = {**settings_env, "WEBHOOK_SECRET": SECRET, "API_TOKEN": API_TOKEN}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "worker", "web", "--port", str(port)],
-        env=child_env(env),
-        cwd=REPO_ROOT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        try:
-            return requests.get(f"{url}/healthz", timeout=1).status_code == 200
-        except requests.ConnectionError:
-            assert process.poll() is None, (tmp_path / "web.log").read_text()
-            return False
-
+    web = WebProcess(env, tmp_path / "web.log")
     try:
-        wait_for(up, timeout=20, what="the web receiver")
-        yield url
+        yield web.wait_ready(timeout=20).url
     finally:
-        process.terminate()
-        process.wait(timeout=10)
-        log.close()
+        web.stop()
 
 
 def post_signed(url: str, payload: dict[str, str], webhook_id: str) -> requests.Response:

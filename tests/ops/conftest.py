@@ -7,7 +7,6 @@ test's own path): `sandbox`, `control`, `settings_env` and `start_worker`.
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -61,9 +60,3 @@ def finished(request_ids: list[str]) -> list[ResendRecord] | None:
     if all(record is not None and record.status.is_final for record in records):
         return [record for record in records if record is not None]
     return None
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])

@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.conftest import WorkerFactory
-from tests.integration.harness import wait_for
-from tests.ops.conftest import finished, free_port
+from tests.integration.harness import free_port, wait_for
+from tests.ops.conftest import finished
 from tests.web.conftest import SECRET
 from worker import enqueue_resend
 from worker.callbacks import resend_finished

@@ -10,7 +10,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.harness import RedisProbe, Sandbox, Stack, new_tag, use_settings, wait_for
+from bench.harness import (
+    RedisProbe,
+    Sandbox,
+    Stack,
+    new_tag,
+    use_settings,
+    wait_for,
+    worker_settings,
+)
 from worker.keys import RedisKeys
 
 Fields = dict[str, str]
@@ -35,6 +43,21 @@ class Context:
     log_dir: Path
     out_dir: Path
     verbose: bool = True
+
+    def use_run_settings(
+        self, scenario: str, *, base_url: str, window_seconds: float, **options: Any
+    ) -> dict[str, str]:
+        """Settings for one run of `scenario` (its own key prefix and queue, this Redis, the
+        sandbox), made this process's too: the producer and the workers share them."""
+        settings = worker_settings(
+            redis_url=self.probe.url,
+            prefix=prefix(scenario),
+            base_url=base_url,
+            window_seconds=window_seconds,
+            **options,
+        )
+        use_settings(settings)
+        return settings
 
     def say(self, message: str) -> None:
         if self.verbose:

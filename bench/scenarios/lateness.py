@@ -22,8 +22,6 @@ from bench.harness import (
     Stack,
     start_our_worker,
     start_peer_worker,
-    use_settings,
-    worker_settings,
 )
 from bench.naive_app import NAIVE_TASK
 from bench.scenarios.common import (
@@ -34,7 +32,6 @@ from bench.scenarios.common import (
     enqueue_ours,
     enqueue_peer,
     order_ids,
-    prefix,
     wait_counter,
     wait_ours_finished,
 )
@@ -65,15 +62,13 @@ def _run(ctx: Context, p: LatenessParams, kind: str) -> dict[str, Any]:
             latency_seconds=p.latency_seconds,
             expected_calls=total * (4 if kind == "naive" else 1),
         )
-        key_prefix = prefix(f"lateness-{kind}")
-        settings = worker_settings(
-            redis_url=ctx.probe.url,
-            prefix=key_prefix,
+        settings = ctx.use_run_settings(
+            f"lateness-{kind}",
             base_url=sandbox.base_url,
             window_seconds=p.window_seconds,
             WORKER_CONCURRENCY=str(p.concurrency),
         )
-        use_settings(settings)
+        key_prefix = settings["REDIS_KEY_PREFIX"]
         queue = settings["RESEND_QUEUE"]
         if kind == "ours":
             worker = start_our_worker(settings, ctx.log_dir, ctx.probe, concurrency=p.concurrency)

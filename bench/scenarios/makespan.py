@@ -15,14 +15,13 @@ from typing import Any
 
 from bench import analysis
 from bench.config import MakespanParams, MakespanRegime
-from bench.harness import Stack, start_our_worker, use_settings, worker_settings
+from bench.harness import Stack, start_our_worker
 from bench.scenarios.common import (
     Context,
     ScenarioResult,
     distinct_fields,
     enqueue_ours,
     order_ids,
-    prefix,
     wait_ours_finished,
 )
 
@@ -44,16 +43,14 @@ def _run(ctx: Context, regime: MakespanRegime) -> dict[str, Any]:
             latency_seconds=regime.latency_seconds,
             expected_calls=total,
         )
-        key_prefix = prefix(f"makespan-{regime.name}")
-        settings = worker_settings(
-            redis_url=ctx.probe.url,
-            prefix=key_prefix,
+        settings = ctx.use_run_settings(
+            f"makespan-{regime.name}",
             base_url=sandbox.base_url,
             window_seconds=regime.window_seconds,
             rate_limit=regime.rate_limit,
             WORKER_CONCURRENCY=str(regime.concurrency),
         )
-        use_settings(settings)
+        key_prefix = settings["REDIS_KEY_PREFIX"]
         enqueue_ours(items)
         worker = start_our_worker(settings, ctx.log_dir, ctx.probe, concurrency=regime.concurrency)
         stack.push(worker, worker.stop)

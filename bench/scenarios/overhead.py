@@ -29,8 +29,6 @@ from bench.harness import (
     child_env,
     start_our_worker,
     start_peer_worker,
-    use_settings,
-    worker_settings,
 )
 from bench.naive_app import PLAIN_TASK
 from bench.scenarios.common import (
@@ -40,7 +38,6 @@ from bench.scenarios.common import (
     enqueue_ours,
     enqueue_peer,
     order_ids,
-    prefix,
     wait_calls,
     wait_ours_finished,
 )
@@ -57,15 +54,13 @@ def _run_once(ctx: Context, p: OverheadParams, kind: str) -> dict[str, Any]:
             latency_seconds=p.latency_seconds,
             expected_calls=p.orders,
         )
-        key_prefix = prefix(f"overhead-{kind}")
-        settings = worker_settings(
-            redis_url=ctx.probe.url,
-            prefix=key_prefix,
+        settings = ctx.use_run_settings(
+            f"overhead-{kind}",
             base_url=sandbox.base_url,
             window_seconds=p.window_seconds,
             WORKER_CONCURRENCY=str(p.concurrency),
         )
-        use_settings(settings)
+        key_prefix = settings["REDIS_KEY_PREFIX"]
         if kind == "ours":
             enqueue_seconds = enqueue_ours(items)
             worker = start_our_worker(settings, ctx.log_dir, ctx.probe, concurrency=p.concurrency)

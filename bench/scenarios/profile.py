@@ -9,14 +9,13 @@ from __future__ import annotations
 import time
 
 from bench.config import ProfileParams
-from bench.harness import Stack, start_our_worker, use_settings, worker_settings
+from bench.harness import Stack, start_our_worker
 from bench.scenarios.common import (
     Context,
     ScenarioResult,
     distinct_fields,
     enqueue_ours,
     order_ids,
-    prefix,
     wait_ours_finished,
 )
 
@@ -26,14 +25,12 @@ def run(ctx: Context, p: ProfileParams) -> ScenarioResult:
     report = ctx.out_dir / "profile.txt"
     with Stack() as stack:
         sandbox = ctx.sandbox(stack, orders, cooldown_seconds=1.5)
-        key_prefix = prefix("profile")
-        settings = worker_settings(
-            redis_url=ctx.probe.url,
-            prefix=key_prefix,
+        settings = ctx.use_run_settings(
+            "profile",
             base_url=sandbox.base_url,
             window_seconds=1.5,
         )
-        use_settings(settings)
+        key_prefix = settings["REDIS_KEY_PREFIX"]
         enqueue_ours([(order, distinct_fields(order, 0)) for order in orders])
         worker = start_our_worker(
             settings,

@@ -14,14 +14,13 @@ import time
 
 from bench import analysis
 from bench.config import RateLimitParams
-from bench.harness import Stack, start_our_worker, use_settings, worker_settings
+from bench.harness import Stack, start_our_worker
 from bench.scenarios.common import (
     Context,
     ScenarioResult,
     distinct_fields,
     enqueue_ours,
     order_ids,
-    prefix,
     wait_ours_finished,
 )
 
@@ -37,16 +36,14 @@ def run(ctx: Context, p: RateLimitParams) -> ScenarioResult:
             latency_seconds=p.latency_seconds,
             expected_calls=p.orders,
         )
-        key_prefix = prefix("rate")
-        settings = worker_settings(
-            redis_url=ctx.probe.url,
-            prefix=key_prefix,
+        settings = ctx.use_run_settings(
+            "rate",
             base_url=sandbox.base_url,
             window_seconds=p.window_seconds,
             rate_limit=p.rate_limit,
             WORKER_CONCURRENCY=str(p.concurrency),
         )
-        use_settings(settings)
+        key_prefix = settings["REDIS_KEY_PREFIX"]
         enqueue_ours([(order, distinct_fields(order, 0)) for order in orders])
         worker = start_our_worker(settings, ctx.log_dir, ctx.probe, concurrency=p.concurrency)
         stack.push(worker, worker.stop)

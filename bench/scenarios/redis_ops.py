@@ -24,8 +24,6 @@ from bench.harness import (
     commandstats_delta,
     start_our_worker,
     start_peer_worker,
-    use_settings,
-    worker_settings,
 )
 from bench.naive_app import PLAIN_TASK
 from bench.scenarios.common import (
@@ -35,7 +33,6 @@ from bench.scenarios.common import (
     enqueue_ours,
     enqueue_peer,
     order_ids,
-    prefix,
     wait_calls,
     wait_ours_finished,
 )
@@ -49,15 +46,13 @@ def _count(
     total = len(items)
     with Stack() as stack:
         sandbox = ctx.sandbox(stack, ids, cooldown_seconds=p.window_seconds)
-        key_prefix = prefix(f"ops-{kind}")
-        settings = worker_settings(
-            redis_url=ctx.probe.url,
-            prefix=key_prefix,
+        settings = ctx.use_run_settings(
+            f"ops-{kind}",
             base_url=sandbox.base_url,
             window_seconds=p.window_seconds,
             WORKER_CONCURRENCY=str(p.concurrency),
         )
-        use_settings(settings)
+        key_prefix = settings["REDIS_KEY_PREFIX"]
         if kind == "plain":
             worker = start_peer_worker(settings, ctx.log_dir, ctx.probe, concurrency=p.concurrency)
         else:

@@ -136,7 +136,11 @@ class ResendExecutor:
         record.reason = f"internal error: {type(error).__name__}"
         record.next_attempt_at = None
         record.updated_at = self._runtime.clock.now()
-        if self._runtime.records.finish(record, PROMOTE_MARGIN_SECONDS):
+        self._finish(record, KEEP_WINDOW)
+
+    def _finish(self, record: ResendRecord, window: WindowAction) -> None:
+        """Store a final outcome; count it and tell hooks only if this run stored it."""
+        if self._runtime.records.finish(record, PROMOTE_MARGIN_SECONDS, window):
             self._count_outcome(record)
             notify_finished(record)
         _log_state(record, record.reason)
@@ -189,10 +193,7 @@ class ResendExecutor:
             else:
                 record.status, record.reason = ResendStatus.FAILED, outcome.reason
             record.next_attempt_at = None
-            if self._runtime.records.finish(record, PROMOTE_MARGIN_SECONDS, window):
-                self._count_outcome(record)
-                notify_finished(record)
-            _log_state(record, record.reason)
+            self._finish(record, window)
             return Done(record.status)
         if isinstance(outcome, Deferred):
             self._runtime.metrics.deferral("cooldown")

@@ -8,10 +8,9 @@ from typing import Any, NoReturn
 import redis
 from celery import Task
 from celery.exceptions import Reject
-from celery.utils.nodenames import worker_direct
 
 from worker.celery_app import RESEND_TASK_NAME, app
-from worker.executor import Reschedule, ResendExecutor
+from worker.executor import ResendExecutor
 from worker.runtime import current_runtime
 
 logger = logging.getLogger("tango_resend.task")
@@ -29,13 +28,14 @@ _INFRASTRUCTURE_BACKOFF_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0)
     # budget), so Celery's own counter is not the limit.
     max_retries=None,
 )
-def send_resend(self: Task[Any, Any], request_id: str) -> str | None:
-    """Run one resend request; reschedule itself with a countdown while it must wait."""
+def send_resend(self: Task[Any, Any], request_id: str, dispatch: int | None = None) -> str | None:
+    """Run one resend request. Its waits are parked in Redis, where a scheduler publishes the
+    task again when it is due; `dispatch` numbers the message (see `worker.scheduler`)."""
     runtime = current_runtime()
     executor = ResendExecutor(runtime)
     try:
         with runtime.metrics.batch():
-            step = executor.run(request_id)
+            step = executor.run(request_id, dispatch)
     except redis.RedisError as error:
         attempt = min(self.request.retries, len(_INFRASTRUCTURE_BACKOFF_SECONDS) - 1)
         logger.warning("request=%s Redis failed mid-run (%s); will run again", request_id, error)
@@ -45,18 +45,15 @@ def send_resend(self: Task[Any, Any], request_id: str) -> str | None:
         logger.exception("request=%s failed on an unexpected error", request_id)
         executor.fail_unexpectedly(request_id, error)
         return "failed"
-    if isinstance(step, Reschedule):
-        _run_again(self, step.countdown_seconds, same_worker=True)
     return None if step.status is None else step.status.value
 
 
-def _run_again(task: Task[Any, Any], countdown: float, same_worker: bool = False) -> NoReturn:
-    options: dict[str, Any] = {}
-    if same_worker and task.request.hostname:
-        # This worker's own queue: its clock set the countdown, so its clock should time it.
-        options["queue"] = worker_direct(task.request.hostname)
+def _run_again(task: Task[Any, Any], countdown: float) -> NoReturn:
+    # Back on the shared queue, so whichever worker is up takes it. The countdown needs no
+    # precision: the run re-reads the request and the gate judges on Redis's clock. (The
+    # request's lease in the due index would release it too; this is just sooner.)
     try:
-        raise task.retry(countdown=countdown, max_retries=None, **options)
+        raise task.retry(countdown=countdown, max_retries=None)
     except Reject as rejected:
         # Celery drops the message when it cannot publish the retry; we put it back instead.
         # With Redis down even that fails, and the unacknowledged message is restored once the

@@ -32,15 +32,18 @@ class BulkInputError(ValueError):
 
 @dataclass
 class BulkSummary:
-    """What happened to each row or order; `rejected` lists only the bad ones."""
+    """What happened to each row or order; `rejected` lists only the bad ones, `requests`
+    (real runs only) the request id each good row was queued as or coalesced into."""
 
     accepted: int = 0
     coalesced: int = 0
     rejected: list[dict[str, Any]] = field(default_factory=list)
     skipped: int = 0
-    ids: list[str] = field(default_factory=list, repr=False)
+    requests: list[dict[str, Any]] = field(default_factory=list, repr=False)
 
-    def as_json(self, include_skipped: bool = False) -> dict[str, Any]:
+    def as_json(
+        self, include_skipped: bool = False, include_requests: bool = False
+    ) -> dict[str, Any]:
         summary: dict[str, Any] = {
             "accepted": self.accepted,
             "coalesced": self.coalesced,
@@ -48,6 +51,8 @@ class BulkSummary:
         }
         if include_skipped:
             summary["skipped"] = self.skipped
+        if include_requests:
+            summary["requests"] = self.requests
         return summary
 
 
@@ -100,7 +105,7 @@ def enqueue_file(path: Path, *, dry_run: bool, progress: Progress | None = None)
         if dry_run:
             _predict(summary, predicted, fields)
             continue
-        _submit(summary, fields, idempotency_key=None)
+        _submit(summary, number, fields, idempotency_key=None)
     return summary
 
 
@@ -149,7 +154,7 @@ def enqueue_orders_between(
             continue
         # The same recovery run twice within a day does not resend twice.
         key = f"recovery:{order_id}:{start.isoformat()}:{end.isoformat()}"
-        _submit(summary, fields, idempotency_key=key)
+        _submit(summary, order_id, fields, idempotency_key=key)
     return summary
 
 
@@ -179,8 +184,12 @@ def iter_orders(
                 params["customerIdentifier"] = customer
             if account:
                 params["accountIdentifier"] = account
-            time.sleep(runtime.gate.reserve_slot())  # the fleet's rate limit covers us too
-            body = runtime.tango.list_orders(params).body or {}
+            time.sleep(runtime.gate.reserve_slot("list"))  # the fleet's rate limit covers us too
+            # A 401 answered by renewing the token sends again: that send takes a slot too.
+            answer = runtime.tango.list_orders(
+                params, before_retry=lambda: time.sleep(runtime.gate.reserve_slot("list"))
+            )
+            body = answer.body or {}
             orders = body.get("orders") or []
             yield from (order for order in orders if isinstance(order, dict))
             total = _total(body)
@@ -203,12 +212,17 @@ def _rfc3339(moment: datetime) -> str:
     return moment.isoformat().replace("+00:00", "Z")
 
 
-def _submit(summary: BulkSummary, fields: dict[str, str], idempotency_key: str | None) -> None:
+def _submit(
+    summary: BulkSummary, row: int | str, fields: dict[str, str], idempotency_key: str | None
+) -> None:
     submission = submit_resend(fields, idempotency_key=idempotency_key)
     if submission.created:
         summary.accepted += 1
     else:
         summary.coalesced += 1
+    summary.requests.append(
+        {"row": row, "id": submission.request_id, "coalesced": not submission.created}
+    )
 
 
 def _describe(error: InvalidResendRequest) -> str:

@@ -45,14 +45,27 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # (it cannot kill a job); the tasks finish, and acks-late redelivers what was lost.
         "worker_cancel_long_running_tasks_on_connection_loss": False,
         "worker_prefetch_multiplier": 1,
-        # Each worker also consumes its own queue: a countdown is sent back to the worker that
-        # chose it, so the wait is measured on one host's clock however far hosts disagree.
-        "worker_direct": True,
+        # No per-worker queues: every wait is parked in Redis's due index and every task goes
+        # to the shared queue, so nothing waits where only one (possibly dead) worker can take
+        # it (README, "Scheduling model").
+        "worker_direct": False,
         "worker_hijack_root_logger": True,
         "worker_redirect_stdouts": False,
         "enable_utc": True,
         "timezone": "UTC",
     }
+
+
+def publish_resend(request_id: str, dispatch: int, queue: str) -> None:
+    """Publish a request's task to the shared queue; `dispatch` numbers the message, so the
+    scheduler can tell a message still queued from a lost one (see `worker.scheduler`)."""
+    app.send_task(
+        RESEND_TASK_NAME,
+        args=[request_id],
+        kwargs={"dispatch": dispatch},
+        queue=queue,
+        task_id=request_id,
+    )
 
 
 def _lazy_config() -> dict[str, Any]:
@@ -89,7 +102,17 @@ def _configure_logging(logger: logging.Logger, **_: Any) -> None:
     configure_handlers(logger, log_format)
 
 
+@signals.worker_ready.connect
+def _warn_if_redis_evicts(**_: Any) -> None:
+    """Say loudly at start when Redis may evict our data (see worker/redis_health.py)."""
+    from worker.redis_health import warn_if_evicting
+    from worker.runtime import current_runtime
+
+    warn_if_evicting(current_runtime().redis)
+
+
 _schedulers: list[Any] = []
+_SCHEDULER_STOP_SECONDS = 5.0
 
 
 @signals.worker_ready.connect
@@ -113,5 +136,9 @@ def _start_scheduler(**_: Any) -> None:
 
 @signals.worker_shutdown.connect
 def _stop_scheduler(**_: Any) -> None:
+    # Let a pass in progress publish what it claimed before the process exits, so a deploy
+    # leaves no claimed request waiting out its lease.
     while _schedulers:
-        _schedulers.pop().stop()
+        thread = _schedulers.pop()
+        thread.stop()
+        thread.join(timeout=_SCHEDULER_STOP_SECONDS)

@@ -21,6 +21,15 @@ from worker.timeparse import extract_last_sent, parse_http_date, parse_tango_ins
 
 COOLDOWN_I18N_KEY = "403.005"
 _LAST_SENT_MARKER = "last sent at"
+# Statuses that say nothing of whether Tango acted behind a gateway, so the window is held:
+# 504, the gateway gave up waiting for Tango's answer; 502, the gateway got no valid answer
+# (Tango's process died or closed the connection mid-answer, often after acting). 503 is
+# not among them: it is what a gateway with no healthy backend, a maintenance page or load
+# shedding answers, all before Tango acts. Should a 503 follow a resend anyway (some proxies
+# answer 503 to an upstream reset), the cost is bounded: the retry meets Tango's cooldown
+# (403.005) once and waits out Tango's window, never a resend inside it; holding a window for
+# every 503 instead would delay every order by a window per refusal during an outage.
+_AMBIGUOUS = frozenset({502, 504})
 # Bounds what a hostile or broken Retry-After header can make us wait.
 _MAX_RETRY_AFTER_SECONDS = 3600.0
 
@@ -69,9 +78,8 @@ def error_for_response(
     if status == 401:
         return TangoAuthenticationError(message, **common)
     if status in (408, 429) or status >= 500:
-        # A gateway timeout says nothing of whether Tango acted behind the gateway.
         return TangoTransientError(
-            message, retry_after=_retry_after(headers), ambiguous=status == 504, **common
+            message, retry_after=_retry_after(headers), ambiguous=status in _AMBIGUOUS, **common
         )
     return TangoPermanentError(message, **common)
 

@@ -1,7 +1,9 @@
 """One run of a resend request: pass the gate, one call to Tango, the outcome carried out.
 
-Plain code without Celery: the task turns `Reschedule` into a countdown on the same worker.
-Longer waits are parked in the due index, and the scheduler releases them.
+Plain code without Celery. Every wait (the order's window, a rate-limit slot, a backoff) is
+parked in Redis's due index, and a scheduler publishes the task again when it is due, so no
+wait lives in one worker's memory. Each run takes the request with a fencing token, so of two
+task messages of one request alive at once only the newest run changes it.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from worker.decision import (
     decide,
     delay_for_held_window,
 )
-from worker.errors import TangoError, TangoTransientError
+from worker.errors import TangoAuthenticationError, TangoError, TangoTransientError
+from worker.gate import GateVerdict
 from worker.records import (
     KEEP_WINDOW,
     PROMOTE_MARGIN_SECONDS,
@@ -42,6 +45,9 @@ logger = logging.getLogger("tango_resend.executor")
 
 _SHORT_RATE_WAIT_SECONDS = 0.1
 _SHORT_RATE_WAIT_TRIES = 4
+# A run wakes this much before a reserved rate-limit slot and waits out the rest in-thread,
+# so the call starts on its slot despite the hop through the scheduler and the broker.
+_RATE_WAKE_AHEAD_SECONDS = 0.05
 
 # A wake-up this close to its due time is treated as due (timer granularity, not earliness:
 # the gate, not this check, is what keeps calls out of Tango's window).
@@ -56,13 +62,11 @@ class Done:
 
 
 @dataclass(frozen=True)
-class Reschedule:
-    """Run again after `countdown_seconds` (a short wait, on the same worker)."""
+class _Run:
+    """The request this run holds, and the token that fences its writes."""
 
-    countdown_seconds: float
-
-
-Step = Done | Reschedule
+    record: ResendRecord
+    token: str
 
 
 def policy_from(runtime: Runtime) -> ResendPolicy:
@@ -85,44 +89,101 @@ class ResendExecutor:
         self._policy = policy_from(runtime)
         self._rand = rand
 
-    def run(self, request_id: str) -> Step:
-        record = self._runtime.records.get(request_id)
-        if record is None:
-            logger.warning("request=%s unknown or expired; dropping its task", request_id)
+    def run(self, request_id: str, dispatch: int | None = None) -> Done:
+        """Run the request once; `dispatch` is the number its task message carried."""
+        runtime = self._runtime
+        begun = runtime.records.begin(request_id, runtime.settings.resend_lease_seconds, dispatch)
+        if begun.verdict == "unknown":
+            if runtime.records.drop_orphan(request_id, PROMOTE_MARGIN_SECONDS):
+                logger.warning("request=%s has no record; took it off its queue", request_id)
+            else:
+                logger.warning("request=%s unknown or expired; dropping its task", request_id)
             return Done(None)
-        if record.status.is_final:
-            return Done(record.status)  # a redelivered message for finished work
-        now = self._runtime.clock.now()
+        if begun.record is None:  # final, or a call for it is in flight elsewhere
+            return Done(None)
+        run = _Run(begun.record, begun.token)
+        now = runtime.clock.now()
+        record = run.record
         if record.next_attempt_at and now + _DUE_TOLERANCE < record.next_attempt_at:
             # Woke early: a message redelivered or released ahead of a backoff's end.
-            return self._wait(record, (record.next_attempt_at - now).total_seconds(), now)
+            return self._wait(run, (record.next_attempt_at - now).total_seconds(), now)
+        return self._pass_gate_and_call(run, now)
 
-        hold = self._policy.window_seconds + self._runtime.tango.longest_call_seconds
-        verdict = self._runtime.gate.try_start(record.reference_order_id, request_id, hold)
+    def _pass_gate_and_call(self, run: _Run, now: datetime) -> Done:
+        runtime = self._runtime
+        record = run.record
+        # Authorise before the gate: waiting for the fleet's shared OAuth token (or fetching
+        # it) then never eats into the window hold, and a failure here cannot be a resend.
+        try:
+            authorization = runtime.tango.authorization()
+        except TangoError as error:
+            return self._authorization_failed(run, error, now)
+        for renewed in (False, True):
+            verdict = self._gate(run)
+            if verdict.verdict != "go":
+                return self._not_now(run, verdict, now)
+            result = self._call(record, authorization)
+            if (
+                isinstance(result, TangoAuthenticationError)
+                and not renewed
+                and runtime.tango.renew(authorization)
+            ):
+                # The shared token was stale. No resend happened: give the window back, and
+                # pass the gate again, so the second send takes a rate-limit slot of its own.
+                record.attempt_log.append(_attempt_entry(runtime.clock.now(), result, None))
+                if not runtime.records.save(record, None, RELEASE_WINDOW, run.token):
+                    return Done(None)
+                try:
+                    authorization = runtime.tango.authorization()
+                except TangoError as error:
+                    return self._authorization_failed(run, error, now)
+                continue
+            outcome = decide(result, self._history(record), self._policy, self._rand)
+            return self._carry_out(run, result, outcome)
+        raise AssertionError("unreachable: the loop returns on its second pass")
+
+    def _gate(self, run: _Run) -> GateVerdict:
+        runtime, record = self._runtime, run.record
+        hold = self._policy.window_seconds + runtime.tango.longest_call_seconds
+        verdict = runtime.gate.try_start(record.reference_order_id, record.id, hold, run.token)
         for _ in range(_SHORT_RATE_WAIT_TRIES):
-            # A rate slot a moment away is waited for here: a countdown's round trip through
-            # the broker would cost more than the wait, and make the call late for its slot.
+            # A rate slot a moment away is waited for here: a round trip through the scheduler
+            # and the broker would cost more than the wait, and make the call late for its slot.
             if verdict.verdict != "rate" or verdict.wait_seconds > _SHORT_RATE_WAIT_SECONDS:
                 break
             time.sleep(verdict.wait_seconds)
-            verdict = self._runtime.gate.try_start(record.reference_order_id, request_id, hold)
-        if verdict.verdict in ("final", "unknown"):
+            verdict = runtime.gate.try_start(record.reference_order_id, record.id, hold, run.token)
+        return verdict
+
+    def _not_now(self, run: _Run, verdict: GateVerdict, now: datetime) -> Done:
+        """Carry out a gate verdict other than `go`."""
+        record = run.record
+        if verdict.verdict in ("final", "unknown", "stale"):
             return Done(None)
         if verdict.verdict == "turn":
             self._runtime.metrics.deferral("turn")
-            return self._wait_for_turn(record, now)
+            return self._wait_for_turn(run, now)
         if verdict.verdict == "window":
             self._runtime.metrics.deferral("lock")
             record.lock_deferrals += 1
             delay = delay_for_held_window(verdict.wait_seconds, self._policy, self._rand)
-            return self._defer(record, delay, now, "the order's window is held")
-        if verdict.verdict == "rate":
-            # The slot is reserved for this request alone: wake a little before it and wait
-            # out the rest here, so the call starts on its slot.
-            self._runtime.metrics.deferral("rate_limit")
-            delay = max(verdict.wait_seconds - _SHORT_RATE_WAIT_SECONDS / 2, 0.001)
-            return self._defer(record, delay, now, "waiting for its rate-limit slot")
-        return self._call(record, now)
+            return self._defer(run, delay, now, "the order's window is held")
+        # "rate": the slot is reserved for this request alone; wake a little before it and wait
+        # out the rest here, so the call starts on its slot.
+        self._runtime.metrics.deferral("rate_limit")
+        delay = max(verdict.wait_seconds - _RATE_WAKE_AHEAD_SECONDS, 0.001)
+        return self._defer(run, delay, now, "waiting for its rate-limit slot")
+
+    def _authorization_failed(self, run: _Run, error: TangoError, now: datetime) -> Done:
+        """No call to the resend endpoint was made: never ambiguous, the window untouched."""
+        if isinstance(error, TangoTransientError):
+            error.ambiguous = False  # it failed before any resend could be sent
+        outcome = decide(error, self._history(run.record), self._policy, self._rand)
+        return self._carry_out(run, error, outcome, window_touched=False)
+
+    @staticmethod
+    def _history(record: ResendRecord) -> History:
+        return History(record.transient_failures, record.cooldown_deferrals)
 
     def fail_unexpectedly(self, request_id: str, error: BaseException) -> None:
         """Record a request as failed after a bug of ours, so it is neither lost nor looped.
@@ -136,14 +197,15 @@ class ResendExecutor:
         record.reason = f"internal error: {type(error).__name__}"
         record.next_attempt_at = None
         record.updated_at = self._runtime.clock.now()
-        self._finish(record, KEEP_WINDOW)
+        self._finish(_Run(record, ""), KEEP_WINDOW)
 
-    def _finish(self, record: ResendRecord, window: WindowAction) -> None:
+    def _finish(self, run: _Run, window: WindowAction) -> None:
         """Store a final outcome; count it and tell hooks only if this run stored it."""
-        if self._runtime.records.finish(record, PROMOTE_MARGIN_SECONDS, window):
+        record = run.record
+        if self._runtime.records.finish(record, PROMOTE_MARGIN_SECONDS, window, run.token):
             self._count_outcome(record)
             notify_finished(record)
-        _log_state(record, record.reason)
+            _log_state(record, record.reason)
 
     def _count_outcome(self, record: ResendRecord) -> None:
         if record.status is ResendStatus.SENT and record.sent_at is not None:
@@ -151,25 +213,30 @@ class ResendExecutor:
         else:
             self._runtime.metrics.request(record.status.value)
 
-    def _call(self, record: ResendRecord, started: datetime) -> Step:
+    def _call(self, record: ResendRecord, authorization: str) -> TangoAnswer | TangoError:
+        """One send to Tango's resend endpoint, on the slot and window the gate granted."""
+        runtime = self._runtime
         record.attempts += 1
         result: TangoAnswer | TangoError
         started_at = time.monotonic()
         try:
-            result = self._runtime.tango.resend(record.reference_order_id, record.request)
+            result = runtime.tango.resend(record.reference_order_id, record.request, authorization)
         except TangoError as error:
             result = error
-        self._runtime.metrics.tango_call(result.status, time.monotonic() - started_at)
+        runtime.metrics.tango_call(result.status, time.monotonic() - started_at)
         if isinstance(result, TangoTransientError) and result.status == 429:
             # Tango says the fleet is too fast: hold every worker back, not just this request.
-            self._runtime.gate.pause(result.retry_after or self._runtime.gate.rate_interval_seconds)
-        history = History(record.transient_failures, record.cooldown_deferrals)
-        outcome = decide(result, history, self._policy, self._rand)
-        return self._carry_out(record, result, outcome)
+            runtime.gate.pause(result.retry_after or runtime.gate.rate_interval_seconds)
+        return result
 
     def _carry_out(
-        self, record: ResendRecord, result: TangoAnswer | TangoError, outcome: ResendOutcome
-    ) -> Step:
+        self,
+        run: _Run,
+        result: TangoAnswer | TangoError,
+        outcome: ResendOutcome,
+        window_touched: bool = True,
+    ) -> Done:
+        record = run.record
         now = self._runtime.clock.now()
         record.updated_at = now
         record.attempt_log.append(_attempt_entry(now, result, outcome))
@@ -178,9 +245,9 @@ class ResendExecutor:
         record.error = result.as_dict() if isinstance(result, TangoError) else None
 
         # The window changes in the same Lua step that stores the outcome.
-        window: WindowAction = (
-            RELEASE_WINDOW if outcome.window_seconds is None else outcome.window_seconds
-        )
+        window: WindowAction = KEEP_WINDOW
+        if window_touched:
+            window = RELEASE_WINDOW if outcome.window_seconds is None else outcome.window_seconds
 
         if isinstance(outcome, Sent | Failed):
             if isinstance(outcome, Sent):
@@ -193,15 +260,15 @@ class ResendExecutor:
             else:
                 record.status, record.reason = ResendStatus.FAILED, outcome.reason
             record.next_attempt_at = None
-            self._finish(record, window)
+            self._finish(run, window)
             return Done(record.status)
         if isinstance(outcome, Deferred):
             self._runtime.metrics.deferral("cooldown")
             record.cooldown_deferrals += 1
-            return self._defer(record, outcome.delay_seconds, now, outcome.reason, window=window)
+            return self._defer(run, outcome.delay_seconds, now, outcome.reason, window=window)
         record.transient_failures += 1
         return self._defer(
-            record,
+            run,
             outcome.delay_seconds,
             now,
             outcome.reason,
@@ -211,62 +278,58 @@ class ResendExecutor:
 
     def _defer(
         self,
-        record: ResendRecord,
+        run: _Run,
         delay: float,
         now: datetime,
         reason: str,
         status: ResendStatus = ResendStatus.DEFERRED,
         window: WindowAction = KEEP_WINDOW,
-    ) -> Step:
+    ) -> Done:
+        record = run.record
         record.status = status
         record.reason = reason
         record.next_attempt_at = now + timedelta(seconds=delay)
         record.updated_at = now
-        step = self._wait(record, delay, now, window)
-        _log_state(record, f"{reason}; next attempt in {delay:.3f}s")
-        return step
+        done = self._wait(run, delay, now, window)
+        if done.status is not None:
+            _log_state(record, f"{reason}; next attempt in {delay:.3f}s")
+        return done
 
     def _wait(
-        self, record: ResendRecord, delay: float, now: datetime, window: WindowAction = KEEP_WINDOW
-    ) -> Step:
-        """A short wait is a countdown; a longer one is parked for the scheduler.
-
-        The due index gets the wake-up time (parked) or the countdown's end plus a lease (a
-        task message is in flight), so a lost message is released again, never stranded.
-        """
-        settings = self._runtime.settings
+        self, run: _Run, delay: float, now: datetime, window: WindowAction = KEEP_WINDOW
+    ) -> Done:
+        """Park the request in the due index until `delay` from now; a scheduler publishes
+        its task then, to whichever worker of the fleet takes it first."""
+        runtime = self._runtime
         delay = max(delay, 0.0)
-        due = now.timestamp() + delay
-        short = delay <= settings.countdown_horizon_seconds
-        score = due + settings.lost_task_grace_seconds if short else due
-        if not self._runtime.records.save(record, score, window):
-            return Done(None)  # finished or cancelled meanwhile
-        if short:
-            return Reschedule(delay)
+        if not runtime.records.save(run.record, now.timestamp() + delay, window, run.token):
+            return Done(None)  # finished, cancelled, or taken by a newer run meanwhile
         if delay < MAX_IDLE_SECONDS:  # due before sleeping schedulers would look again
-            notify_scheduled(self._runtime.redis, self._runtime.keys.scheduler_wakeup)
-        return Done(record.status)
+            notify_scheduled(runtime.redis, runtime.keys.scheduler_wakeup)
+        return Done(run.record.status)
 
-    def _wait_for_turn(self, record: ResendRecord, now: datetime) -> Step:
+    def _wait_for_turn(self, run: _Run, now: datetime) -> Done:
+        record = run.record
         record.status = ResendStatus.DEFERRED
         record.reason = "waiting for an earlier request of the same order"
         record.updated_at = now
         # The gate scored it as waiting; the request ahead may already have promoted it, so
         # its score is left alone here.
-        self._runtime.records.save(record, None)
+        self._runtime.records.save(record, None, KEEP_WINDOW, run.token)
         return Done(record.status)
 
 
 def _attempt_entry(
-    now: datetime, result: TangoAnswer | TangoError, outcome: ResendOutcome
+    now: datetime, result: TangoAnswer | TangoError, outcome: ResendOutcome | None
 ) -> AttemptEntry:
+    """One line of the attempt log; `outcome` None for a 401 answered by renewing the token."""
     if isinstance(result, TangoAnswer):
         return AttemptEntry(
             at=now, outcome="sent", status=result.status, tango_request_id=result.request_id
         )
     return AttemptEntry(
         at=now,
-        outcome=type(outcome).__name__.lower(),
+        outcome="unauthorized" if outcome is None else type(outcome).__name__.lower(),
         status=result.status,
         i18n_key=result.i18n_key,
         tango_request_id=result.request_id,

@@ -10,6 +10,7 @@ slots go first come, first served.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
 import redis
@@ -19,15 +20,26 @@ from worker.keys import RedisKeys
 
 # KEYS: window, order fifo, record, rate limiter, reservation, due index, recent calls, pause
 # ARGV: request id, window hold (ms), rate interval (ms, 0 = no limit), sliding span (ms),
-#       calls allowed per span, final statuses...
-# Returns {verdict, wait_ms}; verdicts: go, turn, window, rate, final, unknown.
+#       calls allowed per span, run token ('' = no check), final statuses...
+# Returns {verdict, wait_ms}; verdicts: go, turn, window, rate, final, unknown, stale.
 _START = (
     record_scripts.IS_FINAL
     + """
 local id = ARGV[1]
-local status = redis.call('HGET', KEYS[3], 'status')
+local record = redis.call('HMGET', KEYS[3], 'status', 'run', 'calling_until')
+local status = record[1]
 if not status then return {'unknown', 0} end
-if is_final(status, 6) then return {'final', 0} end
+if is_final(status, 7) then return {'final', 0} end
+-- A newer run of this request holds it (fencing): this one must change nothing.
+if ARGV[6] ~= '' and record[2] ~= ARGV[6] then return {'stale', 0} end
+if ARGV[6] ~= '' and record[3] and redis.call('GET', KEYS[1]) == id then
+  -- This very run was let through already: redis-py replayed the script after its reply was
+  -- lost. Say `go` again rather than making the run wait out its own hold.
+  local clock = redis.call('TIME')
+  if tonumber(record[3]) > tonumber(clock[1]) + tonumber(clock[2]) / 1000000 then
+    return {'go', 0}
+  end
+end
 local head = redis.call('ZRANGE', KEYS[2], 0, 0)[1]
 if head and head ~= id then
   -- Not its turn: it waits, with no task, until the request ahead finishes and promotes it.
@@ -59,7 +71,11 @@ if interval > 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', now - span)
   if redis.call('ZCARD', KEYS[7]) >= allowed then
     local oldest = tonumber(redis.call('ZRANGE', KEYS[7], 0, 0, 'WITHSCORES')[2])
-    return {'rate', oldest + span - now + 1}
+    local allowed_at = oldest + span + 1
+    -- Keep the slot this request already advanced the limiter for: it comes back at
+    -- `allowed_at` as the holder of a reservation, instead of taking (and losing) another.
+    redis.call('SET', KEYS[5], allowed_at, 'PX', allowed_at - now + 3600000)
+    return {'rate', allowed_at - now}
   end
   redis.call('DEL', KEYS[5])
   redis.call('ZADD', KEYS[7], now, id .. '@' .. now)
@@ -87,13 +103,17 @@ end
 return resume
 """
 
-# KEYS: rate limiter.  ARGV: interval (ms). Takes the next free slot; returns ms until it.
+# KEYS: rate limiter, recent calls.  ARGV: interval (ms), sliding span (ms), call label.
+# Takes the next free slot for a call outside a resend and enters that call in the sliding
+# window the gate checks, at the slot's time; returns ms until the slot.
 _RESERVE = """
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local slot = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), now)
 local interval = tonumber(ARGV[1])
 redis.call('SET', KEYS[1], slot + interval, 'PX', slot + interval - now + 60000)
+redis.call('ZADD', KEYS[2], slot, ARGV[3] .. '@' .. slot)
+redis.call('PEXPIRE', KEYS[2], slot - now + tonumber(ARGV[2]) + 60000)
 return slot - now
 """
 
@@ -106,7 +126,8 @@ RATE_HEADROOM = 1.03
 class GateVerdict:
     """`go`: the caller holds the window and a rate slot and must call now. `turn`: an earlier
     request of the order goes first (it will promote this one). `window` / `rate`: wait
-    `wait_seconds`. `final` / `unknown`: nothing to do."""
+    `wait_seconds`. `final` / `unknown` / `stale` (a newer run holds the request): nothing
+    to do."""
 
     verdict: str
     wait_seconds: float
@@ -136,10 +157,11 @@ class CallGate:
         return self._interval_ms / 1000
 
     def try_start(
-        self, reference_order_id: str, request_id: str, hold_seconds: float
+        self, reference_order_id: str, request_id: str, hold_seconds: float, token: str = ""
     ) -> GateVerdict:
         """Ask to call Tango for this request now; on `go` the window is held for
-        `hold_seconds` (re-anchor or release it after the call)."""
+        `hold_seconds` (re-anchor or release it after the call). With a run's fencing
+        `token`, a run that a newer one has replaced gets `stale` and must stop."""
         keys = self._keys
         verdict, wait_ms = self._start(
             keys=[
@@ -158,17 +180,23 @@ class CallGate:
                 self._interval_ms,
                 self._span_ms,
                 self._allowed_per_span,
+                token,
                 *self._final_statuses,
             ],
         )
         return GateVerdict(str(verdict), int(wait_ms) / 1000)
 
-    def reserve_slot(self) -> float:
+    def reserve_slot(self, label: str = "call") -> float:
         """Take the fleet's next rate-limit slot for a call outside a resend (an order
-        listing); returns the seconds to wait for it (0 when the limit is off)."""
+        listing), entered in the same sliding window as resends; returns the seconds to wait
+        for it (0 when the limit is off)."""
         if not self._interval_ms:
             return 0.0
-        return int(self._reserve(keys=[self._keys.rate_limiter], args=[self._interval_ms])) / 1000
+        waited = self._reserve(
+            keys=[self._keys.rate_limiter, self._keys.rate_recent_calls],
+            args=[self._interval_ms, self._span_ms, f"{label}:{uuid.uuid4().hex[:8]}"],
+        )
+        return int(waited) / 1000
 
     def pause(self, seconds: float) -> None:
         """Hold back every worker's next call by `seconds` (Tango answered 429)."""

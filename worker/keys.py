@@ -83,6 +83,34 @@ class RedisKeys:
         return f"{self.prefix}:due"
 
     @property
+    def dispatched(self) -> str:
+        """Hash: request id -> dispatch number, for requests whose task message was published
+        and not yet taken by a worker. Lets the scheduler tell a message still waiting in the
+        broker queue (leave it) from one that was lost (release the request again)."""
+        return f"{self.prefix}:dispatched"
+
+    @property
+    def dispatch_sequence(self) -> str:
+        """Counter numbering task messages as they are published (dispatch numbers)."""
+        return f"{self.prefix}:dispatch:sequence"
+
+    @property
+    def dispatch_consumed(self) -> str:
+        """The highest dispatch number a worker has taken: the broker queue's FIFO progress."""
+        return f"{self.prefix}:dispatch:consumed"
+
+    @property
+    def unfinished_orders(self) -> str:
+        """Hash: unfinished request id -> its order, so an order's queue can be repaired when
+        a request's record has gone (expired or deleted) while it still stood in that queue."""
+        return f"{self.prefix}:unfinished:orders"
+
+    def scheduler_claim(self, claim_id: str) -> str:
+        """A scheduler pass's claimed ids, kept a minute so a replayed claim (a lost reply
+        retried by redis-py) returns the same ids instead of stranding them."""
+        return f"{self.prefix}:scheduler:claim:{claim_id}"
+
+    @property
     def metrics(self) -> str:
         """The fleet's Prometheus counters and histogram buckets (a hash)."""
         return f"{self.prefix}:metrics"

@@ -23,6 +23,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from worker.keys import RedisKeys
+from worker.redis_health import eviction_policy, evicts
 
 logger = logging.getLogger("tango_resend.metrics")
 
@@ -159,6 +160,7 @@ class RedisMetricsCollector(Collector):
         parked.add_metric(["scheduled"], scheduled)
         parked.add_metric(["waiting_for_turn"], waiting)
         yield parked
+        yield from _eviction_metrics(self._client)
 
     def _gauges(self) -> tuple[float, float, float, float]:
         seconds, micros = self._client.time()
@@ -173,6 +175,30 @@ class RedisMetricsCollector(Collector):
         depth = sum(int(n) for n in replies[: len(_PRIORITY_SUFFIXES)])
         due_now, scheduled, waiting = (float(n) for n in replies[len(_PRIORITY_SUFFIXES) :])
         return float(depth), due_now, scheduled, waiting
+
+
+def _eviction_metrics(client: redis.Redis) -> Iterator[Metric]:
+    """Whether Redis may evict our data, for an alert (docs/guarantees.md, "Redis must not
+    evict"). Read apart from the rest: a Redis that refuses INFO still gets its other metrics."""
+    try:
+        policy = eviction_policy(client)
+    except redis.RedisError:
+        logger.warning("could not read Redis's maxmemory-policy", exc_info=True)
+        return
+    if policy is None:
+        return
+    yield GaugeMetricFamily(
+        "tango_resend_redis_eviction_unsafe",
+        "1 when Redis's maxmemory-policy lets it drop our keys (anything but noeviction).",
+        value=1.0 if evicts(policy) else 0.0,
+    )
+    info = GaugeMetricFamily(
+        "tango_resend_redis_maxmemory_policy",
+        "Redis's maxmemory-policy, as a label (the value is always 1).",
+        labels=["policy"],
+    )
+    info.add_metric([policy], 1.0)
+    yield info
 
 
 def _counter(raw: dict[str, float], name: str, label: str, doc: str) -> CounterMetricFamily:

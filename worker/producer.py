@@ -11,16 +11,24 @@ from typing import Any
 import redis
 
 from worker.callbacks import notify_finished
-from worker.celery_app import RESEND_TASK_NAME, app
+from worker.celery_app import publish_resend
 from worker.records import PROMOTE_MARGIN_SECONDS, ResendRecord, ResendStatus
-from worker.runtime import current_runtime
+from worker.runtime import Runtime, current_runtime
 from worker.validation import InvalidResendRequest, validate_resend
 
 logger = logging.getLogger("tango_resend.producer")
 
 
-class EnqueueError(RuntimeError):
-    """Raised when a valid request could not be stored or queued (Redis or broker down)."""
+class RedisUnavailable(RuntimeError):
+    """Raised by every function of the API when Redis (the broker and all state) cannot be
+    reached or answers with an error; nothing was changed. Retry later."""
+
+
+class EnqueueError(RedisUnavailable):
+    """Raised when a valid request could not be stored or queued (Redis or broker down).
+
+    A `RedisUnavailable`: catch that one type to handle "Redis unavailable" everywhere.
+    """
 
 
 def enqueue_resend(
@@ -45,7 +53,9 @@ def enqueue_resend(
 
     Raises:
         InvalidResendRequest: naming every bad field; nothing is stored or queued.
-        EnqueueError: Redis or the broker could not take the request; nothing is stored.
+        EnqueueError: Redis could not store the request; nothing is stored. (Once stored,
+            a request is never lost: if its task cannot be published, the scheduler
+            releases it.)
         ConfigurationError: a setting is missing or invalid.
     """
     fields = {
@@ -76,7 +86,11 @@ class Submission:
 
 
 def submit_resend(
-    fields: dict[str, Any], *, idempotency_key: str | None = None, retry_of: str | None = None
+    fields: dict[str, Any],
+    *,
+    idempotency_key: str | None = None,
+    retry_of: str | None = None,
+    idempotency_ttl_seconds: int | None = None,
 ) -> Submission:
     """Validate a request given in Tango's field names, store it and queue its task.
 
@@ -84,7 +98,9 @@ def submit_resend(
 
     Raises:
         InvalidResendRequest: naming every bad field; nothing is stored or queued.
-        EnqueueError: Redis or the broker could not take the request; nothing is stored.
+        EnqueueError: Redis could not store the request; nothing is stored. (Once stored,
+            a request is never lost: if its task cannot be published, the scheduler
+            releases it.)
     """
     request = validate_resend(fields)
     if idempotency_key is not None and not _usable_key(idempotency_key):
@@ -106,8 +122,8 @@ def submit_resend(
         creation = runtime.records.create(
             record,
             idempotency_key,
-            settings.resend_idempotency_ttl_seconds,
-            lease_seconds=settings.lost_task_grace_seconds,
+            idempotency_ttl_seconds or settings.resend_idempotency_ttl_seconds,
+            lease_seconds=settings.resend_lease_seconds,
         )
     except redis.RedisError as error:
         raise EnqueueError(f"could not store the request: {error}") from error
@@ -118,21 +134,29 @@ def submit_resend(
     if creation.is_head:
         # Only the first waiting request of an order needs a task now; the others are
         # released in order as the ones ahead of them finish (worker/record_scripts.py).
-        try:
-            app.send_task(
-                RESEND_TASK_NAME,
-                args=[record.id],
-                task_id=record.id,
-                queue=settings.resend_queue,
-            )
-        except Exception as error:
-            with contextlib.suppress(redis.RedisError):
-                # If even this fails, the scheduler's lease releases it later: never lost.
-                runtime.records.undo_create(record, idempotency_key)
-            raise EnqueueError(f"could not queue the request: {error}") from error
+        _publish(runtime, record.id, creation.dispatch)
     runtime.metrics.request("accepted")
     logger.info("request=%s order=%s status=queued", record.id, record.reference_order_id)
     return Submission(record.id, "created")
+
+
+def _publish(runtime: Runtime, request_id: str, dispatch: int) -> None:
+    """Publish a new request's task. The request is already stored and in the due index, so
+    a failed publish loses nothing: it is made due now for the scheduler to release. It is
+    never deleted, because an identical submission may have been merged into it, or an
+    idempotent redelivery handed its id, in the meantime."""
+    try:
+        publish_resend(request_id, dispatch, runtime.settings.resend_queue)
+    except Exception as error:
+        logger.warning(
+            "request=%s stored, but its task could not be published (%s); the scheduler "
+            "releases it",
+            request_id,
+            error,
+        )
+        with contextlib.suppress(redis.RedisError):
+            # If even this fails, the request's lease in the due index releases it later.
+            runtime.records.release_unpublished(request_id, dispatch)
 
 
 def _usable_key(key: object) -> bool:
@@ -149,19 +173,41 @@ class NotRetryable(ValueError):
     """Raised when `retry_resend` is asked to retry a request that has not failed."""
 
 
+def retry_key(request_id: str) -> str:
+    """The idempotency key of the retry of a failed request: one retry per failed request."""
+    return f"retry-of:{request_id}"
+
+
 def retry_resend(request_id: str) -> Submission:
     """Queue a failed request again, as a new request linked to it (`retry_of`).
 
+    A failed request is retried once: asking again (twice, from two shells at once, or by
+    `--all-failed` run again) returns the first retry's id with outcome "idempotent" and
+    queues nothing, however that retry ended. To try again after a failed retry, retry it.
+
     Raises:
         NotRetryable: the request is unknown, or did not fail.
+        RedisUnavailable: Redis could not be reached (`EnqueueError`, a kind of it, when
+            the retry could not be stored); nothing is stored.
     """
-    old = current_runtime().records.get(request_id)
+    runtime = current_runtime()
+    try:
+        old = runtime.records.get(request_id)
+    except redis.RedisError as error:
+        raise RedisUnavailable(f"could not read the request: {error}") from error
     if old is None:
         raise NotRetryable(f"no request {request_id!r} (unknown or expired)")
     if old.status is not ResendStatus.FAILED:
         raise NotRetryable(f"request {request_id} is {old.status.value}, not failed")
     fields = {"referenceOrderID": old.reference_order_id, **old.request}
-    return submit_resend(fields, retry_of=old.id)
+    # The key is taken in the create script, so concurrent retries race safely; it lives as
+    # long as a record (longer than the failed one it names), so the answer never changes.
+    return submit_resend(
+        fields,
+        idempotency_key=retry_key(old.id),
+        retry_of=old.id,
+        idempotency_ttl_seconds=runtime.settings.resend_record_ttl_seconds,
+    )
 
 
 def cancel_resend(request_id: str) -> str:
@@ -169,19 +215,36 @@ def cancel_resend(request_id: str) -> str:
 
     Returns:
         "cancelled"; or "in_flight" when its call to Tango is under way (too late to stop);
-        or the final status it already had ("sent", "failed", "cancelled"); or "unknown".
+        or the final status it already had ("sent", "failed", "cancelled"); or "unknown"
+        when no request has this id (never existed, or expired).
+
+    Raises:
+        RedisUnavailable: Redis could not be reached; nothing was cancelled.
     """
     runtime = current_runtime()
-    result, newly_cancelled = runtime.records.try_cancel(request_id, PROMOTE_MARGIN_SECONDS)
+    try:
+        result, newly_cancelled = runtime.records.try_cancel(request_id, PROMOTE_MARGIN_SECONDS)
+    except redis.RedisError as error:
+        raise RedisUnavailable(f"could not cancel the request: {error}") from error
     logger.info("request=%s cancel: %s", request_id, result)
     if newly_cancelled:
-        runtime.metrics.request("cancelled")
-        record = runtime.records.get(request_id)
-        if record is not None:
-            notify_finished(record)
+        # The cancel is stored; a Redis failure from here on only costs the metric or the
+        # in-process hook (the outcome callback is owed by the cancel script itself).
+        with contextlib.suppress(redis.RedisError):
+            runtime.metrics.request("cancelled")
+            record = runtime.records.get(request_id)
+            if record is not None:
+                notify_finished(record)
     return result
 
 
 def get_resend(request_id: str) -> ResendRecord | None:
-    """The record of a request, or None when unknown or expired."""
-    return current_runtime().records.get(request_id)
+    """The record of a request, or None when unknown or expired.
+
+    Raises:
+        RedisUnavailable: Redis could not be reached.
+    """
+    try:
+        return current_runtime().records.get(request_id)
+    except redis.RedisError as error:
+        raise RedisUnavailable(f"could not read the request: {error}") from error

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -92,6 +92,23 @@ class Creation:
     request_id: str
     outcome: str  # "created", "idempotent" (key seen before) or "merged" (coalesced)
     is_head: bool  # the first waiting request of its order: its task may run now
+    # The number its task message carries (0 when none is to be sent); not part of equality,
+    # since it only numbers the message.
+    dispatch: int = field(default=0, compare=False)
+
+
+@dataclass(frozen=True)
+class Begun:
+    """What `RecordStore.begin` found when a worker took a request's task message.
+
+    `verdict` is "ok" (this run holds the request: `token` fences its writes, `record` is the
+    request), "unknown" (no record), "final" (nothing left to do) or "busy" (a call for it is
+    in flight; the request is released again when that call's hold ends).
+    """
+
+    verdict: str
+    token: str = ""
+    record: ResendRecord | None = None
 
 
 # The next request of an order is released this long after the window ends, so it never
@@ -124,7 +141,9 @@ class RecordStore:
         self._create = client.register_script(record_scripts.CREATE)
         self._save = client.register_script(record_scripts.SAVE)
         self._finish = client.register_script(record_scripts.FINISH)
-        self._undo_create = client.register_script(record_scripts.UNDO_CREATE)
+        self._begin = client.register_script(record_scripts.BEGIN)
+        self._release_unpublished = client.register_script(record_scripts.RELEASE_UNPUBLISHED)
+        self._drop_orphan = client.register_script(record_scripts.DROP_ORPHAN)
 
     def create(
         self,
@@ -137,7 +156,7 @@ class RecordStore:
         already stands for it; then that request's id is returned and nothing is stored."""
         keys = self._keys
         order = record.reference_order_id
-        request_id, outcome, head = self._create(
+        request_id, outcome, head, dispatch = self._create(
             keys=[
                 keys.record(record.id),
                 keys.idempotency(idempotency_key) if idempotency_key else "",
@@ -147,6 +166,9 @@ class RecordStore:
                 keys.order_pending(order),
                 keys.sequence,
                 keys.requests_by_time,
+                keys.dispatched,
+                keys.dispatch_sequence,
+                keys.unfinished_orders,
             ],
             args=[
                 record.id,
@@ -157,27 +179,70 @@ class RecordStore:
                 record.fingerprint(),
                 lease_seconds,
                 keys.record(""),
+                order,
                 *FINAL_STATUSES,
             ],
         )
-        return Creation(str(request_id), str(outcome), bool(int(head)))
+        return Creation(str(request_id), str(outcome), bool(int(head)), int(dispatch))
 
-    def undo_create(self, record: ResendRecord, idempotency_key: str | None) -> None:
-        """Forget a request whose task could not be queued, so the caller may try again; a
-        request of the same order queued behind it meanwhile is released, not stranded."""
+    def release_unpublished(self, request_id: str, dispatch: int) -> None:
+        """A new request's task message could not be published: make it due now, so the next
+        scheduler pass releases it. Nothing is deleted, since a concurrent identical
+        submission or an idempotent redelivery may already have been handed its id."""
+        self._release_unpublished(
+            keys=[self._keys.due_index, self._keys.dispatched], args=[request_id, dispatch]
+        )
+
+    def begin(self, request_id: str, lease_seconds: float, dispatch: int | None) -> Begun:
+        """Take a request for one run of its task, with a fencing token (see `Begun`).
+
+        Args:
+            request_id: the request.
+            lease_seconds: if this run goes silent for this long (its worker died), the
+                scheduler releases the request again.
+            dispatch: the dispatch number its task message carried, if any.
+        """
         keys = self._keys
-        order = record.reference_order_id
-        self._undo_create(
+        reply = self._begin(
             keys=[
-                keys.record(record.id),
-                keys.order_requests(order),
-                keys.order_fifo(order),
-                keys.order_pending(order),
+                keys.record(request_id),
                 keys.due_index,
-                keys.idempotency(idempotency_key) if idempotency_key else "",
-                keys.requests_by_time,
+                keys.dispatched,
+                keys.dispatch_consumed,
             ],
-            args=[record.id, record.fingerprint()],
+            args=[request_id, lease_seconds, "" if dispatch is None else dispatch, *FINAL_STATUSES],
+        )
+        verdict = str(reply[0])
+        if verdict != "ok":
+            return Begun(verdict)
+        _, token, doc, status, merges = reply
+        record = ResendRecord.model_validate_json(doc)
+        record.status = ResendStatus(str(status))
+        record.merges = int(merges)
+        return Begun("ok", str(token), record)
+
+    def drop_orphan(self, request_id: str, promote_margin_seconds: float) -> bool:
+        """Take a request whose record has gone off every index, and let its order's next
+        request go; True when it was such an orphan."""
+        keys = self._keys
+        found = self._client.hget(keys.unfinished_orders, request_id)
+        order = None if found is None else str(found)
+        order_keys = (
+            [keys.order_fifo(order), keys.order_pending(order), keys.order_window(order)]
+            if order
+            else ["", "", ""]
+        )
+        return bool(
+            self._drop_orphan(
+                keys=[
+                    keys.record(request_id),
+                    keys.due_index,
+                    keys.dispatched,
+                    keys.unfinished_orders,
+                    *order_keys,
+                ],
+                args=[request_id, promote_margin_seconds],
+            )
         )
 
     def get(self, request_id: str) -> ResendRecord | None:
@@ -185,11 +250,16 @@ class RecordStore:
         return found[0] if found else None
 
     def save(
-        self, record: ResendRecord, due_at: float | None, window: WindowAction = KEEP_WINDOW
+        self,
+        record: ResendRecord,
+        due_at: float | None,
+        window: WindowAction = KEEP_WINDOW,
+        token: str = "",
     ) -> bool:
         """Store a record that is not final, with its due-index score (epoch seconds; None
         leaves it) and, in the same step, the order's window (see `WindowAction`). Refused
-        (False) when the request was finished or cancelled meanwhile."""
+        (False) when the request was finished or cancelled meanwhile, or when `token` (a run's
+        fencing token from `begin`) is no longer the request's current one."""
         if record.status.is_final:
             raise ValueError("use finish() for a final status")
         window_key = "" if window is None else self._keys.order_window(record.reference_order_id)
@@ -202,6 +272,7 @@ class RecordStore:
                     record.status.value,
                     "" if due_at is None else _score(due_at),
                     _window_arg(window),
+                    token,
                     *FINAL_STATUSES,
                 ],
             )
@@ -212,10 +283,12 @@ class RecordStore:
         record: ResendRecord,
         promote_margin_seconds: float,
         window: WindowAction = KEEP_WINDOW,
+        token: str = "",
     ) -> bool:
         """Store a final record, set the order's window, take the request off its order's
         queue and put the next request of the order in the due index for when the window
-        ends (plus a margin): one atomic step."""
+        ends (plus a margin): one atomic step. Refused (False) when the request is already
+        final, or `token` is no longer the request's current run."""
         if not record.status.is_final:
             raise ValueError("finish() takes a final status")
         return (
@@ -228,6 +301,7 @@ class RecordStore:
                 promote_margin_seconds,
                 only_if_cancellable=False,
                 window=window,
+                token=token,
             )
             == "done"
         )
@@ -273,6 +347,7 @@ class RecordStore:
         *,
         only_if_cancellable: bool,
         window: WindowAction = KEEP_WINDOW,
+        token: str = "",
     ) -> str:
         keys = self._keys
         result = self._finish(
@@ -283,6 +358,8 @@ class RecordStore:
                 keys.order_pending(order),
                 keys.order_window(order),
                 self._outbox,
+                keys.dispatched,
+                keys.unfinished_orders,
             ],
             args=[
                 request_id,
@@ -292,6 +369,7 @@ class RecordStore:
                 margin,
                 "1" if only_if_cancellable else "",
                 _window_arg(window),
+                token,
                 *FINAL_STATUSES,
             ],
         )

@@ -20,6 +20,35 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 TANGO_SANDBOX_BASE_URL = "https://integration-api.tangocard.com/raas/v2"
 
+# Webhook secrets that were ever shown in this repository's docs or examples (README,
+# docker-compose.yml, .env.example): anyone can sign with them, so no receiver may accept one.
+# Every `whsec_` literal in the docs must be listed here (tests/unit/test_published_secrets.py).
+PUBLISHED_WEBHOOK_SECRETS = frozenset(
+    {
+        "whsec_ZGV2ZWxvcG1lbnQtb25seS1zZWNyZXQtY2hhbmdlLW1l",
+    }
+)
+# A bearer token shorter than this could be guessed or brute-forced over the network.
+API_TOKEN_MIN_LENGTH = 32
+
+
+def webhook_key(secret: str) -> bytes | None:
+    """The HMAC key a Standard Webhooks secret (`whsec_` + base64, at least 16 bytes) stands
+    for; None when `secret` is not of that form."""
+    if not secret.startswith("whsec_"):
+        return None
+    try:
+        key = base64.b64decode(secret.removeprefix("whsec_") + "==", validate=False)
+    except (binascii.Error, ValueError):
+        return None
+    return key if len(key) >= 16 else None
+
+
+def is_published_webhook_secret(secret: str) -> bool:
+    """True when `secret` signs like one of PUBLISHED_WEBHOOK_SECRETS (same key)."""
+    key = webhook_key(secret)
+    return key is not None and key in {webhook_key(known) for known in PUBLISHED_WEBHOOK_SECRETS}
+
 
 class ConfigurationError(Exception):
     """Raised when a setting is missing or invalid; the message names the variable."""
@@ -53,9 +82,12 @@ class Settings(BaseSettings):
 
     # Fleet-wide calls per second to Tango (its guidance: 1 or less); 0 turns the limit off.
     tango_rate_limit: float = Field(default=1.0, ge=0, le=1000)
-    # Waits up to this long are Celery countdowns (on the same worker, so one clock measures
-    # them); longer ones are parked in Redis and released by the scheduler.
+    # No longer used: every wait is parked in Redis's due index (README, "Scheduling model").
+    # Still accepted so that existing deployments' settings keep loading.
     resend_park_after_seconds: float = Field(default=10.0, ge=0, le=150)
+    # A released or running request unheard of for this long (its message lost, its worker
+    # killed) is released again; a call in flight and a message still queued are exempt.
+    resend_lease_seconds: float = Field(default=15.0, ge=1, le=600)
     resend_cooldown_seconds: float = Field(default=30.0, gt=0, le=3600)
     resend_max_retries: int = Field(default=5, ge=0, le=100)
     resend_backoff_base_seconds: float = Field(default=1.0, gt=0, le=600)
@@ -108,13 +140,18 @@ class Settings(BaseSettings):
     def _standard_webhooks_secret(cls, value: SecretStr | None) -> SecretStr | None:
         if value is None:
             return None
-        raw = value.get_secret_value().removeprefix("whsec_")
-        try:
-            key = base64.b64decode(raw + "==", validate=False)
-        except (binascii.Error, ValueError):
-            key = b""
-        if not value.get_secret_value().startswith("whsec_") or len(key) < 16:
+        if webhook_key(value.get_secret_value()) is None:
             raise ValueError("must be whsec_ followed by at least 16 base64-encoded bytes")
+        return value
+
+    @field_validator("api_token")
+    @classmethod
+    def _long_api_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < API_TOKEN_MIN_LENGTH:
+            raise ValueError(
+                f"must be at least {API_TOKEN_MIN_LENGTH} characters; make one with "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+            )
         return value
 
     @model_validator(mode="after")
@@ -148,32 +185,25 @@ class Settings(BaseSettings):
         return self.uses_oauth or bool(self.tango_platform_name and self.tango_platform_key)
 
     @property
-    def max_countdown_seconds(self) -> float:
-        """Longest countdown we hand to Celery.
-
-        A Redis-broker message held unacknowledged longer than the visibility timeout is
-        redelivered to another worker, so an ETA must stay well inside it; longer waits are
-        taken in several hops, each re-checking the window.
-        """
-        return self.broker_visibility_timeout_seconds / 2
-
-    @property
-    def countdown_horizon_seconds(self) -> float:
-        """Longest wait taken as a countdown; never near the visibility timeout."""
-        return min(self.resend_park_after_seconds, self.max_countdown_seconds)
-
-    @property
     def lost_task_grace_seconds(self) -> float:
-        """How overdue an unfinished request must be before its task is presumed lost.
+        """How overdue an owed outcome callback must be before its task is presumed lost.
 
         Past the visibility timeout the broker itself redelivers unacknowledged messages;
-        twice that leaves it room, so the scheduler only re-releases what the broker cannot (a
-        message popped from the queue by a worker killed before it recorded the delivery).
+        twice that leaves it room, so the scheduler only re-releases what the broker cannot.
         """
         return 2.0 * self.broker_visibility_timeout_seconds
 
     def require_webhook_secret(self) -> None:
-        """Raise ConfigurationError unless webhooks can be verified (or unsigned ones allowed)."""
+        """Raise ConfigurationError unless webhooks can be verified (or unsigned ones allowed)
+        with a secret of our own: one published in our docs would let anyone sign."""
+        if self.webhook_secret is not None and is_published_webhook_secret(
+            self.webhook_secret.get_secret_value()
+        ):
+            raise ConfigurationError(
+                "WEBHOOK_SECRET is the example secret published in tango-resend's docs: anyone "
+                "can sign webhooks with it. Make a secret of your own with `tango-resend "
+                "gen-secret` and set WEBHOOK_SECRET to it (and give it to your senders)"
+            )
         if self.webhook_secret is None and not self.webhook_allow_unsigned:
             raise ConfigurationError(
                 "WEBHOOK_SECRET is not set: the receiver will not accept unsigned webhooks. "

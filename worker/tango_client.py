@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -55,21 +56,49 @@ class TangoClient:
 
     @property
     def longest_call_seconds(self) -> float:
-        """An upper bound on one call (with one re-authorisation), for holding the window."""
+        """A bound on one send, for holding the window from the gate to Tango's answer.
+
+        requests' timeouts bound each connection attempt and each read, not the whole call,
+        so this takes twice connect plus read as the margin. Authorisation happens before the
+        gate and a 401's second send passes the gate again, so neither is inside the hold.
+        """
         connect, read = self._timeout
         return 2 * (connect + read)
 
-    def resend(self, reference_order_id: str, body: dict[str, str]) -> TangoAnswer:
-        """POST /orders/{referenceOrderID}/resends with only the fields the caller set."""
-        return self._call("POST", self._order_path(reference_order_id) + "/resends", body)
+    def authorization(self) -> str:
+        """The Authorization header for the next call (may wait for the fleet's OAuth token).
 
-    def get_order(self, reference_order_id: str) -> TangoAnswer:
-        """GET /orders/{referenceOrderID}."""
-        return self._call("GET", self._order_path(reference_order_id), None)
+        Raises:
+            TangoTransientError: the token could not be had in time (nothing was sent).
+            TangoAuthenticationError: the token endpoint refused our credentials.
+        """
+        return self._authorizer.authorization()
 
-    def list_orders(self, params: dict[str, str | int]) -> TangoAnswer:
-        """GET /orders with filters (startDate, endDate, elementsPerBlock, page, ...)."""
-        return self._call("GET", "/orders", None, params)
+    def renew(self, authorization: str) -> bool:
+        """Forget a credential Tango answered 401 to; True when another may now be had."""
+        return self._authorizer.rejected(authorization)
+
+    def resend(
+        self, reference_order_id: str, body: dict[str, str], authorization: str
+    ) -> TangoAnswer:
+        """POST /orders/{referenceOrderID}/resends with only the fields the caller set: one
+        send, no retry of its own (a 401 is the caller's to renew and pass the gate again)."""
+        path = self._order_path(reference_order_id) + "/resends"
+        return self._send("POST", path, body, authorization)
+
+    def get_order(
+        self, reference_order_id: str, before_retry: Callable[[], None] | None = None
+    ) -> TangoAnswer:
+        """GET /orders/{referenceOrderID}; `before_retry` runs before a 401's second send."""
+        return self._call("GET", self._order_path(reference_order_id), None, None, before_retry)
+
+    def list_orders(
+        self, params: dict[str, str | int], before_retry: Callable[[], None] | None = None
+    ) -> TangoAnswer:
+        """GET /orders with filters (startDate, endDate, elementsPerBlock, page, ...).
+
+        `before_retry` runs before a 401's second send (e.g. to take another rate slot)."""
+        return self._call("GET", "/orders", None, params, before_retry)
 
     def _order_path(self, reference_order_id: str) -> str:
         # Validation already refuses anything else; this guard keeps the client safe on its own.
@@ -83,6 +112,7 @@ class TangoClient:
         path: str,
         body: dict[str, str] | None,
         params: dict[str, str | int] | None = None,
+        before_retry: Callable[[], None] | None = None,
     ) -> TangoAnswer:
         authorization = self._authorizer.authorization()
         try:
@@ -91,6 +121,8 @@ class TangoClient:
             # One renewal at most: a rejected shared token is dropped and fetched again once.
             if not self._authorizer.rejected(authorization):
                 raise
+            if before_retry is not None:
+                before_retry()
             return self._send(method, path, body, self._authorizer.authorization(), params)
 
     def _send(

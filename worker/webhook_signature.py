@@ -15,6 +15,13 @@ from datetime import UTC, datetime
 
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+# The library accepts a `webhook-timestamp` up to this far from our clock, either way.
+TIMESTAMP_TOLERANCE_SECONDS = 5 * 60
+# How long a signed webhook can be replayed: one stamped TOLERANCE ahead of our clock is
+# accepted from TOLERANCE before its stamp to TOLERANCE after it. Its webhook-id must be
+# remembered at least that long (plus a minute for a small step of this host's clock), or a
+# captured webhook replayed later is a new request.
+REPLAY_WINDOW_SECONDS = 2 * TIMESTAMP_TOLERANCE_SECONDS + 60
 # Far above any honest header: a sender rotating keys sends two or three signatures.
 _MAX_SIGNATURE_HEADER = 2048
 _MAX_ID_LENGTH = 255

@@ -46,11 +46,15 @@ class RedisServer:
     other suites use is never touched.
     """
 
-    def __init__(self, workdir: Path, *, appendfsync: str = "everysec") -> None:
+    def __init__(
+        self, workdir: Path, *, appendfsync: str = "everysec", extra_args: tuple[str, ...] = ()
+    ) -> None:
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.appendfsync = appendfsync
+        # More redis-server options, e.g. ("--maxmemory-policy", "allkeys-lru").
+        self.extra_args = extra_args
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
@@ -84,6 +88,7 @@ class RedisServer:
                 str(log),
                 "--daemonize",
                 "no",
+                *self.extra_args,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

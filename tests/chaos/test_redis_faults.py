@@ -125,7 +125,6 @@ def test_connections_dropped_mid_run_everyone_recovers_without_a_restart(
     env = configure(
         redis_url=own_redis.url(),
         WEBHOOK_SECRET=SECRET,
-        RESEND_PARK_AFTER_SECONDS="0",
         TANGO_TIMEOUT_SECONDS="1.5",
         TANGO_CONNECT_TIMEOUT_SECONDS="0.5",
     )
@@ -189,7 +188,6 @@ def test_redis_restart_receiver_answers_503_then_recovers_and_parked_work_surviv
         redis_url=own_redis.url(),
         WEBHOOK_SECRET=SECRET,
         RESEND_COOLDOWN_SECONDS=str(window),
-        RESEND_PARK_AFTER_SECONDS="0",  # every wait lives in Redis, none in worker memory
     )
     control.configure(cooldown_seconds=window)
     orders = [f"RA251204-9201-{n:02d}" for n in range(4)]
@@ -325,7 +323,7 @@ def test_a_lost_record_drops_its_task_without_calling_tango(
     worker = start_worker(env)
 
     wait_for(
-        lambda: "unknown or expired; dropping its task" in worker.log(),
+        lambda: "has no record; took it off its queue" in worker.log(),
         timeout=20,
         what="the task dropped",
     )

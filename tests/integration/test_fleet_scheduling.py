@@ -111,7 +111,7 @@ def test_a_parked_request_is_released_once_with_three_schedulers(
     """Given every wait parked in Redis, three workers' schedulers release it exactly once."""
     order = "RA251125-1701-01"
     control.add_order(order)
-    workers = [start_worker(name, RESEND_PARK_AFTER_SECONDS="0") for name in "xyz"]
+    workers = [start_worker(name) for name in "xyz"]
     first = enqueue_resend(order, new_etid="E000001")
     second = enqueue_resend(order, new_etid="E000002")
 
@@ -132,7 +132,7 @@ def test_sigkill_while_requests_are_parked_and_deferred_strands_nothing(
     orders = [f"RA251125-1801-{n:02d}" for n in range(6)]
     for order in orders:
         control.add_order(order)
-    doomed = start_worker("doomed", RESEND_PARK_AFTER_SECONDS="1")
+    doomed = start_worker("doomed")
     ids = [enqueue_resend(order, new_etid=f"E00000{n}") for order in orders for n in (1, 2, 3)]
     wait_for(
         lambda: sum(c["status"] == 201 for c in control.calls()) >= 6,

@@ -186,3 +186,24 @@ def test_timeout_after_tango_acted_keeps_the_window_and_retries_after_it(
     assert record.status.value == "sent"
     assert (record.attempts, record.transient_failures) == (2, 1)
     assert record.attempt_log[0].outcome == "retrying"
+
+
+def test_a_502_after_tango_acted_keeps_the_window_and_retries_after_it(
+    control: SandboxControl, start_worker: WorkerFactory
+) -> None:
+    """Given Tango resends but a gateway answers 502 (Tango's answer lost behind it), the
+    outcome is ambiguous like a 504: the window stays held and the retry waits it out, so
+    Tango never sees a call inside the window the unseen resend opened (no 403.005)."""
+    control.add_order(ORDER)
+    control.inject_fault(ORDER, status=502, body="html", delay_phase="after")
+    start_worker()
+
+    request_id = enqueue_resend(ORDER)
+    (record,) = wait_for(lambda: finished([request_id]), timeout=20, what="sent")
+
+    calls = resend_calls(control, ORDER)
+    assert [c["status"] for c in calls] == [502, 201], "no cooldown error of our own making"
+    assert calls[1]["received_at"] - calls[0]["answered_at"] >= WINDOW_SECONDS
+    assert record.status.value == "sent"
+    assert (record.attempts, record.transient_failures) == (2, 1)
+    assert [a.outcome for a in record.attempt_log] == ["retrying", "sent"]

@@ -20,7 +20,7 @@ from worker.webhook_signature import sign
 
 pytestmark = pytest.mark.integration
 ORDER = "RA251125-1201-01"
-API_TOKEN = "e2e-token"
+API_TOKEN = "e2e-token-Hc72Lp0Q-at-least-32-characters"
 
 
 @pytest.fixture

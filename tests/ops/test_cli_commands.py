@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import redis
@@ -16,7 +17,7 @@ import redis
 from tests.integration.conftest import WorkerFactory
 from tests.integration.harness import wait_for
 from tests.ops.conftest import CliRun, explain, finished, json_out
-from worker import enqueue_resend, get_resend
+from worker import enqueue_resend, get_resend, retry_resend
 from worker.runtime import current_runtime
 from worker.sandbox import SandboxControl
 
@@ -25,6 +26,7 @@ pytestmark = pytest.mark.integration
 KNOWN = "RA251125-8101-01"
 UNKNOWN = "RA251125-8199-01"
 OTHER_UNKNOWN = "RA251125-8199-02"
+RETRIED = "RA251125-8102-01"  # refused once (400), then sent
 
 
 def redis_age_seconds(request_id: str) -> float:
@@ -153,24 +155,73 @@ def test_retry_all_failed_honours_since_and_never_duplicates(
     recent = run_cli("retry", "--all-failed", "--since", since, "--json")
     assert recent.exit_code == 0, explain(recent)
     (pair,) = json_out(recent)
-    assert pair["retried"] == newer
+    assert (pair["retried"], pair["already_retried"]) == (newer, False)
     retry_of_newer = pair["id"]
     assert get_resend(retry_of_newer).retry_of == newer  # type: ignore[union-attr]
 
     every = run_cli("retry", "--all-failed")
     assert every.exit_code == 0, explain(every)
     lines = every.stdout.splitlines()
-    assert lines[-1] == "2 failed request(s) queued again"
+    assert lines[-1] == "1 failed request(s) queued again, 1 already retried"
     mapping = dict(line.split(" -> ") for line in lines[:-1])
     assert set(mapping) == {older, newer}
-    # The newer one's retry is still pending: asking again coalesces into it.
-    assert mapping[newer] == retry_of_newer
+    # The newer one was retried already: its retry is named, nothing new is queued for it.
+    assert mapping[newer] == f"{retry_of_newer} (already retried)"
     assert get_resend(mapping[older]).retry_of == older  # type: ignore[union-attr]
     queued = json_out(run_cli("list", "--status", "queued", "--json"))
     assert sorted(r["id"] for r in queued) == sorted([retry_of_newer, mapping[older]])
 
     none_failed = run_cli("retry", "--all-failed", "--since", "0.001s", "--json")
     assert none_failed.exit_code == 0 and json_out(none_failed) == []
+
+
+def test_retrying_a_failed_request_again_and_again_calls_tango_once_more(
+    control: SandboxControl, start_worker: WorkerFactory, run_cli: CliRun
+) -> None:
+    """Given a failed request, retries from four threads at once, again after the retry was
+    sent, twice by id and twice with --all-failed from the CLI all name one retry: Tango
+    sees exactly one call more (one order used to get three 201s this way)."""
+    control.add_order(RETRIED)
+    control.inject_fault(RETRIED, status=400)  # a permanent refusal, once
+    start_worker()
+    failed_id = enqueue_resend(RETRIED, new_etid="E000456")
+    wait_for(lambda: finished([failed_id]), timeout=10, what="the failure")
+    assert get_resend(failed_id).status.value == "failed"  # type: ignore[union-attr]
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        racing = list(pool.map(lambda _: retry_resend(failed_id), range(4)))
+    retry_id = racing[0].request_id
+    assert {s.request_id for s in racing} == {retry_id}
+    assert sorted(s.outcome for s in racing) == ["created"] + ["idempotent"] * 3
+    wait_for(lambda: finished([retry_id]), timeout=10, what="the retry sent")
+    assert get_resend(retry_id).status.value == "sent"  # type: ignore[union-attr]
+
+    again = retry_resend(failed_id)
+    assert (again.request_id, again.outcome) == (retry_id, "idempotent")
+    for _ in range(2):
+        by_id = run_cli("retry", failed_id)
+        assert by_id.exit_code == 0, explain(by_id)
+        assert by_id.stdout.strip() == f"{failed_id} -> {retry_id} (already retried)"
+    as_json = json_out(run_cli("retry", failed_id, "--json"))
+    assert as_json == [{"retried": failed_id, "id": retry_id, "already_retried": True}]
+    for _ in range(2):
+        every = run_cli("retry", "--all-failed")
+        assert every.exit_code == 0, explain(every)
+        assert every.stdout.splitlines() == [
+            f"{failed_id} -> {retry_id} (already retried)",
+            "0 failed request(s) queued again, 1 already retried",
+        ]
+
+    # Nothing else exists for the order, so nothing else can reach Tango.
+    assert [r["id"] for r in json_out(run_cli("list", "--order", RETRIED, "--json"))] == [
+        retry_id,
+        failed_id,
+    ]
+    calls = [c for c in control.calls() if c["referenceOrderID"] == RETRIED]
+    assert [(c["status"], c["body"]) for c in calls] == [
+        (400, {"newEtid": "E000456"}),
+        (201, {"newEtid": "E000456"}),
+    ]
 
 
 def test_cancel_exit_codes_and_json_without_a_worker(

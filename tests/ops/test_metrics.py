@@ -156,10 +156,15 @@ def test_metrics_of_an_empty_fleet(web_client: TestClient) -> None:
         "tango_resend_send_delay_seconds",
         "tango_resend_queue_depth",
         "tango_resend_parked",
+        "tango_resend_redis_eviction_unsafe",
+        "tango_resend_redis_maxmemory_policy",
     } == set(types)
     assert labelled(values, "tango_resend_requests_total", "outcome") == {}
     assert values[("tango_resend_tango_latency_seconds_count", ())] == 0.0
     assert values[("tango_resend_queue_depth", ())] == 0.0
+    # The tests' Redis does not evict (one that does: tests/ops/test_redis_eviction.py).
+    assert values[("tango_resend_redis_eviction_unsafe", ())] == 0.0
+    assert labelled(values, "tango_resend_redis_maxmemory_policy", "policy") == {"noeviction": 1.0}
 
 
 def test_racing_cancellers_count_one_cancellation(

@@ -195,6 +195,24 @@ def test_reset_after_processing_loses_the_answer_of_a_real_resend(
     assert _last_resent(server) is not None
 
 
+def test_an_error_status_after_processing_hides_a_real_resend(
+    server: SandboxServer, control: SandboxControl, tango: requests.Session
+) -> None:
+    # Given a gateway that will lose Tango's answer: a 502 page after the resend
+    control.add_order(ORDER)
+    control.inject_fault(ORDER, status=502, body="html", delay_phase="after")
+
+    # When the order is resent, the caller sees only the gateway's 502
+    response = tango.post(_url(server), timeout=TIMEOUT)
+    assert response.status_code == 502
+    assert "text/html" in response.headers["Content-Type"]
+
+    # Then the resend happened, and its window is open: a call now meets the cooldown
+    assert _last_resent(server) is not None
+    again = tango.post(_url(server), timeout=TIMEOUT)
+    assert again.status_code == 403 and again.json()["i18nKey"] == "403.005"
+
+
 @pytest.mark.parametrize(
     "bad",
     [{"body": "xml"}, {"delay_phase": "during"}, {"count": 0}, {"status": 99}],

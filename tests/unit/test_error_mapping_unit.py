@@ -167,8 +167,8 @@ def test_timeouts_rate_limits_and_5xx_are_transient(status: int) -> None:
 
     assert isinstance(error, TangoTransientError)
     assert error.retry_after is None
-    # Only a gateway timeout leaves open whether Tango acted behind the gateway.
-    assert error.ambiguous is (status == 504)
+    # Only a gateway's timeout or bad answer leaves open whether Tango acted behind it.
+    assert error.ambiguous is (status in (502, 504))
     assert (error.status, error.i18n_key, error.request_id) == (status, f"{status}.001", "r-t")
 
 
@@ -228,6 +228,23 @@ def test_an_html_502_is_transient_and_names_the_content_type() -> None:
     assert error.message == ("HTTP 502 Bad Gateway with a non-JSON (text/html; charset=utf-8) body")
     assert error.i18n_key is None
     assert error.body is None
+
+
+@pytest.mark.parametrize(
+    ("status", "reason", "ambiguous"),
+    [(502, "Bad Gateway", True), (504, "Gateway Timeout", True), (503, "Unavailable", False)],
+)
+def test_a_gateway_502_or_504_page_is_ambiguous_and_a_503_is_not(
+    status: int, reason: str, ambiguous: bool
+) -> None:
+    """Given a load balancer's HTML page: 502 and 504 can follow a resend Tango performed (the
+    window must be held); 503 means nothing reached Tango (see worker/error_mapping.py)."""
+    page = f"<html><body><h1>{status} {reason}</h1></body></html>"
+
+    error = error_for_response(status, headers(Content_Type="text/html"), page, reason)
+
+    assert isinstance(error, TangoTransientError)
+    assert error.ambiguous is ambiguous
 
 
 # --- permanent ----------------------------------------------------------------------------

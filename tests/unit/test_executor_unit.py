@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 
 import pytest
 import redis
 
 from tests.conftest import TEST_REDIS_URL
-from worker.errors import TangoCooldownError, TangoError, TangoPermanentError
-from worker.executor import Done, Reschedule, ResendExecutor
+from worker.errors import (
+    TangoAuthenticationError,
+    TangoCooldownError,
+    TangoError,
+    TangoPermanentError,
+    TangoTransientError,
+)
+from worker.executor import Done, ResendExecutor
 from worker.records import ResendRecord, ResendStatus
 from worker.runtime import Runtime
 from worker.settings import load_settings
@@ -20,16 +26,31 @@ ORDER = "RA251125-9101-01"
 
 
 class ScriptedTango:
-    """Answers calls from a script; an exception in the script is raised."""
+    """Answers calls from a script; an exception in the script is raised. `during_call` runs
+    while a call is "in flight", to interleave other processes' work with it."""
 
     longest_call_seconds = 1.0
 
     def __init__(self, *answers: TangoAnswer | BaseException) -> None:
         self.answers = list(answers)
         self.calls: list[tuple[str, dict[str, str]]] = []
+        self.authorizations: list[str] = []
+        self.during_call: Callable[[], None] | None = None
+        self.token_error: TangoError | None = None
 
-    def resend(self, order: str, body: dict[str, str]) -> TangoAnswer:
+    def authorization(self) -> str:
+        if self.token_error is not None:
+            raise self.token_error
+        self.authorizations.append(f"Bearer token-{len(self.authorizations) + 1}")
+        return self.authorizations[-1]
+
+    def renew(self, authorization: str) -> bool:
+        return True
+
+    def resend(self, order: str, body: dict[str, str], authorization: str) -> TangoAnswer:
         self.calls.append((order, body))
+        if self.during_call is not None:
+            self.during_call()
         answer = self.answers.pop(0)
         if isinstance(answer, BaseException):
             raise answer
@@ -88,9 +109,7 @@ def test_a_held_window_defers_without_calling_and_without_using_the_budget(
     new_request(runtime)
     runtime.window.acquire(ORDER, "someone-else", 4.0)
     tango = ScriptedTango()
-    step = executor_with(runtime, tango).run("req-1")
-    assert isinstance(step, Reschedule) and 3.9 < step.countdown_seconds < 4.1
-    assert step.countdown_seconds > runtime.window.remaining_seconds(ORDER), "never early"
+    assert executor_with(runtime, tango).run("req-1") == Done(ResendStatus.DEFERRED)
     record = runtime.records.get("req-1")
     assert record is not None
     assert (record.status, record.lock_deferrals, record.transient_failures, record.attempts) == (
@@ -100,44 +119,34 @@ def test_a_held_window_defers_without_calling_and_without_using_the_budget(
         0,
     )
     assert tango.calls == []
-    # A countdown is in flight: the due index holds its end plus the lost-task lease.
+    # Parked in the due index for the window's end (never early), for any worker to take.
     score = runtime.redis.zscore(runtime.keys.due_index, "req-1")
-    lease = runtime.settings.lost_task_grace_seconds
-    assert score is not None and score > runtime.clock.now().timestamp() + lease
+    window_end = runtime.clock.now().timestamp() + runtime.window.remaining_seconds(ORDER)
+    assert score is not None and window_end < score < window_end + 0.1
 
 
-def test_a_wait_beyond_the_horizon_is_parked_not_a_countdown(runtime: Runtime) -> None:
+def test_every_wait_is_parked_in_the_due_index_however_short(runtime: Runtime) -> None:
+    """No wait is a countdown held in one worker's memory or sent to its own queue."""
     new_request(runtime)
-    runtime.window.acquire(ORDER, "someone-else", 25.0)
-    step = executor_with(runtime, ScriptedTango()).run("req-1")
-    assert step == Done(ResendStatus.DEFERRED)
+    runtime.window.acquire(ORDER, "someone-else", 0.3)
+    assert executor_with(runtime, ScriptedTango()).run("req-1") == Done(ResendStatus.DEFERRED)
     score = runtime.redis.zscore(runtime.keys.due_index, "req-1")
     now = runtime.clock.now().timestamp()
-    assert score is not None and now + 24.9 < score < now + 25.1
+    assert score is not None and now + 0.2 < score < now + 0.4
 
 
-def test_a_wake_before_the_due_time_sleeps_again_without_touching_tango(
+def test_a_wake_before_the_due_time_parks_again_without_touching_tango(
     runtime: Runtime,
 ) -> None:
     record = new_request(runtime)
     record.next_attempt_at = runtime.clock.now() + timedelta(seconds=5)
     runtime.records.save(record, None)
     tango = ScriptedTango()
-    step = executor_with(runtime, tango).run("req-1")
-    assert isinstance(step, Reschedule) and 4.5 < step.countdown_seconds <= 5
+    assert executor_with(runtime, tango).run("req-1") == Done(ResendStatus.QUEUED)
     assert tango.calls == [] and runtime.window.holder(ORDER) is None
-
-
-def test_countdowns_never_exceed_half_the_visibility_timeout(
-    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    runtime.settings = runtime.settings.model_copy(
-        update={"resend_park_after_seconds": 150.0, "broker_visibility_timeout_seconds": 20}
-    )
-    new_request(runtime)
-    runtime.window.acquire(ORDER, "someone-else", 25.0)
-    step = executor_with(runtime, ScriptedTango()).run("req-1")
-    assert step == Done(ResendStatus.DEFERRED), "longer than 10 s: parked, not a countdown"
+    score = runtime.redis.zscore(runtime.keys.due_index, "req-1")
+    now = runtime.clock.now().timestamp()
+    assert score is not None and now + 4.5 < score <= now + 5
 
 
 @pytest.mark.parametrize("status", [ResendStatus.SENT, ResendStatus.FAILED])
@@ -147,7 +156,7 @@ def test_a_redelivered_task_for_finished_work_does_nothing(
     record = new_request(runtime)
     runtime.records.finish(record.model_copy(update={"status": status}), 0.0)
     tango = ScriptedTango()
-    assert executor_with(runtime, tango).run("req-1") == Done(status)
+    assert executor_with(runtime, tango).run("req-1") == Done(None)
     assert tango.calls == [] and runtime.window.holder(ORDER) is None
 
 
@@ -190,3 +199,125 @@ def test_an_unexpected_error_is_recorded_as_a_failure(runtime: Runtime) -> None:
     assert record is not None and record.status is ResendStatus.FAILED
     assert record.reason == "internal error: RuntimeError"
     assert not isinstance(record.error, TangoError)
+
+
+# --- fencing: one live run per request --------------------------------------------------------
+
+
+def test_a_second_message_during_a_call_changes_nothing_and_cancel_stays_refused(
+    runtime: Runtime,
+) -> None:
+    """Given a call in flight, when a second task message of the request runs and a cancel
+    arrives, then the second run leaves the request alone, the cancel is refused as in flight,
+    and the request ends sent (on the old code the second run's save cleared `calling_until`,
+    the cancel was accepted mid-call, and the record ended cancelled though Tango resent)."""
+    new_request(runtime)
+    tango = ScriptedTango(CREATED)
+    cancels: list[str] = []
+
+    def second_chain_then_cancel() -> None:
+        second = ResendExecutor(runtime, rand=lambda: 0.0)
+        assert second.run("req-1") == Done(None)
+        cancels.append(runtime.records.cancel("req-1", 0.0))
+
+    tango.during_call = second_chain_then_cancel
+    assert executor_with(runtime, tango).run("req-1") == Done(ResendStatus.SENT)
+    assert cancels == ["in_flight"]
+    record = runtime.records.get("req-1")
+    assert record is not None and record.status is ResendStatus.SENT
+    assert len(tango.calls) == 1
+
+
+def test_a_stale_run_cannot_overwrite_the_live_runs_record(runtime: Runtime) -> None:
+    """Given a run that a newer run replaced (a redelivery), when the stale run saves its
+    older copy of the record, then it is refused and the live run's counters stand."""
+    new_request(runtime)
+    stale = runtime.records.begin("req-1", 5.0, None)
+    live = runtime.records.begin("req-1", 5.0, None)
+    assert stale.record is not None and live.record is not None
+    assert stale.token != live.token
+    live.record.transient_failures = 3
+    live.record.attempt_log = []
+    assert runtime.records.save(live.record, None, token=live.token)
+    stale.record.transient_failures = 0
+    assert not runtime.records.save(stale.record, None, token=stale.token)
+    stale.record.status = ResendStatus.SENT
+    assert not runtime.records.finish(stale.record, 0.0, token=stale.token)
+    record = runtime.records.get("req-1")
+    assert record is not None
+    assert (record.status, record.transient_failures) == (ResendStatus.QUEUED, 3)
+
+
+def test_a_stale_run_is_refused_by_the_gate(runtime: Runtime) -> None:
+    new_request(runtime)
+    stale = runtime.records.begin("req-1", 5.0, None)
+    runtime.records.begin("req-1", 5.0, None)
+    verdict = runtime.gate.try_start(ORDER, "req-1", 5.0, stale.token)
+    assert verdict.verdict == "stale"
+    assert runtime.window.holder(ORDER) is None
+
+
+def test_a_message_for_a_request_in_flight_parks_it_until_the_hold_ends(runtime: Runtime) -> None:
+    """Given a call in flight (its worker may be dead), a redelivered message does not run
+    the request: it is released again when the call's window hold ends."""
+    new_request(runtime)
+    first = runtime.records.begin("req-1", 5.0, None)
+    assert runtime.gate.try_start(ORDER, "req-1", 8.0, first.token).verdict == "go"
+    again = runtime.records.begin("req-1", 5.0, None)
+    assert again.verdict == "busy"
+    score = runtime.redis.zscore(runtime.keys.due_index, "req-1")
+    now = runtime.clock.now().timestamp()
+    assert score is not None and now + 7.5 < score <= now + 8.1
+
+
+# --- authorisation before the gate ------------------------------------------------------------
+
+
+def test_a_401_renews_the_token_and_passes_the_gate_again_for_its_second_send(
+    runtime: Runtime,
+) -> None:
+    """A 401 means no resend happened: the window is given back, and the second send takes a
+    rate-limit slot of its own (two entries in the fleet's sliding window, not one)."""
+    runtime.settings = runtime.settings.model_copy(update={"tango_rate_limit": 1000.0})
+    new_request(runtime)
+    rejected = TangoAuthenticationError("Unauthorized", status=401)
+    tango = ScriptedTango(rejected, CREATED)
+    assert executor_with(runtime, tango).run("req-1") == Done(ResendStatus.SENT)
+    assert tango.authorizations == ["Bearer token-1", "Bearer token-2"]
+    assert len(tango.calls) == 2
+    assert runtime.redis.zcard(runtime.keys.rate_recent_calls) == 2
+    record = runtime.records.get("req-1")
+    assert record is not None
+    assert [entry.outcome for entry in record.attempt_log] == ["unauthorized", "sent"]
+
+
+def test_a_token_timeout_before_the_gate_is_not_ambiguous(runtime: Runtime) -> None:
+    """Waiting for or fetching the OAuth token happens before the gate: a failure there
+    holds no window and retries after a plain backoff."""
+    new_request(runtime)
+    tango = ScriptedTango()
+    tango.token_error = TangoTransientError("ReadTimeout: no answer", ambiguous=True)
+    assert executor_with(runtime, tango).run("req-1") == Done(ResendStatus.RETRYING)
+    assert tango.calls == [] and runtime.window.holder(ORDER) is None
+    record = runtime.records.get("req-1")
+    assert record is not None and record.next_attempt_at is not None
+    wait = (record.next_attempt_at - runtime.clock.now()).total_seconds()
+    assert wait < 5, "a backoff, not a held window"
+
+
+def test_authorisation_happens_before_the_gate_so_it_never_eats_into_the_hold(
+    runtime: Runtime,
+) -> None:
+    """Waiting for the fleet's OAuth token (up to a fetch behind another process's lock)
+    happens while the request holds nothing: the window is taken only after it."""
+    new_request(runtime)
+    holders: list[str | None] = []
+
+    class WatchingTango(ScriptedTango):
+        def authorization(self) -> str:
+            holders.append(runtime.window.holder(ORDER))
+            return super().authorization()
+
+    tango = WatchingTango(CREATED)
+    assert executor_with(runtime, tango).run("req-1") == Done(ResendStatus.SENT)
+    assert holders == [None]

@@ -841,76 +841,69 @@ def test_finish_after_a_cancel_is_refused(store: RecordStore) -> None:
     assert stored.status is ResendStatus.CANCELLED
 
 
-# --- undo_create --------------------------------------------------------------------------------
+# --- a publish that failed, and orphans ----------------------------------------------------------
 
 
-def test_undo_create_forgets_the_request_everywhere(
+def test_a_request_whose_publish_failed_is_due_now_and_keeps_what_others_were_given(
     store: RecordStore, redis_client: redis.Redis
 ) -> None:
-    """Given a record whose task could not be queued, When undone, Then a retry can create it."""
-    kept = new_record(order=OTHER_ORDER)
-    undone = new_record(T0 + timedelta(seconds=1), request=EMAIL)
-    create(store, kept)
-    create(store, undone, "bounce-123")
+    """Given a request an identical submission was merged into and an idempotent redelivery
+    was handed, When its task message could not be published, Then nothing is deleted: it is
+    made due now for the scheduler, and every id handed out stays valid."""
+    head = new_record(request=EMAIL)
+    creation = create(store, head, "bounce-123")
+    assert creation.is_head and creation.dispatch > 0
+    assert create(store, new_record(request=EMAIL)) == Creation(head.id, "merged", False)
+    assert create(store, new_record(), "bounce-123") == Creation(head.id, "idempotent", False)
 
-    store.undo_create(undone, "bounce-123")
-
-    assert store.get(undone.id) is None
-    assert store.ids_for_order(ORDER) == []
-    assert fifo(redis_client) == []
-    assert pending(redis_client) == {}
-    assert redis_client.zrange(KEYS.due_index, 0, -1) == [kept.id]
-    assert redis_client.exists(KEYS.idempotency("bounce-123")) == 0
-    retry = new_record(T0 + timedelta(seconds=2), request=EMAIL)
-    assert create(store, retry, "bounce-123") == Creation(retry.id, "created", True)
-
-
-def test_undo_create_without_a_key(store: RecordStore, redis_client: redis.Redis) -> None:
-    kept, undone = new_record(), new_record()
-    create(store, kept, "k")
-    create(store, undone)
-    kept_due = due(redis_client, kept.id)
-
-    store.undo_create(undone, None)
-
-    assert store.get(undone.id) is None
-    assert store.ids_for_order(ORDER) == [kept.id]
-    assert fifo(redis_client) == [kept.id]
-    assert due(redis_client, kept.id) == kept_due  # a head keeps its own score
-    assert redis_client.get(KEYS.idempotency("k")) == kept.id
-
-
-def test_undoing_the_head_releases_the_request_queued_behind_it_now(
-    store: RecordStore, redis_client: redis.Redis
-) -> None:
-    head, behind, last = new_record(), new_record(), new_record()
-    assert create(store, head).is_head
-    assert not create(store, behind).is_head  # created while the head's task was being sent
-    create(store, last)
-
-    store.undo_create(head, None)  # the head's task could not be sent
+    store.release_unpublished(head.id, creation.dispatch)
     now = redis_now(redis_client)
 
-    assert fifo(redis_client) == [behind.id, last.id]
-    score = due(redis_client, behind.id)
-    assert score is not None
-    assert now - 1 <= score <= now  # due at once (Redis's clock, whole seconds)
-    assert due(redis_client, last.id) == math.inf
+    assert store.get(head.id) is not None
+    assert redis_client.get(KEYS.idempotency("bounce-123")) == head.id
+    assert fifo(redis_client) == [head.id]
+    assert pending(redis_client) == {head.fingerprint(): head.id}
+    score = due(redis_client, head.id)
+    assert score is not None and now - 1 <= score <= now + 1
+    assert redis_client.hget(KEYS.dispatched, head.id) is None
 
 
-def test_undo_create_leaves_entries_that_point_at_another_request(
+def test_an_orphan_at_the_head_of_its_order_is_dropped_and_the_next_request_goes(
     store: RecordStore, redis_client: redis.Redis
 ) -> None:
-    undone = new_record(request=EMAIL)
-    create(store, undone, "k")
-    redis_client.hset(KEYS.order_pending(ORDER), undone.fingerprint(), "someone-else")
-    redis_client.set(KEYS.idempotency("k"), "someone-else")
+    """Given the head of an order's queue whose record has gone (expired or deleted), When
+    its task runs into the missing record, Then it leaves every index and the request behind
+    it is due now (on the old code the order was blocked forever and the orphan re-released
+    every lease)."""
+    head, behind = new_record(), new_record(request=EMAIL)
+    create(store, head)
+    create(store, behind)
+    redis_client.delete(KEYS.record(head.id))
 
-    store.undo_create(undone, "k")
+    assert store.drop_orphan(head.id, MARGIN) is True
+    now = redis_now(redis_client)
 
-    assert store.get(undone.id) is None
-    assert pending(redis_client) == {undone.fingerprint(): "someone-else"}
-    assert redis_client.get(KEYS.idempotency("k")) == "someone-else"
+    assert fifo(redis_client) == [behind.id]
+    assert due(redis_client, head.id) is None
+    assert head.fingerprint() not in pending(redis_client)
+    score = due(redis_client, behind.id)
+    assert score is not None and now - 1 <= score <= now + 1
+    assert redis_client.hget(KEYS.unfinished_orders, head.id) is None
+    assert store.drop_orphan(behind.id, MARGIN) is False, "a request with a record is no orphan"
+
+
+def test_finishing_forgets_the_unfinished_indexes(
+    store: RecordStore, redis_client: redis.Redis
+) -> None:
+    record = new_record()
+    create(store, record)
+    assert redis_client.hget(KEYS.unfinished_orders, record.id) == ORDER
+    assert redis_client.hget(KEYS.dispatched, record.id) is not None
+
+    assert store.finish(as_status(record, ResendStatus.SENT), MARGIN)
+
+    assert redis_client.hget(KEYS.unfinished_orders, record.id) is None
+    assert redis_client.hget(KEYS.dispatched, record.id) is None
 
 
 # --- history and statuses -----------------------------------------------------------------------

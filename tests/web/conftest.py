@@ -20,7 +20,7 @@ from worker.webhook_signature import sign
 
 SECRET = "whsec_" + base64.b64encode(b"receiver-test-secret-0123456789").decode()
 OTHER_SECRET = "whsec_" + base64.b64encode(b"some-other-secret-9876543210abc").decode()
-API_TOKEN = "api-token-Vf93kQ"
+API_TOKEN = "api-token-Vf93kQ-receiver-tests-0123456789"
 ORDER = "RA251125-1101-01"
 
 

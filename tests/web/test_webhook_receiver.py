@@ -8,12 +8,14 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
+from tests.integration.harness import wait_for
 from tests.web.conftest import API_TOKEN, ORDER, OTHER_SECRET, SECRET, Signer, body_of
-from worker import get_resend
+from worker import cancel_resend, get_resend
+from worker.keys import RedisKeys
 from worker.runtime import reset_runtime
 from worker.settings import ConfigurationError, reset_settings_cache
 from worker.web import create_app
-from worker.webhook_signature import sign
+from worker.webhook_signature import REPLAY_WINDOW_SECONDS, sign
 
 ROUTE = "/webhooks/resends"
 
@@ -121,6 +123,77 @@ def test_malformed_json_is_400(client: TestClient, signed: Signer) -> None:
     assert response.status_code == 400 and response.json()["error"] == "malformed_json"
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        f'{{"referenceOrderID": "{ORDER}", "referenceOrderID": "RA251125-1101-02"}}',
+        f'{{"referenceOrderID": "{ORDER}", "newEmail": "pat@example.com", '
+        '"newEmail": "eve@example.com"}',
+        f'{{"referenceOrderID": "{ORDER}", "newEtid": "E000001", "newEtid": "E000001"}}',
+        f'{{"referenceOrderID": "{ORDER}", "extra": {{"a": 1, "a": 2}}}}',
+    ],
+    ids=["order", "email", "same value twice", "nested"],
+)
+def test_a_body_naming_a_key_twice_is_400_and_stores_nothing(
+    client: TestClient, signed: Signer, redis_client: redis.Redis, body: str
+) -> None:
+    """Given a signed body with a repeated key (parsers disagree on which one wins, so the
+    sender and we could read different requests), it is refused before anything is stored."""
+    before = stored_keys(redis_client)
+    raw = body.encode()
+
+    response = client.post(ROUTE, content=raw, headers=signed(raw))
+
+    assert response.status_code == 400
+    problem = response.json()
+    assert problem["error"] == "malformed_json" and "twice" in problem["message"]
+    assert "example.com" not in response.text and "newEmail" not in response.text
+    assert stored_keys(redis_client) == before
+
+
+def redis_seconds(client: redis.Redis) -> float:
+    seconds, micros = client.time()
+    return float(seconds) + micros / 1e6
+
+
+def test_a_replay_after_the_idempotency_ttl_is_still_the_same_request(
+    web_env: dict[str, str],
+    signed: Signer,
+    redis_client: redis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Given RESEND_IDEMPOTENCY_TTL_SECONDS=1, a signed webhook replayed 2 s later (its
+    signature still valid) answers the first id and queues nothing: a webhook-id is kept as
+    long as its signature can be accepted (REPLAY_WINDOW_SECONDS), whatever that TTL says."""
+    monkeypatch.setenv("RESEND_IDEMPOTENCY_TTL_SECONDS", "1")
+    reset_settings_cache()
+    reset_runtime()
+    body = body_of(newEtid="E000321")
+    headers = signed(body, webhook_id="msg_captured")
+    queue = web_env["RESEND_QUEUE"]
+    with TestClient(create_app()) as client:
+        first = client.post(ROUTE, content=body, headers=headers)
+        first_id = first.json()["id"]
+        # Final, so the replay cannot coalesce into it as a pending identical request.
+        assert cancel_resend(first_id) == "cancelled"
+        keys_before, queued_before = stored_keys(redis_client), redis_client.llen(queue)
+        key = RedisKeys(web_env["REDIS_KEY_PREFIX"]).idempotency("webhook:msg_captured")
+        assert redis_client.ttl(key) >= REPLAY_WINDOW_SECONDS - 5
+
+        started = redis_seconds(redis_client)
+        wait_for(
+            lambda: redis_seconds(redis_client) >= started + 2.0,
+            timeout=10,
+            what="2 s on Redis's clock",
+        )
+        replay = client.post(ROUTE, content=body, headers=headers)
+
+    assert first.status_code == replay.status_code == 202
+    assert replay.json()["id"] == first_id and replay.json()["duplicate"] is True
+    assert stored_keys(redis_client) == keys_before
+    assert redis_client.llen(queue) == queued_before
+
+
 def test_invalid_fields_are_422_naming_each(
     client: TestClient, signed: Signer, redis_client: redis.Redis
 ) -> None:
@@ -185,7 +258,10 @@ def test_redis_down_is_503_and_nothing_is_stored(
 
 
 def test_healthz(client: TestClient) -> None:
-    assert client.get("/healthz").json() == {"status": "ok"}
+    """The tests' Redis does not evict (a Redis that does: tests/ops/test_redis_eviction.py)."""
+    answer = client.get("/healthz")
+    assert answer.status_code == 200
+    assert answer.json() == {"status": "ok", "redis_maxmemory_policy": "noeviction", "warnings": []}
 
 
 def test_reading_a_record_needs_the_api_token(client: TestClient, signed: Signer) -> None:

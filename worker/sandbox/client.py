@@ -102,7 +102,8 @@ class SandboxControl:
             retry_after: Seconds for a ``Retry-After`` header.
             delay_seconds: How long to stall.
             delay_phase: ``before`` (then process) or ``after`` (process, then
-                stall before answering).
+                stall before answering; with an error ``status``, answer that
+                error after the resend happened).
             body: ``json``, ``html`` or ``malformed``.
             reset: Drop the connection without answering.
         """

@@ -21,7 +21,9 @@ class Fault:
         retry_after: Seconds to put in a ``Retry-After`` header, or None.
         delay_seconds: How long to stall.
         delay_phase: ``"before"`` stalls before processing; ``"after"`` processes
-            (the resend really happens) and stalls before answering.
+            (the resend really happens) and stalls before answering; with an
+            error ``status`` that error replaces Tango's answer (a gateway's 502
+            after Tango acted).
         body: ``"json"`` (Tango error), ``"html"`` (load balancer page) or
             ``"malformed"`` (not JSON).
         reset: Drop the TCP connection instead of answering.

@@ -178,7 +178,8 @@ def resend(request: Request, state: SandboxState, reference_order_id: str | None
     queued fault is consumed first, so it applies even to a request that
     would fail authentication. A fault with a 2xx status still runs the real
     resend (Tango cannot say 201 without having resent); any other status
-    answers instead of processing.
+    answers instead of processing, or, with ``delay_phase="after"``, after
+    processing (a gateway's 502 for a resend Tango performed).
 
     Args:
         request: The parsed request.
@@ -200,6 +201,10 @@ def resend(request: Request, state: SandboxState, reference_order_id: str | None
     if fault.reset and fault.delay_phase == "before":
         return Response(status=0, reset=True)
     if fault.status is not None and not fault.is_success_status:
+        if fault.delay_phase == "after":
+            # A gateway that lost Tango's answer: the resend happens (when Tango allows it),
+            # and the caller only sees the gateway's error.
+            _process_resend(request, state, reference_order_id)
         response = _fault_answer(request, state, fault, fault.status)
     else:
         response = _process_resend(request, state, reference_order_id)

@@ -306,7 +306,8 @@ class SandboxState:
             count: How many consecutive calls the fault applies to.
             retry_after: Seconds for a ``Retry-After`` header.
             delay_seconds: How long to stall.
-            delay_phase: ``before`` or ``after`` processing.
+            delay_phase: ``before`` or ``after`` processing (``after`` with an
+                error status: process, then answer that error).
             body: ``json``, ``html`` or ``malformed``.
             reset: Drop the connection without an answer.
 

@@ -1,0 +1,105 @@
+"""Races a review found, over a real worker and the sandbox: a publish that failed after
+others were handed the request's id, and an order blocked behind a request whose record went."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from tests.integration.conftest import WorkerFactory
+from tests.integration.harness import wait_for
+from tests.integration.test_resend_flow import finished, resend_calls
+from worker import cancel_resend, enqueue_resend, submit_resend
+from worker.celery_app import app
+from worker.runtime import current_runtime
+from worker.sandbox import SandboxControl
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_failed_publish_loses_no_request_that_others_were_handed(
+    control: SandboxControl, start_worker: WorkerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Given the broker refusing the publish of a new request, while an identical submission
+    is merged into it and a redelivery with its idempotency key is handed its id, When a
+    worker runs, Then that one request is sent once and every id handed out is the one sent
+    (on the old code the failed publish deleted the request everyone had been given)."""
+    order = "RA251126-2301-01"
+    control.add_order(order)
+    fields = {"referenceOrderID": order, "newEmail": "pat@example.com"}
+    real_send_task = app.send_task
+    handed: list[str] = []
+
+    def refuse_after_others_took_it(*args: Any, **kwargs: Any) -> None:
+        handed.append(submit_resend(fields).request_id)  # merged into it
+        handed.append(submit_resend(fields, idempotency_key="bounce-7").request_id)
+        raise ConnectionError("broker unreachable")
+
+    monkeypatch.setattr(app, "send_task", refuse_after_others_took_it)
+    first = submit_resend(fields, idempotency_key="bounce-7")
+    monkeypatch.setattr(app, "send_task", real_send_task)
+    assert first.outcome == "created"
+    assert handed == [first.request_id, first.request_id]
+
+    start_worker()
+    records = wait_for(lambda: finished([first.request_id]), timeout=20, what="it to be sent")
+    assert records[0].status.value == "sent" and records[0].merges >= 1
+    assert [c["status"] for c in resend_calls(control, order)] == [201]
+    again = submit_resend(fields, idempotency_key="bounce-7")
+    assert again.request_id == first.request_id, "the key still points at a live request"
+
+
+def test_an_order_whose_head_record_vanished_moves_on(
+    control: SandboxControl, start_worker: WorkerFactory
+) -> None:
+    """Given an order's first request whose record was deleted (or expired) while it stood at
+    the head of the order's queue, When a worker runs its task, Then it is taken off the queue
+    and the next request of the order is sent (on the old code the order was blocked for
+    good and the orphan re-released every lease, forever)."""
+    order = "RA251126-2401-01"
+    control.add_order(order)
+    head = enqueue_resend(order, new_etid="E000001")
+    behind = enqueue_resend(order, new_etid="E000002")
+    runtime = current_runtime()
+    runtime.redis.delete(runtime.keys.record(head))
+
+    start_worker()
+    records = wait_for(lambda: finished([behind]), timeout=15, what="the next request")
+    assert records[0].status.value == "sent"
+    assert [c["body"] for c in resend_calls(control, order)] == [{"newEtid": "E000002"}]
+    assert runtime.redis.zscore(runtime.keys.due_index, head) is None
+    assert runtime.redis.zrange(runtime.keys.order_fifo(order), 0, -1) == []
+
+
+def test_a_second_task_message_during_a_call_changes_nothing(
+    control: SandboxControl, start_worker: WorkerFactory
+) -> None:
+    """Given a call to Tango in flight, When a second task message of the same request runs
+    on another worker (as a redelivery or a retried publish would) and a cancel arrives, Then
+    the cancel is refused as in flight, there is one call, and the request ends sent with
+    one attempt (on the old code the second run cleared `calling_until`, the cancel was
+    accepted mid-call, and the record ended cancelled though Tango resent)."""
+    order = "RA251126-2501-01"
+    control.add_order(order)
+    # Well inside the 2 s read timeout of the tests' settings: a slow answer, not a timeout.
+    control.inject_fault(order, delay_seconds=1.2, delay_phase="after")
+    start_worker("a")
+    start_worker("b")
+    request_id = enqueue_resend(order)
+    wait_for(lambda: resend_calls(control, order), timeout=10, what="the call to start")
+
+    app.send_task(
+        "tango_resend.send_resend", args=[request_id], queue=current_runtime().settings.resend_queue
+    )
+    answers = []
+    deadline = time.monotonic() + 0.8
+    while time.monotonic() < deadline:  # cancels racing the second message, during the call
+        answers.append(cancel_resend(request_id))
+        time.sleep(0.05)
+
+    records = wait_for(lambda: finished([request_id]), timeout=15, what="the outcome")
+    assert set(answers) == {"in_flight"}
+    assert records[0].status.value == "sent" and records[0].attempts == 1
+    assert [c["status"] for c in resend_calls(control, order)] == [201]

@@ -10,6 +10,7 @@ WORKDIR /app
 COPY pyproject.toml README.md constraints.txt ./
 COPY worker ./worker
 COPY tasks ./tasks
+COPY tango_resend ./tango_resend
 RUN pip install --constraint constraints.txt . \
     && useradd --system --uid 10001 --no-create-home --home-dir /nonexistent tango
 

@@ -41,14 +41,18 @@ audit: $(STAMP)
 	$(BIN)/python -m pip install -q pip-audit
 	$(BIN)/pip-audit --strict --skip-editable
 
-# The Procfile's processes together (honcho), with the settings in .env.
+# The Procfile's processes together (honcho), with the settings in .env; variables set in the
+# shell win over .env (scripts/run_procfile.py says which), and .venv/bin is put on PATH.
 run: $(STAMP) redis
 	@test -f .env || { echo "no .env: cp .env.example .env and edit it (or: make run-dev)"; exit 2; }
-	$(BIN)/honcho start -f Procfile -e .env
+	$(BIN)/python scripts/run_procfile.py --procfile Procfile --env-file .env
 
-# The same plus the bundled sandbox as Tango, with .env.example's local defaults.
+# The same plus the bundled sandbox as Tango (Procfile.dev), with .env or else .env.example's
+# local defaults; the receiver listens on http://localhost:8000 with a local webhook secret kept
+# in .run/dev-webhook-secret unless WEBHOOK_SECRET is set.
 run-dev: $(STAMP) redis
-	$(BIN)/honcho start -f Procfile.dev -e $(if $(wildcard .env),.env,.env.example)
+	$(BIN)/python scripts/run_procfile.py --dev --procfile Procfile.dev \
+		--env-file $(if $(wildcard .env),.env,.env.example)
 
 redis: $(STAMP)
 	VENV=$(VENV) ./scripts/ensure-redis.sh

@@ -7,6 +7,7 @@ from worker.celery_app import app
 from worker.producer import (
     EnqueueError,
     NotRetryable,
+    RedisUnavailable,
     cancel_resend,
     enqueue_resend,
     get_resend,
@@ -22,6 +23,7 @@ __all__ = [
     "EnqueueError",
     "InvalidResendRequest",
     "NotRetryable",
+    "RedisUnavailable",
     "ResendRecord",
     "ResendStatus",
     "app",

@@ -14,10 +14,11 @@ from rich.progress import Progress
 
 from worker.cli_common import (
     EXIT_BAD_INPUT,
-    EXIT_UNAVAILABLE,
+    EXITS_ENQUEUE,
     echo_json,
     fail,
     settings_or_exit,
+    unavailable,
 )
 
 
@@ -40,7 +41,7 @@ def _progress(enabled: bool, label: str, total: int | None) -> Iterator[Callable
         yield lambda step: bar.advance(task, step)
 
 
-@click.command()
+@click.command(epilog=EXITS_ENQUEUE)
 @click.argument("order_id", required=False)
 @click.option("--email", "new_email", default=None, help="Resend to this address.")
 @click.option("--mobile", "new_mobile", default=None, help="Resend to this E.164 number.")
@@ -121,11 +122,13 @@ def enqueue(
     except BulkInputError as error:
         fail(str(error), EXIT_BAD_INPUT)
     except EnqueueError as error:
-        fail(str(error), EXIT_UNAVAILABLE)
-    result = summary.as_json(include_skipped=include_skipped)
+        unavailable(error)
+    result = summary.as_json(include_skipped=include_skipped, include_requests=not dry_run)
+    # Scripts need to know when a row was refused; the good rows are queued all the same.
+    code = EXIT_BAD_INPUT if summary.rejected else 0
     if as_json:
         echo_json(result)
-        return
+        sys.exit(code)
     verb = "would be queued" if dry_run else "queued"
     click.echo(
         f"{summary.accepted} {verb}, {summary.coalesced} coalesced into pending "
@@ -136,6 +139,7 @@ def enqueue(
         click.echo(f"  row {bad['row']}: {bad['errors']}")
     if len(summary.rejected) > 50:
         click.echo(f"  ... and {len(summary.rejected) - 50} more (use --json for all)")
+    sys.exit(code)
 
 
 def _enqueue_one(order_id: str, fields: dict[str, Any]) -> None:
@@ -147,5 +151,5 @@ def _enqueue_one(order_id: str, fields: dict[str, Any]) -> None:
     except InvalidResendRequest as error:
         fail(str(error), EXIT_BAD_INPUT)
     except EnqueueError as error:
-        fail(str(error), EXIT_UNAVAILABLE)
+        unavailable(error)
     click.echo(request_id)

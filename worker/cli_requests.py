@@ -12,18 +12,45 @@ from rich.table import Table
 from worker.cli_common import (
     EXIT_BAD_INPUT,
     EXIT_NOT_FOUND,
+    EXITS_CHANGE,
+    EXITS_LOOKUP,
     Duration,
     echo_json,
     fail,
     settings_or_exit,
+    timestamp,
 )
 from worker.records import ResendRecord, ResendStatus
 
 STATUSES = [status.value for status in ResendStatus]
+ORDER_ID_HELP = "Tango's referenceOrderID, e.g. RA251125-1001-01."
 
 
 def _when(value: datetime | None) -> str:
-    return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
+    return timestamp(value) if value else ""
+
+
+def _full_id(request_id: str, *, missing_ok: bool = False) -> str:
+    """The whole id for an id or a unique prefix of at least 8 characters; exits 1 when
+    nothing matches (or, with `missing_ok`, gives `request_id` back), 2 when the prefix is
+    ambiguous."""
+    from worker.queries import MIN_PREFIX_LENGTH, AmbiguousRequestId, resolve_request_id
+    from worker.runtime import current_runtime
+
+    try:
+        resolved = resolve_request_id(current_runtime(), request_id)
+    except AmbiguousRequestId as error:
+        fail(str(error), EXIT_BAD_INPUT)
+    if resolved is None and missing_ok:
+        return request_id
+    if resolved is None:
+        hint = (
+            f" (a prefix needs at least {MIN_PREFIX_LENGTH} characters)"
+            if len(request_id) < MIN_PREFIX_LENGTH
+            else ""
+        )
+        fail(f"no request {request_id!r} (unknown or expired){hint}", EXIT_NOT_FOUND)
+    return resolved
 
 
 def _console() -> Console:
@@ -32,17 +59,20 @@ def _console() -> Console:
     return Console(highlight=False, soft_wrap=True, width=width)
 
 
-@click.command()
+@click.command(epilog=EXITS_LOOKUP)
 @click.argument("request_id")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole record as JSON.")
 def status(request_id: str, as_json: bool) -> None:
-    """Show a request's state."""
+    """Show a request's state. REQUEST_ID may be a unique prefix of 8 or more characters."""
     settings_or_exit()
     from worker.producer import get_resend
+    from worker.queries import as_shown
+    from worker.runtime import current_runtime
 
-    record = get_resend(request_id)
+    record = get_resend(_full_id(request_id))
     if record is None:
         fail(f"no request {request_id!r} (unknown or expired)", EXIT_NOT_FOUND)
+    record = as_shown(current_runtime(), record)
     if as_json:
         click.echo(record.model_dump_json(indent=2))
         return
@@ -52,9 +82,9 @@ def status(request_id: str, as_json: bool) -> None:
         "status": record.status.value,
         "attempts": str(record.attempts),
         "merges": str(record.merges),
-        "created_at": record.created_at.isoformat(),
-        "sent_at": record.sent_at.isoformat() if record.sent_at else "-",
-        "next_attempt_at": record.next_attempt_at.isoformat() if record.next_attempt_at else "-",
+        "created_at": timestamp(record.created_at),
+        "sent_at": timestamp(record.sent_at),
+        "next_attempt_at": timestamp(record.next_attempt_at),
         "reason": record.reason or "-",
         "tango_request_ids": ", ".join(record.tango_request_ids) or "-",
         "retry_of": record.retry_of or "-",
@@ -64,24 +94,39 @@ def status(request_id: str, as_json: bool) -> None:
         click.echo(f"{name.ljust(width)}  {value}")
 
 
-@click.command(name="list")
-@click.option("--order", default=None, help="Only this order's requests.")
-@click.option("--status", "status_filter", type=click.Choice(STATUSES), default=None)
+@click.command(name="list", epilog=EXITS_LOOKUP.replace("1 not found, ", ""))
+@click.option(
+    "--order", metavar="ORDER_ID", default=None, help=f"Only this order's requests. {ORDER_ID_HELP}"
+)
+@click.option(
+    "--status",
+    "status_filter",
+    type=click.Choice(STATUSES),
+    default=None,
+    help="Only requests in this state (as stored; see `status` for waiting ones).",
+)
 @click.option("--since", type=Duration(), default=None, help="Created within, e.g. 1h, 2d.")
-@click.option("--limit", type=click.IntRange(1, 100_000), default=50, show_default=True)
+@click.option(
+    "--limit",
+    type=click.IntRange(1, 100_000),
+    default=50,
+    show_default=True,
+    help="At most this many requests.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print records as a JSON array.")
 def list_requests(
     order: str | None, status_filter: str | None, since: timedelta | None, limit: int, as_json: bool
 ) -> None:
     """List requests, newest first."""
     settings_or_exit()
-    from worker.queries import iter_requests
+    from worker.queries import as_shown, iter_requests
     from worker.runtime import current_runtime
 
     wanted = ResendStatus(status_filter) if status_filter else None
+    runtime = current_runtime()
     records = []
-    for record in iter_requests(current_runtime(), order=order, status=wanted, since=since):
-        records.append(record)
+    for record in iter_requests(runtime, order=order, status=wanted, since=since):
+        records.append(as_shown(runtime, record))
         if len(records) >= limit:
             break
     if as_json:
@@ -102,18 +147,26 @@ def list_requests(
     click.echo(f"{len(records)} request(s)")
 
 
-@click.command()
-@click.argument("order")
+@click.command(epilog=EXITS_LOOKUP)
+@click.argument("order_id")
 @click.option("--json", "as_json", is_flag=True, help="Print every request and attempt as JSON.")
-def history(order: str, as_json: bool) -> None:
-    """Every request and every call to Tango for one order, with Tango's request ids."""
+def history(order_id: str, as_json: bool) -> None:
+    """Every request and every call to Tango for ORDER_ID (Tango's referenceOrderID, e.g.
+    RA251125-1001-01), with Tango's request ids."""
     settings_or_exit()
     from worker.queries import order_history
     from worker.runtime import current_runtime
+    from worker.validation import REFERENCE_ORDER_ID
 
-    records = order_history(current_runtime(), order)
+    if not REFERENCE_ORDER_ID.fullmatch(order_id):
+        fail(
+            f"{order_id!r} is not an order id: it must look like RA251125-1001-01 "
+            "(RA, 6 digits, -, digits, -, digits)",
+            EXIT_BAD_INPUT,
+        )
+    records = order_history(current_runtime(), order_id)
     if not records:
-        fail(f"no requests for order {order!r}", EXIT_NOT_FOUND)
+        fail(f"no requests for order {order_id!r}", EXIT_NOT_FOUND)
     if as_json:
         echo_json([record.model_dump(mode="json") for record in records])
         return
@@ -136,7 +189,7 @@ def history(order: str, as_json: bool) -> None:
     _console().print(table)
 
 
-@click.command()
+@click.command(epilog=EXITS_CHANGE)
 @click.argument("request_id", required=False)
 @click.option("--all-failed", is_flag=True, help="Retry every failed request.")
 @click.option(
@@ -147,7 +200,11 @@ def history(order: str, as_json: bool) -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print old and new ids as JSON.")
 def retry(request_id: str | None, all_failed: bool, since: timedelta | None, as_json: bool) -> None:
-    """Queue failed requests again, as new requests linked to the old ones."""
+    """Queue failed requests again, as new requests linked to the old ones.
+
+    Each failed request is retried once: one already retried is not queued again, and its
+    retry's id is printed "(already retried)". REQUEST_ID may be a unique prefix of 8 or more
+    characters."""
     settings_or_exit()
     from worker.producer import NotRetryable, retry_resend
     from worker.queries import iter_requests
@@ -157,32 +214,48 @@ def retry(request_id: str | None, all_failed: bool, since: timedelta | None, as_
         fail("give a REQUEST_ID or --all-failed (not both)", EXIT_BAD_INPUT)
     if request_id:
         targets: list[ResendRecord] | None = None
+        request_id = _full_id(request_id)
         try:
             submission = retry_resend(request_id)
         except NotRetryable as error:
             code = EXIT_NOT_FOUND if "unknown" in str(error) else EXIT_BAD_INPUT
             fail(str(error), code)
-        pairs = [(request_id, submission.request_id)]
+        pairs = [(request_id, submission)]
     else:
         targets = list(iter_requests(current_runtime(), status=ResendStatus.FAILED, since=since))
-        pairs = [(old.id, retry_resend(old.id).request_id) for old in targets]
+        pairs = [(old.id, retry_resend(old.id)) for old in targets]
+    # A failed request is retried once; asking again answers its existing retry ("idempotent").
     if as_json:
-        echo_json([{"retried": old, "id": new} for old, new in pairs])
+        echo_json(
+            [
+                {
+                    "retried": old,
+                    "id": new.request_id,
+                    "already_retried": new.outcome == "idempotent",
+                }
+                for old, new in pairs
+            ]
+        )
         return
     for old, new in pairs:
-        click.echo(f"{old} -> {new}")
+        note = " (already retried)" if new.outcome == "idempotent" else ""
+        click.echo(f"{old} -> {new.request_id}{note}")
     if targets is not None:
-        click.echo(f"{len(pairs)} failed request(s) queued again")
+        again = sum(1 for _, new in pairs if new.outcome == "idempotent")
+        click.echo(f"{len(pairs) - again} failed request(s) queued again, {again} already retried")
 
 
-@click.command()
+@click.command(epilog=EXITS_CHANGE)
 @click.argument("request_id")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def cancel(request_id: str, as_json: bool) -> None:
-    """Cancel a queued or deferred request before it is sent."""
+    """Cancel a queued or deferred request before it is sent.
+
+    REQUEST_ID may be a unique prefix of 8 or more characters."""
     settings_or_exit()
     from worker.producer import cancel_resend
 
+    request_id = _full_id(request_id, missing_ok=True)  # unknown: "unknown", in JSON too
     result = cancel_resend(request_id)
     if as_json:
         echo_json({"id": request_id, "result": result})

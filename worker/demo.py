@@ -51,9 +51,9 @@ def run_demo(window_seconds: float = 3.0) -> dict[str, Any]:
         cleanup.callback(_forget_environment, env)
         reset_settings_cache()
         reset_runtime()
-        cleanup.callback(_delete_demo_keys)
+        cleanup.callback(_delete_demo_keys, f"tango-resend-demo-{tag}")
 
-        worker = _start_worker(Path(tmp) / "worker.log")
+        worker = _start_worker(Path(tmp) / "worker.log", f"tango-resend-demo-{tag}")
         cleanup.callback(_stop_worker, worker)
         _say("worker: started a Celery worker process (pool=threads)")
 
@@ -85,10 +85,12 @@ def _forget_environment(env: dict[str, str]) -> None:
     reset_runtime()
 
 
-def _start_worker(log_path: Path) -> subprocess.Popen[bytes]:
+def _start_worker(log_path: Path, name: str) -> subprocess.Popen[bytes]:
+    # Its node name carries the demo's tag, so its broker bindings can be told apart at the end.
+    arguments = ["worker", "--concurrency=4", "--loglevel=INFO", f"--hostname={name}@%h"]
     with log_path.open("wb") as log:  # the child keeps its own copy of the descriptor
         process = subprocess.Popen(
-            [sys.executable, "-m", "worker", "worker", "--concurrency=4", "--loglevel=INFO"],
+            [sys.executable, "-m", "worker", *arguments],
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -203,17 +205,39 @@ def _summarise(
     }
 
 
-def _delete_demo_keys() -> None:
+def _delete_demo_keys(marker: str) -> None:
+    """Delete the demo's keys, and its rows in the broker's binding tables.
+
+    Kombu keeps `_kombu.binding.<exchange>` sets (and `_kombu.binding_deadlines`) without a
+    TTL, shared by every Celery app on this Redis: only rows naming the demo's queue or node
+    (both carry `marker`) are taken out, and a table is deleted only once it is empty.
+    """
     client = current_runtime().redis
     settings = get_settings()
-    patterns = (
-        f"{settings.redis_key_prefix}:*",
-        f"{settings.resend_queue}*",
-        f"_kombu.binding*.{settings.resend_queue}",
-    )
-    for pattern in patterns:
+    for pattern in (f"{settings.redis_key_prefix}:*", f"{settings.resend_queue}*"):
         for key in client.scan_iter(match=pattern, count=500):
             client.delete(key)
+    tables = list(client.scan_iter(match="_kombu.binding*", count=500))
+    for key in tables:
+        if client.type(key) != "set":
+            continue
+        # A row is routing key, pattern and queue, joined by kombu's separator.
+        rows = [str(row) for row in client.smembers(key)]
+        mine = [row for row in rows if marker in row.rsplit("\x06\x16", 1)[-1]]
+        if mine:
+            client.srem(key, *mine)
+            if client.scard(key) == 0:
+                client.delete(key)
+    for key in tables:
+        if client.type(key) != "zset":
+            continue
+        # Deadlines of binding tables that no longer exist keep nothing alive.
+        names = [str(name) for name in client.zrange(key, 0, -1)]
+        gone = [name for name in names if not client.exists(f"_kombu.binding.{name}")]
+        if gone:
+            client.zrem(key, *gone)
+            if client.zcard(key) == 0:
+                client.delete(key)
 
 
 def _say(line: str) -> None:

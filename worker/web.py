@@ -21,10 +21,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from worker.metrics import build_registry
 from worker.producer import EnqueueError, submit_resend
+from worker.redis_health import eviction_policy, eviction_warning, evicts, warn_if_evicting
 from worker.runtime import current_runtime
 from worker.settings import Settings, get_settings
 from worker.validation import InvalidResendRequest
-from worker.webhook_signature import SignatureError, WebhookVerifier
+from worker.webhook_signature import REPLAY_WINDOW_SECONDS, SignatureError, WebhookVerifier
 
 logger = logging.getLogger("tango_resend.web")
 
@@ -51,7 +52,15 @@ class ResendWebhook(BaseModel):
 class Accepted(BaseModel):
     id: str
     status: str = "queued"
-    duplicate: bool = Field(description="True when this webhook-id was already accepted.")
+    duplicate: bool = Field(
+        description="True when this webhook-id was already accepted (a redelivery): the same "
+        "id as the first time, nothing new queued."
+    )
+    coalesced: bool = Field(
+        default=False,
+        description="True when a new webhook was merged into an identical request of the "
+        "order that is still pending: `id` is that request's, nothing new queued.",
+    )
 
 
 class Problem(BaseModel):
@@ -61,7 +70,14 @@ class Problem(BaseModel):
 
 
 class Health(BaseModel):
-    status: str
+    status: str = Field(
+        description="ok; degraded (Redis answers but may evict our data, see `warnings`); "
+        "unavailable (Redis does not answer, with status 503)."
+    )
+    redis_maxmemory_policy: str | None = Field(
+        default=None, description="Redis's maxmemory-policy; None when it cannot be read."
+    )
+    warnings: list[str] = Field(default_factory=list)
 
 
 class HttpProblem(Exception):
@@ -83,7 +99,7 @@ class HttpProblem(Exception):
 _PROBLEMS: dict[int | str, dict[str, Any]] = {
     status: {"model": Problem, "description": description}
     for status, description in {
-        400: "The body is not JSON.",
+        400: "The body is not JSON, or names a key twice in one object.",
         401: "Missing, invalid or stale signature.",
         413: "The body is larger than the limit (64 KiB by default).",
         422: "The body is not a valid resend request; `fields` names each problem.",
@@ -112,6 +128,10 @@ def create_app() -> FastAPI:
     settings = get_settings()
     settings.require_webhook_secret()
     verifier = _verifier(settings)
+    warn_if_evicting(current_runtime().redis)
+    # A webhook-id must be remembered as long as its signature could be replayed, whatever
+    # RESEND_IDEMPOTENCY_TTL_SECONDS says; otherwise a captured webhook makes a new resend.
+    webhook_id_ttl = max(settings.resend_idempotency_ttl_seconds, REPLAY_WINDOW_SECONDS)
     app = FastAPI(
         title="tango-resend",
         version="0.1.0",
@@ -164,7 +184,9 @@ def create_app() -> FastAPI:
         fields = _parse(body)
         key = f"webhook:{webhook_id}" if webhook_id else None
         try:
-            submission = submit_resend(fields, idempotency_key=key)
+            submission = submit_resend(
+                fields, idempotency_key=key, idempotency_ttl_seconds=webhook_id_ttl
+            )
         except InvalidResendRequest as error:
             raise HttpProblem(422, "invalid_request", str(error), fields=error.errors) from None
         except EnqueueError as error:
@@ -176,21 +198,37 @@ def create_app() -> FastAPI:
                 headers={"Retry-After": "5"},
             ) from None
         logger.info(
-            "webhook id=%s accepted as request=%s (duplicate=%s)",
+            "webhook id=%s accepted as request=%s (%s)",
             webhook_id,
             submission.request_id,
-            not submission.created,
+            submission.outcome,
         )
-        return Accepted(id=submission.request_id, duplicate=not submission.created)
+        return Accepted(
+            id=submission.request_id,
+            duplicate=submission.outcome == "idempotent",
+            coalesced=submission.outcome == "merged",
+        )
 
     @app.get("/healthz", response_model=Health, responses={503: {"model": Health}})
     def healthz() -> Any:
-        """200 when Redis answers, else 503."""
+        """200 when Redis answers, else 503. A Redis that may evict our data is reported
+        (status "degraded", a warning) but still answers 200: restarting or unrouting this
+        process cannot fix Redis's configuration, and would only stop webhooks too."""
+        client = current_runtime().redis
         try:
-            current_runtime().redis.ping()
+            client.ping()
         except redis.RedisError:
-            return JSONResponse({"status": "unavailable"}, status_code=503)
-        return Health(status="ok")
+            down = Health(status="unavailable", warnings=["Redis does not answer"])
+            return JSONResponse(down.model_dump(), status_code=503)
+        try:
+            policy = eviction_policy(client)
+        except redis.RedisError:  # INFO refused (renamed by some managed services)
+            policy = None
+        if evicts(policy):
+            assert policy is not None
+            warning = eviction_warning(policy)
+            return Health(status="degraded", redis_maxmemory_policy=policy, warnings=[warning])
+        return Health(status="ok", redis_maxmemory_policy=policy)
 
     registry = build_registry(
         current_runtime().redis, current_runtime().keys, settings.resend_queue
@@ -245,9 +283,27 @@ def _verifier(settings: Settings) -> WebhookVerifier | None:
     return WebhookVerifier(settings.webhook_secret.get_secret_value())
 
 
+class _DuplicateKey(ValueError):
+    """Raised while parsing when one JSON object names a key twice."""
+
+
+def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # JSON parsers disagree on which of two equal keys wins (Python's keeps the last, others
+    # the first), so a signed body could mean one request to its sender and another to us.
+    parsed = dict(pairs)
+    if len(parsed) != len(pairs):
+        raise _DuplicateKey
+    return parsed
+
+
 def _parse(body: bytes) -> dict[str, Any]:
     try:
-        parsed = json.loads(body)
+        parsed = json.loads(body, object_pairs_hook=_refuse_duplicate_keys)
+    except _DuplicateKey:
+        # The key is not echoed: like a refused value, it is the sender's data.
+        raise HttpProblem(
+            400, "malformed_json", "the body names a key twice in one JSON object"
+        ) from None
     except (ValueError, RecursionError):
         raise HttpProblem(400, "malformed_json", "the body is not valid JSON") from None
     if not isinstance(parsed, dict):

@@ -54,6 +54,13 @@ def test_env_example_documents_every_setting_and_nothing_else() -> None:
     assert documented_names() == SETTING_NAMES
 
 
+def test_readme_settings_table_lists_every_setting() -> None:
+    text = (ROOT / "README.md").read_text()
+    table = text.split("### Settings", 1)[1].split("\n## ", 1)[0]
+    listed = set(re.findall(r"`([A-Z][A-Z0-9_]+)`", table))
+    assert listed >= SETTING_NAMES, f"not in the README's table: {SETTING_NAMES - listed}"
+
+
 def test_procfile_has_web_and_worker_and_no_sandbox() -> None:
     entries = procfile("Procfile")
     assert set(entries) == {"web", "worker"}
@@ -72,11 +79,16 @@ def test_procfile_dev_adds_the_sandbox() -> None:
     assert example["TANGO_BASE_URL"] == f"http://127.0.0.1:{sandbox_port}/raas/v2"
 
 
+def option_value(argv: list[str], option: str) -> str:
+    return argv[argv.index(option) + 1]
+
+
 def test_compose_services_and_redis_persistence() -> None:
     services = compose()["services"]
     assert set(services) == {"redis", "sandbox", "worker", "web"}
     redis = services["redis"]
-    assert "--appendonly" in redis["command"] and "yes" in redis["command"]
+    assert option_value(redis["command"], "--appendonly") == "yes"
+    assert option_value(redis["command"], "--maxmemory-policy") == "noeviction"
     assert any(volume.endswith(":/data") for volume in redis["volumes"])
     assert "redis-cli" in redis["healthcheck"]["test"]
     for name in ("worker", "web"):
@@ -94,15 +106,30 @@ def test_compose_publishes_the_port_the_web_listens_on() -> None:
     assert f"{port}:{port}" in web["ports"]
 
 
-def test_compose_points_the_apps_at_its_own_redis_and_sandbox() -> None:
+def test_compose_points_the_apps_at_its_own_redis() -> None:
     services = compose()["services"]
-    sandbox_port = parse_command(services["sandbox"]["command"]).params["port"]
     for name in ("worker", "web"):
-        environment = services[name]["environment"]
-        assert environment["REDIS_URL"] == "redis://redis:6379/0"
-        assert expand_defaults(environment["TANGO_BASE_URL"]) == (
-            f"http://sandbox:{sandbox_port}/raas/v2"
-        )
+        assert services[name]["environment"]["REDIS_URL"] == "redis://redis:6379/0"
+
+
+def test_compose_passes_every_setting_of_the_env_file_to_worker_and_web() -> None:
+    """Given .env (a copy of .env.example), when compose starts worker and web, then every
+    variable in it reaches them: `env_file`, not a hand-picked list that can fall behind."""
+    services = compose()["services"]
+    for name in ("worker", "web"):
+        assert services[name]["env_file"] == [".env"]
+        overridden = set(services[name]["environment"])
+        assert overridden <= {"REDIS_URL", "WEBHOOK_SECRET"}, "only what compose itself decides"
+
+
+def test_compose_sandbox_is_an_opt_in_profile_nothing_depends_on() -> None:
+    services = compose()["services"]
+    assert services["sandbox"]["profiles"] == ["sandbox"]
+    for name in ("redis", "worker", "web"):
+        assert "profiles" not in services[name]
+        assert "sandbox" not in services[name].get("depends_on", {})
+    sandbox_port = parse_command(services["sandbox"]["command"]).params["port"]
+    assert f"http://sandbox:{sandbox_port}/raas/v2" in (ROOT / ".env.example").read_text()
 
 
 @pytest.mark.parametrize("service", ["sandbox", "worker", "web"])
@@ -112,10 +139,53 @@ def test_compose_environment_names_are_settings_and_documented(service: str) -> 
     assert names <= documented_names()
 
 
-def test_compose_web_has_a_webhook_secret_the_settings_accept() -> None:
+def test_compose_requires_a_webhook_secret_and_has_no_default() -> None:
     environment = compose()["services"]["web"]["environment"]
-    secret = expand_defaults(environment["WEBHOOK_SECRET"])
-    Settings(webhook_secret=secret)  # type: ignore[arg-type]
+    assert re.fullmatch(
+        r"\$\{WEBHOOK_SECRET:\?[^}]*gen-secret[^}]*\}", environment["WEBHOOK_SECRET"]
+    )
+
+
+def test_env_example_leaves_the_webhook_secret_empty_and_says_how_to_make_one() -> None:
+    text = (ROOT / ".env.example").read_text()
+    assert re.search(r"^WEBHOOK_SECRET=$", text, flags=re.MULTILINE)
+    assert "tango-resend gen-secret" in text
+
+
+def working_secrets(text: str) -> list[str]:
+    """Every `whsec_...` in `text` that the settings would accept as a secret."""
+    found = []
+    for candidate in re.findall(r"whsec_[A-Za-z0-9+/=_-]*", text):
+        try:
+            Settings(webhook_secret=candidate)  # type: ignore[arg-type]
+        except ValueError:
+            continue
+        found.append(candidate)
+    return found
+
+
+@pytest.mark.parametrize(
+    "name", ["README.md", "docker-compose.yml", ".env.example", "Procfile", "Procfile.dev"]
+)
+def test_no_deployment_file_or_readme_holds_a_working_webhook_secret(name: str) -> None:
+    assert working_secrets((ROOT / name).read_text()) == []
+    assert "ZGV2ZWxvcG1lbnQtb25seS1zZWNyZXQtY2hhbmdlLW1l" not in (ROOT / name).read_text()
+
+
+def test_procfile_dev_serves_the_receiver_on_8000_whatever_honcho_sets_port_to() -> None:
+    """honcho gives each process its own PORT (5100 for the second); the README's examples
+    use http://localhost:8000, so Procfile.dev does not read PORT."""
+    web = procfile("Procfile.dev")["web"]
+    assert "PORT:-" not in web.replace("WEB_PORT:-", "")
+    assert parse_command(shlex.split(expand_defaults(web))).params["port"] == 8000
+
+
+@pytest.mark.parametrize("target", ["run", "run-dev"])
+def test_make_run_targets_go_through_the_launcher(target: str) -> None:
+    """The launcher puts .venv/bin on PATH and lets the shell win over the env file."""
+    text = (ROOT / "Makefile").read_text()
+    recipe = text.split(f"\n{target}: ", 1)[1].split("\n\n", 1)[0]
+    assert "scripts/run_procfile.py" in recipe and "honcho start" not in recipe
 
 
 def test_dockerfile_installs_the_package_pinned_and_runs_as_non_root() -> None:
@@ -124,3 +194,17 @@ def test_dockerfile_installs_the_package_pinned_and_runs_as_non_root() -> None:
     users = re.findall(r"^USER\s+(\S+)", text, flags=re.MULTILINE)
     assert users and users[-1] not in {"root", "0"}
     assert (ROOT / "constraints.txt").read_text().count("==") >= 10
+
+
+def test_readme_examples_use_the_orders_the_dev_sandbox_knows() -> None:
+    """The README's examples, run against `make run-dev`, name orders its sandbox has (an
+    unknown one fails with 404), and `tango-resend sandbox` knows them by default too."""
+    from worker.cli import SANDBOX_ORDERS
+
+    text = (ROOT / "README.md").read_text()
+    usage = text.split("## Using it\n", 1)[1].split("\n## Operating it", 1)[0]
+    webhooks = text.split("## Webhooks\n", 1)[1].split("\n## Deployment", 1)[0]
+    named = set(re.findall(r"RA\d{6}-\d+-\d+", usage + webhooks))
+    dev_sandbox = parse_command(shlex.split(expand_defaults(procfile("Procfile.dev")["sandbox"])))
+    assert named and named <= set(dev_sandbox.params["orders"])
+    assert set(SANDBOX_ORDERS) == set(dev_sandbox.params["orders"])

@@ -1,0 +1,86 @@
+"""scripts/run_procfile.py: the environment `make run` and `make run-dev` give their processes."""
+
+from __future__ import annotations
+
+import importlib.util
+import stat
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from worker.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def launcher() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("run_procfile", ROOT / "scripts/run_procfile.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def env_file(tmp_path: Path) -> Path:
+    path = tmp_path / ".env.example"
+    path.write_text(
+        "# a comment\n"
+        "REDIS_URL=redis://localhost:6379/0\n"
+        "LOG_LEVEL=INFO\n"
+        "WEBHOOK_SECRET=\n"
+        "# API_TOKEN=commented-out\n"
+        "QUOTED='a b'  # trailing comment\n"
+    )
+    return path
+
+
+def test_the_shell_wins_over_the_env_file_and_is_named(env_file: Path, tmp_path: Path) -> None:
+    """Given REDIS_URL in the shell and in the file, the processes get the shell's and a note
+    names the override (honcho alone would silently give them the file's)."""
+    shell = {"REDIS_URL": "redis://127.0.0.1:6390/3", "PATH": "/usr/bin:/bin"}
+    environment, notes = launcher().build_environment(
+        env_file, shell, dev=False, root=tmp_path, venv_bin=tmp_path / "venv/bin"
+    )
+    assert environment["REDIS_URL"] == "redis://127.0.0.1:6390/3"
+    assert environment["LOG_LEVEL"] == "INFO"
+    assert environment["QUOTED"] == "a b"
+    assert "WEBHOOK_SECRET" not in environment and "API_TOKEN" not in environment
+    assert notes == ["REDIS_URL from your shell overrides .env.example"]
+
+
+def test_the_virtualenv_comes_first_on_path(env_file: Path, tmp_path: Path) -> None:
+    environment, _ = launcher().build_environment(
+        env_file, {"PATH": "/usr/bin:/bin"}, dev=False, root=tmp_path, venv_bin=Path("/v/bin")
+    )
+    assert environment["PATH"] == "/v/bin:/usr/bin:/bin"
+
+
+def test_dev_makes_one_local_secret_the_settings_accept_and_keeps_it(
+    env_file: Path, tmp_path: Path
+) -> None:
+    module = launcher()
+    first, notes = module.build_environment(
+        env_file, {}, dev=True, root=tmp_path, venv_bin=tmp_path
+    )
+    again, _ = module.build_environment(env_file, {}, dev=True, root=tmp_path, venv_bin=tmp_path)
+    secret = first["WEBHOOK_SECRET"]
+    assert secret == again["WEBHOOK_SECRET"], "kept across runs, so senders can read it"
+    Settings(webhook_secret=secret)  # type: ignore[arg-type]
+    kept = tmp_path / ".run/dev-webhook-secret"
+    assert kept.read_text().strip() == secret
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o600
+    assert any(".run/dev-webhook-secret" in note for note in notes)
+
+
+def test_a_secret_from_the_shell_is_used_as_is(env_file: Path, tmp_path: Path) -> None:
+    environment, _ = launcher().build_environment(
+        env_file, {"WEBHOOK_SECRET": "whsec_fromshell"}, dev=True, root=tmp_path, venv_bin=tmp_path
+    )
+    assert environment["WEBHOOK_SECRET"] == "whsec_fromshell"
+    assert not (tmp_path / ".run").exists()
+
+
+def test_dot_run_is_git_ignored() -> None:
+    assert ".run/" in (ROOT / ".gitignore").read_text().splitlines()

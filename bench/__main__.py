@@ -18,7 +18,17 @@ from typing import Any
 from bench import plots, report
 from bench.config import BenchParams, full, quick
 from bench.harness import REPO_ROOT, RedisProbe
-from bench.scenarios import lateness, makespan, overhead, parked, profile, ratelimit, redis_ops
+from bench.scenarios import (
+    deploy,
+    kill,
+    lateness,
+    makespan,
+    overhead,
+    parked,
+    profile,
+    ratelimit,
+    redis_ops,
+)
 from bench.scenarios.common import Context, ScenarioResult
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/11"
@@ -32,12 +42,14 @@ SCENARIOS: dict[str, Runner] = {
     "parked": lambda ctx, p: parked.run(ctx, p.parked),
     "redis_ops": lambda ctx, p: redis_ops.run(ctx, p.redis_ops),
     "profile": lambda ctx, p: profile.run(ctx, p.profile),
+    "deploy": lambda ctx, p: deploy.run(ctx, p.deploy),
+    "kill": lambda ctx, p: kill.run(ctx, p.kill),
 }
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="smaller sizes (about 2 minutes)")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes (about 3.5 minutes)")
     parser.add_argument(
         "--only",
         default="",

@@ -104,6 +104,42 @@ class ProfileParams:
 
 
 @dataclass(frozen=True)
+class DeployParams:
+    """A rate-limited backlog across a rolling deploy: a new worker under a new name, then
+    SIGTERM (warm shutdown) to the old one, mid-backlog."""
+
+    backlog_orders: int  # one request each
+    windowed_orders: int  # orders resent in Tango's portal just before: their first call
+    # meets the window (403.005) and they wait it out
+    window_seconds: float
+    deploy_after_calls: int  # the new worker starts once this many calls reached Tango
+    rate_limit: float = 1.0  # the fleet's default
+    # The sandbox enforces its own limit a little above ours (still 1 call in any second).
+    sandbox_rate_limit: float = 1.2
+    concurrency: int = 16
+
+
+@dataclass(frozen=True)
+class KillParams:
+    """A worker SIGKILLed with requests mid-wait and calls in flight, then a replacement under
+    a new name; the production visibility timeout (300 s), so the broker cannot be what
+    recovers anything, and the default lease."""
+
+    orders: int
+    requests_per_order: int
+    window_seconds: float
+    slow_orders: int  # their first call stalls `slow_call_seconds` after Tango acted
+    slow_call_seconds: float
+    rate_limit: float = 1.0  # the fleet's default
+    sandbox_rate_limit: float = 1.2
+    concurrency: int = 8
+    visibility_timeout_seconds: int = 300
+    # The kill waits (at most this long) for a moment the worker holds a task it has begun but
+    # is not calling Tango for (waiting in-thread for its rate slot): the case the lease is for.
+    catch_held_seconds: float = 15.0
+
+
+@dataclass(frozen=True)
 class BenchParams:
     mode: str
     overhead: OverheadParams
@@ -113,6 +149,8 @@ class BenchParams:
     parked: ParkedParams
     redis_ops: RedisOpsParams
     profile: ProfileParams
+    deploy: DeployParams
+    kill: KillParams
     notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -140,6 +178,16 @@ def full() -> BenchParams:
         parked=ParkedParams(idle_requests=10_000, parked_requests=50_000, idle_measure_seconds=30),
         redis_ops=RedisOpsParams(orders=1000, queued_orders=200),
         profile=ProfileParams(orders=1500),
+        deploy=DeployParams(
+            backlog_orders=30, windowed_orders=3, window_seconds=20.0, deploy_after_calls=14
+        ),
+        kill=KillParams(
+            orders=8,
+            requests_per_order=3,
+            window_seconds=4.0,
+            slow_orders=3,
+            slow_call_seconds=5.0,
+        ),
     )
 
 
@@ -159,6 +207,16 @@ def quick() -> BenchParams:
         parked=ParkedParams(idle_requests=2_000, parked_requests=5_000, idle_measure_seconds=8),
         redis_ops=RedisOpsParams(orders=300, queued_orders=60),
         profile=ProfileParams(orders=400),
+        deploy=DeployParams(
+            backlog_orders=20, windowed_orders=3, window_seconds=12.0, deploy_after_calls=9
+        ),
+        kill=KillParams(
+            orders=6,
+            requests_per_order=3,
+            window_seconds=3.0,
+            slow_orders=2,
+            slow_call_seconds=5.0,
+        ),
         notes=[
             "quick mode: smaller sizes than the issue's (e.g. 5,000 parked requests instead of "
             "50,000 and 2,000 waiting requests instead of 10,000); run `make bench` for those",

@@ -333,6 +333,22 @@ class WorkerProcess:
                 continue
         return total
 
+    def terminate(self) -> float:
+        """SIGTERM (Celery's warm shutdown: finish running tasks, restore the rest); returns
+        when it was sent (time.time()). `stop` then waits for the exit."""
+        sent_at = time.time()
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+        return sent_at
+
+    def kill(self) -> float:
+        """SIGKILL the process group (no shutdown, no acknowledgements); returns when."""
+        sent_at = time.time()
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+        return sent_at
+
     def stop(self) -> None:
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)

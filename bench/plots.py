@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -246,6 +247,95 @@ def redis_ops(series: dict[str, Any], path: Path) -> None:
     _save(figure, path)
 
 
+_MOMENTS = {
+    "new_worker_starting": ("new worker starting", "#9467bd"),
+    "sigterm": ("SIGTERM to the old worker", PEER),
+    "old_worker_exited": ("old worker exited", GREY),
+}
+
+
+def deploy(series: dict[str, Any], path: Path) -> None:
+    figure, (left, right) = plt.subplots(1, 2, figsize=(14, 4.5))
+    arrivals, statuses = series["arrivals"], series["statuses"]
+    interval = series["interval"]
+    for status, color, label in (
+        (201, "#2ca02c", "201 sent"),
+        (403, "#ff7f0e", "403.005 (window opened in the portal)"),
+        (429, PEER, "429 over Tango's limit"),
+    ):
+        points = [
+            (t, k) for k, (t, s) in enumerate(zip(arrivals, statuses, strict=True)) if s == status
+        ]
+        if points:
+            left.scatter(
+                [t for t, _ in points],
+                [k for _, k in points],
+                s=14,
+                color=color,
+                label=label,
+                zorder=3,
+            )
+    if arrivals:
+        left.plot(
+            [0, interval * (len(arrivals) - 1)],
+            [0, len(arrivals) - 1],
+            color=GREY,
+            linestyle="--",
+            label=f"one slot per {interval:.2f} s",
+        )
+    gaps = [later - earlier for earlier, later in itertools.pairwise(arrivals)]
+    right.step(arrivals[1:], gaps, where="pre", color=OURS, label="pause before each call")
+    right.axhline(5.0, color=PEER, linestyle="--", label="goal: ≤ 5 s")
+    right.axhline(interval, color=GREY, linestyle=":", label="slot interval")
+    for ax in (left, right):
+        for name, (label, color) in _MOMENTS.items():
+            moment = series["moments"].get(name)
+            if moment is not None:
+                ax.axvline(moment, color=color, linestyle=":", label=label if ax is left else None)
+        ax.set_xlabel("seconds since the first call")
+    left.set_ylabel("call (arrival order)")
+    left.set_title("calls reaching Tango during a rolling deploy")
+    left.legend(fontsize=8, loc="upper left")
+    right.set_ylabel("seconds since the previous call")
+    right.set_ylim(0, max([5.5, *gaps]) * 1.1)
+    right.set_title(f"pauses (longest {max(gaps, default=0):.2f} s)")
+    right.legend(fontsize=8, loc="upper right")
+    _save(figure, path)
+
+
+def kill(series: dict[str, Any], path: Path) -> None:
+    figure, ax = plt.subplots(figsize=(11, 4.5))
+    slow = set(series["slow"])
+    for status, color, label in ((201, "#2ca02c", "201 sent"), (403, "#ff7f0e", "403.005")):
+        points = [(t, order) for t, order, s in series["calls"] if s == status]
+        if points:
+            ax.scatter(
+                [t for t, _ in points],
+                [o for _, o in points],
+                s=16,
+                color=color,
+                label=label,
+                zorder=3,
+            )
+    for order in slow:
+        ax.axhline(order, color=PEER, alpha=0.15, linewidth=6)
+    ax.axvline(0, color=PEER, label="SIGKILL")
+    ax.axvline(series["rescuer_ready"], color="#9467bd", linestyle=":", label="replacement ready")
+    recovery = series.get("recovery")
+    if recovery is not None:
+        ax.axvline(
+            recovery,
+            color=OURS,
+            linestyle="--",
+            label=f"last left-behind request runs ({recovery:.1f} s)",
+        )
+    ax.set_xlabel("seconds since the SIGKILL")
+    ax.set_ylabel("order (shaded: first call in flight at the kill)")
+    ax.set_title(f"calls per order around a SIGKILL (W = {series['window_seconds']:g} s)")
+    ax.legend(fontsize=8, loc="upper right", framealpha=0.95)
+    _save(figure, path)
+
+
 PLOTTERS = {
     "overhead": ("overhead.png", overhead),
     "lateness": ("lateness.png", lateness),
@@ -253,6 +343,8 @@ PLOTTERS = {
     "rate_limit": ("rate_limit.png", rate_limit),
     "parked": ("parked.png", parked),
     "redis_ops": ("redis_ops.png", redis_ops),
+    "deploy": ("deploy.png", deploy),
+    "kill": ("kill.png", kill),
 }
 
 

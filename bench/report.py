@@ -95,6 +95,22 @@ FIGURES = (
         "worker CPU while requests wait for their windows (% of one core)",
         "%",
     ),
+    Figure(
+        "deploy_pause_max_s",
+        "deploy",
+        "rolling deploy under a 1 call/s backlog: longest pause between consecutive calls",
+        "s",
+        "≤ 5",
+        lambda v: v <= 5,
+    ),
+    Figure(
+        "kill_recovery_s",
+        "kill",
+        "SIGKILL: until the last request it left (not in flight) runs again, past its wait",
+        "s",
+        "≤ 30",
+        lambda v: v <= 30,
+    ),
 )
 
 
@@ -229,6 +245,22 @@ def _params_lines(results: dict[str, Any]) -> list[str]:
             f"- Redis commands: {o['orders']:,} distinct orders (and {o['queued_orders']} orders x "
             f"2 for the queued path)"
         )
+    if "deploy" in params:
+        o = params["deploy"]
+        lines.append(
+            f"- deploy: backlog of {o['backlog_orders']} orders and {o['windowed_orders']} "
+            f"orders waiting out a portal resend's window (W={o['window_seconds']:g} s), "
+            f"R={o['rate_limit']:g}/s (sandbox: {o['sandbox_rate_limit']:g}/s), new worker "
+            f"after {o['deploy_after_calls']} calls, then SIGTERM to the old one"
+        )
+    if "kill" in params:
+        o = params["kill"]
+        lines.append(
+            f"- kill: {o['orders']} orders x {o['requests_per_order']} requests, "
+            f"W={o['window_seconds']:g} s, {o['slow_orders']} first calls in flight "
+            f"({o['slow_call_seconds']:g} s after Tango acted), threads x {o['concurrency']}, "
+            f"visibility timeout {o['visibility_timeout_seconds']} s, default lease"
+        )
     return lines
 
 
@@ -282,6 +314,8 @@ PLOTS = (
     ("rate_limit.png", "calls per second during a backlog"),
     ("parked.png", "worker memory and CPU with parked requests"),
     ("redis_ops.png", "Redis commands per resend"),
+    ("deploy.png", "calls during a rolling deploy under the rate limit"),
+    ("kill.png", "calls around a SIGKILL and the replacement"),
 )
 
 

@@ -112,6 +112,27 @@ def enqueue_ours(items: Sequence[Item]) -> float:
     return time.perf_counter() - started
 
 
+def enqueue_ours_ids(items: Sequence[Item]) -> list[str]:
+    """Submit through tango-resend's own API in this process; returns the request ids."""
+    from worker.producer import submit_resend
+
+    return [
+        submit_resend({"referenceOrderID": order, **fields}).request_id for order, fields in items
+    ]
+
+
+def final_statuses(request_ids: Sequence[str]) -> dict[str, int]:
+    """How many of the requests ended in each status (or `missing`)."""
+    from worker.producer import get_resend
+
+    counts: dict[str, int] = {}
+    for request_id in request_ids:
+        record = get_resend(request_id)
+        status = record.status.value if record is not None else "missing"
+        counts[status] = counts.get(status, 0) + 1
+    return counts
+
+
 def _enqueue_chunk(settings: Mapping[str, str], items: Sequence[Item]) -> float:
     use_settings(settings)
     return enqueue_ours(items)

@@ -1,0 +1,304 @@
+"""Scenario 9: how soon what a SIGKILLed worker left behind runs again.
+
+M orders x k distinct requests, window W, the fleet's default rate limit (1 call/s; the
+sandbox enforces 1 call in any second), one worker (threads x C). The first call of the first
+few orders stalls `slow_call_seconds` after Tango acted (the sandbox's `delay_phase="after"`
+fault), so those calls are in flight at the kill, while other requests wait in the due index
+for their windows or rate slots. Every wait is in Redis, and a worker takes one message per
+thread (prefetch 1, acks late), so what a SIGKILL can strand outside a call is a task the
+worker has begun but is not calling Tango for: a run waiting in-thread for its rate slot (it
+wakes 50 ms before it) or passing the gate. The kill is timed for such a moment (Redis is
+polled for a message in kombu's `unacked` hash whose request is neither calling nor final and
+whose due score is a fresh lease), within `catch_held_seconds` after the slow calls are in
+flight, else it happens then anyway (`details.caught_held_request` says which). A replacement
+starts under a new name. The visibility timeout is the production one (300 s), so the broker's
+redelivery cannot be what recovers anything; the lease is the default (`RESEND_LEASE_SECONDS`).
+
+Right after the kill, Redis is read for every request: calling Tango (`calling_until` after
+the kill: in flight), begun by the dead worker outside a call (`held_by_dead_worker`), parked in
+the due index, waiting for its turn, finished. For every unfinished request that was not in
+flight and was at the head of its order, recovery = its first call after the kill - (the kill,
+or the end of the wait it still had if later: the order's last answer before the kill + W, its
+reserved rate slot). `kill_recovery_s` is the largest; the in-flight requests are reported apart
+(they wait out their held window, W + twice the connect and read timeouts, by design).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from typing import Any
+
+from bench import analysis
+from bench.config import KillParams
+from bench.harness import Stack, start_our_worker, wait_for
+from bench.scenarios.common import (
+    Context,
+    ScenarioResult,
+    distinct_fields,
+    enqueue_ours_ids,
+    final_statuses,
+    order_ids,
+    wait_ours_finished,
+)
+from worker.keys import RedisKeys
+from worker.settings import Settings
+
+
+def _unacked_task_ids(ctx: Context) -> set[str]:
+    """Task ids (= request ids) of the messages delivered to a worker and not acknowledged."""
+    ids: set[str] = set()
+    for raw in ctx.probe.client.hvals("unacked"):
+        try:
+            message = json.loads(raw)[0]
+            ids.add(str(message["headers"]["id"]))
+        except (ValueError, KeyError, IndexError, TypeError):
+            continue
+    return ids
+
+
+def _snapshot(
+    ctx: Context, keys: RedisKeys, request_ids: list[str], lease: float
+) -> dict[str, Any]:
+    """What Redis says of every request right after the kill."""
+    now = ctx.probe.now()
+    held = _unacked_task_ids(ctx)
+    pipe = ctx.probe.client.pipeline()
+    for request_id in request_ids:
+        pipe.hmget(keys.record(request_id), "status", "calling_until")
+        pipe.zscore(keys.due_index, request_id)
+        pipe.get(keys.rate_reservation(request_id))
+    replies = pipe.execute()
+    state: dict[str, Any] = {}
+    for index, request_id in enumerate(request_ids):
+        (status, calling_until), score, slot = replies[3 * index : 3 * index + 3]
+        calling = float(calling_until) if calling_until else 0.0
+        if status in ("sent", "failed", "cancelled"):
+            kind = "finished"
+        elif calling > now:
+            kind = "in_flight"
+        elif request_id in held and score is not None and score > now + lease - 2:
+            kind = "held_by_dead_worker"  # begun (a fresh lease), not calling
+        elif score is None:
+            kind = "unscheduled"
+        elif score == float("inf"):
+            kind = "waiting_for_turn"
+        elif score > now:
+            kind = "parked"
+        else:
+            kind = "due"
+        state[request_id] = {
+            "kind": kind,
+            "status": status,
+            "calling_until_in": calling - now if calling else None,
+            "due_in": None if score is None or score == float("inf") else score - now,
+            "message_held": request_id in held,
+            # The rate slot it had reserved (epoch seconds, Redis's clock = this host's).
+            "rate_slot": int(slot) / 1000 if slot else None,
+        }
+    return state
+
+
+def _held_outside_a_call(ctx: Context, keys: RedisKeys, lease: float) -> bool:
+    """The worker holds a task it has begun (due score = a fresh lease) and is not calling for."""
+    held = sorted(_unacked_task_ids(ctx))
+    if not held:
+        return False
+    pipe = ctx.probe.client.pipeline()
+    pipe.time()
+    for request_id in held:
+        pipe.hmget(keys.record(request_id), "status", "calling_until")
+        pipe.zscore(keys.due_index, request_id)
+    seconds, micros, *replies = _flatten_time(pipe.execute())
+    now = int(seconds) + int(micros) / 1e6
+    for index in range(len(held)):
+        (status, calling_until), score = replies[2 * index], replies[2 * index + 1]
+        if status in (None, "sent", "failed", "cancelled"):
+            continue
+        if calling_until and float(calling_until) > now:
+            continue
+        if score is not None and score != float("inf") and score > now + lease - 2:
+            return True
+    return False
+
+
+def _flatten_time(replies: list[Any]) -> list[Any]:
+    (seconds, micros), *rest = replies
+    return [seconds, micros, *rest]
+
+
+def run(ctx: Context, p: KillParams) -> ScenarioResult:
+    orders = order_ids(p.orders)
+    # The slow orders come first, so their calls take the first rate slots and are in flight
+    # while the rest of the stream goes on.
+    slow = set(orders[: p.slow_orders])
+    lease = float(Settings.model_fields["resend_lease_seconds"].default)
+    email_of: dict[str, tuple[str, int]] = {}
+    items = []
+    for index in range(p.requests_per_order):
+        for order in orders:
+            fields = distinct_fields(order, index)
+            email_of[fields["newEmail"]] = (order, index)
+            items.append((order, fields))
+    with Stack() as stack:
+        sandbox = ctx.sandbox(
+            stack, orders, cooldown_seconds=p.window_seconds, rate_limit=p.sandbox_rate_limit
+        )
+        for order in slow:
+            sandbox.control.inject_fault(
+                order, delay_seconds=p.slow_call_seconds, delay_phase="after", count=1
+            )
+        settings = ctx.use_run_settings(
+            "kill",
+            base_url=sandbox.base_url,
+            window_seconds=p.window_seconds,
+            rate_limit=p.rate_limit,
+            WORKER_CONCURRENCY=str(p.concurrency),
+            BROKER_VISIBILITY_TIMEOUT_SECONDS=str(p.visibility_timeout_seconds),
+        )
+        keys = RedisKeys(settings["REDIS_KEY_PREFIX"])
+        doomed = start_our_worker(
+            settings, ctx.log_dir, ctx.probe, concurrency=p.concurrency, name="doomed"
+        )
+        stack.push(doomed, doomed.stop)
+        ids = enqueue_ours_ids(items)
+        request_of = {(order, index): ids[n] for n, (order, index) in enumerate(email_of.values())}
+
+        def slow_in_flight() -> bool:
+            calls = analysis.resend_calls(sandbox.calls(), slow)
+            return len(calls) >= len(slow) and all(c["answered_at"] is None for c in calls)
+
+        wait_for(slow_in_flight, timeout=30, what="the slow calls to be in flight")
+        caught = True
+        try:
+            wait_for(
+                lambda: _held_outside_a_call(ctx, keys, lease),
+                timeout=p.catch_held_seconds,
+                interval=0.002,
+                what="a task begun outside a call",
+            )
+        except TimeoutError:
+            caught = False
+        killed_at = doomed.kill()
+        state = _snapshot(ctx, keys, ids, lease)
+        rescuer = start_our_worker(
+            settings, ctx.log_dir, ctx.probe, concurrency=p.concurrency, name="rescuer"
+        )
+        stack.push(rescuer, rescuer.stop)
+        rescuer_ready = time.time() - killed_at
+        hold = p.window_seconds + 30  # the window hold of a call in flight, at most
+        wait_ours_finished(
+            ctx.probe,
+            keys.prefix,
+            timeout=60 + hold + p.requests_per_order * (p.window_seconds + p.orders / p.rate_limit),
+        )
+        time.sleep(0.2)
+        statuses = final_statuses(ids)
+        calls = analysis.resend_calls(sandbox.calls())
+
+    calls_of: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    by_order: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for call in calls:
+        email = (call.get("body") or {}).get("newEmail")
+        if email in email_of:
+            calls_of[request_of[email_of[email]]].append(call)
+        by_order[str(call["referenceOrderID"])].append(call)
+
+    recovered: list[dict[str, Any]] = []
+    in_flight: list[dict[str, Any]] = []
+    for (order, index), request_id in request_of.items():
+        info = state[request_id]
+        after = [c for c in calls_of[request_id] if float(c["received_at"]) > killed_at]
+        if info["kind"] == "finished" or not after:
+            continue
+        first_after = float(after[0]["received_at"])
+        before = [
+            c
+            for c in by_order[order]
+            if float(c["received_at"]) <= killed_at and c["status"] == 201
+        ]
+        if info["kind"] == "in_flight":
+            own = [c for c in calls_of[request_id] if float(c["received_at"]) <= killed_at]
+            started = float(own[-1]["received_at"]) if own else killed_at
+            in_flight.append(
+                {
+                    "order": order,
+                    "request": index,
+                    "call_after_kill_seconds": first_after - killed_at,
+                    "after_its_window_seconds": first_after - (started + p.window_seconds),
+                    "after_its_hold_seconds": first_after - killed_at - info["calling_until_in"],
+                    "status_after": after[0]["status"],
+                }
+            )
+            continue
+        ahead = [
+            request_of[(order, j)]
+            for j in range(index)
+            if state[request_of[(order, j)]]["kind"] != "finished"
+        ]
+        if ahead:
+            continue  # its wait is the request ahead of it: measured through that one
+        window_end = float(before[-1]["answered_at"]) + p.window_seconds if before else 0.0
+        due = max(killed_at, window_end, info["rate_slot"] or 0.0)
+        recovered.append(
+            {
+                "order": order,
+                "request": index,
+                "kind": info["kind"],
+                "message_held": info["message_held"],
+                "wait_left_seconds": due - killed_at,
+                "recovery_seconds": first_after - due,
+                "status_after": after[0]["status"],
+            }
+        )
+    worst = max(recovered, key=lambda r: r["recovery_seconds"]) if recovered else None
+    recovery = worst["recovery_seconds"] if worst else float("nan")
+    kinds: dict[str, int] = defaultdict(int)
+    for info in state.values():
+        kinds[info["kind"]] += 1
+    ctx.say(
+        f"at the kill: {dict(kinds)}; recovery {recovery:.3f} s "
+        f"({worst['kind'] if worst else '-'}; {len(recovered)} measured); replacement ready "
+        f"{rescuer_ready:.1f} s after the kill; in flight: "
+        + ", ".join(f"{r['call_after_kill_seconds']:.1f} s" for r in in_flight)
+        + f"; statuses {statuses}"
+    )
+    by_kind: dict[str, float] = {}
+    for item in recovered:
+        kind = item["kind"]
+        by_kind[kind] = max(by_kind.get(kind, float("-inf")), item["recovery_seconds"])
+    return ScenarioResult(
+        metrics={"kill_recovery_s": recovery},
+        details={
+            "at_kill": dict(kinds),
+            "measured_requests": len(recovered),
+            "recovery_max_by_kind_seconds": by_kind,
+            "worst": worst,
+            "recovered": sorted(recovered, key=lambda r: -r["recovery_seconds"]),
+            "in_flight": in_flight,
+            "in_flight_call_inside_window": sum(
+                1 for r in in_flight if r["after_its_window_seconds"] < 0
+            ),
+            "replacement_ready_seconds": rescuer_ready,
+            "lease_seconds": lease,
+            "caught_held_request": caught,
+            "calls": len(calls),
+            "cooldown_errors": analysis.cooldown_errors(calls),
+            "final_statuses": statuses,
+        },
+        series={
+            "calls": [
+                (
+                    float(c["received_at"]) - killed_at,
+                    orders.index(str(c["referenceOrderID"])),
+                    int(c["status"] or 0),
+                )
+                for c in calls
+            ],
+            "slow": sorted(orders.index(order) for order in slow),
+            "rescuer_ready": rescuer_ready,
+            "recovery": worst["recovery_seconds"] + worst["wait_left_seconds"] if worst else None,
+            "window_seconds": p.window_seconds,
+        },
+    )

@@ -1,17 +1,14 @@
-"""The outcome-callback task. Delivery and its retry schedule live in `worker.callbacks`."""
+"""The outcome-callback task of earlier versions. Delivery and its retry schedule live in
+`worker.callbacks`: each worker's own delivery threads take owed callbacks straight from the
+outbox, so callbacks never wait in (or hold) the resend queue's pool."""
 
 from __future__ import annotations
 
 from worker.celery_app import DELIVER_TASK_NAME, app
-from worker.runtime import current_runtime
 
 
 @app.task(name=DELIVER_TASK_NAME, acks_late=True, reject_on_worker_lost=True)
 def deliver_outcome(request_id: str) -> str:
-    """POST one owed outcome event; a failure is re-scheduled in the outbox, not retried here."""
-    from worker.callbacks import OutcomeDeliverer
-
-    runtime = current_runtime()
-    if runtime.settings.result_webhook_url is None:
-        return "disabled"
-    return OutcomeDeliverer(runtime).deliver(request_id)
+    """A message an older version's scheduler published during a rolling deploy. It delivers
+    nothing: the entry is still in the outbox, and a delivery thread claims it there (once)."""
+    return "outbox"

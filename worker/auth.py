@@ -5,27 +5,60 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import math
 import time
 import uuid
 from collections.abc import Callable
-from typing import Protocol
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import urlsplit
 
 import redis
 import requests
 
 from worker.error_mapping import error_for_exception, error_for_response, parse_json_object
-from worker.errors import TangoAuthenticationError, TangoTransientError
+from worker.errors import TangoTransientError
 from worker.keys import RedisKeys
 from worker.settings import Settings
+
+if TYPE_CHECKING:
+    from worker.metrics import MetricsRecorder
 
 logger = logging.getLogger(__name__)
 
 # Tango rate-limits token requests hard, so a token is renewed ahead of expiry, by one process.
 _RENEW_BEFORE_EXPIRY_FRACTION = 0.1
 _MAX_RENEW_MARGIN_SECONDS = 3600.0
-_FETCH_LOCK_SECONDS = 30
-_WAIT_FOR_TOKEN_SECONDS = 35.0
+# The fetch lock outlives the longest fetch the timeouts allow (requests' timeouts bound each
+# connection attempt and each read, so twice connect plus read), plus this margin; waiters
+# wait that long plus the margin again.
+_FETCH_MARGIN_SECONDS = 10.0
 _POLL_SECONDS = 0.05
+# `expires_in` is clamped to this range: a token lives at least a second, at most a week.
+_MIN_LIFETIME_SECONDS = 1.0
+_MAX_LIFETIME_SECONDS = 7 * 86400.0
+_DEFAULT_LIFETIME_SECONDS = 86400.0
+# After a failed fetch nobody asks again for this long: 5 s, doubling per consecutive failure
+# up to 30 s, so a dead endpoint is asked at most about twice a minute by the whole fleet.
+_FAILURE_CACHE_SECONDS = 5.0
+_MAX_FAILURE_CACHE_SECONDS = 30.0
+# How long /healthz keeps reporting the last failure if nobody tries again.
+_LAST_FAILURE_TTL_SECONDS = 3600
+
+
+class TokenUnavailable(TangoTransientError):
+    """Raised when the fleet's OAuth token cannot be had: the token endpoint failed, refused
+    us (a mistyped TANGO_TOKEN_URL, wrong client credentials) or answered without a token.
+
+    A configuration or outage problem, never the request's: it is never ambiguous (no resend
+    was sent), and the executor waits and retries it with backoff without failing the request
+    or using up its retries. `failures` counts the fleet's consecutive failed fetches."""
+
+    def __init__(self, message: str, *, failures: int = 1, **kwargs: Any) -> None:
+        kwargs["ambiguous"] = False
+        super().__init__(message, **kwargs)
+        self.failures = failures
+
 
 _DROP_IF_CURRENT = """
 local cached = redis.call('GET', KEYS[1])
@@ -84,6 +117,7 @@ class SharedTokenAuthorizer:
         session: requests.Session,
         keys: RedisKeys,
         sleep: Callable[[float], None] = time.sleep,
+        metrics: MetricsRecorder | None = None,
     ) -> None:
         assert settings.tango_client_id and settings.tango_client_secret
         assert settings.tango_token_url
@@ -92,6 +126,11 @@ class SharedTokenAuthorizer:
         self._session = session
         self._keys = keys
         self._sleep = sleep
+        self._metrics = metrics
+        timeouts = settings.tango_connect_timeout_seconds + settings.tango_timeout_seconds
+        longest_fetch = 2 * timeouts
+        self.fetch_lock_seconds = math.ceil(longest_fetch + _FETCH_MARGIN_SECONDS)
+        self.wait_for_token_seconds = self.fetch_lock_seconds + _FETCH_MARGIN_SECONDS
         self._release = client.register_script(_RELEASE_IF_OWNER)
         self._drop_if_current = client.register_script(_DROP_IF_CURRENT)
 
@@ -105,25 +144,96 @@ class SharedTokenAuthorizer:
         return True
 
     def _token(self) -> str:
-        deadline = time.monotonic() + _WAIT_FOR_TOKEN_SECONDS
+        deadline = time.monotonic() + self.wait_for_token_seconds
+        keys = self._keys
         while True:
-            cached = self._redis.get(self._keys.oauth_token)
+            cached = self._redis.get(keys.oauth_token)
             if cached is not None:
                 return str(json.loads(cached)["access_token"])
+            self._raise_if_recently_failed()
             owner = uuid.uuid4().hex
-            if self._redis.set(self._keys.oauth_fetch_lock, owner, nx=True, ex=_FETCH_LOCK_SECONDS):
+            if self._redis.set(keys.oauth_fetch_lock, owner, nx=True, ex=self.fetch_lock_seconds):
                 try:
-                    cached = self._redis.get(self._keys.oauth_token)
+                    cached = self._redis.get(keys.oauth_token)
                     if cached is not None:
                         return str(json.loads(cached)["access_token"])
+                    self._raise_if_recently_failed()
                     return self._fetch_and_store()
                 finally:
-                    self._release(keys=[self._keys.oauth_fetch_lock], args=[owner])
+                    self._release(keys=[keys.oauth_fetch_lock], args=[owner])
             if time.monotonic() > deadline:
-                raise TangoTransientError("timed out waiting for another process's OAuth token")
+                raise TokenUnavailable("timed out waiting for another process's OAuth token")
             self._sleep(_POLL_SECONDS)
 
+    def _raise_if_recently_failed(self) -> None:
+        """A fetch failed a moment ago: do not ask the endpoint again until its cache ends."""
+        with self._redis.pipeline(transaction=False) as pipe:
+            pipe.get(self._keys.oauth_fetch_failed)
+            pipe.pttl(self._keys.oauth_fetch_failed)
+            failed, pttl = pipe.execute()
+        if failed is None:
+            return
+        last = json.loads(failed)
+        raise TokenUnavailable(
+            f"the OAuth token endpoint failed a moment ago: {last.get('error')}",
+            status=last.get("status"),
+            retry_after=max(int(pttl), 1) / 1000,
+            failures=int(last.get("failures", 1)),
+        )
+
     def _fetch_and_store(self) -> str:
+        """Fetch a token and cache it; any failure is cached briefly, logged, kept for
+        /healthz and raised as `TokenUnavailable`."""
+        started = time.monotonic()
+        status: int | None = None
+        try:
+            status, token = self._fetch()
+        except TokenUnavailable as failure:
+            status = failure.status
+            raise self._failed(failure) from None
+        finally:
+            if self._metrics is not None:
+                self._metrics.token_call(status, time.monotonic() - started)
+        self._redis.delete(self._keys.oauth_fetch_failed, self._keys.oauth_last_failure)
+        return token
+
+    def _failed(self, failure: TokenUnavailable) -> TokenUnavailable:
+        keys = self._keys
+        try:
+            previous = json.loads(self._redis.get(keys.oauth_last_failure) or "{}")
+        except ValueError:
+            previous = {}
+        failures = int(previous.get("failures", 0)) + 1
+        cache = min(_FAILURE_CACHE_SECONDS * 2 ** (failures - 1), _MAX_FAILURE_CACHE_SECONDS)
+        now = datetime.now(UTC).isoformat()
+        report = {
+            "error": failure.message,
+            "status": failure.status,
+            "url": _shown_url(str(self._settings.tango_token_url)),
+            "failures": failures,
+            "since": previous.get("since", now),
+            "at": now,
+        }
+        with self._redis.pipeline(transaction=False) as pipe:
+            pipe.set(keys.oauth_fetch_failed, json.dumps(report), px=int(cache * 1000))
+            pipe.set(keys.oauth_last_failure, json.dumps(report), ex=_LAST_FAILURE_TTL_SECONDS)
+            pipe.execute()
+        logger.error(
+            "OAuth token endpoint %s failed (%s; %d in a row): no request fails for it, they "
+            "wait and retry; check TANGO_TOKEN_URL and the client credentials",
+            report["url"],
+            failure,
+            failures,
+        )
+        return TokenUnavailable(
+            f"the OAuth token endpoint failed: {failure.message}",
+            status=failure.status,
+            retry_after=cache,
+            failures=failures,
+        )
+
+    def _fetch(self) -> tuple[int, str]:
+        """One call to the token endpoint: (HTTP status, token), or `TokenUnavailable`."""
         settings = self._settings
         assert settings.tango_client_secret is not None
         form = {
@@ -141,14 +251,13 @@ class SharedTokenAuthorizer:
                 allow_redirects=False,
             )
         except requests.RequestException as error:
-            raise error_for_exception(error) from None
+            # Nothing was sent to the resend endpoint: a timeout here is never ambiguous.
+            raise TokenUnavailable(error_for_exception(error).message) from None
         failure = error_for_response(
             response.status_code, response.headers, response.text, response.reason
         )
         if failure is not None:
-            if isinstance(failure, TangoTransientError):
-                raise failure
-            raise TangoAuthenticationError(
+            raise TokenUnavailable(
                 f"token request refused: {failure.message}",
                 status=failure.status,
                 i18n_key=failure.i18n_key,
@@ -157,35 +266,67 @@ class SharedTokenAuthorizer:
         body = parse_json_object(response.text) or {}
         token = body.get("access_token")
         if not isinstance(token, str) or not token:
-            raise TangoAuthenticationError("token endpoint answered without an access_token")
-        lifetime = _as_seconds(body.get("expires_in"), default=86400.0)
+            raise TokenUnavailable(
+                "token endpoint answered without an access_token", status=response.status_code
+            )
+        lifetime = token_lifetime_seconds(body.get("expires_in"))
         margin = min(lifetime * _RENEW_BEFORE_EXPIRY_FRACTION, _MAX_RENEW_MARGIN_SECONDS)
         cache_seconds = max(1, int(lifetime - margin))
         self._redis.set(
             self._keys.oauth_token, json.dumps({"access_token": token}), ex=cache_seconds
         )
         logger.info("fetched a new Tango OAuth token, cached for %ss", cache_seconds)
-        return token
+        return response.status_code, token
 
 
-def _as_seconds(value: object, default: float) -> float:
-    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
-        return float(value)
-    if isinstance(value, str):
+def token_lifetime_seconds(value: object) -> float:
+    """`expires_in` as seconds, clamped to [1 s, 1 week]; the default (a day) when it is
+    missing, not a number, not finite, or not positive."""
+    seconds: float
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str):
         try:
             seconds = float(value)
         except ValueError:
-            return default
-        return seconds if seconds > 0 else default
-    return default
+            return _DEFAULT_LIFETIME_SECONDS
+    else:
+        return _DEFAULT_LIFETIME_SECONDS
+    if math.isnan(seconds) or seconds <= 0:
+        return _DEFAULT_LIFETIME_SECONDS
+    return min(max(seconds, _MIN_LIFETIME_SECONDS), _MAX_LIFETIME_SECONDS)
+
+
+def _shown_url(url: str) -> str:
+    """The token URL for logs and /healthz: scheme, host and path, never userinfo or query."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+def last_token_failure(client: redis.Redis, keys: RedisKeys) -> dict[str, Any] | None:
+    """The last token-endpoint failure if no fetch has succeeded since (for /healthz)."""
+    raw = client.get(keys.oauth_last_failure)
+    if raw is None:
+        return None
+    try:
+        found = json.loads(raw)
+    except ValueError:
+        return None
+    return found if isinstance(found, dict) else None
 
 
 def build_authorizer(
-    settings: Settings, client: redis.Redis, session: requests.Session, keys: RedisKeys
+    settings: Settings,
+    client: redis.Redis,
+    session: requests.Session,
+    keys: RedisKeys,
+    metrics: MetricsRecorder | None = None,
 ) -> Authorizer:
     """The authorizer the settings ask for: OAuth when configured, else HTTP Basic."""
     if settings.uses_oauth:
-        return SharedTokenAuthorizer(settings, client, session, keys)
+        return SharedTokenAuthorizer(settings, client, session, keys, metrics=metrics)
     settings.require_tango_credentials()
     assert settings.tango_platform_name and settings.tango_platform_key
     return BasicAuthorizer(

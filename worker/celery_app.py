@@ -111,7 +111,7 @@ def _warn_if_redis_evicts(**_: Any) -> None:
     warn_if_evicting(current_runtime().redis)
 
 
-_schedulers: list[Any] = []
+_schedulers: list[Any] = []  # the scheduler and the callback delivery threads
 _SCHEDULER_STOP_SECONDS = 5.0
 
 
@@ -125,6 +125,15 @@ def _start_scheduler(**_: Any) -> None:
     thread = SchedulerThread(runtime)
     thread.start()
     _schedulers.append(thread)
+    if runtime.settings.result_webhook_url is not None:
+        # Outcome callbacks have their own queue (the outbox) and their own few threads, so
+        # a slow endpoint never holds a resend thread (worker/callbacks.py).
+        from worker.callbacks import CallbackThread
+
+        for number in range(runtime.settings.result_webhook_concurrency):
+            callbacks = CallbackThread(runtime, number)
+            callbacks.start()
+            _schedulers.append(callbacks)
     if runtime.settings.metrics_port:
         from prometheus_client import start_http_server
 

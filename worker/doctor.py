@@ -16,6 +16,7 @@ from typing import Any
 import redis
 from pydantic import SecretStr
 
+from worker.auth import TokenUnavailable
 from worker.errors import TangoAuthenticationError, TangoError
 from worker.redis_health import eviction_policy, evicts
 from worker.runtime import Runtime
@@ -180,6 +181,8 @@ def check_tango(runtime: Runtime) -> tuple[Check, datetime | None]:
         answer = runtime.tango.list_orders(params)
     except TangoAuthenticationError as error:
         return Check("tango", False, f"{where}: credentials refused ({scheme}): {error}"), None
+    except TokenUnavailable as error:
+        return Check("tango", False, f"{where}: no OAuth token ({scheme}): {error}"), None
     except TangoError as error:
         return Check("tango", False, f"{where}: {error}"), None
     tango_time = answer.tango_time.at if answer.tango_time else None

@@ -11,8 +11,9 @@ queue, so a worker that is deployed away or killed strands nothing.
 
 When a lease runs out, the script tells a lost message from a slow one before releasing the
 request again:
-- a call to Tango in flight (`calling_until` on the record) keeps its run responsible until its
-  window hold ends;
+- a call to Tango in flight (`calling_until` on the record) keeps its run responsible until the
+  call must be over (twice the connect and read timeouts); then the request is released, and
+  the next run probes Tango if that call's outcome was never stored;
 - a message still waiting in the broker queue is left alone: each published message carries a
   dispatch number, workers record the highest number they have taken, and the broker queue is
   FIFO, so a request is presumed lost only when the queue is empty or a message published
@@ -35,7 +36,7 @@ from typing import Any
 
 import redis
 
-from worker.celery_app import DELIVER_TASK_NAME, app, publish_resend
+from worker.celery_app import publish_resend
 from worker.runtime import Runtime
 
 logger = logging.getLogger("tango_resend.scheduler")
@@ -81,23 +82,6 @@ if #reply > 1 then redis.call('SET', KEYS[5], cjson.encode(reply), 'EX', ARGV[4]
 return reply
 """
 
-# KEYS: outbox.  ARGV: lease (s), batch size.
-# Returns {claimed ids..., next due (s from now, or -1 when nothing is scheduled)}.
-_CLAIM_OUTBOX = """
-local time = redis.call('TIME')
-local now = tonumber(time[1]) + tonumber(time[2]) / 1000000
-local lease = tonumber(ARGV[1])
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, ARGV[2])
-for _, id in ipairs(ids) do
-  redis.call('ZADD', KEYS[1], now + lease, id)
-end
-local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-local next_in = -1
-if first[2] and first[2] ~= 'inf' then next_in = tonumber(first[2]) - now end
-if next_in == math.huge then next_in = -1 end
-table.insert(ids, tostring(next_in))
-return ids
-"""
 _BATCH = 500
 _CLAIM_MEMO_SECONDS = 60
 # While nothing is due sooner, look again at least this often (also covers lost wake-ups).
@@ -105,20 +89,18 @@ MAX_IDLE_SECONDS = 1.0
 
 
 class DueReleaser:
-    """Claims due requests (and owed outcome callbacks) and publishes their tasks."""
+    """Claims due requests and publishes their tasks."""
 
     def __init__(self, runtime: Runtime) -> None:
         self._runtime = runtime
         self._claim_resends = runtime.redis.register_script(_CLAIM_RESENDS)
-        self._claim_outbox = runtime.redis.register_script(_CLAIM_OUTBOX)
 
     def release_due(self) -> tuple[int, float]:
-        """One pass. Returns (tasks sent, seconds until the next scheduled entry or inf)."""
-        sent, next_in = self._release_resends()
-        if self._runtime.settings.result_webhook_url is not None:
-            callbacks, callbacks_next = self._release_outbox()
-            sent, next_in = sent + callbacks, min(next_in, callbacks_next)
-        return sent, next_in
+        """One pass. Returns (tasks sent, seconds until the next scheduled entry or inf).
+
+        Owed outcome callbacks are not released here: each worker's delivery threads take
+        them from the outbox themselves (worker/callbacks.py), off the resend queue."""
+        return self._release_resends()
 
     def claim_resends(self) -> tuple[list[tuple[str, int]], float]:
         """Claim the due requests: [(id, dispatch number)], seconds until the next one."""
@@ -164,22 +146,6 @@ class DueReleaser:
                 "could not hand back %d claimed request(s); their lease releases them",
                 len(unpublished),
             )
-
-    def _release_outbox(self) -> tuple[int, float]:
-        settings = self._runtime.settings
-        reply = self._claim_outbox(
-            keys=[self._runtime.keys.callbacks_due],
-            args=[settings.lost_task_grace_seconds, _BATCH],
-        )
-        *ids, next_in = (str(item) for item in reply)
-        for request_id in ids:
-            app.send_task(DELIVER_TASK_NAME, args=[request_id], queue=settings.resend_queue)
-        if ids:
-            logger.info("released %d owed outcome callback(s)", len(ids))
-        if len(ids) == _BATCH:
-            return len(ids), 0.0
-        wait = float(next_in)
-        return len(ids), math.inf if wait < 0 else wait
 
 
 def notify_scheduled(client: redis.Redis, channel: str) -> None:

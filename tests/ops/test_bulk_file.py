@@ -83,7 +83,13 @@ def test_good_bad_and_duplicate_rows(
     assert real.exit_code == 2, "rows were rejected, the good ones queued: " + explain(real)
     real_summary = json_out(real)
     queued_as = real_summary.pop("requests")
-    assert real_summary == {"accepted": 4, "coalesced": 2, "rejected": EXPECTED_REJECTED}
+    assert real_summary == {
+        "accepted": 4,
+        "coalesced": 2,
+        "already_queued": 0,
+        "rejected": EXPECTED_REJECTED,
+        "rejected_total": 5,
+    }
     assert len(queued_as) == 6 and sum(item["coalesced"] for item in queued_as) == 2
 
     runtime = current_runtime()
@@ -102,12 +108,24 @@ def test_good_bad_and_duplicate_rows(
 
     again = run_cli("enqueue", "--file", str(csv_file), "--json")
     again_summary = json_out(again)
-    assert again_summary.pop("requests") == [{**item, "coalesced": True} for item in queued_as]
-    assert again_summary == {"accepted": 0, "coalesced": 6, "rejected": EXPECTED_REJECTED}
+    # The same file again: every row carries its key (file content + row), so nothing new.
+    assert again_summary.pop("requests") == [
+        {**item, "coalesced": False, "already_queued": True} for item in queued_as
+    ]
+    assert again_summary == {
+        "accepted": 0,
+        "coalesced": 0,
+        "already_queued": 6,
+        "rejected": EXPECTED_REJECTED,
+        "rejected_total": 5,
+    }
 
     text = run_cli("enqueue", "--file", str(csv_file))
     assert text.exit_code == 2, explain(text)
-    assert text.stdout.splitlines()[0] == "0 queued, 6 coalesced into pending requests, 5 rejected"
+    assert text.stdout.splitlines()[0] == (
+        "0 queued, 0 coalesced into pending requests, 6 already queued by an earlier run, "
+        "5 rejected"
+    )
     assert "  row 4: newEmail: is not a valid email address" in text.stdout.splitlines()
     assert "not-an-email" not in text.stdout, "rejected values are not echoed"
 
@@ -141,7 +159,13 @@ def test_header_with_a_byte_order_mark_and_fewer_columns(
     result = run_cli("enqueue", "--file", str(path), "--json")
     summary = json_out(result)
     assert summary.pop("requests")[0]["row"] == 1
-    assert summary == {"accepted": 1, "coalesced": 0, "rejected": []}
+    assert summary == {
+        "accepted": 1,
+        "coalesced": 0,
+        "already_queued": 0,
+        "rejected": [],
+        "rejected_total": 0,
+    }
 
 
 PEAK_RSS_SCRIPT = """
@@ -199,7 +223,13 @@ def test_a_100k_row_file_streams_in_flat_memory(tmp_path: Path) -> None:
     small_summary, small_peak_kb = peak_rss_of_dry_run(small, env)
     big_summary, big_peak_kb = peak_rss_of_dry_run(big, env)
 
-    assert small_summary == {"accepted": 10, "coalesced": 0, "rejected": []}
+    assert small_summary == {
+        "accepted": 10,
+        "coalesced": 0,
+        "already_queued": 0,
+        "rejected": [],
+        "rejected_total": 0,
+    }
     assert big_summary["accepted"] == 100_000 and big_summary["coalesced"] == 0
     assert big_summary["rejected"] == [
         {

@@ -114,7 +114,14 @@ def test_recovery_over_250_days_chunks_pages_filters_and_is_idempotent(
 
     dry = run_cli(*args, "--dry-run", "--json")
     assert dry.exit_code == 0, explain(dry)
-    assert json_out(dry) == {"accepted": 223, "coalesced": 0, "rejected": [], "skipped": 11}
+    assert json_out(dry) == {
+        "accepted": 223,
+        "coalesced": 0,
+        "already_queued": 0,
+        "rejected": [],
+        "rejected_total": 0,
+        "skipped": 11,
+    }
     assert stored_keys(redis_client, settings_env) == set(), "a dry run queues nothing"
 
     listing_calls.clear()
@@ -124,7 +131,14 @@ def test_recovery_over_250_days_chunks_pages_filters_and_is_idempotent(
     assert first.exit_code == 0, explain(first)
     first_summary = json_out(first)
     assert len(first_summary.pop("requests")) == 223
-    assert first_summary == {"accepted": 223, "coalesced": 0, "rejected": [], "skipped": 11}
+    assert first_summary == {
+        "accepted": 223,
+        "coalesced": 0,
+        "already_queued": 0,
+        "rejected": [],
+        "rejected_total": 0,
+        "skipped": 11,
+    }
 
     # What Tango was asked: 100-day chunks covering the range, every page of each.
     assert [(c["startDate"], c["endDate"], c["page"]) for c in listing_calls] == [
@@ -157,16 +171,24 @@ def test_recovery_over_250_days_chunks_pages_filters_and_is_idempotent(
     again = run_cli(*args, "--json")
     assert again.exit_code == 0, explain(again)
     again_summary = json_out(again)
-    assert all(item["coalesced"] for item in again_summary.pop("requests"))
-    assert again_summary == {"accepted": 0, "coalesced": 223, "rejected": [], "skipped": 11}
+    # Every order already has a recovery resend pending: skipped, whatever the range.
+    assert all(item["already_queued"] for item in again_summary.pop("requests"))
+    assert again_summary == {
+        "accepted": 0,
+        "coalesced": 0,
+        "already_queued": 223,
+        "rejected": [],
+        "rejected_total": 0,
+        "skipped": 11,
+    }
     assert redis_client.zcard(runtime.keys.requests_by_time) == 223
     assert redis_client.llen(settings_env["RESEND_QUEUE"]) == 223
 
     text = run_cli(*args)
     assert text.exit_code == 0, explain(text)
     assert text.stdout.strip() == (
-        "0 queued, 223 coalesced into pending requests, 0 rejected, "
-        "11 skipped (not delivered by Tango)"
+        "0 queued, 0 coalesced into pending requests, 223 already queued by an earlier run, "
+        "0 rejected, 11 skipped (not delivered by Tango)"
     )
 
 
@@ -175,7 +197,14 @@ def test_recovery_without_a_customer_takes_every_customer(
 ) -> None:
     seed(control)
     result = run_cli("enqueue", "--orders-between", iso(START), iso(END), "--dry-run", "--json")
-    assert json_out(result) == {"accepted": 226, "coalesced": 0, "rejected": [], "skipped": 11}
+    assert json_out(result) == {
+        "accepted": 226,
+        "coalesced": 0,
+        "already_queued": 0,
+        "rejected": [],
+        "rejected_total": 0,
+        "skipped": 11,
+    }
     by_account = run_cli(
         "enqueue",
         "--orders-between",
@@ -186,7 +215,14 @@ def test_recovery_without_a_customer_takes_every_customer(
         "--dry-run",
         "--json",
     )
-    assert json_out(by_account) == {"accepted": 0, "coalesced": 0, "rejected": [], "skipped": 0}
+    assert json_out(by_account) == {
+        "accepted": 0,
+        "coalesced": 0,
+        "already_queued": 0,
+        "rejected": [],
+        "rejected_total": 0,
+        "skipped": 0,
+    }
 
 
 @pytest.mark.parametrize(

@@ -14,9 +14,17 @@ import redis
 import requests
 import responses
 
-from worker.auth import BasicAuthorizer, SharedTokenAuthorizer, build_authorizer
-from worker.errors import TangoAuthenticationError, TangoTransientError
+from worker.auth import (
+    BasicAuthorizer,
+    SharedTokenAuthorizer,
+    TokenUnavailable,
+    build_authorizer,
+    last_token_failure,
+    token_lifetime_seconds,
+)
+from worker.errors import TangoTransientError
 from worker.keys import RedisKeys
+from worker.metrics import MetricsRecorder
 from worker.settings import ConfigurationError, Settings, load_settings
 
 KEYS = RedisKeys("test")
@@ -268,22 +276,27 @@ def test_eight_workers_starting_at_once_make_exactly_one_token_request(
         (403, {}),
     ],
 )
-def test_a_refused_token_request_is_an_authentication_error(
+def test_a_refused_token_request_is_a_token_outage_not_a_resend_failure(
     oauth_settings: Settings,
     redis_client: redis.Redis,
     token_endpoint: responses.RequestsMock,
     status: int,
     body: dict[str, str],
 ) -> None:
+    """A refused token request (a mistyped TANGO_TOKEN_URL, wrong credentials) is a
+    configuration problem: transient for the requests, never ambiguous, reported."""
     token_endpoint.add(responses.POST, TOKEN_URL, json=body, status=status)
 
-    with pytest.raises(TangoAuthenticationError) as caught:
+    with pytest.raises(TokenUnavailable) as caught:
         authorizer(oauth_settings, redis_client).authorization()
 
+    assert isinstance(caught.value, TangoTransientError) and caught.value.ambiguous is False
     assert caught.value.status == status
-    assert str(caught.value).startswith("token request refused: ")
-    assert CLIENT_SECRET not in str(caught.value)
-    assert redis_client.keys("*") == []  # nothing cached, the fetch lock released
+    assert "token request refused: " in str(caught.value)
+    assert CLIENT_SECRET not in str(caught.value) + all_redis_text(redis_client)
+    # No token cached, the fetch lock released; the failure cached briefly and reported.
+    assert set(redis_client.keys("*")) == {KEYS.oauth_fetch_failed, KEYS.oauth_last_failure}
+    assert 0 < redis_client.pttl(KEYS.oauth_fetch_failed) <= 5000
 
 
 @pytest.mark.parametrize("status", [429, 500, 502, 503])
@@ -301,11 +314,11 @@ def test_an_unavailable_token_endpoint_is_transient(
         content_type="text/html",
     )
 
-    with pytest.raises(TangoTransientError) as caught:
+    with pytest.raises(TokenUnavailable) as caught:
         authorizer(oauth_settings, redis_client).authorization()
 
-    assert caught.value.status == status
-    assert redis_client.keys("*") == []
+    assert caught.value.status == status and caught.value.ambiguous is False
+    assert set(redis_client.keys("*")) == {KEYS.oauth_fetch_failed, KEYS.oauth_last_failure}
 
 
 def test_a_network_failure_on_the_token_endpoint_is_transient(
@@ -313,17 +326,17 @@ def test_a_network_failure_on_the_token_endpoint_is_transient(
 ) -> None:
     token_endpoint.add(responses.POST, TOKEN_URL, body=requests.ConnectTimeout("slow"))
 
-    with pytest.raises(TangoTransientError) as caught:
+    with pytest.raises(TokenUnavailable) as caught:
         authorizer(oauth_settings, redis_client).authorization()
 
     assert caught.value.ambiguous is False
-    assert redis_client.keys("*") == []
+    assert redis_client.get(KEYS.oauth_token) is None
 
 
 @pytest.mark.parametrize(
     "body", [{}, {"access_token": ""}, {"access_token": 5}, {"token": "tok-1"}]
 )
-def test_a_success_without_an_access_token_is_an_authentication_error(
+def test_a_success_without_an_access_token_is_a_token_outage(
     oauth_settings: Settings,
     redis_client: redis.Redis,
     token_endpoint: responses.RequestsMock,
@@ -331,10 +344,10 @@ def test_a_success_without_an_access_token_is_an_authentication_error(
 ) -> None:
     token_endpoint.add(responses.POST, TOKEN_URL, json=body, status=200)
 
-    with pytest.raises(TangoAuthenticationError, match="without an access_token"):
+    with pytest.raises(TokenUnavailable, match="without an access_token"):
         authorizer(oauth_settings, redis_client).authorization()
 
-    assert redis_client.keys("*") == []
+    assert redis_client.get(KEYS.oauth_token) is None
 
 
 def test_a_waiter_gives_up_when_the_lock_holder_never_stores_a_token(
@@ -344,15 +357,138 @@ def test_a_waiter_gives_up_when_the_lock_holder_never_stores_a_token(
 ) -> None:
     """Given another process holds the fetch lock forever, a waiter fails transiently."""
     redis_client.set(KEYS.oauth_fetch_lock, "someone-else", ex=30)
-    monkeypatch.setattr("worker.auth._WAIT_FOR_TOKEN_SECONDS", 0.05)
     pause = threading.Event()
+    waiter = authorizer(oauth_settings, redis_client, sleep=lambda s: pause.wait(0.005))
+    waiter.wait_for_token_seconds = 0.05
 
     started = time.monotonic()
-    with pytest.raises(TangoTransientError, match="another process's OAuth token"):
-        authorizer(oauth_settings, redis_client, sleep=lambda s: pause.wait(0.005)).authorization()
+    with pytest.raises(TokenUnavailable, match="another process's OAuth token"):
+        waiter.authorization()
 
     assert time.monotonic() - started < 5
     assert redis_client.get(KEYS.oauth_fetch_lock) == "someone-else"  # not ours to release
+
+
+# --- issue 17: token endpoint failures, the fetch lock, expires_in, metrics ----------------
+
+
+def test_a_token_read_timeout_or_504_is_never_ambiguous(
+    oauth_settings: Settings, redis_client: redis.Redis, token_endpoint: responses.RequestsMock
+) -> None:
+    """No resend can have happened when the token call failed: not ambiguous."""
+    token_endpoint.add(responses.POST, TOKEN_URL, body=requests.ReadTimeout("slow"))
+    with pytest.raises(TangoTransientError) as timed_out:
+        authorizer(oauth_settings, redis_client).authorization()
+    assert timed_out.value.ambiguous is False
+
+    redis_client.flushdb()
+    token_endpoint.add(responses.POST, TOKEN_URL, body="gateway", status=504)
+    with pytest.raises(TangoTransientError) as gateway:
+        authorizer(oauth_settings, redis_client).authorization()
+    assert gateway.value.ambiguous is False
+
+
+def test_a_failed_fetch_is_cached_so_a_dead_endpoint_is_asked_once_then_backs_off(
+    oauth_settings: Settings, redis_client: redis.Redis, token_endpoint: responses.RequestsMock
+) -> None:
+    """Given a token endpoint answering 404 (a mistyped TANGO_TOKEN_URL), twenty requests of
+    several processes ask it once; the failure is kept for /healthz until a fetch succeeds."""
+    token_endpoint.add(responses.POST, TOKEN_URL, json={"error": "not found"}, status=404)
+
+    for _ in range(20):
+        with pytest.raises(TokenUnavailable) as caught:
+            authorizer(oauth_settings, redis_client).authorization()
+        assert 0 < (caught.value.retry_after or 0) <= 5
+
+    assert len(token_endpoint.calls) == 1
+    failure = last_token_failure(redis_client, KEYS)
+    assert failure is not None and failure["status"] == 404 and failure["failures"] == 1
+    assert failure["url"] == TOKEN_URL
+
+    # The cache ends: the next fetch fails again and is cached longer (backoff).
+    redis_client.delete(KEYS.oauth_fetch_failed)
+    with pytest.raises(TokenUnavailable) as again:
+        authorizer(oauth_settings, redis_client).authorization()
+    assert again.value.failures == 2 and again.value.retry_after == 10.0
+    assert 5000 < redis_client.pttl(KEYS.oauth_fetch_failed) <= 10000
+    assert len(token_endpoint.calls) == 2
+
+    # Fixed: the next fetch succeeds and the report is gone.
+    redis_client.delete(KEYS.oauth_fetch_failed)
+    token_endpoint.replace(responses.POST, TOKEN_URL, json={"access_token": "t"})
+    assert authorizer(oauth_settings, redis_client).authorization() == "Bearer t"
+    assert last_token_failure(redis_client, KEYS) is None
+
+
+def test_the_fetch_lock_outlives_the_slowest_fetch_the_timeouts_allow(
+    monkeypatch: pytest.MonkeyPatch, redis_client: redis.Redis
+) -> None:
+    """With a 60 s read timeout, the lock held during a fetch lasts longer than connect plus
+    read (twice: requests' timeouts bound each attempt and read), and waiters wait as long."""
+    monkeypatch.setenv("TANGO_CLIENT_ID", "client-1")
+    monkeypatch.setenv("TANGO_CLIENT_SECRET", CLIENT_SECRET)
+    monkeypatch.setenv("TANGO_TOKEN_URL", TOKEN_URL)
+    monkeypatch.setenv("TANGO_TIMEOUT_SECONDS", "60")
+    settings = load_settings()
+    longest = 2 * (settings.tango_connect_timeout_seconds + settings.tango_timeout_seconds)
+    lock_ttls: list[int] = []
+
+    class SlowSession(requests.Session):
+        def post(self, *args: object, **kwargs: object) -> requests.Response:  # type: ignore[override]
+            lock_ttls.append(int(redis_client.ttl(KEYS.oauth_fetch_lock)))
+            response = requests.Response()
+            response.status_code = 200
+            response._content = b'{"access_token": "tok", "expires_in": 3600}'
+            return response
+
+    fetcher = SharedTokenAuthorizer(settings, redis_client, SlowSession(), KEYS)
+    assert fetcher.authorization() == "Bearer tok"
+    assert lock_ttls and lock_ttls[0] > longest
+    assert fetcher.wait_for_token_seconds > lock_ttls[0]
+
+
+@pytest.mark.parametrize(
+    ("expires_in", "cached_between"),
+    [
+        ("inf", (6 * 86400, 7 * 86400)),
+        (1e17, (6 * 86400, 7 * 86400)),
+        ("nan", (86400 - 3600, 86400)),
+        (-5, (86400 - 3600, 86400)),
+        (0.2, (1, 1)),
+    ],
+)
+def test_expires_in_is_clamped(
+    oauth_settings: Settings,
+    redis_client: redis.Redis,
+    token_endpoint: responses.RequestsMock,
+    expires_in: object,
+    cached_between: tuple[int, int],
+) -> None:
+    token_endpoint.add_callback(
+        responses.POST, TOKEN_URL, callback=token_answer(["tok"], expires_in=expires_in)
+    )
+
+    assert authorizer(oauth_settings, redis_client).authorization() == "Bearer tok"
+
+    low, high = cached_between
+    assert low <= redis_client.ttl(KEYS.oauth_token) <= high
+    assert 1 <= token_lifetime_seconds(expires_in) <= 7 * 86400
+
+
+def test_token_calls_have_their_own_metrics(
+    oauth_settings: Settings, redis_client: redis.Redis, token_endpoint: responses.RequestsMock
+) -> None:
+    token_endpoint.add_callback(responses.POST, TOKEN_URL, callback=token_answer(["tok"]))
+    metrics = MetricsRecorder(redis_client, KEYS)
+
+    SharedTokenAuthorizer(
+        oauth_settings, redis_client, requests.Session(), KEYS, metrics=metrics
+    ).authorization()
+
+    counters = redis_client.hgetall(KEYS.metrics)
+    assert counters["token_calls_total|200"] == "1"
+    assert counters["token_latency_count|"] == "1"
+    assert not [name for name in counters if name.startswith("tango_")]
 
 
 # --- HTTP Basic -----------------------------------------------------------------------------

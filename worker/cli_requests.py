@@ -84,6 +84,7 @@ def status(request_id: str, as_json: bool) -> None:
         "merges": str(record.merges),
         "created_at": timestamp(record.created_at),
         "sent_at": timestamp(record.sent_at),
+        "confirmed_by": record.confirmed_by or "-",
         "next_attempt_at": timestamp(record.next_attempt_at),
         "reason": record.reason or "-",
         "tango_request_ids": ", ".join(record.tango_request_ids) or "-",
@@ -174,14 +175,17 @@ def history(order_id: str, as_json: bool) -> None:
         "request", "created", "status", "call at", "outcome", "HTTP", "i18nKey", "Tango request id"
     )
     for record in records:
-        table.add_row(record.id, _when(record.created_at), record.status.value, "", "", "", "", "")
+        status = record.status.value
+        if record.confirmed_by:  # `sent`, known from Tango's cooldown answer to a probe
+            status += f" (confirmed by {record.confirmed_by})"
+        table.add_row(record.id, _when(record.created_at), status, "", "", "", "", "")
         for attempt in record.attempt_log:
             table.add_row(
                 "",
                 "",
                 "",
                 _when(attempt.at),
-                attempt.outcome,
+                attempt.outcome + (" (probe)" if attempt.probe else ""),
                 str(attempt.status or ""),
                 attempt.i18n_key or "",
                 attempt.tango_request_id or "",

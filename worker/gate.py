@@ -20,8 +20,14 @@ from worker.keys import RedisKeys
 
 # KEYS: window, order fifo, record, rate limiter, reservation, due index, recent calls, pause
 # ARGV: request id, window hold (ms), rate interval (ms, 0 = no limit), sliding span (ms),
-#       calls allowed per span, run token ('' = no check), final statuses...
-# Returns {verdict, wait_ms}; verdicts: go, turn, window, rate, final, unknown, stale.
+#       calls allowed per span, run token ('' = no check), call bound (ms), probe ('1' or ''),
+#       final statuses...
+# Returns {verdict, wait_ms, call start (Redis ms, `go` only)}; verdicts: go, turn, window,
+# rate, final, unknown, stale.
+# On `go` the record gets `calling_until` (start + call bound: the call is over by then) and
+# `call_started_at` (kept if already there: the start of a call whose outcome nobody stored,
+# which a probe must still account for). A probe (ARGV[8]) passes the window its own request
+# holds: it is the prompt second call that asks Tango whether an ambiguous first one acted.
 _START = (
     record_scripts.IS_FINAL
     + """
@@ -29,7 +35,7 @@ local id = ARGV[1]
 local record = redis.call('HMGET', KEYS[3], 'status', 'run', 'calling_until')
 local status = record[1]
 if not status then return {'unknown', 0} end
-if is_final(status, 7) then return {'final', 0} end
+if is_final(status, 9) then return {'final', 0} end
 -- A newer run of this request holds it (fencing): this one must change nothing.
 if ARGV[6] ~= '' and record[2] ~= ARGV[6] then return {'stale', 0} end
 if ARGV[6] ~= '' and record[3] and redis.call('GET', KEYS[1]) == id then
@@ -37,7 +43,8 @@ if ARGV[6] ~= '' and record[3] and redis.call('GET', KEYS[1]) == id then
   -- lost. Say `go` again rather than making the run wait out its own hold.
   local clock = redis.call('TIME')
   if tonumber(record[3]) > tonumber(clock[1]) + tonumber(clock[2]) / 1000000 then
-    return {'go', 0}
+    local started = redis.call('HGET', KEYS[3], 'call_started_at') or '0'
+    return {'go', 0, started}
   end
 end
 local head = redis.call('ZRANGE', KEYS[2], 0, 0)[1]
@@ -47,7 +54,9 @@ if head and head ~= id then
   return {'turn', 0}
 end
 local window_ms = redis.call('PTTL', KEYS[1])
-if window_ms > 0 then return {'window', window_ms} end
+if window_ms > 0 and not (ARGV[8] == '1' and redis.call('GET', KEYS[1]) == id) then
+  return {'window', window_ms}
+end
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local interval = tonumber(ARGV[3])
@@ -83,8 +92,9 @@ if interval > 0 then
 end
 local hold = tonumber(ARGV[2])
 redis.call('SET', KEYS[1], id, 'PX', hold)
-redis.call('HSET', KEYS[3], 'calling_until', (now + hold) / 1000)
-return {'go', 0}
+redis.call('HSET', KEYS[3], 'calling_until', (now + tonumber(ARGV[7])) / 1000)
+redis.call('HSETNX', KEYS[3], 'call_started_at', now)
+return {'go', 0, now}
 """
 )
 
@@ -131,6 +141,8 @@ class GateVerdict:
 
     verdict: str
     wait_seconds: float
+    # `go` only: when the call starts, Redis's clock in epoch seconds (None otherwise).
+    started_at: float | None = None
 
 
 class CallGate:
@@ -157,13 +169,22 @@ class CallGate:
         return self._interval_ms / 1000
 
     def try_start(
-        self, reference_order_id: str, request_id: str, hold_seconds: float, token: str = ""
+        self,
+        reference_order_id: str,
+        request_id: str,
+        hold_seconds: float,
+        token: str = "",
+        *,
+        call_seconds: float | None = None,
+        probe: bool = False,
     ) -> GateVerdict:
         """Ask to call Tango for this request now; on `go` the window is held for
-        `hold_seconds` (re-anchor or release it after the call). With a run's fencing
-        `token`, a run that a newer one has replaced gets `stale` and must stop."""
+        `hold_seconds` (re-anchor or release it after the call) and the call counts as in
+        flight for `call_seconds` (default: the hold). With a run's fencing `token`, a run
+        that a newer one has replaced gets `stale` and must stop. A `probe` may pass the
+        window its own request holds (it still takes a rate-limit slot)."""
         keys = self._keys
-        verdict, wait_ms = self._start(
+        verdict, wait_ms, *rest = self._start(
             keys=[
                 keys.order_window(reference_order_id),
                 keys.order_fifo(reference_order_id),
@@ -181,10 +202,13 @@ class CallGate:
                 self._span_ms,
                 self._allowed_per_span,
                 token,
+                max(1, int((hold_seconds if call_seconds is None else call_seconds) * 1000)),
+                "1" if probe else "",
                 *self._final_statuses,
             ],
         )
-        return GateVerdict(str(verdict), int(wait_ms) / 1000)
+        started = int(rest[0]) / 1000 if verdict == "go" and rest else None
+        return GateVerdict(str(verdict), int(wait_ms) / 1000, started)
 
     def reserve_slot(self, label: str = "call") -> float:
         """Take the fleet's next rate-limit slot for a call outside a resend (an order

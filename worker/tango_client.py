@@ -19,6 +19,8 @@ from worker.timeparse import ParsedInstant, parse_http_date
 from worker.validation import REFERENCE_ORDER_ID
 
 USER_AGENT = "tango-resend/0.1 (+https://github.com/tango-resend/tango-resend)"
+# Marks a probe: the prompt second call that asks Tango whether an ambiguous call acted.
+PROBE_HEADER = "X-Tango-Resend-Probe"
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,12 @@ class TangoClient:
         connect, read = self._timeout
         return 2 * (connect + read)
 
+    @property
+    def longest_send_seconds(self) -> float:
+        """One connection attempt and one read: how long a send normally takes at most."""
+        connect, read = self._timeout
+        return connect + read
+
     def authorization(self) -> str:
         """The Authorization header for the next call (may wait for the fleet's OAuth token).
 
@@ -79,12 +87,19 @@ class TangoClient:
         return self._authorizer.rejected(authorization)
 
     def resend(
-        self, reference_order_id: str, body: dict[str, str], authorization: str
+        self,
+        reference_order_id: str,
+        body: dict[str, str],
+        authorization: str,
+        probe: bool = False,
     ) -> TangoAnswer:
         """POST /orders/{referenceOrderID}/resends with only the fields the caller set: one
-        send, no retry of its own (a 401 is the caller's to renew and pass the gate again)."""
+        send, no retry of its own (a 401 is the caller's to renew and pass the gate again).
+        A `probe` (the prompt second call after an ambiguous one) says so in a header, for
+        Tango's support and our sandbox's call log; Tango ignores it."""
         path = self._order_path(reference_order_id) + "/resends"
-        return self._send("POST", path, body, authorization)
+        extra = {PROBE_HEADER: "1"} if probe else None
+        return self._send("POST", path, body, authorization, extra_headers=extra)
 
     def get_order(
         self, reference_order_id: str, before_retry: Callable[[], None] | None = None
@@ -132,6 +147,7 @@ class TangoClient:
         body: dict[str, str] | None,
         authorization: str,
         params: dict[str, str | int] | None = None,
+        extra_headers: dict[str, str] | None = None,
     ) -> TangoAnswer:
         started = time.monotonic()
         try:
@@ -140,7 +156,7 @@ class TangoClient:
                 self._base_url + path,
                 json=body,
                 params=params,
-                headers={"Authorization": authorization},
+                headers={"Authorization": authorization, **(extra_headers or {})},
                 timeout=self._timeout,
                 allow_redirects=False,
             )

@@ -20,7 +20,10 @@ the due index, waiting for its turn, finished. For every unfinished request that
 flight and was at the head of its order, recovery = its first call after the kill - (the kill,
 or the end of the wait it still had if later: the order's last answer before the kill + W, its
 reserved rate slot). `kill_recovery_s` is the largest; the in-flight requests are reported apart
-(they wait out their held window, W + twice the connect and read timeouts, by design).
+(they are released once their call must be over, twice the connect and read timeouts, and the
+replacement probes Tango: issue 16). `duplicate_resends` counts requests Tango resent twice
+(goal 0 where the probe's proof is conclusive: the slow calls resend `slow_process_seconds`
+into the call); `details.probes` counts the probes, `details.probe_answers` their answers.
 """
 
 from __future__ import annotations
@@ -147,7 +150,11 @@ def run(ctx: Context, p: KillParams) -> ScenarioResult:
         )
         for order in slow:
             sandbox.control.inject_fault(
-                order, delay_seconds=p.slow_call_seconds, delay_phase="after", count=1
+                order,
+                delay_seconds=p.slow_call_seconds,
+                delay_phase="after",
+                process_seconds=p.slow_process_seconds,
+                count=1,
             )
         settings = ctx.use_run_settings(
             "kill",
@@ -252,6 +259,15 @@ def run(ctx: Context, p: KillParams) -> ScenarioResult:
                 "status_after": after[0]["status"],
             }
         )
+    # A request resent twice (two 201s): its first call was cut off by the kill and the
+    # replacement's probe could not prove it had resent (issue 16). Probes are counted apart.
+    duplicates = sum(
+        max(0, sum(1 for c in own if c["status"] == 201) - 1) for own in calls_of.values()
+    )
+    probes = [c for c in calls if c.get("probe")]
+    probe_statuses: dict[str, int] = defaultdict(int)
+    for call in probes:
+        probe_statuses[str(call["i18nKey"] or call["status"])] += 1
     worst = max(recovered, key=lambda r: r["recovery_seconds"]) if recovered else None
     recovery = worst["recovery_seconds"] if worst else float("nan")
     kinds: dict[str, int] = defaultdict(int)
@@ -262,15 +278,18 @@ def run(ctx: Context, p: KillParams) -> ScenarioResult:
         f"({worst['kind'] if worst else '-'}; {len(recovered)} measured); replacement ready "
         f"{rescuer_ready:.1f} s after the kill; in flight: "
         + ", ".join(f"{r['call_after_kill_seconds']:.1f} s" for r in in_flight)
-        + f"; statuses {statuses}"
+        + f"; statuses {statuses}; duplicate resends {duplicates}, probes {len(probes)}"
     )
     by_kind: dict[str, float] = {}
     for item in recovered:
         kind = item["kind"]
         by_kind[kind] = max(by_kind.get(kind, float("-inf")), item["recovery_seconds"])
     return ScenarioResult(
-        metrics={"kill_recovery_s": recovery},
+        metrics={"kill_recovery_s": recovery, "duplicate_resends": duplicates},
         details={
+            "duplicate_resends": duplicates,
+            "probes": len(probes),
+            "probe_answers": dict(probe_statuses),
             "at_kill": dict(kinds),
             "measured_requests": len(recovered),
             "recovery_max_by_kind_seconds": by_kind,

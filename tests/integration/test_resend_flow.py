@@ -171,7 +171,9 @@ def test_timeout_after_tango_acted_keeps_the_window_and_retries_after_it(
     """Given Tango resends but answers after our read timeout, the retry waits out the window.
 
     The outcome is ambiguous, so the request is retried (at least once beats never), but never
-    inside the window the unseen resend may have opened: Tango answers the retry with 201.
+    inside the window the unseen resend may have opened. Here our read timeout (2 s) is longer
+    than the window (1.5 s): the prompt probe (issue 16) already comes after Tango's window,
+    and Tango answers it with 201.
     """
     control.add_order(ORDER)
     control.inject_fault(ORDER, delay_seconds=3.0, delay_phase="after")  # read timeout is 2 s
@@ -180,30 +182,40 @@ def test_timeout_after_tango_acted_keeps_the_window_and_retries_after_it(
     request_id = enqueue_resend(ORDER)
     (record,) = wait_for(lambda: finished([request_id]), timeout=20, what="sent")
 
-    calls = resend_calls(control, ORDER)
-    assert [c["status"] for c in calls] == [201, 201]
+    def answered() -> list[dict[str, object]] | None:
+        calls = resend_calls(control, ORDER)
+        return calls if all(c["answered_at"] is not None for c in calls) else None
+
+    calls = wait_for(answered, timeout=10, what="the late answer")
+    assert [(c["status"], c["probe"]) for c in calls] == [(201, False), (201, True)]
     assert calls[1]["received_at"] - calls[0]["received_at"] >= WINDOW_SECONDS
     assert record.status.value == "sent"
     assert (record.attempts, record.transient_failures) == (2, 1)
     assert record.attempt_log[0].outcome == "retrying"
 
 
-def test_a_502_after_tango_acted_keeps_the_window_and_retries_after_it(
+def test_a_502_after_tango_acted_is_confirmed_by_a_probe_and_resent_once(
     control: SandboxControl, start_worker: WorkerFactory
 ) -> None:
     """Given Tango resends but a gateway answers 502 (Tango's answer lost behind it), the
-    outcome is ambiguous like a 504: the window stays held and the retry waits it out, so
-    Tango never sees a call inside the window the unseen resend opened (no 403.005)."""
+    outcome is ambiguous like a 504: the window stays held, and a prompt probe asks Tango.
+    Its cooldown answer (last sent after our call started) proves the resend: `sent`,
+    confirmed by the cooldown, one resend (before issue 16: resent again a window later)."""
     control.add_order(ORDER)
-    control.inject_fault(ORDER, status=502, body="html", delay_phase="after")
+    control.inject_fault(ORDER, status=502, body="html", delay_phase="after", process_seconds=0.3)
     start_worker()
 
     request_id = enqueue_resend(ORDER)
     (record,) = wait_for(lambda: finished([request_id]), timeout=20, what="sent")
 
     calls = resend_calls(control, ORDER)
-    assert [c["status"] for c in calls] == [502, 201], "no cooldown error of our own making"
-    assert calls[1]["received_at"] - calls[0]["answered_at"] >= WINDOW_SECONDS
-    assert record.status.value == "sent"
+    assert [(c["status"], c["i18nKey"], c["probe"]) for c in calls] == [
+        (502, None, False),
+        (403, "403.005", True),
+    ]
+    assert record.status.value == "sent" and record.confirmed_by == "cooldown"
     assert (record.attempts, record.transient_failures) == (2, 1)
-    assert [a.outcome for a in record.attempt_log] == ["retrying", "sent"]
+    assert [(a.outcome, a.probe) for a in record.attempt_log] == [
+        ("retrying", False),
+        ("confirmed", True),
+    ]

@@ -187,7 +187,7 @@ def test_limit_and_window_can_change_at_run_time(
         f"{server.control_url}/_sandbox/config", json={"rateLimit": 2.5}, timeout=TIMEOUT
     )
     assert answer.status_code == 200
-    assert answer.json() == {"rateLimit": 2.5, "cooldownSeconds": 0.0}
+    assert answer.json() == {"rateLimit": 2.5, "cooldownSeconds": 0.0, "lastSentFormat": "iso"}
 
 
 @pytest.mark.parametrize(

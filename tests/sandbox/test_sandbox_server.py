@@ -52,7 +52,7 @@ def test_call_log_records_every_raas_request(
     first, second = calls
     assert set(first) == {
         "method", "path", "referenceOrderID", "status", "i18nKey", "requestId", "auth",
-        "body", "received_at", "answered_at",
+        "body", "received_at", "answered_at", "probe",
     }  # fmt: skip
     assert first["method"] == "POST"
     assert first["path"] == f"/raas/v2/orders/{ORDER}/resends"

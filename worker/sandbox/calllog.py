@@ -35,6 +35,7 @@ class CallLog:
         auth: str,
         body: Any,
         received_at: float,
+        probe: bool = False,
     ) -> int:
         """Records the arrival of a request.
 
@@ -46,6 +47,7 @@ class CallLog:
             auth: ``basic``, ``bearer``, ``none`` or ``invalid``.
             body: Parsed JSON body, or None.
             received_at: Sandbox clock at arrival.
+            probe: The caller marked it as a probe (``X-Tango-Resend-Probe``).
 
         Returns:
             An id to pass to ``finish``.
@@ -61,6 +63,7 @@ class CallLog:
             "body": copy.deepcopy(body),
             "received_at": received_at,
             "answered_at": None,
+            "probe": probe,
         }
         with self._lock:
             call_id = next(self._ids)

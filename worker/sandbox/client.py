@@ -92,6 +92,7 @@ class SandboxControl:
         delay_phase: str = "before",
         body: str = "json",
         reset: bool = False,
+        process_seconds: float = 0.0,
     ) -> None:
         """Queues misbehaviour for the next resend calls of an order.
 
@@ -106,6 +107,8 @@ class SandboxControl:
                 error after the resend happened).
             body: ``json``, ``html`` or ``malformed``.
             reset: Drop the connection without answering.
+            process_seconds: Tango's own time on the call before it acts; with
+                ``delay_phase="after"``: act, then answer late.
         """
         self._call(
             "POST",
@@ -119,6 +122,7 @@ class SandboxControl:
                 "delayPhase": delay_phase,
                 "body": body,
                 "reset": reset,
+                "processSeconds": process_seconds,
             },
         )
 
@@ -149,15 +153,22 @@ class SandboxControl:
         return {"accepted": int(payload["accepted"]), "rate_limited": int(payload["rate_limited"])}
 
     def configure(
-        self, rate_limit: float | None = None, cooldown_seconds: float | None = None
+        self,
+        rate_limit: float | None = None,
+        cooldown_seconds: float | None = None,
+        last_sent_format: str | None = None,
     ) -> None:
         """Changes settings of the running sandbox; None leaves a setting as it is.
 
         Args:
             rate_limit: Platform rate limit in calls per second; 0 turns it off.
             cooldown_seconds: Per-order resend window.
+            last_sent_format: How 403.005 renders the last resend time (``iso``,
+                ``iso-seconds``, ``iso-minutes``, ``epoch-ms``, ``java``, ``garbage``).
         """
         payload: dict[str, Any] = {}
+        if last_sent_format is not None:
+            payload["lastSentFormat"] = last_sent_format
         if rate_limit is not None:
             payload["rateLimit"] = rate_limit
         if cooldown_seconds is not None:

@@ -89,6 +89,7 @@ def add_fault(request: Request, state: SandboxState, _: str | None) -> Response:
         reference_order_id = _str(body, "referenceOrderID", "*")
         count = _opt_int(body, "count")
         delay_seconds = _opt_float(body, "delaySeconds")
+        process_seconds = _opt_float(body, "processSeconds")
         state.inject_fault(
             reference_order_id,
             status=_opt_int(body, "status"),
@@ -98,6 +99,7 @@ def add_fault(request: Request, state: SandboxState, _: str | None) -> Response:
             delay_phase=_str(body, "delayPhase", "before"),
             body=_str(body, "body", "json"),
             reset=_bool(body, "reset", False),
+            process_seconds=0.0 if process_seconds is None else process_seconds,
         )
     except ValueError as error:
         return _bad(str(error))
@@ -131,11 +133,11 @@ def stats(request: Request, state: SandboxState, _: str | None) -> Response:
     return json_response(200, state.stats())
 
 
-_CONFIG_FIELDS = {"rateLimit", "cooldownSeconds"}
+_CONFIG_FIELDS = {"rateLimit", "cooldownSeconds", "lastSentFormat"}
 
 
 def configure(request: Request, state: SandboxState, _: str | None) -> Response:
-    """Handles ``POST /_sandbox/config``: ``rateLimit`` and/or ``cooldownSeconds``.
+    """Handles ``POST /_sandbox/config``: ``rateLimit``, ``cooldownSeconds``, ``lastSentFormat``.
 
     Answers the settings in force afterwards; an unknown field is refused so a
     typo cannot silently change nothing.
@@ -148,12 +150,17 @@ def configure(request: Request, state: SandboxState, _: str | None) -> Response:
         state.configure(
             rate_limit=_opt_float(body, "rateLimit"),
             cooldown_seconds=_opt_float(body, "cooldownSeconds"),
+            last_sent_format=_opt_str(body, "lastSentFormat"),
         )
     except ValueError as error:
         return _bad(str(error))
     return json_response(
         200,
-        {"rateLimit": state.config.rate_limit, "cooldownSeconds": state.config.cooldown_seconds},
+        {
+            "rateLimit": state.config.rate_limit,
+            "cooldownSeconds": state.config.cooldown_seconds,
+            "lastSentFormat": state.config.last_sent_format,
+        },
     )
 
 

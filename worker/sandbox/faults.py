@@ -27,6 +27,9 @@ class Fault:
         body: ``"json"`` (Tango error), ``"html"`` (load balancer page) or
             ``"malformed"`` (not JSON).
         reset: Drop the TCP connection instead of answering.
+        process_seconds: Tango's own time on the call before it acts (after a
+            ``before`` stall). With ``delay_phase="after"`` this is "act, then answer
+            late": Tango works a while, resends, then stalls past the client's timeout.
     """
 
     reference_order_id: str
@@ -36,6 +39,7 @@ class Fault:
     delay_phase: str = "before"
     body: str = "json"
     reset: bool = False
+    process_seconds: float = 0.0
 
     def __post_init__(self) -> None:
         if self.status is not None and not 100 <= self.status <= 599:
@@ -44,6 +48,8 @@ class Fault:
             raise ValueError("retry_after must not be negative")
         if self.delay_seconds < 0:
             raise ValueError("delay_seconds must not be negative")
+        if self.process_seconds < 0:
+            raise ValueError("process_seconds must not be negative")
         if self.delay_phase not in DELAY_PHASES:
             raise ValueError(f"delay_phase must be one of {DELAY_PHASES}")
         if self.body not in FAULT_BODIES:

@@ -12,7 +12,7 @@ import email.utils
 import math
 from datetime import UTC, datetime, timedelta
 
-LAST_SENT_FORMATS = ("iso", "iso-seconds", "epoch-ms", "java", "garbage")
+LAST_SENT_FORMATS = ("iso", "iso-seconds", "iso-minutes", "epoch-ms", "java", "garbage")
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_MS = timedelta(milliseconds=1)
@@ -122,6 +122,8 @@ def render_last_sent(ms: int, fmt: str) -> str:
         return iso_ms(ms)
     if fmt == "iso-seconds":
         return iso_seconds(ms)
+    if fmt == "iso-minutes":  # minute precision: proves nothing about a recent resend
+        return f"{_utc(ms):%Y-%m-%dT%H:%M}Z"
     if fmt == "epoch-ms":
         return str(ms)
     if fmt == "java":

@@ -206,6 +206,7 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
                 auth=request.auth,
                 body=json_body,
                 received_at=received_at,
+                probe=self.headers.get("X-Tango-Resend-Probe") is not None,
             )
         response = self._respond(request, route, path_id, allowed, body_problem)
         self._write(request, response, call_id)

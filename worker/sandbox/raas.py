@@ -200,6 +200,8 @@ def resend(request: Request, state: SandboxState, reference_order_id: str | None
         time.sleep(fault.delay_seconds)
     if fault.reset and fault.delay_phase == "before":
         return Response(status=0, reset=True)
+    if fault.process_seconds > 0:
+        time.sleep(fault.process_seconds)
     if fault.status is not None and not fault.is_success_status:
         if fault.delay_phase == "after":
             # A gateway that lost Tango's answer: the resend happens (when Tango allows it),

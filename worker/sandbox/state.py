@@ -11,7 +11,7 @@ from typing import Any
 from .calllog import CallLog
 from .credentials import Credentials
 from .faults import Fault, FaultQueue
-from .formats import parse_rfc3339_ms, to_ms
+from .formats import LAST_SENT_FORMATS, parse_rfc3339_ms, to_ms
 from .models import (
     DELIVERY_METHODS,
     Order,
@@ -79,7 +79,11 @@ class SandboxState:
     # -- settings ------------------------------------------------------------
 
     def configure(
-        self, *, rate_limit: float | None = None, cooldown_seconds: float | None = None
+        self,
+        *,
+        rate_limit: float | None = None,
+        cooldown_seconds: float | None = None,
+        last_sent_format: str | None = None,
     ) -> None:
         """Changes settings at run time; None leaves a setting as it is.
 
@@ -90,10 +94,14 @@ class SandboxState:
         Args:
             rate_limit: Calls per second; 0 turns the limit off.
             cooldown_seconds: Per-order resend window.
+            last_sent_format: How 403.005 renders the last resend time (one of
+                ``LAST_SENT_FORMATS``; ``iso-minutes`` for minute precision).
 
         Raises:
-            ValueError: On a negative or non-finite value.
+            ValueError: On a negative or non-finite value, or an unknown format.
         """
+        if last_sent_format is not None and last_sent_format not in LAST_SENT_FORMATS:
+            raise ValueError(f"last_sent_format must be one of {LAST_SENT_FORMATS}")
         new_rate = None if rate_limit is None else check_rate_limit(rate_limit)
         new_cooldown = None if cooldown_seconds is None else check_cooldown(cooldown_seconds)
         with self._lock:
@@ -103,6 +111,8 @@ class SandboxState:
                     self._window.clear()
             if new_cooldown is not None:
                 self.config.cooldown_seconds = new_cooldown
+            if last_sent_format is not None:
+                self.config.last_sent_format = last_sent_format
 
     # -- rate limit ----------------------------------------------------------
 
@@ -297,6 +307,7 @@ class SandboxState:
         delay_phase: str = "before",
         body: str = "json",
         reset: bool = False,
+        process_seconds: float = 0.0,
     ) -> None:
         """Queues misbehaviour for the next resend calls of an order.
 
@@ -310,6 +321,7 @@ class SandboxState:
                 error status: process, then answer that error).
             body: ``json``, ``html`` or ``malformed``.
             reset: Drop the connection without an answer.
+            process_seconds: Tango's own time on the call before it acts.
 
         Raises:
             ValueError: On an out-of-range argument.
@@ -322,6 +334,7 @@ class SandboxState:
             delay_phase=delay_phase,
             body=body,
             reset=reset,
+            process_seconds=process_seconds,
         )
         self._faults.push(fault, count)
 
@@ -364,9 +377,11 @@ class SandboxState:
         auth: str,
         body: Any,
         received_at: float,
+        probe: bool = False,
     ) -> int:
         """Records the arrival of a RaaS request; see ``CallLog.begin``."""
         return self._calls.begin(
+            probe=probe,
             method=method,
             path=path,
             reference_order_id=reference_order_id,

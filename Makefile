@@ -4,13 +4,32 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 
-.PHONY: demo test lint typecheck unit integration chaos bench bench-quick audit redis venv clean run run-dev
+.PHONY: demo test lint typecheck unit integration chaos bench bench-quick audit redis venv clean run run-dev test-tools chromium
 
 demo: $(STAMP) redis
 	$(BIN)/tango-resend demo
 
-test: $(STAMP) redis lint typecheck
+test: $(STAMP) redis test-tools lint typecheck
 	$(BIN)/python -m pytest
+
+# What the tests need beyond Python: Debian's chromium (the console's browser tests drive it
+# through Playwright; no test downloads a browser) and promtool (checks the alert rules).
+# CI runs as root on Debian, so apt-get works as it is.
+test-tools: chromium $(BIN)/promtool
+
+chromium:
+	@test -x /usr/bin/chromium || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium; }
+
+# Only the binary of Debian's prometheus package: unpacked, never installed, so its
+# maintainer scripts cannot start (or leave running) a Prometheus server.
+$(BIN)/promtool: | $(STAMP)
+	rm -rf .run/promtool && mkdir -p .run/promtool
+	cd .run/promtool && { apt-get download prometheus 2>/dev/null || \
+		{ apt-get update -qq && apt-get download prometheus; }; }
+	dpkg-deb -x .run/promtool/prometheus_*.deb .run/promtool/root
+	install -m 0755 .run/promtool/root/usr/bin/promtool $@
+	rm -rf .run/promtool
 
 lint: $(STAMP)
 	$(BIN)/ruff check worker tasks tests bench

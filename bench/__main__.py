@@ -28,6 +28,7 @@ from bench.scenarios import (
     profile,
     ratelimit,
     redis_ops,
+    webhook,
 )
 from bench.scenarios.common import Context, ScenarioResult
 
@@ -44,6 +45,7 @@ SCENARIOS: dict[str, Runner] = {
     "profile": lambda ctx, p: profile.run(ctx, p.profile),
     "deploy": lambda ctx, p: deploy.run(ctx, p.deploy),
     "kill": lambda ctx, p: kill.run(ctx, p.kill),
+    "webhook": lambda ctx, p: webhook.run(ctx, p.webhook),
 }
 
 

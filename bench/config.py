@@ -130,13 +130,28 @@ class KillParams:
     window_seconds: float
     slow_orders: int  # their first call stalls `slow_call_seconds` after Tango acted
     slow_call_seconds: float
+    # Tango's own work on a slow call before it resends (then it stalls): a resend later
+    # after our call started than a probe takes to reach Tango, so the probe can prove it.
+    slow_process_seconds: float = 0.3
     rate_limit: float = 1.0  # the fleet's default
     sandbox_rate_limit: float = 1.2
     concurrency: int = 8
     visibility_timeout_seconds: int = 300
+    read_timeout_seconds: float = 2.0
+    connect_timeout_seconds: float = 0.5
     # The kill waits (at most this long) for a moment the worker holds a task it has begun but
     # is not calling Tango for (waiting in-thread for its rate slot): the case the lease is for.
     catch_held_seconds: float = 15.0
+
+
+@dataclass(frozen=True)
+class WebhookParams:
+    """A storm of signed webhooks for distinct orders at each receiver, in turns."""
+
+    webhooks: int
+    rounds: int
+    senders: int = 8
+    warmup: int = 200
 
 
 @dataclass(frozen=True)
@@ -151,6 +166,7 @@ class BenchParams:
     profile: ProfileParams
     deploy: DeployParams
     kill: KillParams
+    webhook: WebhookParams
     notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -184,10 +200,13 @@ def full() -> BenchParams:
         kill=KillParams(
             orders=8,
             requests_per_order=3,
-            window_seconds=4.0,
+            # Longer than the lease (15 s) plus a call's bound: a cut-off call's probe lands
+            # inside Tango's window, as with production's 30 s window.
+            window_seconds=20.0,
             slow_orders=3,
             slow_call_seconds=5.0,
         ),
+        webhook=WebhookParams(webhooks=2000, rounds=5),
     )
 
 
@@ -212,11 +231,12 @@ def quick() -> BenchParams:
         ),
         kill=KillParams(
             orders=6,
-            requests_per_order=3,
-            window_seconds=3.0,
+            requests_per_order=2,
+            window_seconds=20.0,
             slow_orders=2,
             slow_call_seconds=5.0,
         ),
+        webhook=WebhookParams(webhooks=2000, rounds=3),
         notes=[
             "quick mode: smaller sizes than the issue's (e.g. 5,000 parked requests instead of "
             "50,000 and 2,000 waiting requests instead of 10,000); run `make bench` for those",

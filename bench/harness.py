@@ -276,6 +276,22 @@ class Sandbox:
         self._log.close()
 
 
+def tree_cpu_seconds(root: psutil.Process) -> float:
+    """CPU seconds (user + system) of a process and its children, the exited ones left out."""
+    try:
+        tree = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0.0
+    for process in tree:
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
 class WorkerProcess:
     """A Celery worker subprocess (ours or the plain/naive peer), its output in a log file."""
 
@@ -315,14 +331,7 @@ class WorkerProcess:
             return []
 
     def cpu_seconds(self) -> float:
-        total = 0.0
-        for process in self._tree():
-            try:
-                times = process.cpu_times()
-            except psutil.NoSuchProcess:
-                continue
-            total += times.user + times.system
-        return total
+        return tree_cpu_seconds(self.ps)
 
     def rss_bytes(self) -> int:
         total = 0

@@ -111,6 +111,39 @@ FIGURES = (
         "≤ 30",
         lambda v: v <= 30,
     ),
+    Figure(
+        "duplicate_resends",
+        "kill",
+        "SIGKILL: second resends of a request (its first call was cut off mid-call; the "
+        "replacement's probe decides, `probes` in the details)",
+        "",
+        "0 where the probe's proof is conclusive",
+        lambda v: v == 0,
+    ),
+    Figure(
+        "webhook_rps_ratio",
+        "webhook",
+        "webhook storm: `tango-resend web` requests/s over a minimal verify-and-publish peer's",
+        "x",
+        "≥ 0.7",
+        lambda v: v >= 0.7,
+    ),
+    Figure(
+        "webhook_p99_ratio",
+        "webhook",
+        "webhook storm: our p99 latency over the peer's, at the same load",
+        "x",
+        "≤ 1.5",
+        lambda v: v <= 1.5,
+    ),
+    Figure(
+        "webhook_scale_2proc",
+        "webhook",
+        "webhook storm: `tango-resend web --workers 2` over one process",
+        "x",
+        "≥ 1.6",
+        lambda v: v >= 1.6,
+    ),
 )
 
 
@@ -260,6 +293,13 @@ def _params_lines(results: dict[str, Any]) -> list[str]:
             f"W={o['window_seconds']:g} s, {o['slow_orders']} first calls in flight "
             f"({o['slow_call_seconds']:g} s after Tango acted), threads x {o['concurrency']}, "
             f"visibility timeout {o['visibility_timeout_seconds']} s, default lease"
+        )
+    if "webhook" in params:
+        o = params["webhook"]
+        lines.append(
+            f"- webhook: {o['webhooks']:,} signed webhooks for distinct orders per storm, "
+            f"{o['senders']} keep-alive senders, {o['rounds']} rounds of each receiver in turn "
+            f"(medians), {o['warmup']} warm-up webhooks first"
         )
     return lines
 

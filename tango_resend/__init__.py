@@ -17,6 +17,7 @@ from worker import (
     enqueue_resend,
     get_resend,
     retry_resend,
+    submit_resend_async,
 )
 
 __all__ = [
@@ -31,4 +32,5 @@ __all__ = [
     "enqueue_resend",
     "get_resend",
     "retry_resend",
+    "submit_resend_async",
 ]

@@ -13,6 +13,7 @@ from worker.producer import (
     get_resend,
     retry_resend,
     submit_resend,
+    submit_resend_async,
 )
 from worker.records import ResendRecord, ResendStatus
 from worker.settings import ConfigurationError
@@ -32,4 +33,5 @@ __all__ = [
     "get_resend",
     "retry_resend",
     "submit_resend",
+    "submit_resend_async",
 ]

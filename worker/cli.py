@@ -99,7 +99,14 @@ def worker(pool: str, concurrency: int | None, loglevel: str | None, hostname: s
     show_default=True,
     help="uvicorn worker processes.",
 )
-def web(host: str, port: int, workers: int) -> None:
+@click.option(
+    "--access-log/--no-access-log",
+    default=False,
+    show_default=True,
+    help="Also log one access line per HTTP request (each accepted webhook already logs one "
+    "line naming its request; access logs usually come from the proxy in front).",
+)
+def web(host: str, port: int, workers: int, access_log: bool) -> None:
     """Run the webhook receiver (POST /webhooks/resends)."""
     settings = settings_or_exit()
     try:
@@ -107,20 +114,9 @@ def web(host: str, port: int, workers: int) -> None:
     except ConfigurationError as error:
         fail(str(error), EXIT_BAD_INPUT)
     _warn_if_redis_silent(settings)
-    import uvicorn
+    from worker.web_server import serve
 
-    from worker.logging_setup import uvicorn_log_config
-
-    uvicorn.run(
-        "worker.web:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level=settings.log_level.lower(),
-        log_config=uvicorn_log_config(settings.log_format, settings.log_level),
-        server_header=False,
-    )
+    serve(settings, host, port, workers, access_log)
 
 
 def _wait_for_redis(settings: Settings, longest_pause: float = 5.0) -> None:

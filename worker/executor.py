@@ -14,8 +14,10 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from worker.auth import TokenUnavailable
 from worker.callbacks import notify_finished
 from worker.decision import (
+    CallContext,
     Deferred,
     Failed,
     History,
@@ -23,10 +25,16 @@ from worker.decision import (
     ResendOutcome,
     ResendPolicy,
     Sent,
+    backoff_seconds,
     decide,
     delay_for_held_window,
 )
-from worker.errors import TangoAuthenticationError, TangoError, TangoTransientError
+from worker.errors import (
+    TangoAuthenticationError,
+    TangoCooldownError,
+    TangoError,
+    TangoTransientError,
+)
 from worker.gate import GateVerdict
 from worker.records import (
     KEEP_WINDOW,
@@ -78,6 +86,10 @@ def policy_from(runtime: Runtime) -> ResendPolicy:
         backoff_max_seconds=settings.resend_backoff_max_seconds,
         defer_jitter_seconds=settings.resend_defer_jitter_seconds,
         max_cooldown_deferrals=settings.resend_max_cooldown_deferrals,
+        probe_delay_seconds=settings.resend_probe_delay_seconds,
+        longest_send_seconds=(
+            settings.tango_connect_timeout_seconds + settings.tango_timeout_seconds
+        ),
     )
 
 
@@ -104,6 +116,8 @@ class ResendExecutor:
         run = _Run(begun.record, begun.token)
         now = runtime.clock.now()
         record = run.record
+        if begun.interrupted_call_started_at is not None:
+            _note_interrupted_call(record, begun.interrupted_call_started_at, now)
         if record.next_attempt_at and now + _DUE_TOLERANCE < record.next_attempt_at:
             # Woke early: a message redelivered or released ahead of a backoff's end.
             return self._wait(run, (record.next_attempt_at - now).total_seconds(), now)
@@ -118,41 +132,66 @@ class ResendExecutor:
             authorization = runtime.tango.authorization()
         except TangoError as error:
             return self._authorization_failed(run, error, now)
+        # A probe: an earlier call's outcome is unknown, and this call asks Tango about it.
+        probe = record.unresolved_call_started_at is not None
         for renewed in (False, True):
-            verdict = self._gate(run)
+            verdict = self._gate(run, probe)
             if verdict.verdict != "go":
                 return self._not_now(run, verdict, now)
-            result = self._call(record, authorization)
+            through_gate = time.monotonic()
+            started_at = verdict.started_at or runtime.clock.now().timestamp()
+            result, sent = self._call(record, authorization, probe)
             if (
                 isinstance(result, TangoAuthenticationError)
                 and not renewed
                 and runtime.tango.renew(authorization)
             ):
-                # The shared token was stale. No resend happened: give the window back, and
-                # pass the gate again, so the second send takes a rate-limit slot of its own.
-                record.attempt_log.append(_attempt_entry(runtime.clock.now(), result, None))
-                if not runtime.records.save(record, None, RELEASE_WINDOW, run.token):
+                # The shared token was stale. No resend happened: give the window back (not
+                # while an earlier call's outcome is unknown), and pass the gate again, so
+                # the second send takes a rate-limit slot of its own.
+                record.attempt_log.append(
+                    _attempt_entry(runtime.clock.now(), result, None, probe=probe)
+                )
+                window = KEEP_WINDOW if probe else RELEASE_WINDOW
+                if not runtime.records.save(record, None, window, run.token):
                     return Done(None)
                 try:
                     authorization = runtime.tango.authorization()
                 except TangoError as error:
                     return self._authorization_failed(run, error, now)
                 continue
-            outcome = decide(result, self._history(record), self._policy, self._rand)
-            return self._carry_out(run, result, outcome)
+            # Durations on Redis's clock: the gate stamped the call's start, and the monotonic
+            # time from the gate to the send is added, so `sent_at` is at most the moment the
+            # probe left (Tango judged it later still).
+            sent_at = started_at + (sent - through_gate)
+            since = None
+            if probe and record.unresolved_call_started_at is not None:
+                since = sent_at - record.unresolved_call_started_at
+            call = CallContext(time.monotonic() - through_gate, since)
+            outcome = decide(result, self._history(record), self._policy, self._rand, call)
+            return self._carry_out(run, result, outcome, probe=probe, started_at=started_at)
         raise AssertionError("unreachable: the loop returns on its second pass")
 
-    def _gate(self, run: _Run) -> GateVerdict:
+    def _gate(self, run: _Run, probe: bool = False) -> GateVerdict:
         runtime, record = self._runtime, run.record
-        hold = self._policy.window_seconds + runtime.tango.longest_call_seconds
-        verdict = runtime.gate.try_start(record.reference_order_id, record.id, hold, run.token)
+        # The window is held for a window plus the longest call; the call counts as in flight
+        # (`calling_until`) only for the longest call itself, so that after a worker's death
+        # mid-call the replacement can probe inside Tango's window.
+        call_seconds = runtime.tango.longest_call_seconds
+        hold = self._policy.window_seconds + call_seconds
+        order, request_id = record.reference_order_id, record.id
+        verdict = runtime.gate.try_start(
+            order, request_id, hold, run.token, call_seconds=call_seconds, probe=probe
+        )
         for _ in range(_SHORT_RATE_WAIT_TRIES):
             # A rate slot a moment away is waited for here: a round trip through the scheduler
             # and the broker would cost more than the wait, and make the call late for its slot.
             if verdict.verdict != "rate" or verdict.wait_seconds > _SHORT_RATE_WAIT_SECONDS:
                 break
             time.sleep(verdict.wait_seconds)
-            verdict = runtime.gate.try_start(record.reference_order_id, record.id, hold, run.token)
+            verdict = runtime.gate.try_start(
+                order, request_id, hold, run.token, call_seconds=call_seconds, probe=probe
+            )
         return verdict
 
     def _not_now(self, run: _Run, verdict: GateVerdict, now: datetime) -> Done:
@@ -178,6 +217,16 @@ class ResendExecutor:
         """No call to the resend endpoint was made: never ambiguous, the window untouched."""
         if isinstance(error, TangoTransientError):
             error.ambiguous = False  # it failed before any resend could be sent
+        if isinstance(error, TokenUnavailable):
+            # The token endpoint is broken or misconfigured (logged, and on /healthz): not
+            # this request's fault, so it waits with backoff and never fails for it, nor
+            # uses up its retries.
+            backoff = backoff_seconds(error.failures, self._policy, self._rand)
+            delay = max(error.retry_after or 0.0, backoff)
+            run.record.error = error.as_dict()
+            return self._defer(
+                run, delay, now, f"waiting for an OAuth token: {error}", ResendStatus.RETRYING
+            )
         outcome = decide(error, self._history(run.record), self._policy, self._rand)
         return self._carry_out(run, error, outcome, window_touched=False)
 
@@ -200,34 +249,38 @@ class ResendExecutor:
         self._finish(_Run(record, ""), KEEP_WINDOW)
 
     def _finish(self, run: _Run, window: WindowAction) -> None:
-        """Store a final outcome; count it and tell hooks only if this run stored it."""
+        """Store a final outcome (the script that stores it also counts it, in the same atomic
+        step); tell hooks only if this run stored it."""
         record = run.record
         if self._runtime.records.finish(record, PROMOTE_MARGIN_SECONDS, window, run.token):
-            self._count_outcome(record)
             notify_finished(record)
             _log_state(record, record.reason)
 
-    def _count_outcome(self, record: ResendRecord) -> None:
-        if record.status is ResendStatus.SENT and record.sent_at is not None:
-            self._runtime.metrics.sent((record.sent_at - record.created_at).total_seconds())
-        else:
-            self._runtime.metrics.request(record.status.value)
-
-    def _call(self, record: ResendRecord, authorization: str) -> TangoAnswer | TangoError:
-        """One send to Tango's resend endpoint, on the slot and window the gate granted."""
+    def _call(
+        self, record: ResendRecord, authorization: str, probe: bool = False
+    ) -> tuple[TangoAnswer | TangoError, float]:
+        """One send to Tango's resend endpoint, on the slot and window the gate granted;
+        returns its result and the monotonic time it was sent."""
         runtime = self._runtime
         record.attempts += 1
         result: TangoAnswer | TangoError
         started_at = time.monotonic()
         try:
-            result = runtime.tango.resend(record.reference_order_id, record.request, authorization)
+            if probe:
+                result = runtime.tango.resend(
+                    record.reference_order_id, record.request, authorization, probe=True
+                )
+            else:
+                result = runtime.tango.resend(
+                    record.reference_order_id, record.request, authorization
+                )
         except TangoError as error:
             result = error
         runtime.metrics.tango_call(result.status, time.monotonic() - started_at)
         if isinstance(result, TangoTransientError) and result.status == 429:
             # Tango says the fleet is too fast: hold every worker back, not just this request.
             runtime.gate.pause(result.retry_after or runtime.gate.rate_interval_seconds)
-        return result
+        return result, started_at
 
     def _carry_out(
         self,
@@ -235,11 +288,29 @@ class ResendExecutor:
         result: TangoAnswer | TangoError,
         outcome: ResendOutcome,
         window_touched: bool = True,
+        probe: bool = False,
+        started_at: float | None = None,
     ) -> Done:
         record = run.record
         now = self._runtime.clock.now()
         record.updated_at = now
-        record.attempt_log.append(_attempt_entry(now, result, outcome))
+        record.attempt_log.append(_attempt_entry(now, result, outcome, probe=probe))
+        if probe:
+            self._runtime.metrics.probe(_probe_result(outcome))
+        if (
+            isinstance(result, TangoTransientError)
+            and result.ambiguous
+            and started_at is not None
+            and self._policy.probe_delay_seconds is not None
+        ):
+            # Its outcome is unknown: the next call is a probe, judged from the earliest
+            # such call (any resend of the order since then is one of ours).
+            earliest = record.unresolved_call_started_at
+            record.unresolved_call_started_at = (
+                started_at if earliest is None else min(earliest, started_at)
+            )
+        elif probe and isinstance(result, TangoCooldownError):
+            record.unresolved_call_started_at = None  # settled, or today's path from here
         if result.request_id:
             record.tango_request_ids.append(result.request_id)
         record.error = result.as_dict() if isinstance(result, TangoError) else None
@@ -257,14 +328,19 @@ class ResendExecutor:
                     outcome.response,
                 )
                 record.reason = None
+                record.confirmed_by = outcome.confirmed_by
+                record.unresolved_call_started_at = None
+                if outcome.confirmed_by is not None:
+                    record.error = None  # Tango's refusal was the proof, not a failure
             else:
                 record.status, record.reason = ResendStatus.FAILED, outcome.reason
             record.next_attempt_at = None
             self._finish(run, window)
             return Done(record.status)
         if isinstance(outcome, Deferred):
-            self._runtime.metrics.deferral("cooldown")
-            record.cooldown_deferrals += 1
+            if not probe:  # a probe's cooldown answer is not a cooldown of our making
+                self._runtime.metrics.deferral("cooldown")
+                record.cooldown_deferrals += 1
             return self._defer(run, outcome.delay_seconds, now, outcome.reason, window=window)
         record.transient_failures += 1
         return self._defer(
@@ -320,19 +396,53 @@ class ResendExecutor:
 
 
 def _attempt_entry(
-    now: datetime, result: TangoAnswer | TangoError, outcome: ResendOutcome | None
+    now: datetime,
+    result: TangoAnswer | TangoError,
+    outcome: ResendOutcome | None,
+    probe: bool = False,
 ) -> AttemptEntry:
-    """One line of the attempt log; `outcome` None for a 401 answered by renewing the token."""
+    """One line of the attempt log; `outcome` None for a 401 answered by renewing the token.
+    A probe whose cooldown answer proved an earlier call resent reads "confirmed"."""
     if isinstance(result, TangoAnswer):
         return AttemptEntry(
-            at=now, outcome="sent", status=result.status, tango_request_id=result.request_id
+            at=now,
+            outcome="sent",
+            status=result.status,
+            tango_request_id=result.request_id,
+            probe=probe,
         )
+    name = "unauthorized" if outcome is None else type(outcome).__name__.lower()
+    if isinstance(outcome, Sent) and outcome.confirmed_by is not None:
+        name = "confirmed"
     return AttemptEntry(
         at=now,
-        outcome="unauthorized" if outcome is None else type(outcome).__name__.lower(),
+        outcome=name,
         status=result.status,
         i18n_key=result.i18n_key,
         tango_request_id=result.request_id,
+        probe=probe,
+    )
+
+
+def _probe_result(outcome: ResendOutcome) -> str:
+    """The `result` label of `tango_resend_probes_total` for a probe's outcome."""
+    if isinstance(outcome, Sent):
+        return "sent" if outcome.confirmed_by is None else "confirmed"
+    return "inconclusive"
+
+
+def _note_interrupted_call(record: ResendRecord, started_at: float, now: datetime) -> None:
+    """A call of this request passed the gate and nobody stored its outcome (its worker died
+    mid-call): whether Tango acted is unknown, so the next call is a probe."""
+    earliest = record.unresolved_call_started_at
+    record.unresolved_call_started_at = (
+        started_at if earliest is None else min(earliest, started_at)
+    )
+    record.attempt_log.append(AttemptEntry(at=now, outcome="interrupted"))
+    logger.warning(
+        "request=%s order=%s a call was cut off (its worker died?); probing Tango",
+        record.id,
+        record.reference_order_id,
     )
 
 

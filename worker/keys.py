@@ -122,8 +122,15 @@ class RedisKeys:
 
     @property
     def callback_attempts(self) -> str:
-        """Delivery attempts so far, by request id."""
+        """Delivery attempts so far, by request id (removed with the outbox entry)."""
         return f"{self.prefix}:callbacks:attempts"
+
+    @property
+    def callback_claims(self) -> str:
+        """Hash: outbox entry -> the token of its latest delivery claim (a fencing token, as
+        for resends: of two deliveries alive at once, only the newest may re-schedule it).
+        Removed with the outbox entry."""
+        return f"{self.prefix}:callbacks:claims"
 
     @property
     def oauth_token(self) -> str:
@@ -132,3 +139,41 @@ class RedisKeys:
     @property
     def oauth_fetch_lock(self) -> str:
         return f"{self.prefix}:oauth:fetch-lock"
+
+    @property
+    def oauth_fetch_failed(self) -> str:
+        """Present for a few seconds after a failed token fetch: nobody asks again meanwhile."""
+        return f"{self.prefix}:oauth:fetch-failed"
+
+    @property
+    def oauth_last_failure(self) -> str:
+        """The last token-endpoint failure (JSON), for logs and /healthz; removed by the next
+        successful fetch."""
+        return f"{self.prefix}:oauth:last-failure"
+
+    def console_session(self, session_digest: str) -> str:
+        """A support-console session (a hash: role, CSRF token), by the SHA-256 of its cookie;
+        expires with the session."""
+        return f"{self.prefix}:console:session:{session_digest}"
+
+    def console_signin_failures(self, client: str) -> str:
+        """Failed console sign-ins of one client (a counter), expiring 15 minutes after the
+        last failure."""
+        digest = hashlib.sha256(client.encode()).hexdigest()[:32]
+        return f"{self.prefix}:console:signin-failures:{digest}"
+
+    def console_signin_wait(self, client: str) -> str:
+        """Present while a client must wait before its next sign-in; expires when it may."""
+        digest = hashlib.sha256(client.encode()).hexdigest()[:32]
+        return f"{self.prefix}:console:signin-wait:{digest}"
+
+    @property
+    def console_call_samples(self) -> str:
+        """Recent (Redis time, Tango calls so far) samples for the fleet page's calls per
+        second (a list, capped, with a TTL)."""
+        return f"{self.prefix}:console:call-samples"
+
+    @property
+    def console_workers_seen(self) -> str:
+        """The workers last seen answering Celery's ping (JSON, cached for a few seconds)."""
+        return f"{self.prefix}:console:workers-seen"

@@ -29,7 +29,11 @@ logger = logging.getLogger("tango_resend.metrics")
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 SEND_DELAY_BUCKETS = (0.1, 0.5, 1.0, 5.0, 15.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 21600.0)
-_HISTOGRAMS = {"tango_latency": LATENCY_BUCKETS, "send_delay": SEND_DELAY_BUCKETS}
+_HISTOGRAMS = {
+    "tango_latency": LATENCY_BUCKETS,
+    "token_latency": LATENCY_BUCKETS,
+    "send_delay": SEND_DELAY_BUCKETS,
+}
 # kombu's Redis transport keeps a queue's priorities in separate lists with these suffixes.
 _PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
 
@@ -53,13 +57,19 @@ class MetricsRecorder:
         fields.update(_histogram_fields("tango_latency", latency_seconds))
         self._add(fields)
 
-    def sent(self, delay_seconds: float) -> None:
-        fields = {"requests_total|sent": 1.0}
-        fields.update(_histogram_fields("send_delay", delay_seconds))
+    def token_call(self, status: int | None, latency_seconds: float) -> None:
+        """A call to the OAuth token endpoint: its own series, apart from resend calls."""
+        fields = {f"token_calls_total|{status if status is not None else 'error'}": 1.0}
+        fields.update(_histogram_fields("token_latency", latency_seconds))
         self._add(fields)
 
     def callback(self, outcome: str) -> None:
         self._add({f"callbacks_total|{outcome}": 1})
+
+    def probe(self, result: str) -> None:
+        """A probe after an ambiguous call: `sent` (a 201: it was the resend), `confirmed`
+        (Tango's cooldown answer proved the earlier call resent) or `inconclusive`."""
+        self._add({f"probes_total|{result}": 1})
 
     @contextmanager
     def batch(self) -> Iterator[None]:
@@ -89,6 +99,21 @@ class MetricsRecorder:
                 pipe.execute()
         except redis.RedisError:
             logger.warning("could not record metrics", exc_info=True)
+
+
+# The counters the create script adds for a submission that is new, merged into a pending
+# request (coalesced), or a repeated idempotency key (a redelivery), in that order.
+SUBMISSION_COUNTERS = ("requests_total|accepted", "requests_total|coalesced", "redeliveries_total|")
+
+
+def outcome_fields(status: str, delay_seconds: float | None) -> dict[str, float]:
+    """The counters a final outcome adds, for the script that stores it to add in the same
+    atomic step (worker/record_scripts.py, FINISH): a worker dying right after storing an
+    outcome cannot lose its count, and a stale run that stores nothing counts nothing."""
+    fields = {f"requests_total|{status}": 1.0}
+    if status == "sent" and delay_seconds is not None:
+        fields.update(_histogram_fields("send_delay", delay_seconds))
+    return fields
 
 
 def _histogram_fields(name: str, value: float) -> dict[str, float]:
@@ -132,15 +157,39 @@ class RedisMetricsCollector(Collector):
         )
         yield _counter(
             raw,
+            "token_calls_total",
+            "status",
+            "Calls to the OAuth token endpoint by HTTP status ('error': no answer).",
+        )
+        yield CounterMetricFamily(
+            "tango_resend_redeliveries",
+            "Submissions that repeated an idempotency key already seen (webhook replays).",
+            value=raw.get("redeliveries_total|", 0.0),
+        )
+        yield _counter(
+            raw,
             "callbacks_total",
             "outcome",
-            "Outcome callbacks by result (delivered, retried, abandoned).",
+            "Outcome callbacks by result (delivered, retried, abandoned, gone; a duplicate "
+            "delivery of one already delivered is 'duplicate', not 'delivered').",
+        )
+        yield _counter(
+            raw,
+            "probes_total",
+            "result",
+            "Probes after an ambiguous call, by result (sent, confirmed, inconclusive).",
         )
         yield _histogram(
             raw,
             "tango_latency",
             "tango_resend_tango_latency_seconds",
             "Time Tango took to answer a resend call.",
+        )
+        yield _histogram(
+            raw,
+            "token_latency",
+            "tango_resend_token_latency_seconds",
+            "Time the OAuth token endpoint took to answer.",
         )
         yield _histogram(
             raw,
@@ -160,6 +209,7 @@ class RedisMetricsCollector(Collector):
         parked.add_metric(["scheduled"], scheduled)
         parked.add_metric(["waiting_for_turn"], waiting)
         yield parked
+        yield from _overdue_metrics(self._client, self._keys)
         yield from _eviction_metrics(self._client)
 
     def _gauges(self) -> tuple[float, float, float, float]:
@@ -175,6 +225,27 @@ class RedisMetricsCollector(Collector):
         depth = sum(int(n) for n in replies[: len(_PRIORITY_SUFFIXES)])
         due_now, scheduled, waiting = (float(n) for n in replies[len(_PRIORITY_SUFFIXES) :])
         return float(depth), due_now, scheduled, waiting
+
+
+def _overdue_metrics(client: redis.Redis, keys: RedisKeys) -> Iterator[Metric]:
+    """How long the most overdue waiting request has been due (its window, rate-limit slot,
+    backoff or lease over) without being released: 0 in a healthy fleet, whose schedulers
+    release a request within moments of its due time. For the alert on requests waiting
+    past their window (deploy/prometheus/alerts.yml)."""
+    try:
+        seconds, micros = client.time()
+        oldest = client.zrange(keys.due_index, 0, 0, withscores=True)
+    except redis.RedisError:
+        logger.warning("could not read the due index", exc_info=True)
+        return
+    now = int(seconds) + int(micros) / 1e6
+    due_at = float(oldest[0][1]) if oldest else now
+    yield GaugeMetricFamily(
+        "tango_resend_oldest_due_overdue_seconds",
+        "How long the most overdue waiting request has been past its due time (its window, "
+        "rate-limit slot or backoff over) without a worker taking it; 0 when none is.",
+        value=max(0.0, now - due_at),
+    )
 
 
 def _eviction_metrics(client: redis.Redis) -> Iterator[Metric]:

@@ -11,9 +11,16 @@ from typing import Any
 import redis
 
 from worker.callbacks import notify_finished
-from worker.celery_app import publish_resend
-from worker.records import PROMOTE_MARGIN_SECONDS, ResendRecord, ResendStatus
-from worker.runtime import Runtime, current_runtime
+from worker.celery_app import RESEND_TASK_NAME, app
+from worker.records import (
+    PROMOTE_MARGIN_SECONDS,
+    Creation,
+    ResendRecord,
+    ResendStatus,
+    creation_from_reply,
+)
+from worker.runtime import AsyncCreate, Runtime, current_runtime
+from worker.task_messages import TaskMessage, build_task_message
 from worker.validation import InvalidResendRequest, validate_resend
 
 logger = logging.getLogger("tango_resend.producer")
@@ -91,10 +98,13 @@ def submit_resend(
     idempotency_key: str | None = None,
     retry_of: str | None = None,
     idempotency_ttl_seconds: int | None = None,
+    origin: str | None = None,
 ) -> Submission:
     """Validate a request given in Tango's field names, store it and queue its task.
 
     The form webhooks and files arrive in; `enqueue_resend` is the keyword-argument front.
+    `idempotency_ttl_seconds` overrides RESEND_IDEMPOTENCY_TTL_SECONDS for this key; `origin`
+    (e.g. "webhook msg_123") is named in the one log line a submission writes.
 
     Raises:
         InvalidResendRequest: naming every bad field; nothing is stored or queued.
@@ -102,61 +112,121 @@ def submit_resend(
             a request is never lost: if its task cannot be published, the scheduler
             releases it.)
     """
+    runtime = current_runtime()
+    pending = _prepare(runtime, fields, idempotency_key, retry_of, idempotency_ttl_seconds)
+    try:
+        creation = runtime.records.create(*pending.arguments)
+    except redis.RedisError as error:
+        raise EnqueueError(f"could not store the request: {error}") from error
+    return _submitted(pending.record, creation, origin)
+
+
+async def submit_resend_async(
+    fields: dict[str, Any],
+    *,
+    idempotency_key: str | None = None,
+    retry_of: str | None = None,
+    idempotency_ttl_seconds: int | None = None,
+    origin: str | None = None,
+    create: AsyncCreate | None = None,
+) -> Submission:
+    """`submit_resend` for asyncio code: the one round trip to Redis is awaited, so the event
+    loop serves other requests meanwhile (the webhook receiver's path). Same arguments,
+    results and exceptions; `create` is an `AsyncCreate` opened in this loop (one is opened
+    and closed for this call when not given)."""
+    runtime = current_runtime()
+    pending = _prepare(runtime, fields, idempotency_key, retry_of, idempotency_ttl_seconds)
+    keys, args = runtime.records.create_arguments(*pending.arguments)
+    script = create or AsyncCreate(runtime.settings)
+    try:
+        creation = creation_from_reply(await script(keys, args))
+    except redis.RedisError as error:
+        raise EnqueueError(f"could not store the request: {error}") from error
+    finally:
+        if create is None:
+            await script.aclose()
+    return _submitted(pending.record, creation, origin)
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """A validated request, ready for the create script."""
+
+    record: ResendRecord
+    arguments: tuple[ResendRecord, str | None, int, float, TaskMessage | None]
+
+
+def _prepare(
+    runtime: Runtime,
+    fields: dict[str, Any],
+    idempotency_key: str | None,
+    retry_of: str | None,
+    idempotency_ttl_seconds: int | None,
+) -> _Pending:
+    """Validate and build the record and its task message; no I/O but the clock's."""
     request = validate_resend(fields)
     if idempotency_key is not None and not _usable_key(idempotency_key):
         raise InvalidResendRequest({"idempotency_key": "must be text of 1 to 255 characters"})
-
-    runtime = current_runtime()
     settings = runtime.settings
     try:
         now = runtime.clock.now()
-        record = ResendRecord(
-            id=str(uuid.uuid4()),
-            reference_order_id=request.reference_order_id,
-            request=request.tango_body(),
-            status=ResendStatus.QUEUED,
-            created_at=now,
-            updated_at=now,
-            retry_of=retry_of,
-        )
-        creation = runtime.records.create(
+    except redis.RedisError as error:
+        raise EnqueueError(f"could not store the request: {error}") from error
+    record = ResendRecord(
+        id=str(uuid.uuid4()),
+        reference_order_id=request.reference_order_id,
+        request=request.tango_body(),
+        status=ResendStatus.QUEUED,
+        created_at=now,
+        updated_at=now,
+        retry_of=retry_of,
+    )
+    return _Pending(
+        record,
+        (
             record,
             idempotency_key,
             idempotency_ttl_seconds or settings.resend_idempotency_ttl_seconds,
-            lease_seconds=settings.resend_lease_seconds,
-        )
-    except redis.RedisError as error:
-        raise EnqueueError(f"could not store the request: {error}") from error
+            settings.resend_lease_seconds,
+            _task_message(record.id, settings.resend_queue),
+        ),
+    )
+
+
+def _submitted(record: ResendRecord, creation: Creation, origin: str | None) -> Submission:
+    """Log what became of a submission (the create script counted it: accepted, coalesced,
+    or, for a repeated idempotency key such as a webhook replay, a redelivery)."""
     if creation.outcome != "created":
-        runtime.metrics.request("coalesced")
-        logger.info("request=%s stands for a new %s request", creation.request_id, creation.outcome)
+        logger.info(
+            "request=%s stands for a new %s request%s",
+            creation.request_id,
+            creation.outcome,
+            _from(origin),
+        )
         return Submission(creation.request_id, creation.outcome)
-    if creation.is_head:
-        # Only the first waiting request of an order needs a task now; the others are
-        # released in order as the ones ahead of them finish (worker/record_scripts.py).
-        _publish(runtime, record.id, creation.dispatch)
-    runtime.metrics.request("accepted")
-    logger.info("request=%s order=%s status=queued", record.id, record.reference_order_id)
+    logger.info(
+        "request=%s order=%s status=queued%s", record.id, record.reference_order_id, _from(origin)
+    )
     return Submission(record.id, "created")
 
 
-def _publish(runtime: Runtime, request_id: str, dispatch: int) -> None:
-    """Publish a new request's task. The request is already stored and in the due index, so
-    a failed publish loses nothing: it is made due now for the scheduler to release. It is
-    never deleted, because an identical submission may have been merged into it, or an
-    idempotent redelivery handed its id, in the meantime."""
+def _task_message(request_id: str, queue: str) -> TaskMessage | None:
+    """The request's task message, for the create script to queue with the request (only
+    the first waiting request of an order uses it; the others are released in order as the
+    ones ahead of them finish). None when it cannot be built: the request is then due at
+    once, and the scheduler publishes it. Never lost, never deleted: an identical submission
+    may be merged into it, or a redelivery handed its id, at any moment."""
     try:
-        publish_resend(request_id, dispatch, runtime.settings.resend_queue)
-    except Exception as error:
+        return build_task_message(app, RESEND_TASK_NAME, request_id, queue)
+    except Exception as error:  # the first build declares the queue: the broker may be down
         logger.warning(
-            "request=%s stored, but its task could not be published (%s); the scheduler "
-            "releases it",
-            request_id,
-            error,
+            "request=%s: task message not built (%s); the scheduler publishes it", request_id, error
         )
-        with contextlib.suppress(redis.RedisError):
-            # If even this fails, the request's lease in the due index releases it later.
-            runtime.records.release_unpublished(request_id, dispatch)
+        return None
+
+
+def _from(origin: str | None) -> str:
+    return f" from {origin}" if origin else ""
 
 
 def _usable_key(key: object) -> bool:
@@ -228,10 +298,9 @@ def cancel_resend(request_id: str) -> str:
         raise RedisUnavailable(f"could not cancel the request: {error}") from error
     logger.info("request=%s cancel: %s", request_id, result)
     if newly_cancelled:
-        # The cancel is stored; a Redis failure from here on only costs the metric or the
-        # in-process hook (the outcome callback is owed by the cancel script itself).
+        # The cancel is stored, and counted by the same script; a Redis failure from here on
+        # only costs the in-process hook (the outcome callback is owed by the script too).
         with contextlib.suppress(redis.RedisError):
-            runtime.metrics.request("cancelled")
             record = runtime.records.get(request_id)
             if record is not None:
                 notify_finished(record)

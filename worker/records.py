@@ -23,6 +23,8 @@ from pydantic import BaseModel, Field
 from worker import record_scripts
 from worker.clock import Clock, RedisClock
 from worker.keys import RedisKeys
+from worker.metrics import SUBMISSION_COUNTERS, outcome_fields
+from worker.task_messages import TaskMessage
 from worker.window import window_milliseconds
 
 
@@ -50,6 +52,8 @@ class AttemptEntry(BaseModel):
     status: int | None = None
     i18n_key: str | None = None
     tango_request_id: str | None = None
+    # A probe: the prompt second call that asks Tango whether an ambiguous call acted.
+    probe: bool = False
 
 
 class ResendRecord(BaseModel):
@@ -74,6 +78,12 @@ class ResendRecord(BaseModel):
     tango_request_ids: list[str] = Field(default_factory=list)
     attempt_log: list[AttemptEntry] = Field(default_factory=list)
     retry_of: str | None = None
+    # How `sent` was known: None for Tango's 201, "cooldown" when Tango's cooldown answer to a
+    # probe proved that an earlier call whose answer we never had had resent.
+    confirmed_by: str | None = None
+    # The start (Redis's clock, epoch seconds) of the earliest call whose outcome is unknown
+    # (a timeout, a reset, a 502/504, a worker killed mid-call) and not yet settled by a probe.
+    unresolved_call_started_at: float | None = None
 
     def fingerprint(self) -> str:
         """Identifies "the same request": the order and exactly the same fields."""
@@ -97,6 +107,12 @@ class Creation:
     dispatch: int = field(default=0, compare=False)
 
 
+def creation_from_reply(reply: Any) -> Creation:
+    """What the create script's reply says it did."""
+    request_id, outcome, head, dispatch = reply
+    return Creation(str(request_id), str(outcome), bool(int(head)), int(dispatch))
+
+
 @dataclass(frozen=True)
 class Begun:
     """What `RecordStore.begin` found when a worker took a request's task message.
@@ -109,6 +125,9 @@ class Begun:
     verdict: str
     token: str = ""
     record: ResendRecord | None = None
+    # "ok" only: the start (Redis's clock, epoch seconds) of a call that passed the gate and
+    # whose outcome nobody stored (its worker died mid-call), else None.
+    interrupted_call_started_at: float | None = None
 
 
 # The next request of an order is released this long after the window ends, so it never
@@ -151,39 +170,61 @@ class RecordStore:
         idempotency_key: str | None,
         idempotency_ttl_seconds: int,
         lease_seconds: float,
+        message: TaskMessage | None = None,
     ) -> Creation:
         """Store a new request, unless its idempotency key or an identical pending request
-        already stands for it; then that request's id is returned and nothing is stored."""
+        already stands for it; then that request's id is returned and nothing is stored.
+
+        A new request first in its order's queue gets `message` (its task message) pushed to
+        the broker in the same step; without one it is due at once, for the scheduler to
+        publish."""
+        keys, args = self.create_arguments(
+            record, idempotency_key, idempotency_ttl_seconds, lease_seconds, message
+        )
+        return creation_from_reply(self._create(keys=keys, args=args))
+
+    def create_arguments(
+        self,
+        record: ResendRecord,
+        idempotency_key: str | None,
+        idempotency_ttl_seconds: int,
+        lease_seconds: float,
+        message: TaskMessage | None = None,
+    ) -> tuple[list[str], list[str | int | float]]:
+        """KEYS and ARGV of the create script for `create` (also run by the webhook
+        receiver's asyncio client: see `worker.producer.submit_resend_async`)."""
         keys = self._keys
         order = record.reference_order_id
-        request_id, outcome, head, dispatch = self._create(
-            keys=[
-                keys.record(record.id),
-                keys.idempotency(idempotency_key) if idempotency_key else "",
-                keys.order_requests(order),
-                keys.due_index,
-                keys.order_fifo(order),
-                keys.order_pending(order),
-                keys.sequence,
-                keys.requests_by_time,
-                keys.dispatched,
-                keys.dispatch_sequence,
-                keys.unfinished_orders,
-            ],
-            args=[
-                record.id,
-                record.model_dump_json(),
-                self._ttl_seconds,
-                idempotency_ttl_seconds,
-                record.created_at.timestamp(),
-                record.fingerprint(),
-                lease_seconds,
-                keys.record(""),
-                order,
-                *FINAL_STATUSES,
-            ],
-        )
-        return Creation(str(request_id), str(outcome), bool(int(head)), int(dispatch))
+        script_keys = [
+            keys.record(record.id),
+            keys.idempotency(idempotency_key) if idempotency_key else "",
+            keys.order_requests(order),
+            keys.due_index,
+            keys.order_fifo(order),
+            keys.order_pending(order),
+            keys.sequence,
+            keys.requests_by_time,
+            keys.dispatched,
+            keys.dispatch_sequence,
+            keys.unfinished_orders,
+            keys.metrics,
+            message.list_key if message else "",
+        ]
+        args: list[str | int | float] = [
+            record.id,
+            record.model_dump_json(),
+            self._ttl_seconds,
+            idempotency_ttl_seconds,
+            record.created_at.timestamp(),
+            record.fingerprint(),
+            lease_seconds,
+            keys.record(""),
+            order,
+            *SUBMISSION_COUNTERS,
+            message.payload if message else "",
+            *FINAL_STATUSES,
+        ]
+        return script_keys, args
 
     def release_unpublished(self, request_id: str, dispatch: int) -> None:
         """A new request's task message could not be published: make it due now, so the next
@@ -215,11 +256,12 @@ class RecordStore:
         verdict = str(reply[0])
         if verdict != "ok":
             return Begun(verdict)
-        _, token, doc, status, merges = reply
+        _, token, doc, status, merges, interrupted = reply
         record = ResendRecord.model_validate_json(doc)
         record.status = ResendStatus(str(status))
         record.merges = int(merges)
-        return Begun("ok", str(token), record)
+        started = int(interrupted) / 1000 if str(interrupted) not in ("", "0") else None
+        return Begun("ok", str(token), record, started)
 
     def drop_orphan(self, request_id: str, promote_margin_seconds: float) -> bool:
         """Take a request whose record has gone off every index, and let its order's next
@@ -302,6 +344,11 @@ class RecordStore:
                 only_if_cancellable=False,
                 window=window,
                 token=token,
+                delay_seconds=(
+                    (record.sent_at - record.created_at).total_seconds()
+                    if record.sent_at is not None
+                    else None
+                ),
             )
             == "done"
         )
@@ -348,6 +395,7 @@ class RecordStore:
         only_if_cancellable: bool,
         window: WindowAction = KEEP_WINDOW,
         token: str = "",
+        delay_seconds: float | None = None,
     ) -> str:
         keys = self._keys
         result = self._finish(
@@ -360,6 +408,7 @@ class RecordStore:
                 self._outbox,
                 keys.dispatched,
                 keys.unfinished_orders,
+                keys.metrics,
             ],
             args=[
                 request_id,
@@ -370,6 +419,7 @@ class RecordStore:
                 "1" if only_if_cancellable else "",
                 _window_arg(window),
                 token,
+                json.dumps(outcome_fields(status, delay_seconds)),
                 *FINAL_STATUSES,
             ],
         )

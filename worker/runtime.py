@@ -9,9 +9,12 @@ import os
 import threading
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 import redis
+import redis.asyncio as redis_asyncio
 
+from worker import record_scripts
 from worker.auth import build_authorizer
 from worker.clock import RedisClock
 from worker.gate import CallGate
@@ -22,17 +25,37 @@ from worker.settings import Settings, get_settings
 from worker.tango_client import TangoClient, build_session
 from worker.window import OrderWindow
 
+# Bounded timeouts, so a dead Redis fails a call rather than hanging it.
+_CLIENT_OPTIONS: dict[str, Any] = {
+    "decode_responses": True,
+    "socket_timeout": 10,
+    "socket_connect_timeout": 5,
+    "health_check_interval": 15,
+    "retry_on_timeout": True,
+}
+
 
 def redis_client(settings: Settings) -> redis.Redis:
-    """A client with bounded timeouts, so a dead Redis fails a call rather than hanging it."""
-    return redis.Redis.from_url(
-        str(settings.redis_url),
-        decode_responses=True,
-        socket_timeout=10,
-        socket_connect_timeout=5,
-        health_check_interval=15,
-        retry_on_timeout=True,
-    )
+    """The process's Redis client."""
+    return redis.Redis.from_url(str(settings.redis_url), **_CLIENT_OPTIONS)
+
+
+class AsyncCreate:
+    """The create script on an asyncio Redis client, for an event loop (the webhook receiver).
+
+    asyncio connections belong to the loop that opened them: open this in the loop that uses
+    it, and `aclose` it there (the receiver's lifespan does both).
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._client = redis_asyncio.Redis.from_url(str(settings.redis_url), **_CLIENT_OPTIONS)
+        self._script = self._client.register_script(record_scripts.CREATE)
+
+    async def __call__(self, keys: list[str], args: list[str | int | float]) -> Any:
+        return await self._script(keys=keys, args=args)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
 
 
 @dataclass
@@ -76,7 +99,9 @@ class Runtime:
     @cached_property
     def tango(self) -> TangoClient:
         session = build_session(self.settings.worker_concurrency)
-        authorizer = build_authorizer(self.settings, self.redis, session, self.keys)
+        authorizer = build_authorizer(
+            self.settings, self.redis, session, self.keys, metrics=self.metrics
+        )
         return TangoClient(self.settings, session, authorizer)
 
 

@@ -96,6 +96,10 @@ class Settings(BaseSettings):
     resend_defer_jitter_seconds: float = Field(default=0.05, ge=0, le=5)
     # Guards against an endless loop if Tango keeps answering with its cooldown error.
     resend_max_cooldown_deferrals: int = Field(default=10, ge=1, le=1000)
+    # After a call whose outcome is unknown, ask Tango again this long after giving up on it
+    # (a probe; its cooldown answer can prove the first call resent). Capped so the probe
+    # still reaches Tango inside the first call's window (README, "Exactly once in practice").
+    resend_probe_delay_seconds: float = Field(default=3.0, ge=0, le=60)
     resend_record_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=60)
     resend_idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=1)
 
@@ -103,6 +107,11 @@ class Settings(BaseSettings):
     webhook_allow_unsigned: bool = False
     webhook_max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=1024 * 1024)
     api_token: SecretStr | None = None
+    # A second bearer token that may only read (the REST API's GETs, a read-only console).
+    api_read_token: SecretStr | None = None
+    # Honour X-Forwarded-Proto and X-Forwarded-For (the console's Secure cookie, and whom its
+    # sign-in throttle counts) only when a proxy we trust sets them; off, a client could.
+    console_trust_proxy: bool = False
 
     # Serve Prometheus metrics from each worker on this port (the web app serves /metrics).
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
@@ -112,6 +121,9 @@ class Settings(BaseSettings):
     result_webhook_url: AnyHttpUrl | None = None
     result_webhook_secret: SecretStr | None = None
     result_webhook_max_attempts: int = Field(default=20, ge=1, le=1000)
+    # Delivery threads per worker, apart from the resend pool: a slow endpoint holds at most
+    # this many threads of a worker, and never a resend's.
+    result_webhook_concurrency: int = Field(default=1, ge=1, le=16)
 
     broker_visibility_timeout_seconds: int = Field(default=300, ge=2, le=300)
     worker_concurrency: int = Field(default=16, ge=1, le=512)
@@ -125,6 +137,7 @@ class Settings(BaseSettings):
         "tango_token_url",
         "webhook_secret",
         "api_token",
+        "api_read_token",
         "result_webhook_url",
         "result_webhook_secret",
         "metrics_port",
@@ -144,7 +157,7 @@ class Settings(BaseSettings):
             raise ValueError("must be whsec_ followed by at least 16 base64-encoded bytes")
         return value
 
-    @field_validator("api_token")
+    @field_validator("api_token", "api_read_token")
     @classmethod
     def _long_api_token(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and len(value.get_secret_value()) < API_TOKEN_MIN_LENGTH:
@@ -174,6 +187,16 @@ class Settings(BaseSettings):
                 raise ValueError(
                     f"{', '.join(missing)} must be set together with {', '.join(given)}"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _read_token_beside_api_token(self) -> Self:
+        if self.api_read_token is None:
+            return self
+        if self.api_token is None:
+            raise ValueError("API_READ_TOKEN needs API_TOKEN: without it the API is off")
+        if self.api_read_token.get_secret_value() == self.api_token.get_secret_value():
+            raise ValueError("API_READ_TOKEN must differ from API_TOKEN")
         return self
 
     @property

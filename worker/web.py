@@ -1,52 +1,47 @@
 """The webhook receiver: signed HTTP triggers for resends, and a read-only view of records.
 
-Endpoints that enqueue are plain `def`s, so FastAPI runs them in its thread pool and a slow
-Redis blocks a thread, never the event loop. The raw body is read (with a size cap) by an async
+The webhook endpoint is a coroutine: signature, parsing and validation are CPU work done in
+the event loop, and its one round trip to Redis (the create script, which stores the request
+and queues its task together) is awaited on an asyncio client, so a storm of webhooks costs no
+thread hop per request and a slow Redis stalls no other request. Other endpoints are plain
+`def`s that FastAPI runs in its thread pool. The raw body is read (with a size cap) by an async
 dependency, and its signature checked before anything is parsed.
 """
 
 # No `from __future__ import annotations` here: FastAPI reads the endpoints' annotations at run
 # time, and they name a dependency defined inside `create_app`.
 
-import hmac
-import json
+import gc
 import logging
-from typing import Annotated, Any, Literal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
 
 import redis
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
+from worker.console import build_console_router
 from worker.metrics import build_registry
-from worker.producer import EnqueueError, submit_resend
+from worker.producer import EnqueueError, submit_resend_async
 from worker.redis_health import eviction_policy, eviction_warning, evicts, warn_if_evicting
-from worker.runtime import current_runtime
+from worker.resend_schema import ResendFields
+from worker.rest_api import build_api_router
+from worker.runtime import AsyncCreate, current_runtime
 from worker.settings import Settings, get_settings
 from worker.validation import InvalidResendRequest
+from worker.web_problems import HttpProblem, Problem
+from worker.web_problems import parse_json_object as _parse
+from worker.web_problems import problem_response as _problem_response
 from worker.webhook_signature import REPLAY_WINDOW_SECONDS, SignatureError, WebhookVerifier
 
 logger = logging.getLogger("tango_resend.web")
 
 
-class ResendWebhook(BaseModel):
+class ResendWebhook(ResendFields):
     """A resend request in Tango's own field names (the body of POST /webhooks/resends)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    # Field names are Tango's own, so senders can forward Tango-shaped payloads unchanged.
-    # The schema states the shapes `worker.validation` enforces; it checks more than a schema
-    # can say (a deliverable-looking email, a phone number that exists), and is what decides.
-    referenceOrderID: str = Field(
-        examples=["RA180426-1401-64"], pattern=r"^RA[0-9]{6}-[0-9]{1,10}-[0-9]{1,10}$"
-    )
-    newEmail: str | None = Field(default=None, examples=["pat@example.com"], max_length=254)
-    newMobile: str | None = Field(
-        default=None, examples=["+14155550123"], pattern=r"^\+[1-9][0-9]{7,14}$"
-    )
-    newEtid: str | None = Field(default=None, examples=["E000000"], pattern=r"^E[0-9]{6}$")
-    newDeliveryMethod: Literal["EMAIL", "PHONE", "NONE"] | None = None
 
 
 class Accepted(BaseModel):
@@ -63,37 +58,16 @@ class Accepted(BaseModel):
     )
 
 
-class Problem(BaseModel):
-    error: str
-    message: str
-    fields: dict[str, str] | None = None
-
-
 class Health(BaseModel):
     status: str = Field(
-        description="ok; degraded (Redis answers but may evict our data, see `warnings`); "
+        description="ok; degraded (Redis answers but may evict our data, or the OAuth token "
+        "endpoint is failing: see `warnings`); "
         "unavailable (Redis does not answer, with status 503)."
     )
     redis_maxmemory_policy: str | None = Field(
         default=None, description="Redis's maxmemory-policy; None when it cannot be read."
     )
     warnings: list[str] = Field(default_factory=list)
-
-
-class HttpProblem(Exception):
-    """Raised inside a request to answer with a JSON problem."""
-
-    def __init__(
-        self,
-        status: int,
-        error: str,
-        message: str,
-        fields: dict[str, str] | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status, self.error, self.message = status, error, message
-        self.fields, self.headers = fields, headers
 
 
 _PROBLEMS: dict[int | str, dict[str, Any]] = {
@@ -123,6 +97,18 @@ _ACCEPTED_LINKS: dict[int | str, dict[str, Any]] = {
 }
 
 
+@asynccontextmanager
+async def _webhook_redis(app: FastAPI) -> AsyncIterator[None]:
+    """The webhook route's asyncio Redis client, opened and closed with the event loop that
+    serves it (asyncio connections cannot outlive their loop)."""
+    app.state.create = AsyncCreate(get_settings())
+    try:
+        yield
+    finally:
+        create, app.state.create = app.state.create, None
+        await create.aclose()
+
+
 def create_app() -> FastAPI:
     """Build the receiver from this process's settings; refuses to run without a secret."""
     settings = get_settings()
@@ -136,6 +122,7 @@ def create_app() -> FastAPI:
         title="tango-resend",
         version="0.1.0",
         description="Signed webhooks that queue Tango order resends.",
+        lifespan=_webhook_redis,
     )
     app.add_exception_handler(HttpProblem, _problem_response)  # type: ignore[arg-type]
     limit = settings.webhook_max_body_bytes
@@ -164,7 +151,8 @@ def create_app() -> FastAPI:
             }
         },
     )
-    def receive_resend(
+    async def receive_resend(
+        request: Request,
         body: Annotated[bytes, Depends(raw_body)],
         webhook_id: Annotated[str | None, Header(alias="webhook-id")] = None,
         webhook_timestamp: Annotated[str | None, Header(alias="webhook-timestamp")] = None,
@@ -184,8 +172,12 @@ def create_app() -> FastAPI:
         fields = _parse(body)
         key = f"webhook:{webhook_id}" if webhook_id else None
         try:
-            submission = submit_resend(
-                fields, idempotency_key=key, idempotency_ttl_seconds=webhook_id_ttl
+            submission = await submit_resend_async(
+                fields,
+                idempotency_key=key,
+                idempotency_ttl_seconds=webhook_id_ttl,
+                origin=f"webhook {webhook_id}" if webhook_id else "an unsigned webhook",
+                create=getattr(request.app.state, "create", None),
             )
         except InvalidResendRequest as error:
             raise HttpProblem(422, "invalid_request", str(error), fields=error.errors) from None
@@ -197,12 +189,6 @@ def create_app() -> FastAPI:
                 "the request could not be stored; retry later",
                 headers={"Retry-After": "5"},
             ) from None
-        logger.info(
-            "webhook id=%s accepted as request=%s (%s)",
-            webhook_id,
-            submission.request_id,
-            submission.outcome,
-        )
         return Accepted(
             id=submission.request_id,
             duplicate=submission.outcome == "idempotent",
@@ -224,10 +210,17 @@ def create_app() -> FastAPI:
             policy = eviction_policy(client)
         except redis.RedisError:  # INFO refused (renamed by some managed services)
             policy = None
+        warnings = []
         if evicts(policy):
             assert policy is not None
-            warning = eviction_warning(policy)
-            return Health(status="degraded", redis_maxmemory_policy=policy, warnings=[warning])
+            warnings.append(eviction_warning(policy))
+        # The workers' last failed OAuth token fetch, until one succeeds: requests wait for
+        # it (none fails), and this says why.
+        token_failure = _token_failure_warning(client)
+        if token_failure is not None:
+            warnings.append(token_failure)
+        if warnings:
+            return Health(status="degraded", redis_maxmemory_policy=policy, warnings=warnings)
         return Health(status="ok", redis_maxmemory_policy=policy)
 
     registry = build_registry(
@@ -240,37 +233,12 @@ def create_app() -> FastAPI:
         return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     if settings.api_token is not None:
-        _add_record_route(app, settings.api_token.get_secret_value())
+        app.include_router(build_api_router(settings))
+        app.include_router(build_console_router(settings))
+    # Everything built so far lives as long as the process: keep it out of the collector's
+    # full passes, which otherwise rescan it during webhook storms (tail latency).
+    gc.freeze()
     return app
-
-
-def _add_record_route(app: FastAPI, api_token: str) -> None:
-    expected = f"Bearer {api_token}".encode()
-
-    @app.get(
-        "/resends/{request_id}",
-        operation_id="readResend",
-        responses={401: {"model": Problem}, 404: {"model": Problem}},
-    )
-    def read_resend(
-        request_id: str, authorization: Annotated[str | None, Header()] = None
-    ) -> dict[str, Any]:
-        """A request's record (needs `Authorization: Bearer <API_TOKEN>`)."""
-        given = (authorization or "").encode()
-        if not hmac.compare_digest(given, expected):
-            raise HttpProblem(
-                401,
-                "unauthorized",
-                "a valid bearer token is required",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        try:
-            record = current_runtime().records.get(request_id)
-        except redis.RedisError:
-            raise HttpProblem(503, "unavailable", "records cannot be read now") from None
-        if record is None:
-            raise HttpProblem(404, "not_found", "no such request (unknown or expired)")
-        return record.model_dump(mode="json")
 
 
 def _verifier(settings: Settings) -> WebhookVerifier | None:
@@ -283,41 +251,19 @@ def _verifier(settings: Settings) -> WebhookVerifier | None:
     return WebhookVerifier(settings.webhook_secret.get_secret_value())
 
 
-class _DuplicateKey(ValueError):
-    """Raised while parsing when one JSON object names a key twice."""
+def _token_failure_warning(client: redis.Redis) -> str | None:
+    """The workers' last failed OAuth token fetch, if none has succeeded since."""
+    from worker.auth import last_token_failure
 
-
-def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # JSON parsers disagree on which of two equal keys wins (Python's keeps the last, others
-    # the first), so a signed body could mean one request to its sender and another to us.
-    parsed = dict(pairs)
-    if len(parsed) != len(pairs):
-        raise _DuplicateKey
-    return parsed
-
-
-def _parse(body: bytes) -> dict[str, Any]:
     try:
-        parsed = json.loads(body, object_pairs_hook=_refuse_duplicate_keys)
-    except _DuplicateKey:
-        # The key is not echoed: like a refused value, it is the sender's data.
-        raise HttpProblem(
-            400, "malformed_json", "the body names a key twice in one JSON object"
-        ) from None
-    except (ValueError, RecursionError):
-        raise HttpProblem(400, "malformed_json", "the body is not valid JSON") from None
-    if not isinstance(parsed, dict):
-        raise HttpProblem(
-            422,
-            "invalid_request",
-            "the body must be a JSON object",
-            fields={"body": "must be a JSON object"},
-        )
-    return parsed
-
-
-def _problem_response(_: Request, problem: HttpProblem) -> JSONResponse:
-    content = Problem(error=problem.error, message=problem.message, fields=problem.fields)
-    return JSONResponse(
-        content.model_dump(exclude_none=True), status_code=problem.status, headers=problem.headers
+        failure = last_token_failure(client, current_runtime().keys)
+    except redis.RedisError:
+        return None
+    if failure is None:
+        return None
+    return (
+        f"Tango's OAuth token endpoint {failure.get('url')} is failing "
+        f"({failure.get('error')}; {failure.get('failures')} failed fetches since "
+        f"{failure.get('since')}): resends wait and retry, none fails for it; "
+        "check TANGO_TOKEN_URL and the client credentials"
     )

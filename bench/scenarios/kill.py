@@ -163,6 +163,11 @@ def run(ctx: Context, p: KillParams) -> ScenarioResult:
             rate_limit=p.rate_limit,
             WORKER_CONCURRENCY=str(p.concurrency),
             BROKER_VISIBILITY_TIMEOUT_SECONDS=str(p.visibility_timeout_seconds),
+            # A call cut off by the kill is released to the replacement once it must be over
+            # (2 x (connect + read)) and its run's lease (15 s) is out; the probe proves
+            # anything only inside Tango's window, so these fit inside `window_seconds`.
+            TANGO_TIMEOUT_SECONDS=f"{p.read_timeout_seconds:g}",
+            TANGO_CONNECT_TIMEOUT_SECONDS=f"{p.connect_timeout_seconds:g}",
         )
         keys = RedisKeys(settings["REDIS_KEY_PREFIX"])
         doomed = start_our_worker(

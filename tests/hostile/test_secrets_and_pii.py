@@ -197,7 +197,10 @@ def run_system(tmp: Path) -> Capture:
         reset_runtime()
         try:
             with producer_broker():
-                web = WebProcess({**env, "LOG_LEVEL": "INFO"}, tmp / "web.log").wait_ready()
+                # With its access log too: those lines must be as clean as the others.
+                web = WebProcess(
+                    {**env, "LOG_LEVEL": "INFO"}, tmp / "web.log", ["--access-log"]
+                ).wait_ready()
                 processes.append(web)
                 oauth = WorkerProcess(env, tmp / "oauth-worker.log", name="oauth").wait_ready()
                 processes.append(oauth)

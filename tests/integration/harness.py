@@ -119,10 +119,13 @@ class WorkerProcess(LoggedProcess):
 class WebProcess(LoggedProcess):
     """`python -m worker web --port P` on a free loopback port."""
 
-    def __init__(self, settings: dict[str, str], log_path: Path) -> None:
+    def __init__(
+        self, settings: dict[str, str], log_path: Path, extra_arguments: list[str] | None = None
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        super().__init__(settings, log_path, ["-m", "worker", "web", "--port", str(self.port)])
+        arguments = ["-m", "worker", "web", "--port", str(self.port), *(extra_arguments or [])]
+        super().__init__(settings, log_path, arguments)
 
     def wait_ready(self, timeout: float = 30.0) -> WebProcess:
         def up() -> bool:

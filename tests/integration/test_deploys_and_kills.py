@@ -43,7 +43,7 @@ def test_rolling_deploy_under_a_rate_limited_backlog_keeps_every_slot(
     """Given a backlog at 3 calls/s, some orders waiting out a window opened in Tango's portal,
     When a new worker starts under a new name and the old one gets SIGTERM, Then the calls
     keep to their slots (each no more than 2 s late on a steady stream), the stream never
-    pauses more than 5 s, and nothing meets a cooldown twice."""
+    pauses more than 5 s, and nothing meets a cooldown more than once."""
     rate = 3.0
     control.configure(rate_limit=rate + 1)
     backlog = [f"RA251126-2001-{n:02d}" for n in range(24)]
@@ -74,8 +74,9 @@ def test_rolling_deploy_under_a_rate_limited_backlog_keeps_every_slot(
     pauses = [b - a for a, b in pairwise(arrivals) if b >= deploy_started - 1]
     assert max(pauses) <= DEPLOY_PAUSE_ALLOWED
     for order in windowed:
+        # Met once at most (a first call made after the portal's window ended meets none).
         statuses = [call["status"] for call in resend_calls(control, order)]
-        assert statuses == [403, 201], (order, statuses)
+        assert statuses in ([403, 201], [201]), (order, statuses)
     assert control.stats()["rate_limited"] == 0
 
 

@@ -117,6 +117,19 @@ def test_async_code_calls_the_api_in_a_thread(producer_env: dict[str, str]) -> N
     assert asyncio.run(namespace["resend_status"](str(uuid.uuid4()))) is None
 
 
+def test_async_code_can_submit_natively(producer_env: dict[str, str]) -> None:
+    namespace = run_python("async-native")
+
+    async def scenario() -> tuple[str, str]:
+        first = await namespace["resend_reward_natively"](ORDER)
+        return first, await namespace["resend_reward_natively"](ORDER)
+
+    first, again = asyncio.run(scenario())
+    assert first == again, "same idempotency key"
+    record = current_runtime().records.get(first)
+    assert record is not None and record.status.value == "queued"
+
+
 def test_outcome_callbacks_are_verified(monkeypatch: pytest.MonkeyPatch) -> None:
     secret = "whsec_" + base64.b64encode(os.urandom(32)).decode()
     monkeypatch.setenv("RESULT_WEBHOOK_SECRET", secret)

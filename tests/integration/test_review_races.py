@@ -19,33 +19,34 @@ from worker.sandbox import SandboxControl
 pytestmark = pytest.mark.integration
 
 
-def test_a_failed_publish_loses_no_request_that_others_were_handed(
+def test_a_request_whose_message_could_not_be_built_is_still_sent_once(
     control: SandboxControl, start_worker: WorkerFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Given the broker refusing the publish of a new request, while an identical submission
-    is merged into it and a redelivery with its idempotency key is handed its id, When a
-    worker runs, Then that one request is sent once and every id handed out is the one sent
-    (on the old code the failed publish deleted the request everyone had been given)."""
+    """Given the broker refusing the task message of a new request, When an identical
+    submission is merged into it and a redelivery with its idempotency key is handed its id,
+    Then that one request is stored, released by the scheduler, and sent once, and every id
+    handed out is the one sent (on the old code a failed publish deleted the request that
+    the others had been given)."""
     order = "RA251126-2301-01"
     control.add_order(order)
     fields = {"referenceOrderID": order, "newEmail": "pat@example.com"}
-    real_send_task = app.send_task
-    handed: list[str] = []
 
-    def refuse_after_others_took_it(*args: Any, **kwargs: Any) -> None:
-        handed.append(submit_resend(fields).request_id)  # merged into it
-        handed.append(submit_resend(fields, idempotency_key="bounce-7").request_id)
+    def refuse(*args: Any, **kwargs: Any) -> None:
         raise ConnectionError("broker unreachable")
 
-    monkeypatch.setattr(app, "send_task", refuse_after_others_took_it)
+    monkeypatch.setattr(app, "send_task", refuse)
     first = submit_resend(fields, idempotency_key="bounce-7")
-    monkeypatch.setattr(app, "send_task", real_send_task)
+    merged = submit_resend(fields)
+    redelivered = submit_resend(fields, idempotency_key="bounce-7")
+    monkeypatch.undo()
     assert first.outcome == "created"
-    assert handed == [first.request_id, first.request_id]
+    assert (merged.request_id, redelivered.request_id) == (first.request_id,) * 2
+    runtime = current_runtime()
+    assert runtime.redis.llen(runtime.settings.resend_queue) == 0, "nothing was queued"
 
     start_worker()
     records = wait_for(lambda: finished([first.request_id]), timeout=20, what="it to be sent")
-    assert records[0].status.value == "sent" and records[0].merges >= 1
+    assert records[0].status.value == "sent" and records[0].merges == 1
     assert [c["status"] for c in resend_calls(control, order)] == [201]
     again = submit_resend(fields, idempotency_key="bounce-7")
     assert again.request_id == first.request_id, "the key still points at a live request"

@@ -17,7 +17,7 @@ from worker.errors import (
 )
 from worker.sandbox import SandboxControl, SandboxServer
 from worker.settings import load_settings
-from worker.tango_client import TangoClient, build_session
+from worker.tango_client import TangoAnswer, TangoClient, build_session
 
 ORDER = "RA251125-8001-01"
 
@@ -39,11 +39,16 @@ def client_for(
     return TangoClient(settings, build_session(4), BasicAuthorizer("sandbox-platform", key))
 
 
+def send(client: TangoClient, order: str, body: dict[str, str]) -> TangoAnswer:
+    """One resend call, authorised as the executor does it (before the call)."""
+    return client.resend(order, body, client.authorization())
+
+
 def test_resend_201_and_then_the_cooldown_error(
     server: SandboxServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     client = client_for(server.base_url, monkeypatch)
-    answer = client.resend(ORDER, {"newEtid": "E000001"})
+    answer = send(client, ORDER, {"newEtid": "E000001"})
     assert answer.status == 201
     assert (
         answer.body is not None and {"id", "legacyId", "createdAt", "email"} <= answer.body.keys()
@@ -51,7 +56,7 @@ def test_resend_201_and_then_the_cooldown_error(
     assert answer.request_id and answer.tango_time is not None
 
     with pytest.raises(TangoCooldownError) as raised:
-        client.resend(ORDER, {})
+        send(client, ORDER, {})
     error = raised.value
     assert (error.status, error.i18n_key) == (403, "403.005")
     assert error.last_sent_at is not None and error.tango_now is not None
@@ -66,7 +71,7 @@ def test_get_order(server: SandboxServer, monkeypatch: pytest.MonkeyPatch) -> No
 
 def test_unknown_order_is_permanent(server: SandboxServer, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(TangoPermanentError) as raised:
-        client_for(server.base_url, monkeypatch).resend("RA251125-8001-99", {})
+        send(client_for(server.base_url, monkeypatch), "RA251125-8001-99", {})
     assert raised.value.i18n_key == "404.017"
 
 
@@ -74,13 +79,13 @@ def test_wrong_key_is_an_authentication_error(
     server: SandboxServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with pytest.raises(TangoAuthenticationError):
-        client_for(server.base_url, monkeypatch, key="wrong").resend(ORDER, {})
+        send(client_for(server.base_url, monkeypatch, key="wrong"), ORDER, {})
 
 
 @pytest.mark.parametrize(
     ("fault", "ambiguous"),
     [
-        ({"status": 502, "body": "html"}, False),
+        ({"status": 502, "body": "html"}, True),  # a gateway: Tango may have acted behind it
         ({"status": 503}, False),
         ({"status": 504}, True),  # a gateway timeout: Tango may have acted behind it
         ({"status": 429, "retry_after": 7}, False),
@@ -99,7 +104,7 @@ def test_faults_are_transient(
 ) -> None:
     SandboxControl(server.control_url).inject_fault(ORDER, **fault)  # type: ignore[arg-type]
     with pytest.raises(TangoTransientError) as raised:
-        client_for(server.base_url, monkeypatch).resend(ORDER, {})
+        send(client_for(server.base_url, monkeypatch), ORDER, {})
     assert raised.value.ambiguous is ambiguous
     assert raised.value.retry_after == fault.get("retry_after")
 
@@ -108,7 +113,7 @@ def test_malformed_201_still_counts_as_sent(
     server: SandboxServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     SandboxControl(server.control_url).inject_fault(ORDER, status=201, body="malformed")
-    answer = client_for(server.base_url, monkeypatch).resend(ORDER, {})
+    answer = send(client_for(server.base_url, monkeypatch), ORDER, {})
     assert answer.status == 201 and answer.body is None
 
 
@@ -119,7 +124,7 @@ def test_refused_connection_is_transient_and_unambiguous(
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     with pytest.raises(TangoTransientError) as raised:
-        client_for(f"http://127.0.0.1:{port}/raas/v2", monkeypatch).resend(ORDER, {})
+        send(client_for(f"http://127.0.0.1:{port}/raas/v2", monkeypatch), ORDER, {})
     assert raised.value.ambiguous is False
 
 
@@ -147,6 +152,16 @@ def test_oauth_401_renews_the_shared_token_once(
         client = TangoClient(
             settings, session, SharedTokenAuthorizer(settings, redis_client, session, keys)
         )
-        assert client.resend(ORDER, {}).status == 201
-        assert control.token_requests() == 1
-        assert [c["auth"] for c in control.calls()] == ["invalid", "bearer"]
+        # A resend is sent once per pass of the gate: the 401 comes back to the executor,
+        # which renews the token and passes the gate again for the second send.
+        stale = client.authorization()
+        with pytest.raises(TangoAuthenticationError):
+            client.resend(ORDER, {}, stale)
+        assert client.renew(stale) is True
+        assert client.resend(ORDER, {}, client.authorization()).status == 201
+        # Reads renew by themselves, once.
+        redis_client.set(keys.oauth_token, '{"access_token": "revoked-again"}', ex=3600)
+        assert client.get_order(ORDER).status == 200
+        assert control.token_requests() == 2
+        auths = [c["auth"] for c in control.calls()]
+        assert auths == ["invalid", "bearer", "invalid", "bearer"]

@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 import requests
 
@@ -96,3 +97,52 @@ def test_the_readme_curl_example_is_accepted_and_resent(
     assert answer["status"] == "queued"
     wait_for(lambda: finished([answer["id"]]), timeout=10, what="sent")
     assert [c["status"] for c in resend_calls(control, "RA251125-1001-01")] == [201]
+
+
+def test_two_receiver_processes_share_the_port_and_every_webhook_is_sent(
+    settings_env: dict[str, str],
+    tmp_path: Path,
+    control: SandboxControl,
+    start_worker: WorkerFactory,
+) -> None:
+    """`tango-resend web --workers 2` (how the receiver scales on one host, README): both
+    processes serve one port, and every accepted webhook is resent once. Without
+    `--access-log` the only line per webhook is the one naming its request."""
+    env = {**settings_env, "WEBHOOK_SECRET": SECRET}
+    web = WebProcess(env, tmp_path / "web2.log", extra_arguments=["--workers", "2"])
+    orders = [f"RA251125-1202-{n:02d}" for n in range(12)]
+    for order in orders:
+        control.add_order(order)
+    try:
+        web.wait_ready(timeout=30)
+        start_worker()
+        answers = [
+            post_signed(web.url, {"referenceOrderID": order}, f"msg_two_{order}")
+            for order in orders
+        ]
+        assert [answer.status_code for answer in answers] == [202] * len(orders)
+        ids = [answer.json()["id"] for answer in answers]
+        wait_for(lambda: finished(ids), timeout=20, what="all sent")
+        assert len([c for c in control.calls() if c["status"] == 201]) == len(orders)
+        log = web.log()
+        assert "Started parent process" in log and log.count("Started server process") == 2
+        assert "POST /webhooks/resends" not in log, "no access log unless asked for"
+        assert log.count("status=queued from webhook msg_two_") == len(orders)
+
+        # A receiver process that dies is replaced, and the port keeps answering.
+        receivers = [
+            child
+            for child in psutil.Process(web.process.pid).children()
+            if "spawn_main" in " ".join(child.cmdline())
+        ]
+        assert len(receivers) == 2
+        receivers[0].kill()
+        wait_for(
+            lambda: web.log().count("Started server process") == 3,
+            timeout=20,
+            what="a replacement process",
+        )
+        late = post_signed(web.url, {"referenceOrderID": orders[0]}, "msg_two_after_a_death")
+        assert late.status_code == 202
+    finally:
+        web.stop()

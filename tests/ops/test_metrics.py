@@ -153,12 +153,18 @@ def test_metrics_of_an_empty_fleet(web_client: TestClient) -> None:
         "tango_resend_tango_calls",
         "tango_resend_callbacks",
         "tango_resend_tango_latency_seconds",
+        "tango_resend_token_calls",
+        "tango_resend_token_latency_seconds",
+        "tango_resend_redeliveries",
+        "tango_resend_probes",
         "tango_resend_send_delay_seconds",
         "tango_resend_queue_depth",
         "tango_resend_parked",
+        "tango_resend_oldest_due_overdue_seconds",
         "tango_resend_redis_eviction_unsafe",
         "tango_resend_redis_maxmemory_policy",
     } == set(types)
+    assert values[("tango_resend_oldest_due_overdue_seconds", ())] == 0.0
     assert labelled(values, "tango_resend_requests_total", "outcome") == {}
     assert values[("tango_resend_tango_latency_seconds_count", ())] == 0.0
     assert values[("tango_resend_queue_depth", ())] == 0.0

@@ -19,6 +19,7 @@ from worker.records import (
     ResendRecord,
     ResendStatus,
 )
+from worker.task_messages import TaskMessage
 
 KEYS = RedisKeys("test")
 ORDER = "RA180426-1401-64"
@@ -50,10 +51,19 @@ def new_record(
     )
 
 
+# The task message the create script queues for a request first in its order's queue.
+MESSAGE = TaskMessage("test-queue", '{"body": "a task message"}')
+
+
 def create(
-    store: RecordStore, record: ResendRecord, idempotency_key: str | None = None
+    store: RecordStore,
+    record: ResendRecord,
+    idempotency_key: str | None = None,
+    message: TaskMessage | None = MESSAGE,
 ) -> Creation:
-    return store.create(record, idempotency_key, IDEMPOTENCY_TTL, lease_seconds=LEASE)
+    return store.create(
+        record, idempotency_key, IDEMPOTENCY_TTL, lease_seconds=LEASE, message=message
+    )
 
 
 def redis_now(client: redis.Redis) -> float:
@@ -944,3 +954,29 @@ def test_ids_for_order_orders_by_sub_second_creation_time(store: RecordStore) ->
 )
 def test_only_sent_failed_and_cancelled_are_final(status: ResendStatus, final: bool) -> None:
     assert status.is_final is final
+
+
+def test_a_head_created_with_its_task_message_has_it_queued_in_the_same_step(
+    store: RecordStore, redis_client: redis.Redis
+) -> None:
+    """The record and its task message land together (one script): a 202 means both."""
+    head, behind = new_record(), new_record(request=EMAIL)
+    message = TaskMessage("queue-list", '{"body": "..."}')
+
+    assert create(store, head, message=message).is_head
+    assert not create(store, behind, message=message).is_head
+
+    assert redis_client.lrange("queue-list", 0, -1) == ['{"body": "..."}'], "the head's only"
+    assert redis_client.hget(KEYS.dispatched, head.id) is not None
+    assert due(redis_client, behind.id) == math.inf
+
+
+def test_a_head_created_without_a_message_is_due_at_once_for_the_scheduler(
+    store: RecordStore, redis_client: redis.Redis
+) -> None:
+    head = new_record()
+    assert create(store, head, message=None).is_head
+    now = redis_now(redis_client)
+    score = due(redis_client, head.id)
+    assert score is not None and now - 1 <= score <= now + 1
+    assert redis_client.hget(KEYS.dispatched, head.id) is None

@@ -17,10 +17,12 @@ import redis
 
 from tests.conftest import TEST_REDIS_URL
 from worker import scheduler
+from worker.celery_app import app as celery_app
 from worker.records import ResendRecord
 from worker.runtime import Runtime
 from worker.scheduler import DueReleaser
 from worker.settings import load_settings
+from worker.task_messages import TaskMessage
 
 ORDER = "RA251125-9201-{:02d}"
 
@@ -52,17 +54,19 @@ def runtime(redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> Itera
 @pytest.fixture
 def broker(monkeypatch: pytest.MonkeyPatch) -> Broker:
     stub = Broker()
-    monkeypatch.setattr(scheduler.app, "send_task", stub.send_task)
+    monkeypatch.setattr(celery_app, "send_task", stub.send_task)
     return stub
 
 
-def create(runtime: Runtime, n: int) -> tuple[str, int]:
-    """A new request, as the producer stores it before publishing; (id, dispatch)."""
+def create(runtime: Runtime, n: int, queued: bool = True) -> tuple[str, int]:
+    """A new request as the producer stores it: with its task message pushed to the broker
+    queue in the same step (`queued`), or without one; returns (id, dispatch number)."""
     now = runtime.clock.now()
     record = ResendRecord(
         id=f"req-{n}", reference_order_id=ORDER.format(n), created_at=now, updated_at=now
     )
-    creation = runtime.records.create(record, None, 60, lease_seconds=0.0)
+    message = TaskMessage(runtime.settings.resend_queue, f"message-of-{n}") if queued else None
+    creation = runtime.records.create(record, None, 60, lease_seconds=0.0, message=message)
     return record.id, creation.dispatch
 
 
@@ -79,9 +83,10 @@ def queue_messages(runtime: Runtime, count: int) -> None:
 def test_a_lost_message_is_released_again_with_a_new_dispatch_number(
     runtime: Runtime, broker: Broker
 ) -> None:
-    """Given a request whose message never reached a worker and an empty broker queue, When its
-    lease is out, Then it is published again."""
+    """Given a request whose message a worker popped and then died with (the broker queue is
+    empty), When its lease is out, Then it is published again."""
     request_id, dispatch = create(runtime, 1)
+    assert runtime.redis.rpop(runtime.settings.resend_queue) == "message-of-1"
     make_due(runtime, request_id)
 
     sent, _ = DueReleaser(runtime).release_due()
@@ -96,7 +101,7 @@ def test_a_backlog_still_waiting_in_the_broker_queue_is_not_re_released(
     """Given 50 requests whose messages wait in a queue no worker has reached yet, When their
     leases are out, Then none is re-released (no mass duplication of a large backlog)."""
     created = [create(runtime, n) for n in range(50)]
-    queue_messages(runtime, 50)
+    assert runtime.redis.llen(runtime.settings.resend_queue) == 50
     for request_id, _ in created:
         make_due(runtime, request_id)
 
@@ -140,7 +145,7 @@ def test_a_call_in_flight_is_left_to_its_run_until_its_hold_ends(
 def test_a_replayed_claim_returns_the_same_requests(runtime: Runtime, broker: Broker) -> None:
     """redis-py replays a script whose reply was lost; the replay must hand back what the
     first run claimed, or those requests would wait out their lease unpublished."""
-    request_id, _ = create(runtime, 1)
+    request_id, _ = create(runtime, 1, queued=False)
     make_due(runtime, request_id)
     releaser = DueReleaser(runtime)
     fixed_claim_id = "replayed-claim"
@@ -161,7 +166,7 @@ def test_a_replayed_claim_returns_the_same_requests(runtime: Runtime, broker: Br
 def test_a_publish_failing_mid_batch_hands_the_rest_back_at_once(
     runtime: Runtime, broker: Broker
 ) -> None:
-    created = [create(runtime, n)[0] for n in range(5)]
+    created = [create(runtime, n, queued=False)[0] for n in range(5)]
     for request_id in created:
         make_due(runtime, request_id)
     broker.fail_after = 2

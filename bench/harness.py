@@ -20,9 +20,9 @@ from typing import Any, TypeVar
 import psutil
 import redis
 
+from worker.core.settings import Settings, reset_settings_cache
 from worker.runtime import reset_runtime
 from worker.sandbox import SandboxControl
-from worker.settings import Settings, reset_settings_cache
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PLATFORM_NAME = "bench-platform"

@@ -15,7 +15,7 @@ import threading
 import time
 from pathlib import Path
 
-from worker.tango_client import build_session
+from worker.tango.client import build_session
 
 
 def main() -> None:

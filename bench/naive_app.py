@@ -25,16 +25,15 @@ import redis
 import requests
 from celery import Celery, signals
 
-from worker import celery_app as ours
-from worker.settings import get_settings
-from worker.tango_client import build_session
+from worker.core.settings import get_settings
+from worker.queueing import app as ours
+from worker.tango.client import build_session
 
 PLAIN_TASK = "bench.plain_resend"
 NAIVE_TASK = "bench.naive_resend"
 
-# tango-resend's module connects its scheduler to every worker's start; the peers have none.
-signals.worker_ready.disconnect(ours._start_scheduler)
-
+# tango-resend's scheduler is connected by `worker.queueing.lifecycle`, which only our own
+# app's workers import (its `include`): the peers, which import just the app, run none.
 app = Celery("bench_peer")
 app.add_defaults(lambda: ours.celery_config(get_settings()))
 

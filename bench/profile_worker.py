@@ -87,7 +87,7 @@ def main() -> None:
     args = parser.parse_args()
     worker_args = [arg for arg in args.worker_args if arg != "--"]
 
-    from worker.cli import main as tango_resend
+    from worker.cli.entry import main as tango_resend
 
     profiler = Profiler(interval=args.interval)
     sys.argv = ["tango-resend", *worker_args]

@@ -1,10 +1,10 @@
 """The outcome-callback task of earlier versions. Delivery and its retry schedule live in
-`worker.callbacks`: each worker's own delivery threads take owed callbacks straight from the
+`worker.resend.callbacks`: each worker's own delivery threads take owed callbacks straight from the
 outbox, so callbacks never wait in (or hold) the resend queue's pool."""
 
 from __future__ import annotations
 
-from worker.celery_app import DELIVER_TASK_NAME, app
+from worker.queueing.app import DELIVER_TASK_NAME, app
 
 
 @app.task(name=DELIVER_TASK_NAME, acks_late=True, reject_on_worker_lost=True)

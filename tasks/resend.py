@@ -1,4 +1,4 @@
-"""The resend task. The decisions live in `worker.executor` and `worker.decision`."""
+"""The resend task. The decisions live in `worker.resend.executor` and `worker.resend.decision`."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import redis
 from celery import Task
 from celery.exceptions import Reject
 
-from worker.celery_app import RESEND_TASK_NAME, app
-from worker.executor import ResendExecutor
+from worker.queueing.app import RESEND_TASK_NAME, app
+from worker.resend.executor import ResendExecutor
 from worker.runtime import current_runtime
 
 logger = logging.getLogger("tango_resend.task")
@@ -30,7 +30,7 @@ _INFRASTRUCTURE_BACKOFF_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0)
 )
 def send_resend(self: Task[Any, Any], request_id: str, dispatch: int | None = None) -> str | None:
     """Run one resend request. Its waits are parked in Redis, where a scheduler publishes the
-    task again when it is due; `dispatch` numbers the message (see `worker.scheduler`)."""
+    task again when it is due; `dispatch` numbers the message (see `worker.queueing.scheduler`)."""
     runtime = current_runtime()
     executor = ResendExecutor(runtime)
     try:

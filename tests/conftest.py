@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from worker.core.settings import Settings, reset_settings_cache
 from worker.runtime import reset_runtime
-from worker.settings import Settings, reset_settings_cache
 
 # The tests' own database number on the shared Redis; flushed by every test that uses it.
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")

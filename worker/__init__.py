@@ -1,23 +1,52 @@
 """tango-resend: resend Tango reward orders exactly when Tango allows it.
 
-The producer API (`enqueue_resend`, `get_resend`) and the Celery `app` (`celery -A worker`).
+The producer API (`enqueue_resend`, `get_resend`, ...) and the Celery `app` (`celery -A worker`).
+
+Every name here is imported on first use (PEP 562), so `import worker.resend.decision` or any
+other pure module does not build the Celery app: see README, "Architecture".
 """
 
-from worker.celery_app import app
-from worker.producer import (
-    EnqueueError,
-    NotRetryable,
-    RedisUnavailable,
-    cancel_resend,
-    enqueue_resend,
-    get_resend,
-    retry_resend,
-    submit_resend,
-    submit_resend_async,
-)
-from worker.records import ResendRecord, ResendStatus
-from worker.settings import ConfigurationError
-from worker.validation import InvalidResendRequest
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from worker.core.settings import ConfigurationError
+    from worker.queueing.app import app
+    from worker.resend.callbacks import resend_finished
+    from worker.resend.producer import (
+        EnqueueError,
+        NotRetryable,
+        RedisUnavailable,
+        cancel_resend,
+        enqueue_resend,
+        get_resend,
+        retry_resend,
+        submit_resend,
+        submit_resend_async,
+    )
+    from worker.resend.validation import InvalidResendRequest
+    from worker.state.records import ResendRecord, ResendStatus
+
+# Public name -> the module that defines it.
+_EXPORTS = {
+    "ConfigurationError": "worker.core.settings",
+    "EnqueueError": "worker.resend.producer",
+    "InvalidResendRequest": "worker.resend.validation",
+    "NotRetryable": "worker.resend.producer",
+    "RedisUnavailable": "worker.resend.producer",
+    "ResendRecord": "worker.state.records",
+    "ResendStatus": "worker.state.records",
+    "app": "worker.queueing.app",
+    "cancel_resend": "worker.resend.producer",
+    "enqueue_resend": "worker.resend.producer",
+    "get_resend": "worker.resend.producer",
+    "resend_finished": "worker.resend.callbacks",
+    "retry_resend": "worker.resend.producer",
+    "submit_resend": "worker.resend.producer",
+    "submit_resend_async": "worker.resend.producer",
+}
 
 __all__ = [
     "ConfigurationError",
@@ -31,7 +60,22 @@ __all__ = [
     "cancel_resend",
     "enqueue_resend",
     "get_resend",
+    "resend_finished",
     "retry_resend",
     "submit_resend",
     "submit_resend_async",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name's module on first access, then keep the name here."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

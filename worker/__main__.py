@@ -1,5 +1,5 @@
 """`python -m worker` is `tango-resend`."""
 
-from worker.cli import main
+from worker.cli.entry import main
 
 main()

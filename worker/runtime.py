@@ -1,4 +1,4 @@
-"""The per-process objects: Redis client, stores, window and (in workers) the Tango client.
+"""The per-process objects: Redis client, stores, gate and (in workers) the Tango client.
 
 Built on first use in each process, so a prefork child never shares a socket with its parent.
 """
@@ -14,16 +14,15 @@ from typing import Any
 import redis
 import redis.asyncio as redis_asyncio
 
-from worker import record_scripts
-from worker.auth import build_authorizer
-from worker.clock import RedisClock
-from worker.gate import CallGate
-from worker.keys import RedisKeys
-from worker.metrics import MetricsRecorder
-from worker.records import FINAL_STATUSES, RecordStore
-from worker.settings import Settings, get_settings
-from worker.tango_client import TangoClient, build_session
-from worker.window import OrderWindow
+from worker.core.settings import Settings, get_settings
+from worker.state import record_scripts
+from worker.state.clock import RedisClock
+from worker.state.gate import CallGate
+from worker.state.keys import RedisKeys
+from worker.state.metrics import MetricsRecorder
+from worker.state.records import FINAL_STATUSES, RecordStore
+from worker.tango.auth import build_authorizer
+from worker.tango.client import TangoClient, build_session
 
 # Bounded timeouts, so a dead Redis fails a call rather than hanging it.
 _CLIENT_OPTIONS: dict[str, Any] = {
@@ -79,10 +78,6 @@ class Runtime:
             callbacks=self.settings.result_webhook_url is not None,
             clock=self.clock,
         )
-
-    @cached_property
-    def window(self) -> OrderWindow:
-        return OrderWindow(self.redis, self.keys)
 
     @cached_property
     def gate(self) -> CallGate:

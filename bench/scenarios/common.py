@@ -19,7 +19,7 @@ from bench.harness import (
     wait_for,
     worker_settings,
 )
-from worker.keys import RedisKeys
+from worker.state.keys import RedisKeys
 
 Fields = dict[str, str]
 Item = tuple[str, Fields]  # (referenceOrderID, the request's other fields)
@@ -104,7 +104,7 @@ def distinct_fields(order: str, index: int) -> Fields:
 
 def enqueue_ours(items: Sequence[Item]) -> float:
     """Submit through tango-resend's own API in this process; returns the seconds it took."""
-    from worker.producer import submit_resend
+    from worker.resend.producer import submit_resend
 
     started = time.perf_counter()
     for order, fields in items:
@@ -114,7 +114,7 @@ def enqueue_ours(items: Sequence[Item]) -> float:
 
 def enqueue_ours_ids(items: Sequence[Item]) -> list[str]:
     """Submit through tango-resend's own API in this process; returns the request ids."""
-    from worker.producer import submit_resend
+    from worker.resend.producer import submit_resend
 
     return [
         submit_resend({"referenceOrderID": order, **fields}).request_id for order, fields in items
@@ -123,7 +123,7 @@ def enqueue_ours_ids(items: Sequence[Item]) -> list[str]:
 
 def final_statuses(request_ids: Sequence[str]) -> dict[str, int]:
     """How many of the requests ended in each status (or `missing`)."""
-    from worker.producer import get_resend
+    from worker.resend.producer import get_resend
 
     counts: dict[str, int] = {}
     for request_id in request_ids:

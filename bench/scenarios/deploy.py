@@ -32,7 +32,7 @@ from bench.scenarios.common import (
     order_ids,
     wait_ours_finished,
 )
-from worker.gate import RATE_HEADROOM
+from worker.state.gate import RATE_HEADROOM
 
 
 def _gap_containing(arrivals: list[float], moment: float) -> dict[str, float] | None:

@@ -45,8 +45,8 @@ from bench.scenarios.common import (
     order_ids,
     wait_ours_finished,
 )
-from worker.keys import RedisKeys
-from worker.settings import Settings
+from worker.core.settings import Settings
+from worker.state.keys import RedisKeys
 
 
 def _unacked_task_ids(ctx: Context) -> set[str]:

@@ -37,7 +37,7 @@ from bench.scenarios.common import (
     order_ids,
     prefix,
 )
-from worker.keys import RedisKeys
+from worker.state.keys import RedisKeys
 
 MB = 1024 * 1024
 _SETTLE_SECONDS = 2.0

@@ -33,7 +33,7 @@ import requests
 from bench.config import WebhookParams
 from bench.harness import REPO_ROOT, Stack, child_env, new_tag, tree_cpu_seconds, wait_for
 from bench.scenarios.common import Context, ScenarioResult, prefix
-from worker.cli import new_webhook_secret
+from worker.cli.entry import new_webhook_secret
 
 RECEIVERS = ("peer", "ours", "ours_2proc")
 

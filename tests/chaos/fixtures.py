@@ -19,9 +19,9 @@ import redis
 from tests.chaos.system import RedisServer, producer_broker
 from tests.conftest import TEST_REDIS_URL
 from tests.integration.harness import WebProcess, WorkerProcess
+from worker.core.settings import reset_settings_cache
 from worker.runtime import reset_runtime
 from worker.sandbox import SandboxControl, SandboxServer
-from worker.settings import reset_settings_cache
 
 PLATFORM_NAME = "chaos-platform"
 PLATFORM_KEY = "chaos-key-Hq2sW9"

@@ -27,11 +27,11 @@ from kombu import pools as kombu_pools
 
 from tests.integration.harness import free_port, wait_for
 from worker import ResendRecord, get_resend
-from worker.celery_app import app as celery_app
-from worker.celery_app import celery_config
+from worker.core.settings import get_settings
+from worker.queueing.app import app as celery_app
+from worker.queueing.app import celery_config
 from worker.sandbox import SandboxControl
-from worker.settings import get_settings
-from worker.webhook_signature import sign
+from worker.web.webhook_signature import sign
 
 REDIS_SERVER = "/usr/bin/redis-server"
 

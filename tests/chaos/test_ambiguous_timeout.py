@@ -13,8 +13,8 @@ from tests.chaos.fixtures import Configure, WorkerFactory
 from tests.chaos.system import resend_calls, wait_all_final
 from tests.integration.harness import wait_for
 from worker import enqueue_resend, get_resend
-from worker.keys import RedisKeys
 from worker.sandbox import SandboxControl
+from worker.state.keys import RedisKeys
 
 pytestmark = pytest.mark.chaos
 

@@ -22,9 +22,9 @@ from tests.chaos.fixtures import Configure, WorkerFactory
 from tests.chaos.system import accepted_sends, resend_calls, wait_all_final
 from tests.integration.harness import wait_for
 from worker import enqueue_resend, get_resend
-from worker.cli import cli
-from worker.keys import RedisKeys
+from worker.cli.entry import cli
 from worker.sandbox import SandboxControl, SandboxServer
+from worker.state.keys import RedisKeys
 
 pytestmark = pytest.mark.chaos
 

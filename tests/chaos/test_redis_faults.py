@@ -29,8 +29,8 @@ from tests.chaos.system import (
 )
 from tests.integration.harness import WebProcess, wait_for
 from worker import EnqueueError, enqueue_resend, get_resend
-from worker.keys import RedisKeys
 from worker.sandbox import SandboxControl
+from worker.state.keys import RedisKeys
 
 pytestmark = pytest.mark.chaos
 

@@ -22,11 +22,11 @@ from tests.chaos.system import raw_signature, resend_calls, wait_all_final
 from tests.hostile.corpus import BODY_CASES, FIELD_CASES, GOOD_ORDER, BodyCase, FieldCase
 from tests.integration.harness import wait_for
 from worker import InvalidResendRequest, enqueue_resend
-from worker.celery_app import RESEND_TASK_NAME
-from worker.celery_app import app as celery_app
+from worker.queueing.app import RESEND_TASK_NAME
+from worker.queueing.app import app as celery_app
+from worker.resend.validation import validate_resend
 from worker.sandbox import SandboxControl
-from worker.validation import validate_resend
-from worker.web import create_app
+from worker.web.app import create_app
 
 SECRET = "whsec_" + base64.b64encode(b"hostile-webhook-secret-012345678").decode()
 KEYWORDS = {

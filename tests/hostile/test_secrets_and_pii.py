@@ -34,9 +34,9 @@ from tests.chaos.system import (
 from tests.conftest import TEST_REDIS_URL
 from tests.integration.harness import WebProcess, WorkerProcess, wait_for
 from worker import enqueue_resend, get_resend
+from worker.core.settings import Settings, reset_settings_cache
 from worker.runtime import reset_runtime
 from worker.sandbox import SandboxControl, SandboxServer
-from worker.settings import Settings, reset_settings_cache
 
 pytestmark = pytest.mark.integration
 
@@ -332,7 +332,7 @@ def test_no_clear_contact_data_in_any_log_line(capture: Capture) -> None:
 
 def test_task_messages_carry_only_the_request_id(capture: Capture) -> None:
     """A task message holds the request id and, for resends, the message's dispatch number
-    (see worker/scheduler.py): never a field of the request."""
+    (see worker/queueing/scheduler.py): never a field of the request."""
     assert found(CONTACTS, {str(n): t for n, t in enumerate(capture.task_messages)}) == []
     for text in capture.task_messages:
         body = json.loads(text)

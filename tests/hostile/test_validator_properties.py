@@ -25,9 +25,9 @@ from tests.chaos.fixtures import Configure
 from tests.chaos.system import raw_signature
 from tests.hostile.corpus import GOOD_ORDER
 from worker import InvalidResendRequest
-from worker.validation import ETID, REFERENCE_ORDER_ID, validate_resend
-from worker.web import create_app
-from worker.webhook_signature import SignatureError, WebhookVerifier
+from worker.resend.validation import ETID, REFERENCE_ORDER_ID, validate_resend
+from worker.web.app import create_app
+from worker.web.webhook_signature import SignatureError, WebhookVerifier
 
 SECRET = "whsec_" + base64.b64encode(b"property-webhook-secret-01234567").decode()
 FIELDS = ("referenceOrderID", "newEmail", "newMobile", "newEtid", "newDeliveryMethod")

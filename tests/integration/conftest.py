@@ -11,9 +11,9 @@ import redis
 
 from tests.conftest import TEST_REDIS_URL
 from tests.integration.harness import WorkerProcess
+from worker.core.settings import reset_settings_cache
 from worker.runtime import reset_runtime
 from worker.sandbox import SandboxControl, SandboxServer
-from worker.settings import reset_settings_cache
 
 pytestmark = pytest.mark.integration
 

@@ -19,7 +19,7 @@ from tests.integration.test_resend_flow import finished
 from tests.integration.test_resilience import run_cli
 from worker import enqueue_resend
 from worker.sandbox import SandboxControl
-from worker.timeparse import parse_tango_instant
+from worker.tango.timeparse import parse_tango_instant
 
 pytestmark = pytest.mark.integration
 ORDER = "RA251125-7001-01"

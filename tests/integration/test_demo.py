@@ -7,7 +7,7 @@ import redis
 
 from tests.conftest import TEST_REDIS_URL
 from tests.integration.harness import REPO_ROOT
-from worker.demo import run_demo
+from worker.cli.demo import run_demo
 
 pytestmark = pytest.mark.integration
 

@@ -19,8 +19,8 @@ from tests.integration.conftest import WINDOW_SECONDS, WorkerFactory
 from tests.integration.harness import wait_for
 from tests.integration.test_resend_flow import LATENESS_ALLOWED, finished, resend_calls
 from worker import enqueue_resend
-from worker.gate import RATE_HEADROOM
 from worker.sandbox import SandboxControl
+from worker.state.gate import RATE_HEADROOM
 
 pytestmark = pytest.mark.integration
 

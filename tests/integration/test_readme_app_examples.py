@@ -25,8 +25,8 @@ from standardwebhooks import Webhook, WebhookVerificationError
 
 from tests.conftest import TEST_REDIS_URL
 from tests.integration.harness import REPO_ROOT, free_port
+from worker.core.settings import Settings, reset_settings_cache
 from worker.runtime import current_runtime, reset_runtime
-from worker.settings import Settings, reset_settings_cache
 
 pytestmark = pytest.mark.integration
 ORDER = "RA251125-1401-01"

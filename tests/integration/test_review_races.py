@@ -12,7 +12,7 @@ from tests.integration.conftest import WorkerFactory
 from tests.integration.harness import wait_for
 from tests.integration.test_resend_flow import finished, resend_calls
 from worker import cancel_resend, enqueue_resend, submit_resend
-from worker.celery_app import app
+from worker.queueing.app import app
 from worker.runtime import current_runtime
 from worker.sandbox import SandboxControl
 

@@ -19,9 +19,9 @@ import requests
 
 from tests.conftest import TEST_REDIS_URL
 from tests.integration.harness import REPO_ROOT, free_port, wait_for
-from worker.records import ResendRecord
+from worker.core.settings import Settings, reset_settings_cache
 from worker.runtime import reset_runtime
-from worker.settings import Settings, reset_settings_cache
+from worker.state.records import ResendRecord
 
 pytestmark = pytest.mark.integration
 
@@ -106,7 +106,7 @@ def run_dev(redis_client: redis.Redis, tmp_path: Path) -> Iterator[RunDev]:
 
 
 def sent_record(request_id: str) -> ResendRecord | None:
-    from worker.producer import get_resend
+    from worker.resend.producer import get_resend
 
     record = get_resend(request_id)
     return record if record is not None and record.status.value == "sent" else None

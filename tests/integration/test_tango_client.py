@@ -8,16 +8,16 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from worker.auth import BasicAuthorizer
-from worker.errors import (
+from worker.core.settings import load_settings
+from worker.sandbox import SandboxControl, SandboxServer
+from worker.tango.auth import BasicAuthorizer
+from worker.tango.client import TangoAnswer, TangoClient, build_session
+from worker.tango.errors import (
     TangoAuthenticationError,
     TangoCooldownError,
     TangoPermanentError,
     TangoTransientError,
 )
-from worker.sandbox import SandboxControl, SandboxServer
-from worker.settings import load_settings
-from worker.tango_client import TangoAnswer, TangoClient, build_session
 
 ORDER = "RA251125-8001-01"
 
@@ -132,8 +132,8 @@ def test_oauth_401_renews_the_shared_token_once(
     monkeypatch: pytest.MonkeyPatch, redis_client: redis.Redis
 ) -> None:
     """Given a cached token Tango no longer accepts, one renewal happens and the call succeeds."""
-    from worker.auth import SharedTokenAuthorizer
-    from worker.keys import RedisKeys
+    from worker.state.keys import RedisKeys
+    from worker.tango.auth import SharedTokenAuthorizer
 
     with SandboxServer(cooldown_seconds=60) as sandbox:
         control = SandboxControl(sandbox.control_url)

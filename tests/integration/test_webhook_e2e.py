@@ -17,7 +17,7 @@ from tests.integration.harness import REPO_ROOT, WebProcess, child_env, wait_for
 from tests.integration.test_resend_flow import finished, resend_calls
 from tests.web.conftest import SECRET
 from worker.sandbox import SandboxControl
-from worker.webhook_signature import sign
+from worker.web.webhook_signature import sign
 
 pytestmark = pytest.mark.integration
 ORDER = "RA251125-1201-01"

@@ -19,11 +19,11 @@ from tests.integration.conftest import (  # noqa: F401
     settings_env,
     start_worker,
 )
-from worker.cli import cli
-from worker.producer import get_resend
-from worker.records import ResendRecord
+from worker.cli.entry import cli
+from worker.core.settings import reset_settings_cache
+from worker.resend.producer import get_resend
 from worker.runtime import reset_runtime
-from worker.settings import reset_settings_cache
+from worker.state.records import ResendRecord
 
 pytestmark = pytest.mark.integration
 

@@ -11,12 +11,12 @@ import pytest
 import redis
 
 from tests.ops.conftest import CliRun, explain, json_out
-from worker.errors import TangoTransientError
-from worker.producer import EnqueueError, submit_resend
-from worker.records import PROMOTE_MARGIN_SECONDS, ResendStatus
+from worker.resend.producer import EnqueueError, submit_resend
 from worker.runtime import current_runtime
 from worker.sandbox import SandboxControl
-from worker.tango_client import TangoAnswer, TangoClient
+from worker.state.records import PROMOTE_MARGIN_SECONDS, ResendStatus
+from worker.tango.client import TangoAnswer, TangoClient
+from worker.tango.errors import TangoTransientError
 
 pytestmark = pytest.mark.integration
 
@@ -57,7 +57,7 @@ def test_a_file_stopped_by_redis_says_where_and_a_rerun_queues_only_the_rest(
         return submit_resend(fields, **options)
 
     patch = pytest.MonkeyPatch()
-    patch.setattr("worker.bulk.submit_resend", failing_at_row)
+    patch.setattr("worker.cli.bulk.submit_resend", failing_at_row)
     first = run_cli("enqueue", "--file", str(csv_file), "--json")
     assert first.exit_code == 3, explain(first)
     summary = json_out(first)
@@ -107,7 +107,7 @@ def test_a_file_changed_between_the_reads_is_reported_not_a_traceback(
     """A row turns invalid after the validation pass: the version first read is queued
     whole, the change is reported, exit 2."""
     csv_file = rows_file(tmp_path / "rows.csv")
-    import worker.bulk as bulk
+    import worker.cli.bulk as bulk
 
     original = bulk.validate_resend
     seen = {"n": 0}

@@ -18,12 +18,12 @@ from tests.integration.conftest import WorkerFactory
 from tests.integration.harness import wait_for
 from tests.ops.conftest import finished
 from worker import enqueue_resend, get_resend
-from worker.callbacks import event_body, resend_finished
-from worker.producer import cancel_resend
-from worker.records import ResendRecord
+from worker.core.settings import reset_settings_cache
+from worker.resend.callbacks import event_body, resend_finished
+from worker.resend.producer import cancel_resend
 from worker.runtime import current_runtime, reset_runtime
 from worker.sandbox import SandboxControl
-from worker.settings import reset_settings_cache
+from worker.state.records import ResendRecord
 
 pytestmark = pytest.mark.integration
 

@@ -15,9 +15,9 @@ import requests
 from tests.integration.harness import child_env, free_port, wait_for
 from tests.ops.conftest import CliRun, explain, json_out
 from worker import enqueue_resend
-from worker.records import ResendRecord
+from worker.core.settings import reset_settings_cache
 from worker.runtime import current_runtime, reset_runtime
-from worker.settings import reset_settings_cache
+from worker.state.records import ResendRecord
 
 ORDER = "RA251125-1301-01"
 

@@ -1,6 +1,6 @@
 """The operators' Grafana dashboard and Prometheus alert rules (deploy/): promtool accepts the
 rules and they fire on the series they are about, and every metric they name is one the code
-exports (read from worker/metrics.py's registry, built against the test Redis)."""
+exports (read from worker/state/metrics.py's registry, built against the test Redis)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ import pytest
 import redis
 import yaml
 
-from worker.keys import RedisKeys
-from worker.metrics import build_registry
+from worker.state.keys import RedisKeys
+from worker.state.metrics import build_registry
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "tango-resend.json"
@@ -78,7 +78,7 @@ def test_every_metric_the_dashboard_and_alerts_use_is_exported(
     }
 
     assert used, "no metric found in the dashboard or the alerts"
-    assert used <= exported, f"not exported by worker/metrics.py: {sorted(used - exported)}"
+    assert used <= exported, f"not exported by worker/state/metrics.py: {sorted(used - exported)}"
 
 
 def test_the_dashboard_covers_what_operators_watch() -> None:

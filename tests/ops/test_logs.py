@@ -14,7 +14,7 @@ from tests.integration.conftest import WorkerFactory
 from tests.integration.harness import wait_for
 from tests.ops.conftest import finished
 from worker import enqueue_resend
-from worker.logging_setup import configure_handlers
+from worker.core.logging_setup import configure_handlers
 from worker.sandbox import SandboxControl
 
 pytestmark = pytest.mark.integration

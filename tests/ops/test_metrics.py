@@ -16,14 +16,14 @@ from tests.integration.harness import free_port, wait_for
 from tests.ops.conftest import finished
 from tests.web.conftest import SECRET
 from worker import enqueue_resend
-from worker.callbacks import resend_finished
-from worker.metrics import LATENCY_BUCKETS, SEND_DELAY_BUCKETS
-from worker.producer import cancel_resend
-from worker.records import RecordStore, ResendRecord
+from worker.core.settings import reset_settings_cache
+from worker.resend.callbacks import resend_finished
+from worker.resend.producer import cancel_resend
 from worker.runtime import current_runtime, reset_runtime
 from worker.sandbox import SandboxControl
-from worker.settings import reset_settings_cache
-from worker.web import create_app
+from worker.state.metrics import LATENCY_BUCKETS, SEND_DELAY_BUCKETS
+from worker.state.records import RecordStore, ResendRecord
+from worker.web.app import create_app
 
 pytestmark = pytest.mark.integration
 

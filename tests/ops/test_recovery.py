@@ -17,7 +17,7 @@ import redis
 from tests.ops.conftest import CliRun, explain, json_out
 from worker.runtime import current_runtime
 from worker.sandbox import SandboxControl
-from worker.tango_client import TangoAnswer, TangoClient
+from worker.tango.client import TangoAnswer, TangoClient
 
 pytestmark = pytest.mark.integration
 

@@ -7,8 +7,8 @@ import pytest
 import tango_resend
 import worker
 from tests.integration.harness import free_port
+from worker.core.settings import reset_settings_cache
 from worker.runtime import reset_runtime
-from worker.settings import reset_settings_cache
 
 
 @pytest.fixture

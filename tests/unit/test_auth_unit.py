@@ -1,4 +1,4 @@
-"""Unit tests for worker.auth: HTTP Basic, and one OAuth token shared through a real Redis."""
+"""Unit tests for worker.tango.auth: HTTP Basic, and one OAuth token shared through a real Redis."""
 
 from __future__ import annotations
 
@@ -14,7 +14,10 @@ import redis
 import requests
 import responses
 
-from worker.auth import (
+from worker.core.settings import ConfigurationError, Settings, load_settings
+from worker.state.keys import RedisKeys
+from worker.state.metrics import MetricsRecorder
+from worker.tango.auth import (
     BasicAuthorizer,
     SharedTokenAuthorizer,
     TokenUnavailable,
@@ -22,10 +25,7 @@ from worker.auth import (
     last_token_failure,
     token_lifetime_seconds,
 )
-from worker.errors import TangoTransientError
-from worker.keys import RedisKeys
-from worker.metrics import MetricsRecorder
-from worker.settings import ConfigurationError, Settings, load_settings
+from worker.tango.errors import TangoTransientError
 
 KEYS = RedisKeys("test")
 TOKEN_URL = "https://auth.example.test/oauth/token"

@@ -8,10 +8,10 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from worker.cli import cli
-from worker.cli_common import timestamp
-from worker.records import ResendRecord
-from worker.settings import Settings
+from worker.cli.common import timestamp
+from worker.cli.entry import cli
+from worker.core.settings import Settings
+from worker.state.records import ResendRecord
 
 COMMANDS = sorted(cli.commands)
 

@@ -1,4 +1,4 @@
-"""Unit tests for worker.decision: the pure choice of what follows one call to Tango."""
+"""Unit tests for worker.resend.decision: the pure choice of what follows one call to Tango."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from worker.decision import (
+from worker.resend.decision import (
     MIN_DEFER_MARGIN_SECONDS,
     Deferred,
     Failed,
@@ -22,15 +22,15 @@ from worker.decision import (
     defer_jitter,
     delay_for_held_window,
 )
-from worker.errors import (
+from worker.tango.client import TangoAnswer
+from worker.tango.errors import (
     TangoAuthenticationError,
     TangoCooldownError,
     TangoError,
     TangoPermanentError,
     TangoTransientError,
 )
-from worker.tango_client import TangoAnswer
-from worker.timeparse import ParsedInstant, parse_tango_instant
+from worker.tango.timeparse import ParsedInstant, parse_tango_instant
 
 POLICY = ResendPolicy(
     window_seconds=30.0,

@@ -12,8 +12,8 @@ import click
 import pytest
 import yaml
 
-from worker.cli import cli
-from worker.settings import Settings
+from worker.cli.entry import cli
+from worker.core.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 SETTING_NAMES = {name.upper() for name in Settings.model_fields}
@@ -199,7 +199,7 @@ def test_dockerfile_installs_the_package_pinned_and_runs_as_non_root() -> None:
 def test_readme_examples_use_the_orders_the_dev_sandbox_knows() -> None:
     """The README's examples, run against `make run-dev`, name orders its sandbox has (an
     unknown one fails with 404), and `tango-resend sandbox` knows them by default too."""
-    from worker.cli import SANDBOX_ORDERS
+    from worker.cli.entry import SANDBOX_ORDERS
 
     text = (ROOT / "README.md").read_text()
     usage = text.split("## Using it\n", 1)[1].split("\n## Operating it", 1)[0]

@@ -1,4 +1,5 @@
-"""Unit tests for worker.error_mapping: every HTTP answer and network failure to its exception."""
+"""Unit tests for worker.tango.error_mapping: every HTTP answer and network failure to its
+exception."""
 
 from __future__ import annotations
 
@@ -11,15 +12,15 @@ import pytest
 import requests
 from requests.structures import CaseInsensitiveDict
 
-from worker.error_mapping import error_for_exception, error_for_response, parse_json_object
-from worker.errors import (
+from worker.tango.error_mapping import error_for_exception, error_for_response, parse_json_object
+from worker.tango.errors import (
     TangoAuthenticationError,
     TangoCooldownError,
     TangoError,
     TangoPermanentError,
     TangoTransientError,
 )
-from worker.timeparse import ParsedInstant
+from worker.tango.timeparse import ParsedInstant
 
 COOLDOWN_MESSAGE = (
     "Cannot send more than once every 30 seconds. Last sent at 2024-03-25T22:46:39.922Z"
@@ -238,7 +239,7 @@ def test_a_gateway_502_or_504_page_is_ambiguous_and_a_503_is_not(
     status: int, reason: str, ambiguous: bool
 ) -> None:
     """Given a load balancer's HTML page: 502 and 504 can follow a resend Tango performed (the
-    window must be held); 503 means nothing reached Tango (see worker/error_mapping.py)."""
+    window must be held); 503 means nothing reached Tango (see worker/tango/error_mapping.py)."""
     page = f"<html><body><h1>{status} {reason}</h1></body></html>"
 
     error = error_for_response(status, headers(Content_Type="text/html"), page, reason)

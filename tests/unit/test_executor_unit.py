@@ -9,18 +9,19 @@ import pytest
 import redis
 
 from tests.conftest import TEST_REDIS_URL
-from worker.errors import (
+from tests.support.window import window_of
+from worker.core.settings import load_settings
+from worker.resend.executor import Done, ResendExecutor
+from worker.runtime import Runtime
+from worker.state.records import ResendRecord, ResendStatus
+from worker.tango.client import TangoAnswer
+from worker.tango.errors import (
     TangoAuthenticationError,
     TangoCooldownError,
     TangoError,
     TangoPermanentError,
     TangoTransientError,
 )
-from worker.executor import Done, ResendExecutor
-from worker.records import ResendRecord, ResendStatus
-from worker.runtime import Runtime
-from worker.settings import load_settings
-from worker.tango_client import TangoAnswer
 
 ORDER = "RA251125-9101-01"
 
@@ -99,15 +100,15 @@ def test_sent_holds_the_window_for_a_full_window(runtime: Runtime) -> None:
     assert record is not None and record.status is ResendStatus.SENT
     assert record.response == {"id": 1} and record.tango_request_ids == ["t-1"]
     assert tango.calls == [(ORDER, {"newEtid": "E000001"})]
-    assert 29.5 < runtime.window.remaining_seconds(ORDER) <= 30
-    assert runtime.window.holder(ORDER) == "req-1"
+    assert 29.5 < window_of(runtime).remaining_seconds(ORDER) <= 30
+    assert window_of(runtime).holder(ORDER) == "req-1"
 
 
 def test_a_held_window_defers_without_calling_and_without_using_the_budget(
     runtime: Runtime,
 ) -> None:
     new_request(runtime)
-    runtime.window.acquire(ORDER, "someone-else", 4.0)
+    window_of(runtime).acquire(ORDER, "someone-else", 4.0)
     tango = ScriptedTango()
     assert executor_with(runtime, tango).run("req-1") == Done(ResendStatus.DEFERRED)
     record = runtime.records.get("req-1")
@@ -121,14 +122,14 @@ def test_a_held_window_defers_without_calling_and_without_using_the_budget(
     assert tango.calls == []
     # Parked in the due index for the window's end (never early), for any worker to take.
     score = runtime.redis.zscore(runtime.keys.due_index, "req-1")
-    window_end = runtime.clock.now().timestamp() + runtime.window.remaining_seconds(ORDER)
+    window_end = runtime.clock.now().timestamp() + window_of(runtime).remaining_seconds(ORDER)
     assert score is not None and window_end < score < window_end + 0.1
 
 
 def test_every_wait_is_parked_in_the_due_index_however_short(runtime: Runtime) -> None:
     """No wait is a countdown held in one worker's memory or sent to its own queue."""
     new_request(runtime)
-    runtime.window.acquire(ORDER, "someone-else", 0.3)
+    window_of(runtime).acquire(ORDER, "someone-else", 0.3)
     assert executor_with(runtime, ScriptedTango()).run("req-1") == Done(ResendStatus.DEFERRED)
     score = runtime.redis.zscore(runtime.keys.due_index, "req-1")
     now = runtime.clock.now().timestamp()
@@ -143,7 +144,7 @@ def test_a_wake_before_the_due_time_parks_again_without_touching_tango(
     runtime.records.save(record, None)
     tango = ScriptedTango()
     assert executor_with(runtime, tango).run("req-1") == Done(ResendStatus.QUEUED)
-    assert tango.calls == [] and runtime.window.holder(ORDER) is None
+    assert tango.calls == [] and window_of(runtime).holder(ORDER) is None
     score = runtime.redis.zscore(runtime.keys.due_index, "req-1")
     now = runtime.clock.now().timestamp()
     assert score is not None and now + 4.5 < score <= now + 5
@@ -157,7 +158,7 @@ def test_a_redelivered_task_for_finished_work_does_nothing(
     runtime.records.finish(record.model_copy(update={"status": status}), 0.0)
     tango = ScriptedTango()
     assert executor_with(runtime, tango).run("req-1") == Done(None)
-    assert tango.calls == [] and runtime.window.holder(ORDER) is None
+    assert tango.calls == [] and window_of(runtime).holder(ORDER) is None
 
 
 def test_permanent_error_fails_at_once_and_drops_the_window(runtime: Runtime) -> None:
@@ -169,7 +170,7 @@ def test_permanent_error_fails_at_once_and_drops_the_window(runtime: Runtime) ->
     record = runtime.records.get("req-1")
     assert record is not None and record.error is not None
     assert (record.error["i18n_key"], record.error["message"]) == ("404.017", "Order not found")
-    assert runtime.window.holder(ORDER) is None
+    assert window_of(runtime).holder(ORDER) is None
 
 
 def test_cooldown_sets_the_window_to_tangos_and_defers_to_it(runtime: Runtime) -> None:
@@ -181,8 +182,8 @@ def test_cooldown_sets_the_window_to_tangos_and_defers_to_it(runtime: Runtime) -
     )
     step = executor_with(runtime, ScriptedTango(cooldown)).run("req-1")
     assert step == Done(ResendStatus.DEFERRED), "a full window is long: parked"
-    assert runtime.window.holder(ORDER) == "req-1"
-    assert runtime.window.remaining_seconds(ORDER) > 29.5
+    assert window_of(runtime).holder(ORDER) == "req-1"
+    assert window_of(runtime).remaining_seconds(ORDER) > 29.5
     score = runtime.redis.zscore(runtime.keys.due_index, "req-1")
     assert score is not None and score >= runtime.clock.now().timestamp() + 29.9
     record = runtime.records.get("req-1")
@@ -254,7 +255,7 @@ def test_a_stale_run_is_refused_by_the_gate(runtime: Runtime) -> None:
     runtime.records.begin("req-1", 5.0, None)
     verdict = runtime.gate.try_start(ORDER, "req-1", 5.0, stale.token)
     assert verdict.verdict == "stale"
-    assert runtime.window.holder(ORDER) is None
+    assert window_of(runtime).holder(ORDER) is None
 
 
 def test_a_message_for_a_request_in_flight_parks_it_until_the_hold_ends(runtime: Runtime) -> None:
@@ -298,7 +299,7 @@ def test_a_token_timeout_before_the_gate_is_not_ambiguous(runtime: Runtime) -> N
     tango = ScriptedTango()
     tango.token_error = TangoTransientError("ReadTimeout: no answer", ambiguous=True)
     assert executor_with(runtime, tango).run("req-1") == Done(ResendStatus.RETRYING)
-    assert tango.calls == [] and runtime.window.holder(ORDER) is None
+    assert tango.calls == [] and window_of(runtime).holder(ORDER) is None
     record = runtime.records.get("req-1")
     assert record is not None and record.next_attempt_at is not None
     wait = (record.next_attempt_at - runtime.clock.now()).total_seconds()
@@ -315,7 +316,7 @@ def test_authorisation_happens_before_the_gate_so_it_never_eats_into_the_hold(
 
     class WatchingTango(ScriptedTango):
         def authorization(self) -> str:
-            holders.append(runtime.window.holder(ORDER))
+            holders.append(window_of(runtime).holder(ORDER))
             return super().authorization()
 
     tango = WatchingTango(CREATED)

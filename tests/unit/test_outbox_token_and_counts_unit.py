@@ -13,6 +13,7 @@ import redis
 import requests
 
 from tests.conftest import TEST_REDIS_URL
+from tests.support.window import window_of
 from tests.unit.test_executor_unit import (
     CREATED,
     ORDER,
@@ -20,13 +21,13 @@ from tests.unit.test_executor_unit import (
     executor_with,
     new_request,
 )
-from worker.auth import TokenUnavailable
-from worker.callbacks import CLAIM_LEASE_SECONDS, OutcomeDeliverer
-from worker.executor import Done
-from worker.records import PROMOTE_MARGIN_SECONDS, ResendStatus
+from worker.core.settings import load_settings
+from worker.queueing.scheduler import DueReleaser
+from worker.resend.callbacks import CLAIM_LEASE_SECONDS, OutcomeDeliverer
+from worker.resend.executor import Done
 from worker.runtime import Runtime
-from worker.scheduler import DueReleaser
-from worker.settings import load_settings
+from worker.state.records import PROMOTE_MARGIN_SECONDS, ResendStatus
+from worker.tango.auth import TokenUnavailable
 
 HOOK = "http://127.0.0.1:9/hook"
 
@@ -53,7 +54,7 @@ def metrics(runtime: Runtime) -> dict[str, float]:
 def finished_request(runtime: Runtime, request_id: str = "req-1") -> None:
     """A request sent (the first of its order) or failed (later ones): a callback is owed."""
     record = new_request(runtime, request_id)
-    if runtime.window.holder(ORDER) is None:
+    if window_of(runtime).holder(ORDER) is None:
         executor = executor_with(runtime, ScriptedTango(CREATED))
         assert executor.run(request_id) == Done(ResendStatus.SENT)
         return
@@ -100,7 +101,7 @@ def test_a_broken_token_endpoint_makes_requests_wait_never_fail(runtime: Runtime
         assert record.next_attempt_at is not None
         wait = (record.next_attempt_at - runtime.clock.now()).total_seconds()
         assert wait >= 4.9  # at least the failure cache; grows with the failures
-        assert runtime.window.holder(ORDER) is None and tango.calls == []
+        assert window_of(runtime).holder(ORDER) is None and tango.calls == []
         # Due again now (as the scheduler would release it after the wait).
         record.next_attempt_at = runtime.clock.now() - timedelta(seconds=1)
         runtime.records.save(record, 0.0)
@@ -206,7 +207,7 @@ def test_a_gone_record_leaves_no_attempts_behind(runtime: Runtime) -> None:
 def test_a_hanging_endpoint_holds_one_thread_of_a_worker(runtime: Runtime) -> None:
     """Many outcomes owed, an endpoint that hangs: a worker's delivery thread has one POST
     open at a time, and the resend pool none."""
-    from worker.callbacks import CallbackThread
+    from worker.resend.callbacks import CallbackThread
 
     for n in range(5):
         finished_request(runtime, f"req-{n}")

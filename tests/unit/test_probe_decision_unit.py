@@ -11,7 +11,7 @@ from email.utils import format_datetime
 
 import pytest
 
-from worker.decision import (
+from worker.resend.decision import (
     CallContext,
     Deferred,
     Failed,
@@ -23,8 +23,8 @@ from worker.decision import (
     decide,
     probe_delay,
 )
-from worker.error_mapping import error_for_response
-from worker.errors import TangoCooldownError, TangoPermanentError, TangoTransientError
+from worker.tango.error_mapping import error_for_response
+from worker.tango.errors import TangoCooldownError, TangoPermanentError, TangoTransientError
 
 POLICY = ResendPolicy(
     window_seconds=30,
@@ -166,7 +166,7 @@ def test_an_inconclusive_probe_waits_out_tangos_window_without_counting_a_cooldo
 
 
 def test_a_probes_201_is_the_resend() -> None:
-    from worker.tango_client import TangoAnswer
+    from worker.tango.client import TangoAnswer
 
     answer = TangoAnswer(201, {"id": 1}, "t-1", None, 0.01)
     outcome = decide(answer, History(1, 0), POLICY, lambda: 0.0, probe_call(10.0))

@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 import redis
 
+from tests.support.window import window_of
 from tests.unit.test_executor_unit import (
     CREATED,
     ORDER,
@@ -16,12 +17,12 @@ from tests.unit.test_executor_unit import (
     new_request,
 )
 from tests.unit.test_executor_unit import runtime as runtime_fixture
-from worker.error_mapping import error_for_response
-from worker.errors import TangoCooldownError, TangoTransientError
-from worker.executor import Done
-from worker.records import ResendStatus
+from worker.resend.executor import Done
 from worker.runtime import Runtime
-from worker.tango_client import TangoAnswer
+from worker.state.records import ResendStatus
+from worker.tango.client import TangoAnswer
+from worker.tango.error_mapping import error_for_response
+from worker.tango.errors import TangoCooldownError, TangoTransientError
 
 runtime = pytest.fixture(runtime_fixture.__wrapped__, name="runtime")  # type: ignore[attr-defined]
 
@@ -75,7 +76,7 @@ def test_a_call_counts_as_in_flight_for_the_call_itself_not_a_window_more(
         record = fields(runtime)
         seen["calling"] = float(record["calling_until"]) - now
         seen["started"] = now - int(record["call_started_at"]) / 1000
-        seen["window"] = runtime.window.remaining_seconds(ORDER)
+        seen["window"] = window_of(runtime).remaining_seconds(ORDER)
 
     tango = ProbingTango(CREATED)
     tango.during_call = look
@@ -97,7 +98,7 @@ def test_an_ambiguous_timeout_is_probed_through_its_own_window_and_the_cooldown_
     assert record.next_attempt_at is not None
     wait = (record.next_attempt_at - runtime.clock.now()).total_seconds()
     assert wait < 5, "a prompt probe, not a whole window"
-    assert runtime.window.holder(ORDER) == "req-1"
+    assert window_of(runtime).holder(ORDER) == "req-1"
     assert "call_started_at" not in fields(runtime), "the outcome is stored: in the doc now"
 
     # As if the first call started 1 s ago, and Tango resent 300 ms into it; the probe is
@@ -119,8 +120,8 @@ def test_an_ambiguous_timeout_is_probed_through_its_own_window_and_the_cooldown_
         ("retrying", False),
         ("confirmed", True),
     ]
-    assert runtime.window.holder(ORDER) == "req-1"
-    assert 25 < runtime.window.remaining_seconds(ORDER) <= 30, "Tango's window, from its times"
+    assert window_of(runtime).holder(ORDER) == "req-1"
+    assert 25 < window_of(runtime).remaining_seconds(ORDER) <= 30, "Tango's window, from its times"
     counted = {str(k): v for k, v in runtime.redis.hgetall(runtime.keys.metrics).items()}
     assert float(counted["probes_total|confirmed"]) == 1
     assert "deferrals_total|cooldown" not in counted
@@ -178,7 +179,7 @@ def test_a_probe_refused_for_other_reasons_keeps_the_window_and_probes_again(
     assert runtime.records.save(record, 0)
     tango.answers.append(TangoTransientError("HTTP 503", status=503))
     assert executor_with(runtime, tango).run("req-1") == Done(ResendStatus.RETRYING)
-    assert runtime.window.holder(ORDER) == "req-1", "a 503 to a probe gives nothing back"
+    assert window_of(runtime).holder(ORDER) == "req-1", "a 503 to a probe gives nothing back"
     again = runtime.records.get("req-1")
     assert again is not None and again.unresolved_call_started_at is not None
     counted = {str(k): v for k, v in runtime.redis.hgetall(runtime.keys.metrics).items()}
@@ -204,4 +205,4 @@ def test_an_inconclusive_probe_resends_after_tangos_window_as_before(runtime: Ru
     assert after.cooldown_deferrals == 0 and after.confirmed_by is None
     assert after.next_attempt_at is not None
     assert after.next_attempt_at - runtime.clock.now() > timedelta(seconds=25)
-    assert runtime.window.holder(ORDER) == "req-1"
+    assert window_of(runtime).holder(ORDER) == "req-1"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from worker.settings import (
+from worker.core.settings import (
     API_TOKEN_MIN_LENGTH,
     PUBLISHED_WEBHOOK_SECRETS,
     ConfigurationError,
@@ -46,7 +46,9 @@ def test_every_secret_in_the_docs_is_refused() -> None:
         if not is_published_webhook_secret(literal)
     }
 
-    assert not unlisted, f"add these to worker/settings.py PUBLISHED_WEBHOOK_SECRETS: {unlisted}"
+    assert not unlisted, (
+        f"add these to worker/core/settings.py PUBLISHED_WEBHOOK_SECRETS: {unlisted}"
+    )
 
 
 def test_the_list_holds_the_published_secret_and_only_valid_ones() -> None:

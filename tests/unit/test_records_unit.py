@@ -1,4 +1,4 @@
-"""Unit tests for worker.records against a real Redis: records, idempotency, coalescing, each
+"""Unit tests for worker.state.records against a real Redis: records, idempotency, coalescing, each
 order's FIFO of requests and the due index, finishing and cancelling."""
 
 from __future__ import annotations
@@ -11,15 +11,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import redis
 
-from worker.keys import RedisKeys
-from worker.records import (
+from worker.state.keys import RedisKeys
+from worker.state.records import (
     AttemptEntry,
     Creation,
     RecordStore,
     ResendRecord,
     ResendStatus,
+    TaskMessage,
 )
-from worker.task_messages import TaskMessage
 
 KEYS = RedisKeys("test")
 ORDER = "RA180426-1401-64"

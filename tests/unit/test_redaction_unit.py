@@ -1,4 +1,4 @@
-"""Unit tests for worker.redaction: contact data never reaches a log line unmasked."""
+"""Unit tests for worker.core.redaction: contact data never reaches a log line unmasked."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from worker.redaction import (
+from worker.core.redaction import (
     RedactingFilter,
     install_redaction,
     mask_email,

@@ -1,4 +1,4 @@
-"""worker/redis_health.py: which maxmemory policies are unsafe, and the start-up warning."""
+"""worker/state/redis_health.py: which maxmemory policies are unsafe, and the start-up warning."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import redis
 
-from worker.redis_health import eviction_policy, evicts, warn_if_evicting
+from worker.state.redis_health import eviction_policy, evicts, warn_if_evicting
 
 
 class FakeRedis:

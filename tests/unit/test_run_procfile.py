@@ -9,7 +9,7 @@ from types import ModuleType
 
 import pytest
 
-from worker.settings import Settings
+from worker.core.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -16,13 +16,12 @@ import pytest
 import redis
 
 from tests.conftest import TEST_REDIS_URL
-from worker import scheduler
-from worker.celery_app import app as celery_app
-from worker.records import ResendRecord
+from worker.core.settings import load_settings
+from worker.queueing import scheduler
+from worker.queueing.app import app as celery_app
+from worker.queueing.scheduler import DueReleaser
 from worker.runtime import Runtime
-from worker.scheduler import DueReleaser
-from worker.settings import load_settings
-from worker.task_messages import TaskMessage
+from worker.state.records import ResendRecord, TaskMessage
 
 ORDER = "RA251125-9201-{:02d}"
 

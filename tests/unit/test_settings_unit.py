@@ -1,4 +1,5 @@
-"""Unit tests for worker.settings: defaults, variable names, .env, secrets and error messages."""
+"""Unit tests for worker.core.settings: defaults, variable names, .env, secrets and error
+messages."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from worker.settings import (
+from worker.core.settings import (
     TANGO_SANDBOX_BASE_URL,
     ConfigurationError,
     Settings,

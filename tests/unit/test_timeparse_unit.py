@@ -1,4 +1,4 @@
-"""Unit tests for worker.timeparse: every shape Tango's "Last sent at" instant may take."""
+"""Unit tests for worker.tango.timeparse: every shape Tango's "Last sent at" instant may take."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from worker.timeparse import (
+from worker.tango.timeparse import (
     ParsedInstant,
     extract_last_sent,
     parse_http_date,

@@ -1,4 +1,4 @@
-"""Unit tests for worker.validation: what a resend request may contain."""
+"""Unit tests for worker.resend.validation: what a resend request may contain."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from worker.validation import (
+from worker.resend.validation import (
     DeliveryMethod,
     InvalidResendRequest,
     ResendRequest,

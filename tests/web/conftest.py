@@ -13,10 +13,10 @@ import redis
 from fastapi.testclient import TestClient
 
 from tests.conftest import TEST_REDIS_URL
+from worker.core.settings import reset_settings_cache
 from worker.runtime import reset_runtime
-from worker.settings import reset_settings_cache
-from worker.web import create_app
-from worker.webhook_signature import sign
+from worker.web.app import create_app
+from worker.web.webhook_signature import sign
 
 SECRET = "whsec_" + base64.b64encode(b"receiver-test-secret-0123456789").decode()
 OTHER_SECRET = "whsec_" + base64.b64encode(b"some-other-secret-9876543210abc").decode()

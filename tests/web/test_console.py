@@ -1,4 +1,4 @@
-"""The support console (worker/console/) in-process: sign-in and its cookie, CSRF, the
+"""The support console (worker/web/console/) in-process: sign-in and its cookie, CSRF, the
 throttle, read-only sessions, masking, inline validation and the fleet page. The same flows
 in a real browser against a real worker: tests/integration/test_console_browser.py."""
 
@@ -13,9 +13,9 @@ from fastapi.testclient import TestClient
 
 from tests.web.conftest import API_TOKEN
 from worker import enqueue_resend, get_resend
+from worker.core.settings import reset_settings_cache
 from worker.runtime import reset_runtime
-from worker.settings import reset_settings_cache
-from worker.web import create_app
+from worker.web.app import create_app
 
 READ_TOKEN = "read-only-token-Q8w3-console-tests-0987654"
 ORDER = "RA251125-3001-01"

@@ -1,4 +1,4 @@
-"""The REST API (worker/rest_api.py) in-process, against the real test Redis: every route's
+"""The REST API (worker/web/rest_api.py) in-process, against the real test Redis: every route's
 answers, the read-only token, the cursor, and the OpenAPI schema that names them."""
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from fastapi.testclient import TestClient
 
 from tests.web.conftest import API_TOKEN
 from worker import get_resend
-from worker.records import PROMOTE_MARGIN_SECONDS, ResendStatus
+from worker.core.settings import ConfigurationError, get_settings, reset_settings_cache
 from worker.runtime import current_runtime, reset_runtime
-from worker.settings import ConfigurationError, get_settings, reset_settings_cache
-from worker.web import create_app
+from worker.state.records import PROMOTE_MARGIN_SECONDS, ResendStatus
+from worker.web.app import create_app
 
 READ_TOKEN = "read-only-token-Q8w3-receiver-tests-987654"
 WRITE = {"Authorization": f"Bearer {API_TOKEN}"}
@@ -103,7 +103,7 @@ def test_bad_input_is_422_naming_the_field(
 
 
 def test_the_api_and_the_python_api_give_the_same_messages(api: TestClient) -> None:
-    from worker.validation import InvalidResendRequest, validate_resend
+    from worker.resend.validation import InvalidResendRequest, validate_resend
 
     body = {"referenceOrderID": "RA251125-2001-01", "newMobile": "+1415", "newEtid": "X"}
     with pytest.raises(InvalidResendRequest) as raised:

@@ -8,9 +8,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
+from worker.core.settings import reset_settings_cache
 from worker.runtime import reset_runtime
-from worker.settings import reset_settings_cache
-from worker.web import create_app
+from worker.web.app import create_app
 
 
 @pytest.mark.parametrize("mode", ["signed", "unsigned", "api"])

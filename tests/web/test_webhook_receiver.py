@@ -11,11 +11,11 @@ from fastapi.testclient import TestClient
 from tests.integration.harness import wait_for
 from tests.web.conftest import API_TOKEN, ORDER, OTHER_SECRET, SECRET, Signer, body_of
 from worker import cancel_resend, get_resend
-from worker.keys import RedisKeys
+from worker.core.settings import ConfigurationError, reset_settings_cache
 from worker.runtime import reset_runtime
-from worker.settings import ConfigurationError, reset_settings_cache
-from worker.web import create_app
-from worker.webhook_signature import REPLAY_WINDOW_SECONDS, sign
+from worker.state.keys import RedisKeys
+from worker.web.app import create_app
+from worker.web.webhook_signature import REPLAY_WINDOW_SECONDS, sign
 
 ROUTE = "/webhooks/resends"
 

@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 from tests.conftest import TEST_REDIS_URL
 from tests.web.conftest import ORDER, Signer
 from worker import get_resend
-from worker.web_server import tcp_listener
+from worker.web.server import tcp_listener
 
 ROUTE = "/webhooks/resends"
 
@@ -93,7 +93,7 @@ def test_the_webhook_route_runs_on_the_event_loop_not_a_thread(
     client: TestClient, signed: Signer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A storm costs no thread hop per webhook: the route is a coroutine that awaits Redis."""
-    from worker import web
+    from worker.web import app as web
 
     threads: list[str] = []
     real = web.submit_resend_async
@@ -139,7 +139,7 @@ def test_a_multi_process_listener_turns_nagle_off_on_every_connection() -> None:
 
 @pytest.fixture
 def no_lifespan_client(web_env: dict[str, str]) -> Iterator[TestClient]:
-    from worker.web import create_app
+    from worker.web.app import create_app
 
     yield TestClient(create_app())  # not entered: the app's lifespan never runs
 

@@ -1,0 +1,367 @@
+"""Many resends at once: a CSV file, or every order Tango sent in a time range.
+
+Both stream: rows and orders are read, checked and queued one at a time, so memory stays flat
+for a file of any length. A file is first copied aside (and hashed) in one read; every row of
+the copy is validated before any is queued, then the copy is queued, so a file changed
+meanwhile cannot mix two versions (the change is reported). Only the first
+`REJECTED_SHOWN` rejected rows are kept in full; the rest are counted.
+
+Reruns are safe. Each row carries an idempotency key made of the file's content (SHA-256) or
+a `--batch-id`, and the row's number, kept as long as a record: running the same file again
+after a failure queues only the rows still missing. Each order of an incident recovery carries
+a recovery marker (an idempotency key per order, kept as long as a record): an order that
+already has a recovery resend pending or sent, from any run whatever its range, is skipped;
+one whose recovery failed or was cancelled is queued again.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from worker.resend.producer import RedisUnavailable, Submission, submit_resend
+from worker.resend.validation import InvalidResendRequest, validate_resend
+from worker.runtime import Runtime, current_runtime
+from worker.state.records import ResendStatus, request_fingerprint
+from worker.tango.errors import TangoError
+
+CSV_COLUMNS = ("referenceOrderID", "newEmail", "newMobile", "newEtid", "newDeliveryMethod")
+MAX_DAYS_PER_QUERY = 100  # Tango's order listing takes ranges of at most 100 days
+ELEMENTS_PER_BLOCK = 100  # and pages of at most 100 orders
+
+# Rejected rows reported in full (row and errors); beyond these they are only counted.
+REJECTED_SHOWN = 1000
+# A dry run predicts in-file repeats exactly for this many distinct rows (8 bytes each).
+PREDICTED_DISTINCT_ROWS = 500_000
+# How many failed or cancelled recoveries of one order a rerun looks past before queueing.
+_MAX_RECOVERY_CHAIN = 100
+
+Progress = Callable[[int], None]
+
+
+class BulkInputError(ValueError):
+    """Raised when a whole input is unusable (unreadable file, wrong columns, bad range)."""
+
+
+@dataclass
+class BulkSummary:
+    """What happened to each row or order. `rejected` holds the first `REJECTED_SHOWN` bad
+    ones in full (`rejected_total` counts them all); `requests` (real runs only) the request
+    id each good row was queued as, coalesced into, or queued as by an earlier run
+    (`already_queued`). `stopped` says where and why a run stopped early."""
+
+    accepted: int = 0
+    coalesced: int = 0
+    already_queued: int = 0
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+    rejected_total: int = 0
+    skipped: int = 0
+    requests: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    # Only `--json` prints `requests`; without it a 1,000,000-row file keeps none in memory.
+    keep_requests: bool = field(default=True, repr=False)
+    stopped: dict[str, Any] | None = None
+    file_changed: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def reject(self, row: int | str, error: InvalidResendRequest) -> None:
+        self.rejected_total += 1
+        if len(self.rejected) < REJECTED_SHOWN:
+            self.rejected.append({"row": row, "errors": _describe(error)})
+
+    def as_json(
+        self, include_skipped: bool = False, include_requests: bool = False
+    ) -> dict[str, Any]:
+        summary: dict[str, Any] = {
+            "accepted": self.accepted,
+            "coalesced": self.coalesced,
+            "already_queued": self.already_queued,
+            "rejected": self.rejected,
+            "rejected_total": self.rejected_total,
+        }
+        if include_skipped:
+            summary["skipped"] = self.skipped
+        if include_requests:
+            summary["requests"] = self.requests
+        if self.stopped is not None:
+            summary["stopped"] = self.stopped
+        if self.file_changed is not None:
+            summary["file_changed"] = self.file_changed
+        if self.warnings:
+            summary["warnings"] = self.warnings
+        return summary
+
+
+def _rows(path: Path, shown: Path | None = None) -> Iterator[tuple[int, dict[str, str]]]:
+    """(row number, fields) for each data row; row 1 is the first line after the header.
+    Errors name `shown` (the file the user gave) rather than `path` (a copy of it)."""
+    shown = shown or path
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            columns = [name.strip() for name in reader.fieldnames or []]
+            unknown = sorted(set(columns) - set(CSV_COLUMNS))
+            if "referenceOrderID" not in columns or unknown:
+                raise BulkInputError(
+                    f"{shown}: the header must name referenceOrderID and only "
+                    f"{', '.join(CSV_COLUMNS)}"
+                    + (f" (unknown: {', '.join(unknown)})" if unknown else "")
+                )
+            for number, row in enumerate(reader, start=1):
+                cells = {
+                    (key or "").strip(): (value or "").strip()
+                    for key, value in row.items()
+                    if key is not None
+                }
+                if None in row:  # more cells than the header has columns
+                    cells["(extra cells)"] = "unexpected"
+                yield number, {key: value for key, value in cells.items() if value}
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise BulkInputError(f"{shown}: {error}") from None
+
+
+def count_rows(path: Path) -> int:
+    return sum(1 for _ in _rows(path))
+
+
+def enqueue_file(
+    path: Path,
+    *,
+    dry_run: bool,
+    progress: Progress | None = None,
+    batch_id: str | None = None,
+    keep_requests: bool = True,
+) -> BulkSummary:
+    """Validate every row, then (unless `dry_run`) queue the good ones, each under the
+    idempotency key `bulk:<batch>:<row>` (batch: `batch_id`, or the file's SHA-256). A Redis
+    failure stops the run with `stopped` set; the rows before it are queued, and a rerun of
+    the same file (or with the same `batch_id`) queues only the rest. `keep_requests` keeps
+    each row's request id in `requests` (memory that grows with the file)."""
+    summary = BulkSummary(keep_requests=keep_requests)
+    with tempfile.TemporaryDirectory(prefix="tango-resend-bulk-") as folder:
+        copy = Path(folder) / "rows.csv"
+        before, digest = _snapshot(path, copy)
+        batch = batch_id if batch_id is not None else f"sha256:{digest}"
+        for number, fields in _rows(copy, path):
+            try:
+                validate_resend(fields)
+            except InvalidResendRequest as error:
+                summary.reject(number, error)
+        predicted: set[int] = set()  # dry run: fingerprints seen, to predict coalescing
+        ttl = None if dry_run else current_runtime().settings.resend_record_ttl_seconds
+        for number, fields in _rows(copy, path):
+            if progress:
+                progress(1)
+            try:
+                if dry_run:
+                    _predict(summary, predicted, fields)
+                    continue
+                submission = submit_resend(
+                    fields, idempotency_key=f"bulk:{batch}:{number}", idempotency_ttl_seconds=ttl
+                )
+            except InvalidResendRequest:
+                continue  # rejected above (the copy cannot change between its two reads)
+            except RedisUnavailable as error:
+                summary.stopped = {"row": number, "reason": "redis", "error": str(error)}
+                break
+            _count(summary, number, submission)
+    if _identity(path) != before:
+        summary.file_changed = (
+            f"{path} changed while it was being read: the version read at the start "
+            f"(sha256 {digest}) was the one queued; changes made since were not"
+        )
+    return summary
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_size, stat.st_mtime_ns
+
+
+def _snapshot(path: Path, copy: Path) -> tuple[tuple[int, int] | None, str]:
+    """Copy the file aside in one read: (its size and mtime before, SHA-256 of the copy)."""
+    before = _identity(path)
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as source, copy.open("wb") as target:
+            while chunk := source.read(1 << 20):
+                digest.update(chunk)
+                target.write(chunk)
+    except OSError as error:
+        raise BulkInputError(f"{path}: {error}") from None
+    return before, digest.hexdigest()
+
+
+def _predict(summary: BulkSummary, seen: set[int], fields: dict[str, str]) -> None:
+    """Count a row as a real run would count it against the rest of the file: a repeat of an
+    earlier row is coalesced. (A dry run reads nothing from Redis, so requests already
+    pending there are not predicted.) Past `PREDICTED_DISTINCT_ROWS` distinct rows, repeats
+    of rows not yet seen are counted as accepted, and a warning says so."""
+    request = validate_resend(fields)
+    key = int(request_fingerprint(request.reference_order_id, request.tango_body())[:16], 16)
+    if key in seen:
+        summary.coalesced += 1
+        return
+    summary.accepted += 1
+    if len(seen) < PREDICTED_DISTINCT_ROWS:
+        seen.add(key)
+    elif not summary.warnings:
+        summary.warnings.append(
+            f"repeats are predicted among the first {PREDICTED_DISTINCT_ROWS} distinct rows only"
+        )
+
+
+def enqueue_orders_between(
+    runtime: Runtime,
+    start: datetime,
+    end: datetime,
+    *,
+    customer: str | None = None,
+    account: str | None = None,
+    dry_run: bool,
+    progress: Progress | None = None,
+) -> BulkSummary:
+    """Resend every order Tango created and delivered itself between `start` and `end`
+    (compared in UTC, however they were written). An order with a recovery resend pending or
+    sent from any earlier run, within a record's lifetime, is skipped (`already_queued`). A
+    Tango or Redis failure stops the run with `stopped` set, after what was queued so far."""
+    start, end = _utc(start), _utc(end)
+    if end <= start:
+        raise BulkInputError("END must be after START")
+    summary = BulkSummary()
+    listed = 0
+    try:
+        for order in iter_orders(runtime, start, end, customer=customer, account=account):
+            listed += 1
+            if progress:
+                progress(1)
+            order_id = str(order.get("referenceOrderID", ""))
+            if not delivered_by_tango(order):
+                summary.skipped += 1
+                continue
+            fields = {"referenceOrderID": order_id}
+            try:
+                validate_resend(fields)
+            except InvalidResendRequest as error:
+                summary.reject(order_id, error)
+                continue
+            if dry_run:
+                summary.accepted += 1
+                continue
+            _recover(runtime, summary, order_id, fields)
+    except TangoError as error:
+        summary.stopped = {"orders_listed": listed, "reason": "tango", "error": str(error)}
+    except RedisUnavailable as error:
+        summary.stopped = {"orders_listed": listed, "reason": "redis", "error": str(error)}
+    return summary
+
+
+def recovery_key(order_id: str, after: str | None = None) -> str:
+    """The idempotency key of an order's recovery resend: one per order (whatever the range);
+    after a recovery that failed or was cancelled, one keyed on that request."""
+    return f"recovery:{order_id}" if after is None else f"recovery:{order_id}:after:{after}"
+
+
+def _recover(runtime: Runtime, summary: BulkSummary, order_id: str, fields: dict[str, str]) -> None:
+    ttl = runtime.settings.resend_record_ttl_seconds
+    key = recovery_key(order_id)
+    for _ in range(_MAX_RECOVERY_CHAIN):
+        submission = submit_resend(fields, idempotency_key=key, idempotency_ttl_seconds=ttl)
+        if submission.outcome == "idempotent":
+            earlier = runtime.records.get(submission.request_id)
+            if earlier is None or earlier.status in (ResendStatus.FAILED, ResendStatus.CANCELLED):
+                key = recovery_key(order_id, after=submission.request_id)
+                continue
+        _count(summary, order_id, submission)
+        return
+    raise AssertionError(f"more than {_MAX_RECOVERY_CHAIN} failed recoveries of {order_id}")
+
+
+def _utc(moment: datetime) -> datetime:
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+def delivered_by_tango(order: dict[str, Any]) -> bool:
+    """Tango can only resend what it delivered: not orders sent with delivery left to us."""
+    if order.get("sendEmail") is False:
+        return False
+    return str(order.get("deliveryMethod") or "EMAIL").upper() != "NONE"
+
+
+def iter_orders(
+    runtime: Runtime, start: datetime, end: datetime, *, customer: str | None, account: str | None
+) -> Iterator[dict[str, Any]]:
+    """Every order in the range: chunks of at most 100 days, every page of each."""
+    chunk_start = start
+    while chunk_start < end:
+        chunk_end = min(chunk_start + timedelta(days=MAX_DAYS_PER_QUERY), end)
+        page = 0
+        while True:
+            params: dict[str, str | int] = {
+                "startDate": _rfc3339(chunk_start),
+                "endDate": _rfc3339(chunk_end),
+                "elementsPerBlock": ELEMENTS_PER_BLOCK,
+                "page": page,
+            }
+            if customer:
+                params["customerIdentifier"] = customer
+            if account:
+                params["accountIdentifier"] = account
+            time.sleep(runtime.gate.reserve_slot("list"))  # the fleet's rate limit covers us too
+            # A 401 answered by renewing the token sends again: that send takes a slot too.
+            answer = runtime.tango.list_orders(
+                params, before_retry=lambda: time.sleep(runtime.gate.reserve_slot("list"))
+            )
+            body = answer.body or {}
+            orders = body.get("orders") or []
+            yield from (order for order in orders if isinstance(order, dict))
+            total = _total(body)
+            page += 1
+            if len(orders) < ELEMENTS_PER_BLOCK or (
+                total is not None and page * ELEMENTS_PER_BLOCK >= total
+            ):
+                break
+        chunk_start = chunk_end
+
+
+def _total(body: dict[str, Any]) -> int | None:
+    page = body.get("page")
+    if isinstance(page, dict) and isinstance(page.get("totalCount"), int):
+        return int(page["totalCount"])
+    return None
+
+
+def _rfc3339(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def _count(summary: BulkSummary, row: int | str, submission: Submission) -> None:
+    if submission.created:
+        summary.accepted += 1
+    elif submission.outcome == "idempotent":
+        summary.already_queued += 1
+    else:
+        summary.coalesced += 1
+    if not summary.keep_requests:
+        return
+    summary.requests.append(
+        {
+            "row": row,
+            "id": submission.request_id,
+            "coalesced": submission.outcome == "merged",
+            "already_queued": submission.outcome == "idempotent",
+        }
+    )
+
+
+def _describe(error: InvalidResendRequest) -> str:
+    return "; ".join(f"{name}: {why}" for name, why in error.errors.items())

@@ -1,0 +1,222 @@
+"""`tango-resend enqueue`: one order, a CSV file, or every order in a time range."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.progress import Progress
+
+from worker.cli.common import (
+    EXIT_BAD_INPUT,
+    EXIT_UNAVAILABLE,
+    echo_json,
+    fail,
+    settings_or_exit,
+    unavailable,
+)
+
+# Tango failed or refused while --orders-between was listing orders.
+EXIT_TANGO = 4
+EXITS_ENQUEUE = (
+    "\b\nExit codes: 0 ok, 2 bad input (with --file: any row rejected; the good rows are"
+    " still queued), 3 Redis or the broker unavailable (with --file or --orders-between: a"
+    " summary says what was queued and where it stopped; run the same command again to queue"
+    " the rest), 4 Tango failed while listing orders (the same summary)."
+)
+# Rejected rows printed in full by the text summary (--json has the first 1,000).
+_REJECTED_PRINTED = 50
+_BATCH_ID_MAX = 100
+
+
+def _moment(text: str) -> datetime:
+    """An instant in UTC, however it was written (`10:00Z` and `11:00+01:00` are one)."""
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a date or RFC 3339 time") from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+@contextmanager
+def _progress(enabled: bool, label: str, total: int | None) -> Iterator[Callable[[int], None]]:
+    """A progress bar on a terminal; nothing when piped or printing JSON."""
+    if not enabled or not sys.stderr.isatty():
+        yield lambda _: None
+        return
+    with Progress(transient=True, console=None) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda step: bar.advance(task, step)
+
+
+@click.command(epilog=EXITS_ENQUEUE)
+@click.argument("order_id", required=False)
+@click.option("--email", "new_email", default=None, help="Resend to this address.")
+@click.option("--mobile", "new_mobile", default=None, help="Resend to this E.164 number.")
+@click.option("--etid", "new_etid", default=None, help="Email template id, e.g. E000000.")
+@click.option(
+    "--delivery-method", "new_delivery_method", default=None, help="EMAIL, PHONE or NONE."
+)
+@click.option(
+    "--key",
+    "idempotency_key",
+    default=None,
+    help="Idempotency key: the same key within 24 h returns the first request's id.",
+)
+@click.option(
+    "--file",
+    "csv_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="A CSV with columns referenceOrderID,newEmail,newMobile,newEtid,newDeliveryMethod.",
+)
+@click.option(
+    "--orders-between",
+    nargs=2,
+    metavar="START END",
+    default=None,
+    help="Every order Tango created and delivered in this range (RFC 3339).",
+)
+@click.option(
+    "--batch-id",
+    default=None,
+    help="With --file: name this batch; rows are then keyed on it and their row number "
+    "instead of the file's content (so an edited file, rerun with the same id, queues only "
+    "rows not queued before).",
+)
+@click.option("--customer", default=None, help="With --orders-between: one customer.")
+@click.option("--account", default=None, help="With --orders-between: one account.")
+@click.option("--dry-run", is_flag=True, help="Validate and count; queue nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def enqueue(
+    order_id: str | None,
+    csv_file: Path | None,
+    orders_between: tuple[str, str] | None,
+    batch_id: str | None,
+    customer: str | None,
+    account: str | None,
+    dry_run: bool,
+    as_json: bool,
+    **fields: Any,
+) -> None:
+    """Queue a resend of ORDER_ID (prints its id), or many with --file / --orders-between."""
+    settings_or_exit()
+    sources = [order_id is not None, csv_file is not None, orders_between is not None]
+    if sum(sources) != 1:
+        fail("give exactly one of ORDER_ID, --file or --orders-between", EXIT_BAD_INPUT)
+    if order_id is not None:
+        _enqueue_one(order_id, fields)
+        return
+    if any(fields.values()):
+        fail(
+            "--email/--mobile/--etid/--delivery-method/--key go with ORDER_ID only", EXIT_BAD_INPUT
+        )
+    if batch_id is not None and (
+        csv_file is None or not 1 <= len(batch_id) <= _BATCH_ID_MAX or not batch_id.isprintable()
+    ):
+        fail(f"--batch-id goes with --file, as 1 to {_BATCH_ID_MAX} characters", EXIT_BAD_INPUT)
+    from worker.cli.bulk import BulkInputError, count_rows, enqueue_file, enqueue_orders_between
+    from worker.resend.producer import EnqueueError
+    from worker.runtime import current_runtime
+
+    try:
+        if csv_file is not None:
+            total = count_rows(csv_file) if not as_json else None
+            with _progress(not as_json, "rows", total) as step:
+                summary = enqueue_file(
+                    csv_file,
+                    dry_run=dry_run,
+                    progress=step,
+                    batch_id=batch_id,
+                    keep_requests=as_json,
+                )
+            include_skipped = False
+        else:
+            assert orders_between is not None
+            start, end = (_moment(text) for text in orders_between)
+            with _progress(not as_json, "orders", None) as step:
+                summary = enqueue_orders_between(
+                    current_runtime(),
+                    start,
+                    end,
+                    customer=customer,
+                    account=account,
+                    dry_run=dry_run,
+                    progress=step,
+                )
+            include_skipped = True
+    except BulkInputError as error:
+        fail(str(error), EXIT_BAD_INPUT)
+    except EnqueueError as error:
+        unavailable(error)
+    result = summary.as_json(include_skipped=include_skipped, include_requests=not dry_run)
+    code = _exit_code(summary)
+    if as_json:
+        echo_json(result)
+        sys.exit(code)
+    verb = "would be queued" if dry_run else "queued"
+    click.echo(
+        f"{summary.accepted} {verb}, {summary.coalesced} coalesced into pending requests, "
+        + (
+            f"{summary.already_queued} already queued by an earlier run, "
+            if summary.already_queued
+            else ""
+        )
+        + f"{summary.rejected_total} rejected"
+        + (f", {summary.skipped} skipped (not delivered by Tango)" if include_skipped else "")
+    )
+    for bad in summary.rejected[:_REJECTED_PRINTED]:
+        click.echo(f"  row {bad['row']}: {bad['errors']}")
+    if summary.rejected_total > _REJECTED_PRINTED:
+        click.echo(
+            f"  ... and {summary.rejected_total - _REJECTED_PRINTED} more "
+            f"(--json lists the first {len(summary.rejected)})"
+        )
+    if summary.file_changed is not None:
+        click.echo(f"tango-resend: {summary.file_changed}", err=True)
+    for warning in summary.warnings:
+        click.echo(f"tango-resend: warning: {warning}", err=True)
+    if summary.stopped is not None:
+        click.echo(f"tango-resend: {_stopped_line(summary)}", err=True)
+    sys.exit(code)
+
+
+def _exit_code(summary: Any) -> int:
+    """3 Redis, 4 Tango (a run that stopped early); else 2 when a row was refused (the good
+    rows are queued all the same) or the file changed while it was read; else 0."""
+    if summary.stopped is not None:
+        return EXIT_TANGO if summary.stopped["reason"] == "tango" else EXIT_UNAVAILABLE
+    return EXIT_BAD_INPUT if summary.rejected_total or summary.file_changed else 0
+
+
+def _stopped_line(summary: Any) -> str:
+    stopped = summary.stopped
+    queued = summary.accepted + summary.coalesced + summary.already_queued
+    if "row" in stopped:
+        where = f"stopped at row {stopped['row']} ({queued} rows before it are queued)"
+    else:
+        where = f"stopped after {stopped['orders_listed']} listed orders ({queued} queued)"
+    cause = (
+        f"Tango failed while listing orders ({stopped['error']})"
+        if stopped["reason"] == "tango"
+        else f"Redis is unavailable ({stopped['error']})"
+    )
+    return f"{cause}; {where}; run the same command again to queue the rest"
+
+
+def _enqueue_one(order_id: str, fields: dict[str, Any]) -> None:
+    from worker.resend.producer import EnqueueError, enqueue_resend
+    from worker.resend.validation import InvalidResendRequest
+
+    try:
+        request_id = enqueue_resend(order_id, **fields)
+    except InvalidResendRequest as error:
+        fail(str(error), EXIT_BAD_INPUT)
+    except EnqueueError as error:
+        unavailable(error)
+    click.echo(request_id)

@@ -1,0 +1,278 @@
+"""Commands about requests: status, list, history, retry, cancel."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime, timedelta
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from worker.cli.common import (
+    EXIT_BAD_INPUT,
+    EXIT_NOT_FOUND,
+    EXITS_CHANGE,
+    EXITS_LOOKUP,
+    Duration,
+    echo_json,
+    fail,
+    settings_or_exit,
+    timestamp,
+)
+from worker.state.records import ResendRecord, ResendStatus
+
+STATUSES = [status.value for status in ResendStatus]
+ORDER_ID_HELP = "Tango's referenceOrderID, e.g. RA251125-1001-01."
+
+
+def _when(value: datetime | None) -> str:
+    return timestamp(value) if value else ""
+
+
+def _full_id(request_id: str, *, missing_ok: bool = False) -> str:
+    """The whole id for an id or a unique prefix of at least 8 characters; exits 1 when
+    nothing matches (or, with `missing_ok`, gives `request_id` back), 2 when the prefix is
+    ambiguous."""
+    from worker.runtime import current_runtime
+    from worker.state.queries import MIN_PREFIX_LENGTH, AmbiguousRequestId, resolve_request_id
+
+    try:
+        resolved = resolve_request_id(current_runtime(), request_id)
+    except AmbiguousRequestId as error:
+        fail(str(error), EXIT_BAD_INPUT)
+    if resolved is None and missing_ok:
+        return request_id
+    if resolved is None:
+        hint = (
+            f" (a prefix needs at least {MIN_PREFIX_LENGTH} characters)"
+            if len(request_id) < MIN_PREFIX_LENGTH
+            else ""
+        )
+        fail(f"no request {request_id!r} (unknown or expired){hint}", EXIT_NOT_FOUND)
+    return resolved
+
+
+def _console() -> Console:
+    # Piped output is not cut at 80 columns: ids must survive intact for scripts and greps.
+    width = None if sys.stdout.isatty() else 240
+    return Console(highlight=False, soft_wrap=True, width=width)
+
+
+@click.command(epilog=EXITS_LOOKUP)
+@click.argument("request_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole record as JSON.")
+def status(request_id: str, as_json: bool) -> None:
+    """Show a request's state. REQUEST_ID may be a unique prefix of 8 or more characters."""
+    settings_or_exit()
+    from worker.resend.producer import get_resend
+    from worker.runtime import current_runtime
+    from worker.state.queries import as_shown
+
+    record = get_resend(_full_id(request_id))
+    if record is None:
+        fail(f"no request {request_id!r} (unknown or expired)", EXIT_NOT_FOUND)
+    record = as_shown(current_runtime(), record)
+    if as_json:
+        click.echo(record.model_dump_json(indent=2))
+        return
+    rows = {
+        "id": record.id,
+        "order": record.reference_order_id,
+        "status": record.status.value,
+        "attempts": str(record.attempts),
+        "merges": str(record.merges),
+        "created_at": timestamp(record.created_at),
+        "sent_at": timestamp(record.sent_at),
+        "confirmed_by": record.confirmed_by or "-",
+        "next_attempt_at": timestamp(record.next_attempt_at),
+        "reason": record.reason or "-",
+        "tango_request_ids": ", ".join(record.tango_request_ids) or "-",
+        "retry_of": record.retry_of or "-",
+    }
+    width = max(len(name) for name in rows)
+    for name, value in rows.items():
+        click.echo(f"{name.ljust(width)}  {value}")
+
+
+@click.command(name="list", epilog=EXITS_LOOKUP.replace("1 not found, ", ""))
+@click.option(
+    "--order", metavar="ORDER_ID", default=None, help=f"Only this order's requests. {ORDER_ID_HELP}"
+)
+@click.option(
+    "--status",
+    "status_filter",
+    type=click.Choice(STATUSES),
+    default=None,
+    help="Only requests in this state (as stored; see `status` for waiting ones).",
+)
+@click.option("--since", type=Duration(), default=None, help="Created within, e.g. 1h, 2d.")
+@click.option(
+    "--limit",
+    type=click.IntRange(1, 100_000),
+    default=50,
+    show_default=True,
+    help="At most this many requests.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print records as a JSON array.")
+def list_requests(
+    order: str | None, status_filter: str | None, since: timedelta | None, limit: int, as_json: bool
+) -> None:
+    """List requests, newest first."""
+    settings_or_exit()
+    from worker.runtime import current_runtime
+    from worker.state.queries import as_shown, iter_requests
+
+    wanted = ResendStatus(status_filter) if status_filter else None
+    runtime = current_runtime()
+    records = []
+    for record in iter_requests(runtime, order=order, status=wanted, since=since):
+        records.append(as_shown(runtime, record))
+        if len(records) >= limit:
+            break
+    if as_json:
+        echo_json([record.model_dump(mode="json") for record in records])
+        return
+    table = Table("id", "order", "status", "calls", "created", "sent", "reason")
+    for record in records:
+        table.add_row(
+            record.id,
+            record.reference_order_id,
+            record.status.value,
+            str(record.attempts),
+            _when(record.created_at),
+            _when(record.sent_at),
+            record.reason or "",
+        )
+    _console().print(table)
+    click.echo(f"{len(records)} request(s)")
+
+
+@click.command(epilog=EXITS_LOOKUP)
+@click.argument("order_id")
+@click.option("--json", "as_json", is_flag=True, help="Print every request and attempt as JSON.")
+def history(order_id: str, as_json: bool) -> None:
+    """Every request and every call to Tango for ORDER_ID (Tango's referenceOrderID, e.g.
+    RA251125-1001-01), with Tango's request ids."""
+    settings_or_exit()
+    from worker.runtime import current_runtime
+    from worker.state.queries import order_history
+    from worker.tango.ids import REFERENCE_ORDER_ID
+
+    if not REFERENCE_ORDER_ID.fullmatch(order_id):
+        fail(
+            f"{order_id!r} is not an order id: it must look like RA251125-1001-01 "
+            "(RA, 6 digits, -, digits, -, digits)",
+            EXIT_BAD_INPUT,
+        )
+    records = order_history(current_runtime(), order_id)
+    if not records:
+        fail(f"no requests for order {order_id!r}", EXIT_NOT_FOUND)
+    if as_json:
+        echo_json([record.model_dump(mode="json") for record in records])
+        return
+    table = Table(
+        "request", "created", "status", "call at", "outcome", "HTTP", "i18nKey", "Tango request id"
+    )
+    for record in records:
+        status = record.status.value
+        if record.confirmed_by:  # `sent`, known from Tango's cooldown answer to a probe
+            status += f" (confirmed by {record.confirmed_by})"
+        table.add_row(record.id, _when(record.created_at), status, "", "", "", "", "")
+        for attempt in record.attempt_log:
+            table.add_row(
+                "",
+                "",
+                "",
+                _when(attempt.at),
+                attempt.outcome + (" (probe)" if attempt.probe else ""),
+                str(attempt.status or ""),
+                attempt.i18n_key or "",
+                attempt.tango_request_id or "",
+            )
+    _console().print(table)
+
+
+@click.command(epilog=EXITS_CHANGE)
+@click.argument("request_id", required=False)
+@click.option("--all-failed", is_flag=True, help="Retry every failed request.")
+@click.option(
+    "--since",
+    type=Duration(),
+    default=None,
+    help="With --all-failed: only those created within, e.g. 1h.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print old and new ids as JSON.")
+def retry(request_id: str | None, all_failed: bool, since: timedelta | None, as_json: bool) -> None:
+    """Queue failed requests again, as new requests linked to the old ones.
+
+    Each failed request is retried once: one already retried is not queued again, and its
+    retry's id is printed "(already retried)". REQUEST_ID may be a unique prefix of 8 or more
+    characters."""
+    settings_or_exit()
+    from worker.resend.producer import NotRetryable, retry_resend
+    from worker.runtime import current_runtime
+    from worker.state.queries import iter_requests
+
+    if bool(request_id) == all_failed:
+        fail("give a REQUEST_ID or --all-failed (not both)", EXIT_BAD_INPUT)
+    if request_id:
+        targets: list[ResendRecord] | None = None
+        request_id = _full_id(request_id)
+        try:
+            submission = retry_resend(request_id)
+        except NotRetryable as error:
+            code = EXIT_NOT_FOUND if "unknown" in str(error) else EXIT_BAD_INPUT
+            fail(str(error), code)
+        pairs = [(request_id, submission)]
+    else:
+        targets = list(iter_requests(current_runtime(), status=ResendStatus.FAILED, since=since))
+        pairs = [(old.id, retry_resend(old.id)) for old in targets]
+    # A failed request is retried once; asking again answers its existing retry ("idempotent").
+    if as_json:
+        echo_json(
+            [
+                {
+                    "retried": old,
+                    "id": new.request_id,
+                    "already_retried": new.outcome == "idempotent",
+                }
+                for old, new in pairs
+            ]
+        )
+        return
+    for old, new in pairs:
+        note = " (already retried)" if new.outcome == "idempotent" else ""
+        click.echo(f"{old} -> {new.request_id}{note}")
+    if targets is not None:
+        again = sum(1 for _, new in pairs if new.outcome == "idempotent")
+        click.echo(f"{len(pairs) - again} failed request(s) queued again, {again} already retried")
+
+
+@click.command(epilog=EXITS_CHANGE)
+@click.argument("request_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def cancel(request_id: str, as_json: bool) -> None:
+    """Cancel a queued or deferred request before it is sent.
+
+    REQUEST_ID may be a unique prefix of 8 or more characters."""
+    settings_or_exit()
+    from worker.resend.producer import cancel_resend
+
+    request_id = _full_id(request_id, missing_ok=True)  # unknown: "unknown", in JSON too
+    result = cancel_resend(request_id)
+    if as_json:
+        echo_json({"id": request_id, "result": result})
+    if result == "cancelled":
+        if not as_json:
+            click.echo("cancelled")
+        return
+    code = EXIT_NOT_FOUND if result == "unknown" else EXIT_BAD_INPUT
+    messages = {
+        "unknown": f"no request {request_id!r} (unknown or expired)",
+        "in_flight": "too late: its call to Tango is under way",
+    }
+    fail(messages.get(result, f"not cancelled: the request is already {result}"), code)
+
+
+COMMANDS = [status, list_requests, history, retry, cancel]

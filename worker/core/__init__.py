@@ -1,0 +1,2 @@
+"""What every other package uses and that uses nothing of ours: the settings (`settings.py`),
+log handlers (`logging_setup.py`) and the masking of contact data in logs (`redaction.py`)."""

@@ -1,0 +1,110 @@
+"""The Celery application, its task names and how a task is published.
+
+Its configuration is read from the settings lazily, on first use. What a worker process runs
+beside its tasks (the scheduler, callback delivery threads) is `lifecycle.py`'s."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+from celery import Celery, signals
+
+from worker.core.logging_setup import configure_handlers
+from worker.core.settings import ConfigurationError, Settings, get_settings
+
+RESEND_TASK_NAME = "tango_resend.send_resend"
+DELIVER_TASK_NAME = "tango_resend.deliver_outcome"
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Celery settings for a fleet of I/O-bound workers sharing one Redis."""
+    visibility_timeout = settings.broker_visibility_timeout_seconds
+    return {
+        "broker_url": str(settings.redis_url),
+        "broker_transport_options": {
+            # A message unacknowledged this long (its worker died) goes back to the queue.
+            "visibility_timeout": visibility_timeout,
+            "unacked_restore_interval": max(1, visibility_timeout // 10),
+            "unacked_restore_throttle": 1,
+            # A worker killed during its restore sweep leaves the sweep's mutex behind; keep
+            # that stall short (kombu's default is five minutes).
+            "unacked_mutex_expire": min(10, visibility_timeout),
+            "socket_timeout": 10,
+            "socket_connect_timeout": 5,
+        },
+        "broker_connection_retry_on_startup": True,
+        # Records in Redis are the source of truth; Celery results would only duplicate them.
+        "task_ignore_result": True,
+        "result_backend": None,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "task_default_queue": settings.resend_queue,
+        # Acknowledge after the work, and requeue if the process dies: no request is lost.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        # Cancelling running tasks when the broker connection drops crashes the threads pool
+        # (it cannot kill a job); the tasks finish, and acks-late redelivers what was lost.
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
+        "worker_prefetch_multiplier": 1,
+        # No per-worker queues: every wait is parked in Redis's due index and every task goes
+        # to the shared queue, so nothing waits where only one (possibly dead) worker can take
+        # it (README, "Scheduling model").
+        "worker_direct": False,
+        "worker_hijack_root_logger": True,
+        "worker_redirect_stdouts": False,
+        "enable_utc": True,
+        "timezone": "UTC",
+    }
+
+
+def publish_resend(request_id: str, dispatch: int, queue: str) -> None:
+    """Publish a request's task to the shared queue; `dispatch` numbers the message, so the
+    scheduler can tell a message still queued from a lost one (see `worker.queueing.scheduler`)."""
+    app.send_task(
+        RESEND_TASK_NAME,
+        args=[request_id],
+        kwargs={"dispatch": dispatch},
+        queue=queue,
+        task_id=request_id,
+    )
+
+
+def _lazy_config() -> dict[str, Any]:
+    try:
+        return celery_config(get_settings())
+    except ConfigurationError as error:
+        # Reached from `celery -A worker ...`: stop at start with the variable named.
+        print(f"tango-resend: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+# `lifecycle` is imported by each worker at start, like the task modules, and connects what a
+# worker runs beside its tasks; the app itself (imported by producers too) imports none of it.
+app = Celery(
+    "tango_resend",
+    include=["tasks.resend", "tasks.callbacks", "worker.queueing.lifecycle"],
+)
+app.add_defaults(_lazy_config)
+
+
+@signals.worker_init.connect
+def _check_settings_at_start(**_: Any) -> None:
+    """Refuse to start a worker that could not call Tango, naming what is missing."""
+    try:
+        get_settings().require_tango_credentials()
+    except ConfigurationError as error:
+        print(f"tango-resend: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+@signals.after_setup_logger.connect
+@signals.after_setup_task_logger.connect
+def _configure_logging(logger: logging.Logger, **_: Any) -> None:
+    """Mask contact data in every line, Celery's own included; JSON with LOG_FORMAT=json."""
+    try:
+        log_format = get_settings().log_format
+    except ConfigurationError:
+        log_format = "text"
+    configure_handlers(logger, log_format)

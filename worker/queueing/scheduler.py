@@ -1,0 +1,179 @@
+"""Releases requests when they are due: every wait of every request runs through here.
+
+Every unfinished request has a score in the due index (see `RedisKeys.due_index`): a waiting
+request sits at its due time (the end of its order's window, its rate-limit slot, its
+backoff); a request whose task message is out (published, or taken by a worker) sits at that
+moment plus a short lease (`RESEND_LEASE_SECONDS`). A scheduler runs in every worker. It claims
+what is due in one Lua script (re-scoring each claimed request to now + lease, so of any
+number of schedulers exactly one claims it) and publishes its task to the shared queue, where
+any worker of the fleet can take it. Nothing waits in one worker's memory or one worker's own
+queue, so a worker that is deployed away or killed strands nothing.
+
+When a lease runs out, the script tells a lost message from a slow one before releasing the
+request again:
+- a call to Tango in flight (`calling_until` on the record) keeps its run responsible until the
+  call must be over (twice the connect and read timeouts); then the request is released, and
+  the next run probes Tango if that call's outcome was never stored;
+- a message still waiting in the broker queue is left alone: each published message carries a
+  dispatch number, workers record the highest number they have taken, and the broker queue is
+  FIFO, so a request is presumed lost only when the queue is empty or a message published
+  after its own was taken. A backlog that waits long in the queue is never re-released in bulk.
+A replayed claim (redis-py retries a script whose reply was lost) returns the same claim, and
+a publish that fails mid-batch hands the rest back at once, so neither strands a request.
+
+Timing is skew-free: "now" is Redis's clock, and the scheduler sleeps for durations computed on
+that clock with a monotonic timer, woken early by pub/sub when a worker parks something due
+sooner.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import uuid
+from typing import Any
+
+import redis
+
+from worker.queueing.app import publish_resend
+from worker.runtime import Runtime
+from worker.state.wakeup import MAX_IDLE_SECONDS
+
+logger = logging.getLogger("tango_resend.scheduler")
+
+# KEYS: due index, dispatched, dispatch consumed, dispatch sequence, claim memo, broker queue.
+# ARGV: lease (s), batch size, record key prefix, memo ttl (s).
+# Returns {id, dispatch number, id, dispatch number, ..., next due (s from now, -1 = none)}.
+_CLAIM_RESENDS = """
+local memo = redis.call('GET', KEYS[5])
+if memo then return cjson.decode(memo) end
+local time = redis.call('TIME')
+local now = tonumber(time[1]) + tonumber(time[2]) / 1000000
+local lease = tonumber(ARGV[1])
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, ARGV[2])
+local queued = redis.call('LLEN', KEYS[6])
+local consumed = tonumber(redis.call('GET', KEYS[3]) or '0')
+local reply = {}
+for _, id in ipairs(ids) do
+  local calling_until = tonumber(redis.call('HGET', ARGV[3] .. id, 'calling_until') or '0')
+  local dispatch = tonumber(redis.call('HGET', KEYS[2], id) or '-1')
+  if calling_until > now then
+    redis.call('ZADD', KEYS[1], calling_until, id)
+  elseif dispatch >= 0 and queued > 0 and dispatch > consumed then
+    redis.call('ZADD', KEYS[1], now + lease, id)
+  else
+    local number = redis.call('INCR', KEYS[4])
+    redis.call('HSET', KEYS[2], id, number)
+    redis.call('ZADD', KEYS[1], now + lease, id)
+    table.insert(reply, id)
+    table.insert(reply, tostring(number))
+  end
+end
+local next_in = -1
+if #ids < tonumber(ARGV[2]) then
+  local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  if first[2] and first[2] ~= 'inf' then next_in = tonumber(first[2]) - now end
+  if next_in == math.huge then next_in = -1 end
+else
+  next_in = 0
+end
+table.insert(reply, tostring(next_in))
+if #reply > 1 then redis.call('SET', KEYS[5], cjson.encode(reply), 'EX', ARGV[4]) end
+return reply
+"""
+
+_BATCH = 500
+_CLAIM_MEMO_SECONDS = 60
+
+
+class DueReleaser:
+    """Claims due requests and publishes their tasks."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+        self._claim_resends = runtime.redis.register_script(_CLAIM_RESENDS)
+
+    def release_due(self) -> tuple[int, float]:
+        """One pass. Returns (tasks sent, seconds until the next scheduled entry or inf).
+
+        Owed outcome callbacks are not released here: each worker's delivery threads take
+        them from the outbox themselves (worker/resend/callbacks.py), off the resend queue."""
+        return self._release_resends()
+
+    def claim_resends(self) -> tuple[list[tuple[str, int]], float]:
+        """Claim the due requests: [(id, dispatch number)], seconds until the next one."""
+        settings, keys = self._runtime.settings, self._runtime.keys
+        claim_id = uuid.uuid4().hex  # the same id if redis-py replays this call
+        reply = self._claim_resends(
+            keys=[
+                keys.due_index,
+                keys.dispatched,
+                keys.dispatch_consumed,
+                keys.dispatch_sequence,
+                keys.scheduler_claim(claim_id),
+                settings.resend_queue,
+            ],
+            args=[settings.resend_lease_seconds, _BATCH, keys.record(""), _CLAIM_MEMO_SECONDS],
+        )
+        *pairs, next_in = (str(item) for item in reply)
+        claimed = [(pairs[i], int(pairs[i + 1])) for i in range(0, len(pairs), 2)]
+        wait = float(next_in)
+        return claimed, math.inf if wait < 0 else wait
+
+    def _release_resends(self) -> tuple[int, float]:
+        claimed, next_in = self.claim_resends()
+        queue = self._runtime.settings.resend_queue
+        for index, (request_id, dispatch) in enumerate(claimed):
+            try:
+                publish_resend(request_id, dispatch, queue)
+            except Exception:
+                self._hand_back(claimed[index:])
+                raise
+        if claimed:
+            logger.info("released %d due request(s)", len(claimed))
+        return len(claimed), next_in
+
+    def _hand_back(self, unpublished: list[tuple[str, int]]) -> None:
+        """A publish failed: the rest of the batch is due again now, not after its lease."""
+        records = self._runtime.records
+        try:
+            for request_id, dispatch in unpublished:
+                records.release_unpublished(request_id, dispatch)
+        except redis.RedisError:
+            logger.warning(
+                "could not hand back %d claimed request(s); their lease releases them",
+                len(unpublished),
+            )
+
+
+class SchedulerThread(threading.Thread):
+    """Runs `DueReleaser` in a worker's main process until stopped."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        super().__init__(name="tango-resend-scheduler", daemon=True)
+        self._runtime = runtime
+        self._releaser = DueReleaser(runtime)
+        self._stopped = threading.Event()
+
+    def run(self) -> None:
+        pubsub: Any = None
+        while not self._stopped.is_set():
+            try:
+                if pubsub is None:
+                    pubsub = self._runtime.redis.pubsub(  # type: ignore[no-untyped-call]
+                        ignore_subscribe_messages=True
+                    )
+                    pubsub.subscribe(self._runtime.keys.scheduler_wakeup)
+                _, next_in = self._releaser.release_due()
+                # Sleep until the next due time or a wake-up, whichever is first.
+                pubsub.get_message(timeout=min(max(next_in, 0.0), MAX_IDLE_SECONDS))
+            except Exception:  # Redis down: try again shortly, never kill the worker
+                logger.warning("scheduler pass failed; will try again", exc_info=True)
+                pubsub = None
+                self._stopped.wait(1.0)
+        if pubsub is not None:
+            pubsub.close()
+
+    def stop(self) -> None:
+        self._stopped.set()

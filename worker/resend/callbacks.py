@@ -1,0 +1,276 @@
+"""Telling others a request finished: a signed webhook (at least once), and an in-process hook.
+
+When a request reaches `sent`, `failed` or `cancelled`, the script that records it also puts
+it in the callback outbox (a sorted set by next attempt), so a callback is owed exactly when
+the outcome is stored. The outbox is the callbacks' own queue: resends never wait behind them.
+Each worker runs RESULT_WEBHOOK_CONCURRENCY delivery threads (default 1) beside its resend
+pool; a thread claims one due entry at a time with a lease and a token (the claim's fencing
+token, as for resends), POSTs a Standard-Webhooks-signed event to RESULT_WEBHOOK_URL, and
+settles the entry in one script:
+- delivered: the entry leaves the outbox for good; a later duplicate changes nothing and is
+  counted `duplicate`, not `delivered`;
+- failed: only the entry's current claim may re-schedule it (exponential backoff) or abandon
+  it after RESULT_WEBHOOK_MAX_ATTEMPTS, so a superseded delivery neither undoes a delivery nor
+  uses up attempts;
+- gone (the record expired): the entry and its attempt count are removed.
+A slow endpoint so costs at most RESULT_WEBHOOK_CONCURRENCY threads per worker, never a resend
+thread. The event id is stable across retries, so receivers can drop duplicates.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+import requests
+from celery.utils.dispatch import Signal
+from standardwebhooks.webhooks import Webhook
+
+from worker.runtime import Runtime
+from worker.state.records import ResendRecord
+
+logger = logging.getLogger("tango_resend.callbacks")
+
+resend_finished = Signal(name="resend_finished", providing_args=["record"])
+"""Sent in the process that finished a request (worker, or the canceller), with `record=`.
+
+Connect with `@resend_finished.connect` for in-process use; receivers' errors are logged,
+never raised into the work.
+"""
+
+_BACKOFF_BASE_SECONDS = 2.0
+_BACKOFF_MAX_SECONDS = 3600.0
+
+
+def event_id(record: ResendRecord) -> str:
+    """Stable for one outcome: a request reaches a final status once."""
+    return f"evt_{record.id}_{record.status.value}"
+
+
+def event_body(record: ResendRecord) -> dict[str, Any]:
+    """The event: ids, status and reason; no recipient contact data."""
+    return {
+        "id": event_id(record),
+        "type": f"resend.{record.status.value}",
+        "timestamp": record.updated_at.isoformat(),
+        "data": {
+            "id": record.id,
+            "referenceOrderID": record.reference_order_id,
+            "status": record.status.value,
+            "attempts": record.attempts,
+            "merges": record.merges,
+            "created_at": record.created_at.isoformat(),
+            "sent_at": record.sent_at.isoformat() if record.sent_at else None,
+            "reason": record.reason,
+            "error": record.error,
+            "tango_request_ids": record.tango_request_ids,
+            "retry_of": record.retry_of,
+        },
+    }
+
+
+def notify_finished(record: ResendRecord) -> None:
+    """Fire the in-process hook; a receiver's failure is logged, not raised."""
+    for receiver, result in resend_finished.send(sender=None, record=record):
+        if isinstance(result, Exception):
+            logger.warning("resend_finished receiver %r failed: %r", receiver, result)
+
+
+# Requests' timeouts for one POST (connect, read); the claim's lease covers them with a margin,
+# so a live delivery keeps its entry (a delivery slower than that is superseded, and fenced).
+_POST_TIMEOUT = (3.05, 10.0)
+CLAIM_LEASE_SECONDS = 2 * sum(_POST_TIMEOUT) + 5
+# While nothing is due sooner, look again at least this often.
+_IDLE_SECONDS = 1.0
+
+# KEYS: outbox, claims.  ARGV: lease (s), batch size.
+# Claims due entries: each gets a new claim token and is re-scored to now + lease, so of any
+# number of delivery threads exactly one holds an entry until its lease runs out.
+# Returns {id, token, id, token, ..., next due (s from now, -1 = nothing scheduled)}.
+CLAIM_OUTBOX = """
+local time = redis.call('TIME')
+local now = tonumber(time[1]) + tonumber(time[2]) / 1000000
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, ARGV[2])
+local reply = {}
+for _, id in ipairs(ids) do
+  local token = redis.call('HINCRBY', KEYS[2], id, 1)
+  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[1]), id)
+  table.insert(reply, id)
+  table.insert(reply, tostring(token))
+end
+local next_in = -1
+local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+if first[2] then next_in = tonumber(first[2]) - now end
+if next_in == math.huge then next_in = -1 end
+table.insert(reply, tostring(next_in))
+return reply
+"""
+
+# KEYS: outbox, claims, attempts.
+# ARGV: id, claim token, result ('delivered', 'failed' or 'gone'), max attempts,
+#       backoff base (s), backoff max (s).
+# Returns {outcome, attempts, delay (s)}: outcome 'delivered', 'gone', 'retrying',
+# 'abandoned', 'duplicate' (a success for an entry no longer owed: delivered, abandoned or
+# gone already) or 'stale' (a failure after a newer claim took the entry, or after it was
+# settled: the newer delivery decides, and nothing changes).
+SETTLE = """
+local id = ARGV[1]
+if not redis.call('ZSCORE', KEYS[1], id) then
+  if ARGV[3] == 'delivered' then return {'duplicate', 0, '0'} end
+  return {'stale', 0, '0'}
+end
+local function remove()
+  redis.call('ZREM', KEYS[1], id)
+  redis.call('HDEL', KEYS[2], id)
+  redis.call('HDEL', KEYS[3], id)
+end
+if ARGV[3] == 'delivered' or ARGV[3] == 'gone' then
+  remove()
+  return {ARGV[3], 0, '0'}
+end
+if redis.call('HGET', KEYS[2], id) ~= ARGV[2] then return {'stale', 0, '0'} end
+local attempts = redis.call('HINCRBY', KEYS[3], id, 1)
+if attempts >= tonumber(ARGV[4]) then
+  remove()
+  return {'abandoned', attempts, '0'}
+end
+local delay = math.min(tonumber(ARGV[6]), tonumber(ARGV[5]) * 2 ^ (attempts - 1))
+local time = redis.call('TIME')
+redis.call('ZADD', KEYS[1], tonumber(time[1]) + tonumber(time[2]) / 1000000 + delay, id)
+return {'retrying', attempts, tostring(delay)}
+"""
+
+
+class OutcomeDeliverer:
+    """Claims owed callbacks, delivers each, and settles it (see the module's docstring)."""
+
+    def __init__(self, runtime: Runtime, session: requests.Session | None = None) -> None:
+        settings = runtime.settings
+        assert settings.result_webhook_url and settings.result_webhook_secret
+        self._runtime = runtime
+        self._url = str(settings.result_webhook_url)
+        self._webhook = Webhook(settings.result_webhook_secret.get_secret_value())
+        self._session = session or requests.Session()
+        self._max_attempts = settings.result_webhook_max_attempts
+        self._claim = runtime.redis.register_script(CLAIM_OUTBOX)
+        self._settle = runtime.redis.register_script(SETTLE)
+
+    def claim(self, limit: int = 1) -> tuple[list[tuple[str, str]], float]:
+        """Claim up to `limit` due entries: [(request id, claim token)], and the seconds until
+        the next entry is due (inf when none is scheduled)."""
+        keys = self._runtime.keys
+        reply = self._claim(
+            keys=[keys.callbacks_due, keys.callback_claims], args=[CLAIM_LEASE_SECONDS, limit]
+        )
+        *pairs, next_in = (str(item) for item in reply)
+        claimed = [(pairs[i], pairs[i + 1]) for i in range(0, len(pairs), 2)]
+        wait = float(next_in)
+        return claimed, math.inf if wait < 0 else wait
+
+    def deliver_due(self) -> tuple[int, float]:
+        """Claim one due entry and deliver it. Returns (entries handled, seconds until the
+        next entry is due)."""
+        claimed, next_in = self.claim(1)
+        for request_id, token in claimed:
+            self.deliver(request_id, token)
+        return len(claimed), 0.0 if claimed else next_in
+
+    def deliver(self, request_id: str, token: str) -> str:
+        """Deliver one claimed entry. Returns "delivered", "retrying", "abandoned", "gone"
+        (the record expired), "duplicate" (delivered by another delivery already) or "stale"
+        (this delivery failed after a newer claim took the entry)."""
+        runtime = self._runtime
+        record = runtime.records.get(request_id)
+        if record is None or not record.status.is_final:
+            return self._settled(request_id, token, "gone", "record expired")
+        body = json.dumps(event_body(record), separators=(",", ":"))
+        message_id = event_id(record)
+        now = datetime.now(UTC)
+        headers = {
+            "content-type": "application/json",
+            "webhook-id": message_id,
+            "webhook-timestamp": str(int(now.timestamp())),
+            "webhook-signature": self._webhook.sign(message_id, now, body),
+        }
+        try:
+            response = self._session.post(
+                self._url,
+                data=body.encode(),
+                headers=headers,
+                timeout=_POST_TIMEOUT,
+                allow_redirects=False,
+            )
+            delivered = 200 <= response.status_code < 300
+            problem = f"HTTP {response.status_code}"
+        except requests.RequestException as error:
+            delivered, problem = False, type(error).__name__
+        return self._settled(
+            request_id, token, "delivered" if delivered else "failed", problem, message_id
+        )
+
+    def _settled(
+        self, request_id: str, token: str, result: str, problem: str, message_id: str = ""
+    ) -> str:
+        runtime, keys = self._runtime, self._runtime.keys
+        outcome, attempts, delay = self._settle(
+            keys=[keys.callbacks_due, keys.callback_claims, keys.callback_attempts],
+            args=[
+                request_id,
+                token,
+                result,
+                self._max_attempts,
+                _BACKOFF_BASE_SECONDS,
+                _BACKOFF_MAX_SECONDS,
+            ],
+        )
+        outcome = str(outcome)
+        if outcome != "stale":
+            runtime.metrics.callback("retried" if outcome == "retrying" else outcome)
+        if outcome == "delivered":
+            logger.info("request=%s callback %s delivered", request_id, message_id)
+        elif outcome == "retrying":
+            logger.warning(
+                "request=%s callback %s failed (%s); attempt %s, next in %.0fs",
+                request_id,
+                message_id,
+                problem,
+                attempts,
+                float(delay),
+            )
+        elif outcome == "abandoned":
+            logger.error(
+                "request=%s callback %s abandoned after %s attempts (%s)",
+                request_id,
+                message_id,
+                attempts,
+                problem,
+            )
+        else:
+            logger.info("request=%s callback %s: %s (%s)", request_id, message_id, outcome, problem)
+        return outcome
+
+
+class CallbackThread(threading.Thread):
+    """One delivery thread of a worker (RESULT_WEBHOOK_CONCURRENCY of them per worker)."""
+
+    def __init__(self, runtime: Runtime, number: int = 0) -> None:
+        super().__init__(name=f"tango-resend-callbacks-{number}", daemon=True)
+        self._deliverer = OutcomeDeliverer(runtime)
+        self._stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                _, next_in = self._deliverer.deliver_due()
+                if next_in > 0:
+                    self._stopped.wait(min(next_in, _IDLE_SECONDS))
+            except Exception:  # Redis down: try again shortly, never kill the worker
+                logger.warning("callback delivery pass failed; will try again", exc_info=True)
+                self._stopped.wait(1.0)
+
+    def stop(self) -> None:
+        self._stopped.set()

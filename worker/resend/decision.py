@@ -1,0 +1,278 @@
+"""What happens after a Tango answer: a pure function from (answer, history, policy) to outcome.
+
+The Celery task only carries the outcome out. Randomness (jitter) comes in as a function, so
+tests pin it and assert exact delays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from worker.tango.client import TangoAnswer
+from worker.tango.errors import (
+    TangoAuthenticationError,
+    TangoCooldownError,
+    TangoError,
+    TangoTransientError,
+)
+
+Random = Callable[[], float]
+"""Returns a float in [0, 1)."""
+
+# The smallest delay we add after a window: a deferral must land after the window, not on it.
+MIN_DEFER_MARGIN_SECONDS = 0.001
+
+
+@dataclass(frozen=True)
+class ResendPolicy:
+    window_seconds: float
+    max_retries: int
+    backoff_base_seconds: float
+    backoff_max_seconds: float
+    defer_jitter_seconds: float
+    max_cooldown_deferrals: int
+    # After an ambiguous call, probe Tango this long after it (capped, see `probe_delay`);
+    # None turns probing off: an ambiguous call is retried after the window.
+    probe_delay_seconds: float | None = None
+    # The longest a single send can take (connect + read timeout), for that cap.
+    longest_send_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class History:
+    """What earlier attempts of this request left behind."""
+
+    transient_failures: int = 0
+    cooldown_deferrals: int = 0
+
+
+@dataclass(frozen=True)
+class Sent:
+    """Tango resent the reward; the window now runs `window_seconds` from its answer.
+
+    `confirmed_by` is None for Tango's 201, "cooldown" when a probe's cooldown answer proved
+    that an earlier call whose answer we never had resent.
+    """
+
+    response: dict[str, Any] | None
+    window_seconds: float
+    confirmed_by: str | None = None
+
+
+@dataclass(frozen=True)
+class CallContext:
+    """What the executor knows of the call `decide` judges, beyond its answer.
+
+    Attributes:
+        elapsed_seconds: from the call's start at the gate to its outcome (Redis's clock).
+        probe_since_seconds: for a probe, the time from the start of the earliest call of
+            the request whose outcome is unknown to this probe's send (Redis's clock: one
+            clock for the fleet, so a probe made by another worker measures it too); None
+            when the call is not a probe.
+    """
+
+    elapsed_seconds: float
+    probe_since_seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class Deferred:
+    """Tango's window is still open: hold our window `window_seconds`, wake after `delay`."""
+
+    delay_seconds: float
+    window_seconds: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class Retrying:
+    """A transient failure: try again after `delay_seconds`.
+
+    `window_seconds` None means no resend can have happened, so the window is released;
+    otherwise the call was ambiguous and the window is held that long.
+    """
+
+    delay_seconds: float
+    window_seconds: float | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class Failed:
+    """A final failure. `window_seconds` as in `Retrying`."""
+
+    reason: str
+    window_seconds: float | None
+
+
+ResendOutcome = Sent | Deferred | Retrying | Failed
+
+
+def defer_jitter(policy: ResendPolicy, rand: Random) -> float:
+    """Strictly positive jitter: it spreads waiters out but never moves a wake-up earlier."""
+    return MIN_DEFER_MARGIN_SECONDS + policy.defer_jitter_seconds * rand()
+
+
+def delay_for_held_window(remaining_seconds: float, policy: ResendPolicy, rand: Random) -> float:
+    """Deferral when another request holds the order's window: its rest plus jitter.
+
+    A holder still waiting for Tango holds the window for a window plus the longest call, but
+    re-anchors it to one window after Tango's answer, usually much sooner. The window cannot
+    end earlier than one window from now, so waking then is never early; the waker re-checks
+    and sleeps the exact rest, instead of oversleeping a whole call timeout.
+    """
+    rest = min(max(remaining_seconds, 0.0), policy.window_seconds)
+    return rest + defer_jitter(policy, rand)
+
+
+def backoff_seconds(failures: int, policy: ResendPolicy, rand: Random) -> float:
+    """Exponential backoff with "equal jitter": half fixed, half random, capped.
+
+    failures=1 gives base/2..base, failures=2 gives base..2*base, and so on up to the cap.
+    """
+    growth: float = 2.0 ** (failures - 1)
+    ceiling = min(policy.backoff_max_seconds, policy.backoff_base_seconds * growth)
+    return ceiling / 2 + ceiling / 2 * rand()
+
+
+def cooldown_remaining_seconds(error: TangoCooldownError, window_seconds: float) -> float:
+    """How long Tango's own window still runs, judged on Tango's clock only.
+
+    The last-sent time and Tango's "now" both come from the error, so a worker's clock never
+    takes part. Text at whole seconds could mean any moment in that second, so the latest
+    reading of the last-sent time is used. Unreadable or contradictory times mean one full
+    window from the error.
+    """
+    if error.last_sent_at is None or error.tango_now is None:
+        return window_seconds
+    window_end = error.last_sent_at.latest.timestamp() + window_seconds
+    remaining = window_end - error.tango_now.at.timestamp()
+    if remaining <= 0:
+        # Tango refused, so its window is not over; our reading of the times must be off.
+        return window_seconds
+    return min(remaining, 2 * window_seconds)
+
+
+def cooldown_proves_sent(error: TangoCooldownError, since_first_call_seconds: float) -> bool:
+    """Does a probe's cooldown answer prove that our earlier call resent?
+
+    Only durations are compared, each on one clock. On Tango's: how long before its answer
+    Tango last resent (its "now" minus its last-sent time), taken at its longest given both
+    times' precision. On ours: how long before the probe's send our earliest unresolved call
+    started (Redis's clock); Tango judged the probe after it was sent, so this is shorter
+    than the true interval up to Tango's "now". If Tango's last resend is younger than that,
+    it came after our call started: our call acted. Missing, contradictory or coarse times
+    (minute precision), or a margin too close to call, prove nothing.
+    """
+    if error.last_sent_at is None or error.tango_now is None or since_first_call_seconds <= 0:
+        return False
+    latest_age = (error.tango_now.latest - error.last_sent_at.at).total_seconds()
+    if latest_age < 0:  # a last resend after Tango's own "now": times we misread
+        return False
+    return latest_age < since_first_call_seconds
+
+
+def probe_delay(elapsed_seconds: float, policy: ResendPolicy) -> float:
+    """How long after an ambiguous outcome the probe goes.
+
+    Late enough that a call still being processed inside Tango is done (the setting, a few
+    seconds after our timeout), but early enough that the probe, even taking its longest,
+    reaches Tango inside the window the first call may have opened: the first call acted
+    after it started, so the probe must be judged less than a window after that start.
+    """
+    wanted = policy.probe_delay_seconds or 0.0
+    room = policy.window_seconds - elapsed_seconds - policy.longest_send_seconds
+    return max(0.0, min(wanted, room))
+
+
+def decide(
+    result: TangoAnswer | TangoError,
+    history: History,
+    policy: ResendPolicy,
+    rand: Random,
+    call: CallContext | None = None,
+) -> ResendOutcome:
+    """Choose what follows one call to Tango.
+
+    Args:
+        result: the answer, or the error the call raised.
+        history: counts from this request's earlier attempts (not including this one).
+        policy: window, retry budget, backoff and jitter settings.
+        rand: the source of jitter.
+        call: what is known of the call beyond its answer; with it, an ambiguous outcome is
+            probed (if the policy probes) and a probe's answer is judged as one.
+    """
+    probing = call is not None and call.probe_since_seconds is not None
+    if isinstance(result, TangoAnswer):
+        return Sent(response=result.body, window_seconds=policy.window_seconds)
+    if isinstance(result, TangoCooldownError) and probing:
+        assert call is not None and call.probe_since_seconds is not None
+        remaining = cooldown_remaining_seconds(result, policy.window_seconds)
+        if cooldown_proves_sent(result, call.probe_since_seconds):
+            return Sent(response=None, window_seconds=remaining, confirmed_by="cooldown")
+        # Not a cooldown of our making (it answers our question), so no deferral is counted:
+        # today's path, the resend after Tango's window.
+        return Deferred(
+            delay_seconds=remaining + defer_jitter(policy, rand),
+            window_seconds=remaining,
+            reason=f"probe inconclusive, resending after Tango's window: {result.message}",
+        )
+    outcome = _decide_plain(result, history, policy, rand, call)
+    if probing and outcome.window_seconds is None and not isinstance(outcome, Sent):
+        # The earlier call may still have resent: never give its window back on a probe's
+        # failure; hold it one window from now, which covers Tango's window of that call.
+        if isinstance(outcome, Retrying):
+            return Retrying(outcome.delay_seconds, policy.window_seconds, outcome.reason)
+        if isinstance(outcome, Failed):
+            return Failed(outcome.reason, policy.window_seconds)
+    return outcome
+
+
+def _decide_plain(
+    result: TangoError,
+    history: History,
+    policy: ResendPolicy,
+    rand: Random,
+    call: CallContext | None,
+) -> ResendOutcome:
+    if isinstance(result, TangoCooldownError):
+        remaining = cooldown_remaining_seconds(result, policy.window_seconds)
+        if history.cooldown_deferrals + 1 > policy.max_cooldown_deferrals:
+            return Failed(
+                reason=f"Tango kept refusing with its cooldown error: {result}",
+                window_seconds=remaining,
+            )
+        return Deferred(
+            delay_seconds=remaining + defer_jitter(policy, rand),
+            window_seconds=remaining,
+            reason=f"cooldown: {result.message}",
+        )
+    if isinstance(result, TangoTransientError):
+        held = policy.window_seconds if result.ambiguous else None
+        failures = history.transient_failures + 1
+        if failures > policy.max_retries:
+            return Failed(
+                reason=f"gave up after {failures} transient failures: {result}",
+                window_seconds=held,
+            )
+        delay = backoff_seconds(failures, policy, rand)
+        if result.retry_after is not None:
+            delay = max(delay, result.retry_after)
+        if held is not None and call is not None and policy.probe_delay_seconds is not None:
+            # Tango may have resent: ask it, promptly, inside the window it would have opened
+            # (a probe). Its cooldown answer says whether it did; the window stays held.
+            delay = probe_delay(call.elapsed_seconds, policy) + defer_jitter(policy, rand)
+            if result.retry_after is not None:
+                delay = max(delay, result.retry_after)
+            return Retrying(
+                delay_seconds=delay, window_seconds=held, reason=f"{result}; probing Tango"
+            )
+        if held is not None:
+            # Tango may have resent; asking again inside its window would only earn a 403.
+            delay = max(delay, held + defer_jitter(policy, rand))
+        return Retrying(delay_seconds=delay, window_seconds=held, reason=str(result))
+    if isinstance(result, TangoAuthenticationError):
+        return Failed(reason=f"authentication failed: {result}", window_seconds=None)
+    return Failed(reason=f"Tango refused the resend: {result}", window_seconds=None)

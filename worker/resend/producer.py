@@ -1,0 +1,320 @@
+"""The producer API: validate a resend, store its record, queue its task."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from worker.queueing.app import RESEND_TASK_NAME, app
+from worker.queueing.task_messages import build_task_message
+from worker.resend.callbacks import notify_finished
+from worker.resend.validation import InvalidResendRequest, validate_resend
+from worker.runtime import AsyncCreate, Runtime, current_runtime
+from worker.state.records import (
+    PROMOTE_MARGIN_SECONDS,
+    Creation,
+    ResendRecord,
+    ResendStatus,
+    TaskMessage,
+    creation_from_reply,
+)
+
+logger = logging.getLogger("tango_resend.producer")
+
+
+class RedisUnavailable(RuntimeError):
+    """Raised by every function of the API when Redis (the broker and all state) cannot be
+    reached or answers with an error; nothing was changed. Retry later."""
+
+
+class EnqueueError(RedisUnavailable):
+    """Raised when a valid request could not be stored or queued (Redis or broker down).
+
+    A `RedisUnavailable`: catch that one type to handle "Redis unavailable" everywhere.
+    """
+
+
+def enqueue_resend(
+    reference_order_id: str,
+    *,
+    new_email: str | None = None,
+    new_mobile: str | None = None,
+    new_etid: str | None = None,
+    new_delivery_method: str | None = None,
+    idempotency_key: str | None = None,
+) -> str:
+    """Queue a resend of one Tango order and return the request's id.
+
+    Args:
+        reference_order_id: Tango's order number, e.g. ``RA180426-1401-64``.
+        new_email: resend to this address instead of the order's.
+        new_mobile: resend to this E.164 number instead of the order's.
+        new_etid: use this email template, e.g. ``E000000``.
+        new_delivery_method: ``EMAIL``, ``PHONE`` or ``NONE``.
+        idempotency_key: a key of the caller's; the same key within 24 hours returns the
+            first request's id and queues nothing.
+
+    Raises:
+        InvalidResendRequest: naming every bad field; nothing is stored or queued.
+        EnqueueError: Redis could not store the request; nothing is stored. (Once stored,
+            a request is never lost: if its task cannot be published, the scheduler
+            releases it.)
+        ConfigurationError: a setting is missing or invalid.
+    """
+    fields = {
+        "referenceOrderID": reference_order_id,
+        "newEmail": new_email,
+        "newMobile": new_mobile,
+        "newEtid": new_etid,
+        "newDeliveryMethod": new_delivery_method,
+    }
+    present = {name: value for name, value in fields.items() if value is not None}
+    return submit_resend(present, idempotency_key=idempotency_key).request_id
+
+
+@dataclass(frozen=True)
+class Submission:
+    """What became of a submitted request.
+
+    `outcome` is "created", "idempotent" (its idempotency key was seen before) or "merged"
+    (an identical request for the same order was still pending and now stands for it).
+    """
+
+    request_id: str
+    outcome: str
+
+    @property
+    def created(self) -> bool:
+        return self.outcome == "created"
+
+
+def submit_resend(
+    fields: dict[str, Any],
+    *,
+    idempotency_key: str | None = None,
+    retry_of: str | None = None,
+    idempotency_ttl_seconds: int | None = None,
+    origin: str | None = None,
+) -> Submission:
+    """Validate a request given in Tango's field names, store it and queue its task.
+
+    The form webhooks and files arrive in; `enqueue_resend` is the keyword-argument front.
+    `idempotency_ttl_seconds` overrides RESEND_IDEMPOTENCY_TTL_SECONDS for this key; `origin`
+    (e.g. "webhook msg_123") is named in the one log line a submission writes.
+
+    Raises:
+        InvalidResendRequest: naming every bad field; nothing is stored or queued.
+        EnqueueError: Redis could not store the request; nothing is stored. (Once stored,
+            a request is never lost: if its task cannot be published, the scheduler
+            releases it.)
+    """
+    runtime = current_runtime()
+    pending = _prepare(runtime, fields, idempotency_key, retry_of, idempotency_ttl_seconds)
+    try:
+        creation = runtime.records.create(*pending.arguments)
+    except redis.RedisError as error:
+        raise EnqueueError(f"could not store the request: {error}") from error
+    return _submitted(pending.record, creation, origin)
+
+
+async def submit_resend_async(
+    fields: dict[str, Any],
+    *,
+    idempotency_key: str | None = None,
+    retry_of: str | None = None,
+    idempotency_ttl_seconds: int | None = None,
+    origin: str | None = None,
+    create: AsyncCreate | None = None,
+) -> Submission:
+    """`submit_resend` for asyncio code: the one round trip to Redis is awaited, so the event
+    loop serves other requests meanwhile (the webhook receiver's path). Same arguments,
+    results and exceptions; `create` is an `AsyncCreate` opened in this loop (one is opened
+    and closed for this call when not given)."""
+    runtime = current_runtime()
+    pending = _prepare(runtime, fields, idempotency_key, retry_of, idempotency_ttl_seconds)
+    keys, args = runtime.records.create_arguments(*pending.arguments)
+    script = create or AsyncCreate(runtime.settings)
+    try:
+        creation = creation_from_reply(await script(keys, args))
+    except redis.RedisError as error:
+        raise EnqueueError(f"could not store the request: {error}") from error
+    finally:
+        if create is None:
+            await script.aclose()
+    return _submitted(pending.record, creation, origin)
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """A validated request, ready for the create script."""
+
+    record: ResendRecord
+    arguments: tuple[ResendRecord, str | None, int, float, TaskMessage | None]
+
+
+def _prepare(
+    runtime: Runtime,
+    fields: dict[str, Any],
+    idempotency_key: str | None,
+    retry_of: str | None,
+    idempotency_ttl_seconds: int | None,
+) -> _Pending:
+    """Validate and build the record and its task message; no I/O but the clock's."""
+    request = validate_resend(fields)
+    if idempotency_key is not None and not _usable_key(idempotency_key):
+        raise InvalidResendRequest({"idempotency_key": "must be text of 1 to 255 characters"})
+    settings = runtime.settings
+    try:
+        now = runtime.clock.now()
+    except redis.RedisError as error:
+        raise EnqueueError(f"could not store the request: {error}") from error
+    record = ResendRecord(
+        id=str(uuid.uuid4()),
+        reference_order_id=request.reference_order_id,
+        request=request.tango_body(),
+        status=ResendStatus.QUEUED,
+        created_at=now,
+        updated_at=now,
+        retry_of=retry_of,
+    )
+    return _Pending(
+        record,
+        (
+            record,
+            idempotency_key,
+            idempotency_ttl_seconds or settings.resend_idempotency_ttl_seconds,
+            settings.resend_lease_seconds,
+            _task_message(record.id, settings.resend_queue),
+        ),
+    )
+
+
+def _submitted(record: ResendRecord, creation: Creation, origin: str | None) -> Submission:
+    """Log what became of a submission (the create script counted it: accepted, coalesced,
+    or, for a repeated idempotency key such as a webhook replay, a redelivery)."""
+    if creation.outcome != "created":
+        logger.info(
+            "request=%s stands for a new %s request%s",
+            creation.request_id,
+            creation.outcome,
+            _from(origin),
+        )
+        return Submission(creation.request_id, creation.outcome)
+    logger.info(
+        "request=%s order=%s status=queued%s", record.id, record.reference_order_id, _from(origin)
+    )
+    return Submission(record.id, "created")
+
+
+def _task_message(request_id: str, queue: str) -> TaskMessage | None:
+    """The request's task message, for the create script to queue with the request (only
+    the first waiting request of an order uses it; the others are released in order as the
+    ones ahead of them finish). None when it cannot be built: the request is then due at
+    once, and the scheduler publishes it. Never lost, never deleted: an identical submission
+    may be merged into it, or a redelivery handed its id, at any moment."""
+    try:
+        return build_task_message(app, RESEND_TASK_NAME, request_id, queue)
+    except Exception as error:  # the first build declares the queue: the broker may be down
+        logger.warning(
+            "request=%s: task message not built (%s); the scheduler publishes it", request_id, error
+        )
+        return None
+
+
+def _from(origin: str | None) -> str:
+    return f" from {origin}" if origin else ""
+
+
+def _usable_key(key: object) -> bool:
+    if not isinstance(key, str) or not 1 <= len(key) <= 255:
+        return False
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate
+        return False
+    return True
+
+
+class NotRetryable(ValueError):
+    """Raised when `retry_resend` is asked to retry a request that has not failed."""
+
+
+def retry_key(request_id: str) -> str:
+    """The idempotency key of the retry of a failed request: one retry per failed request."""
+    return f"retry-of:{request_id}"
+
+
+def retry_resend(request_id: str) -> Submission:
+    """Queue a failed request again, as a new request linked to it (`retry_of`).
+
+    A failed request is retried once: asking again (twice, from two shells at once, or by
+    `--all-failed` run again) returns the first retry's id with outcome "idempotent" and
+    queues nothing, however that retry ended. To try again after a failed retry, retry it.
+
+    Raises:
+        NotRetryable: the request is unknown, or did not fail.
+        RedisUnavailable: Redis could not be reached (`EnqueueError`, a kind of it, when
+            the retry could not be stored); nothing is stored.
+    """
+    runtime = current_runtime()
+    try:
+        old = runtime.records.get(request_id)
+    except redis.RedisError as error:
+        raise RedisUnavailable(f"could not read the request: {error}") from error
+    if old is None:
+        raise NotRetryable(f"no request {request_id!r} (unknown or expired)")
+    if old.status is not ResendStatus.FAILED:
+        raise NotRetryable(f"request {request_id} is {old.status.value}, not failed")
+    fields = {"referenceOrderID": old.reference_order_id, **old.request}
+    # The key is taken in the create script, so concurrent retries race safely; it lives as
+    # long as a record (longer than the failed one it names), so the answer never changes.
+    return submit_resend(
+        fields,
+        idempotency_key=retry_key(old.id),
+        retry_of=old.id,
+        idempotency_ttl_seconds=runtime.settings.resend_record_ttl_seconds,
+    )
+
+
+def cancel_resend(request_id: str) -> str:
+    """Cancel a queued or deferred request before it is sent.
+
+    Returns:
+        "cancelled"; or "in_flight" when its call to Tango is under way (too late to stop);
+        or the final status it already had ("sent", "failed", "cancelled"); or "unknown"
+        when no request has this id (never existed, or expired).
+
+    Raises:
+        RedisUnavailable: Redis could not be reached; nothing was cancelled.
+    """
+    runtime = current_runtime()
+    try:
+        result, newly_cancelled = runtime.records.try_cancel(request_id, PROMOTE_MARGIN_SECONDS)
+    except redis.RedisError as error:
+        raise RedisUnavailable(f"could not cancel the request: {error}") from error
+    logger.info("request=%s cancel: %s", request_id, result)
+    if newly_cancelled:
+        # The cancel is stored, and counted by the same script; a Redis failure from here on
+        # only costs the in-process hook (the outcome callback is owed by the script too).
+        with contextlib.suppress(redis.RedisError):
+            record = runtime.records.get(request_id)
+            if record is not None:
+                notify_finished(record)
+    return result
+
+
+def get_resend(request_id: str) -> ResendRecord | None:
+    """The record of a request, or None when unknown or expired.
+
+    Raises:
+        RedisUnavailable: Redis could not be reached.
+    """
+    try:
+        return current_runtime().records.get(request_id)
+    except redis.RedisError as error:
+        raise RedisUnavailable(f"could not read the request: {error}") from error

@@ -1,0 +1,269 @@
+"""The webhook receiver: signed HTTP triggers for resends, and a read-only view of records.
+
+The webhook endpoint is a coroutine: signature, parsing and validation are CPU work done in
+the event loop, and its one round trip to Redis (the create script, which stores the request
+and queues its task together) is awaited on an asyncio client, so a storm of webhooks costs no
+thread hop per request and a slow Redis stalls no other request. Other endpoints are plain
+`def`s that FastAPI runs in its thread pool. The raw body is read (with a size cap) by an async
+dependency, and its signature checked before anything is parsed.
+"""
+
+# No `from __future__ import annotations` here: FastAPI reads the endpoints' annotations at run
+# time, and they name a dependency defined inside `create_app`.
+
+import gc
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+import redis
+from fastapi import Depends, FastAPI, Header, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
+
+from worker.core.settings import Settings, get_settings
+from worker.resend.producer import EnqueueError, submit_resend_async
+from worker.resend.validation import InvalidResendRequest
+from worker.runtime import AsyncCreate, current_runtime
+from worker.state.metrics import build_registry
+from worker.state.redis_health import eviction_policy, eviction_warning, evicts, warn_if_evicting
+from worker.web.console import build_console_router
+from worker.web.problems import HttpProblem, Problem
+from worker.web.problems import parse_json_object as _parse
+from worker.web.problems import problem_response as _problem_response
+from worker.web.rest_api import build_api_router
+from worker.web.schema import ResendFields
+from worker.web.webhook_signature import REPLAY_WINDOW_SECONDS, SignatureError, WebhookVerifier
+
+logger = logging.getLogger("tango_resend.web")
+
+
+class ResendWebhook(ResendFields):
+    """A resend request in Tango's own field names (the body of POST /webhooks/resends)."""
+
+
+class Accepted(BaseModel):
+    id: str
+    status: str = "queued"
+    duplicate: bool = Field(
+        description="True when this webhook-id was already accepted (a redelivery): the same "
+        "id as the first time, nothing new queued."
+    )
+    coalesced: bool = Field(
+        default=False,
+        description="True when a new webhook was merged into an identical request of the "
+        "order that is still pending: `id` is that request's, nothing new queued.",
+    )
+
+
+class Health(BaseModel):
+    status: str = Field(
+        description="ok; degraded (Redis answers but may evict our data, or the OAuth token "
+        "endpoint is failing: see `warnings`); "
+        "unavailable (Redis does not answer, with status 503)."
+    )
+    redis_maxmemory_policy: str | None = Field(
+        default=None, description="Redis's maxmemory-policy; None when it cannot be read."
+    )
+    warnings: list[str] = Field(default_factory=list)
+
+
+_PROBLEMS: dict[int | str, dict[str, Any]] = {
+    status: {"model": Problem, "description": description}
+    for status, description in {
+        400: "The body is not JSON, or names a key twice in one object.",
+        401: "Missing, invalid or stale signature.",
+        413: "The body is larger than the limit (64 KiB by default).",
+        422: "The body is not a valid resend request; `fields` names each problem.",
+        503: "Redis or the broker cannot take the request now; retry later.",
+    }.items()
+}
+
+
+# OpenAPI links: the id a 202 answers with reads back at GET /resends/{request_id}, so clients
+# (and stateful fuzzers) can follow a request from its webhook to its record.
+_ACCEPTED_LINKS: dict[int | str, dict[str, Any]] = {
+    202: {
+        "description": "Stored and queued.",
+        "links": {
+            "ReadResend": {
+                "operationId": "readResend",
+                "parameters": {"request_id": "$response.body#/id"},
+            }
+        },
+    }
+}
+
+
+@asynccontextmanager
+async def _webhook_redis(app: FastAPI) -> AsyncIterator[None]:
+    """The webhook route's asyncio Redis client, opened and closed with the event loop that
+    serves it (asyncio connections cannot outlive their loop)."""
+    app.state.create = AsyncCreate(get_settings())
+    try:
+        yield
+    finally:
+        create, app.state.create = app.state.create, None
+        await create.aclose()
+
+
+def create_app() -> FastAPI:
+    """Build the receiver from this process's settings; refuses to run without a secret."""
+    settings = get_settings()
+    settings.require_webhook_secret()
+    verifier = _verifier(settings)
+    warn_if_evicting(current_runtime().redis)
+    # A webhook-id must be remembered as long as its signature could be replayed, whatever
+    # RESEND_IDEMPOTENCY_TTL_SECONDS says; otherwise a captured webhook makes a new resend.
+    webhook_id_ttl = max(settings.resend_idempotency_ttl_seconds, REPLAY_WINDOW_SECONDS)
+    app = FastAPI(
+        title="tango-resend",
+        version="0.1.0",
+        description="Signed webhooks that queue Tango order resends.",
+        lifespan=_webhook_redis,
+    )
+    app.add_exception_handler(HttpProblem, _problem_response)  # type: ignore[arg-type]
+    limit = settings.webhook_max_body_bytes
+
+    async def raw_body(request: Request) -> bytes:
+        declared = request.headers.get("content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            raise HttpProblem(413, "body_too_large", f"the body may hold at most {limit} bytes")
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:  # a sender without Content-Length is cut off here
+                raise HttpProblem(413, "body_too_large", f"the body may hold at most {limit} bytes")
+        return bytes(body)
+
+    @app.post(
+        "/webhooks/resends",
+        status_code=202,
+        response_model=Accepted,
+        operation_id="receiveResend",
+        responses={**_PROBLEMS, **_ACCEPTED_LINKS} if settings.api_token else _PROBLEMS,
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": ResendWebhook.model_json_schema()}},
+            }
+        },
+    )
+    async def receive_resend(
+        request: Request,
+        body: Annotated[bytes, Depends(raw_body)],
+        webhook_id: Annotated[str | None, Header(alias="webhook-id")] = None,
+        webhook_timestamp: Annotated[str | None, Header(alias="webhook-timestamp")] = None,
+        webhook_signature: Annotated[str | None, Header(alias="webhook-signature")] = None,
+    ) -> Accepted:
+        """Queue a resend. Answers 202 only once the request is stored and queued."""
+        headers = {
+            "webhook-id": webhook_id or "",
+            "webhook-timestamp": webhook_timestamp or "",
+            "webhook-signature": webhook_signature or "",
+        }
+        if verifier is not None:
+            try:
+                webhook_id = verifier.verify(body, headers)
+            except SignatureError as error:
+                raise HttpProblem(401, "invalid_signature", str(error)) from None
+        fields = _parse(body)
+        key = f"webhook:{webhook_id}" if webhook_id else None
+        try:
+            submission = await submit_resend_async(
+                fields,
+                idempotency_key=key,
+                idempotency_ttl_seconds=webhook_id_ttl,
+                origin=f"webhook {webhook_id}" if webhook_id else "an unsigned webhook",
+                create=getattr(request.app.state, "create", None),
+            )
+        except InvalidResendRequest as error:
+            raise HttpProblem(422, "invalid_request", str(error), fields=error.errors) from None
+        except EnqueueError as error:
+            logger.warning("webhook refused, not stored: %s", error)
+            raise HttpProblem(
+                503,
+                "unavailable",
+                "the request could not be stored; retry later",
+                headers={"Retry-After": "5"},
+            ) from None
+        return Accepted(
+            id=submission.request_id,
+            duplicate=submission.outcome == "idempotent",
+            coalesced=submission.outcome == "merged",
+        )
+
+    @app.get("/healthz", response_model=Health, responses={503: {"model": Health}})
+    def healthz() -> Any:
+        """200 when Redis answers, else 503. A Redis that may evict our data is reported
+        (status "degraded", a warning) but still answers 200: restarting or unrouting this
+        process cannot fix Redis's configuration, and would only stop webhooks too."""
+        client = current_runtime().redis
+        try:
+            client.ping()
+        except redis.RedisError:
+            down = Health(status="unavailable", warnings=["Redis does not answer"])
+            return JSONResponse(down.model_dump(), status_code=503)
+        try:
+            policy = eviction_policy(client)
+        except redis.RedisError:  # INFO refused (renamed by some managed services)
+            policy = None
+        warnings = []
+        if evicts(policy):
+            assert policy is not None
+            warnings.append(eviction_warning(policy))
+        # The workers' last failed OAuth token fetch, until one succeeds: requests wait for
+        # it (none fails), and this says why.
+        token_failure = _token_failure_warning(client)
+        if token_failure is not None:
+            warnings.append(token_failure)
+        if warnings:
+            return Health(status="degraded", redis_maxmemory_policy=policy, warnings=warnings)
+        return Health(status="ok", redis_maxmemory_policy=policy)
+
+    registry = build_registry(
+        current_runtime().redis, current_runtime().keys, settings.resend_queue
+    )
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    def metrics() -> PlainTextResponse:
+        """The fleet's Prometheus metrics (counters are fleet-wide, kept in Redis)."""
+        return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    if settings.api_token is not None:
+        app.include_router(build_api_router(settings))
+        app.include_router(build_console_router(settings))
+    # Everything built so far lives as long as the process: keep it out of the collector's
+    # full passes, which otherwise rescan it during webhook storms (tail latency).
+    gc.freeze()
+    return app
+
+
+def _verifier(settings: Settings) -> WebhookVerifier | None:
+    if settings.webhook_secret is None:
+        logger.warning(
+            "WEBHOOK_ALLOW_UNSIGNED=true: accepting UNSIGNED webhooks. Anyone who can reach "
+            "this port can trigger resends. Never run like this outside local development."
+        )
+        return None
+    return WebhookVerifier(settings.webhook_secret.get_secret_value())
+
+
+def _token_failure_warning(client: redis.Redis) -> str | None:
+    """The workers' last failed OAuth token fetch, if none has succeeded since."""
+    from worker.tango.auth import last_token_failure
+
+    try:
+        failure = last_token_failure(client, current_runtime().keys)
+    except redis.RedisError:
+        return None
+    if failure is None:
+        return None
+    return (
+        f"Tango's OAuth token endpoint {failure.get('url')} is failing "
+        f"({failure.get('error')}; {failure.get('failures')} failed fetches since "
+        f"{failure.get('since')}): resends wait and retry, none fails for it; "
+        "check TANGO_TOKEN_URL and the client credentials"
+    )

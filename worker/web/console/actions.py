@@ -1,0 +1,219 @@
+"""The console's forms (POST): sign-in and sign-out, resend, cancel and retry.
+
+Every form carries a CSRF token: the session's, or before sign-in a one-off token also set as
+a cookie (double submit). Cookies are HttpOnly and SameSite=Strict, and Secure when the
+browser came over HTTPS (behind a proxy only with CONSOLE_TRUST_PROXY=true).
+"""
+
+# No `from __future__ import annotations`: FastAPI reads the endpoints' annotations at run time.
+
+import logging
+import secrets
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+
+from worker.resend.producer import (
+    NotRetryable,
+    RedisUnavailable,
+    cancel_resend,
+    get_resend,
+    retry_resend,
+    submit_resend,
+)
+from worker.resend.validation import InvalidResendRequest
+from worker.web.api_tokens import role_for_token
+from worker.web.console.common import ConsoleCore, csrf_ok, read_form, redirect
+from worker.web.console.sessions import (
+    SESSION_COOKIE,
+    SESSION_SECONDS,
+    SIGNIN_CSRF_COOKIE,
+    Session,
+    client_of,
+    same_token,
+)
+
+logger = logging.getLogger("tango_resend.console")
+
+RESEND_FIELDS = ("referenceOrderID", "newEmail", "newMobile", "newEtid", "newDeliveryMethod")
+Form = Annotated[dict[str, str], Depends(read_form)]
+
+
+def add_actions(router: APIRouter, core: ConsoleCore) -> None:
+    """Register the forms on `router`."""
+    _add_signin(router, core)
+    _add_resend(router, core)
+    _add_cancel_and_retry(router, core)
+
+
+def _add_signin(router: APIRouter, core: ConsoleCore) -> None:
+    @router.get("/console/signin", include_in_schema=False)
+    def signin_page(request: Request, next: str = "/console") -> Response:
+        return _signin_form(core, request, next, "", 200)
+
+    @router.post("/console/signin", include_in_schema=False)
+    def signin(request: Request, form: Form) -> Response:
+        target = form.get("next", "/console")
+        if not same_token(form.get("csrf"), request.cookies.get(SIGNIN_CSRF_COOKIE, "")):
+            return _signin_form(core, request, target, "The form expired: try again.", 403)
+        who = client_of(request, core.trust_proxy)
+        throttle = core.throttle
+        wait = throttle.wait_seconds(who)
+        if wait:
+            message = f"Too many failed sign-ins from here: try again in {wait} s."
+            return _signin_form(core, request, target, message, 429)
+        role = role_for_token(core.settings, form.get("token", "").strip())
+        if role is None:
+            wait = throttle.failed(who)
+            logger.warning("console sign-in refused (wrong token) from %s", who)
+            message = "That token is not valid." + (
+                f" Too many failed sign-ins: wait {wait} s before the next try." if wait else ""
+            )
+            return _signin_form(core, request, target, message, 401)
+        throttle.succeeded(who)
+        cookie, _ = core.sessions.create(role, form.get("token", "").strip())
+        response = redirect(_local(target))
+        response.set_cookie(
+            SESSION_COOKIE,
+            cookie,
+            max_age=SESSION_SECONDS,
+            path="/console",
+            httponly=True,
+            samesite="strict",
+            secure=core.secure_cookies(request),
+        )
+        response.delete_cookie(SIGNIN_CSRF_COOKIE, path="/console")
+        logger.info("console sign-in (%s) from %s", role.value, who)
+        return response
+
+    @router.post("/console/signout", include_in_schema=False)
+    def signout(request: Request, form: Form) -> Response:
+        session = core.session(request)
+        if session is not None and not csrf_ok(form, session):
+            return core.csrf_refused(request, session)
+        core.sessions.end(request.cookies.get(SESSION_COOKIE))
+        response = redirect("/console/signin")
+        response.delete_cookie(SESSION_COOKIE, path="/console")
+        return response
+
+
+def _signin_form(
+    core: ConsoleCore, request: Request, target: str, message: str, status: int
+) -> Response:
+    token = secrets.token_urlsafe(24)
+    response = core.render(
+        "signin.html", request, None, status=status, csrf=token, next=_local(target),
+        message=message,
+    )  # fmt: skip
+    response.set_cookie(
+        SIGNIN_CSRF_COOKIE,
+        token,
+        max_age=3600,
+        path="/console",
+        httponly=True,
+        samesite="strict",
+        secure=core.secure_cookies(request),
+    )
+    return response
+
+
+def _local(target: str) -> str:
+    """Only a path of the console itself: never an open redirect."""
+    if target.startswith("/console") and not target.startswith("//") and "\\" not in target:
+        return target
+    return "/console"
+
+
+def _acting_session(
+    core: ConsoleCore, request: Request, form: dict[str, str]
+) -> Response | Session:
+    """The session allowed to act, or the response refusing it."""
+    session = core.session(request)
+    if session is None:
+        return core.to_signin(request)
+    if not csrf_ok(form, session):
+        return core.csrf_refused(request, session)
+    if not session.role.may_act:
+        return core.read_only_refused(request, session)
+    return session
+
+
+def _add_resend(router: APIRouter, core: ConsoleCore) -> None:
+    @router.post("/console/resends", include_in_schema=False)
+    def resend(request: Request, form: Form) -> Response:
+        session = _acting_session(core, request, form)
+        if not isinstance(session, Session):
+            return session
+        fields = {name: form[name].strip() for name in RESEND_FIELDS if form.get(name, "").strip()}
+        try:
+            submission = submit_resend(fields, origin="the console")
+        except InvalidResendRequest as error:
+            return core.render(
+                "home.html", request, session, status=422, form=form, errors=error.errors
+            )
+        except RedisUnavailable:
+            return _unavailable(core, request, session)
+        logger.info("console resend of %s: %s", fields.get("referenceOrderID"), submission.outcome)
+        return redirect(f"/console/requests/{submission.request_id}?{submission.outcome}=1")
+
+
+def _add_cancel_and_retry(router: APIRouter, core: ConsoleCore) -> None:
+    @router.get("/console/requests/{request_id}/{action}", include_in_schema=False)
+    def confirm(request: Request, request_id: str, action: str) -> Response:
+        session = core.session(request)
+        if session is None:
+            return core.to_signin(request)
+        return _confirm(core, request, session, request_id, action)
+
+    @router.post("/console/requests/{request_id}/cancel", include_in_schema=False)
+    def cancel(request: Request, request_id: str, form: Form) -> Response:
+        session = _acting_session(core, request, form)
+        if not isinstance(session, Session):
+            return session
+        return _cancel(core, request, session, request_id)
+
+    @router.post("/console/requests/{request_id}/retry", include_in_schema=False)
+    def retry(request: Request, request_id: str, form: Form) -> Response:
+        session = _acting_session(core, request, form)
+        if not isinstance(session, Session):
+            return session
+        return _retry(core, request, session, request_id)
+
+
+def _confirm(
+    core: ConsoleCore, request: Request, session: Session, request_id: str, action: str
+) -> Response:
+    """The confirmation page of a cancel or a retry (a GET: it changes nothing)."""
+    record = get_resend(request_id) if action in {"cancel", "retry"} else None
+    if record is None:
+        return Response(status_code=404)
+    return core.render("confirm.html", request, session, record=record, action=action)
+
+
+def _cancel(core: ConsoleCore, request: Request, session: Session, request_id: str) -> Response:
+    try:
+        result = cancel_resend(request_id)
+    except RedisUnavailable:
+        return _unavailable(core, request, session)
+    return redirect(f"/console/requests/{request_id}?cancel={result}")
+
+
+def _retry(core: ConsoleCore, request: Request, session: Session, request_id: str) -> Response:
+    try:
+        submission = retry_resend(request_id)
+    except (NotRetryable, InvalidResendRequest) as error:
+        return core.render(
+            "message.html", request, session, status=409, title="Not retried",
+            message=str(error),
+        )  # fmt: skip
+    except RedisUnavailable:
+        return _unavailable(core, request, session)
+    return redirect(f"/console/requests/{submission.request_id}?retry_of={request_id}")
+
+
+def _unavailable(core: ConsoleCore, request: Request, session: Session) -> Response:
+    return core.render(
+        "message.html", request, session, status=503, title="Try again shortly",
+        message="Redis cannot be reached right now: nothing was changed.",
+    )  # fmt: skip

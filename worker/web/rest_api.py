@@ -1,0 +1,436 @@
+"""The REST API: resends for services not written in Python, behind a bearer token.
+
+Mounted by `worker.web.app.create_app` only when `API_TOKEN` is set. `API_TOKEN` may do
+everything; `API_READ_TOKEN` only the GETs (403 on the rest). Every refusal is a `Problem`
+(`worker/web/problems.py`), as on the webhook route; bad input is a 422 whose `fields` name
+each problem with the same messages as the Python API and the console.
+
+Endpoints that touch Redis are plain `def`s: FastAPI runs them in its thread pool.
+"""
+
+# No `from __future__ import annotations`: FastAPI reads the endpoints' annotations at run time.
+
+import logging
+from typing import Annotated, Any, Literal
+
+import redis
+from fastapi import APIRouter, Depends, Header, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from worker.core.settings import Settings
+from worker.resend.producer import (
+    EnqueueError,
+    NotRetryable,
+    RedisUnavailable,
+    cancel_resend,
+    get_resend,
+    retry_resend,
+    submit_resend,
+)
+from worker.resend.validation import InvalidResendRequest
+from worker.runtime import current_runtime
+from worker.state.queries import order_history
+from worker.state.record_pages import InvalidCursor, decode_cursor, page_requests, parse_since
+from worker.state.records import ResendStatus
+from worker.tango.ids import REFERENCE_ORDER_ID
+from worker.web.api_tokens import Role, role_for_authorization
+from worker.web.problems import HttpProblem, Problem, parse_json_object, unavailable
+from worker.web.schema import ResendFields
+
+logger = logging.getLogger("tango_resend.api")
+
+MAX_PAGE = 500
+DEFAULT_PAGE = 50
+# Keys of the API's callers live apart from the Python API's, the webhooks' (`webhook:`) and
+# the retries' (`retry-of:`): a caller cannot take over, or be handed, another's request.
+IDEMPOTENCY_PREFIX = "api:"
+ORDER_ID_MESSAGE = "must look like RA180426-1401-64 (RA, 6 digits, -, digits, -, digits)"
+
+
+class ResendCreate(ResendFields):
+    """The body of POST /resends: Tango's field names, and a key of the caller's."""
+
+    idempotencyKey: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=255,
+        description="The same key within RESEND_IDEMPOTENCY_TTL_SECONDS (24 h) answers the "
+        "first request's id, `duplicate: true`, and queues nothing.",
+    )
+
+
+class Created(BaseModel):
+    id: str
+    status: str = Field(
+        description="`queued` for a new request; the request's current status "
+        "when it is a duplicate or coalesced."
+    )
+    duplicate: bool = Field(description="True when the idempotency key was seen before.")
+    coalesced: bool = Field(
+        description="True when an identical request of the order was still pending: `id` is "
+        "that request's, nothing new queued."
+    )
+
+
+class ResendPage(BaseModel):
+    items: list[dict[str, Any]]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null when there is none."
+    )
+
+
+class CancelAnswer(BaseModel):
+    result: Literal["cancelled"]
+
+
+class CancelRefused(BaseModel):
+    result: Literal["in_flight", "sent", "failed", "cancelled"]
+
+
+class RetryAnswer(BaseModel):
+    id: str
+    retry_of: str
+
+
+class OrderResends(BaseModel):
+    referenceOrderID: str
+    requests: list[dict[str, Any]] = Field(
+        description="Every request of the order, oldest first, each with its `attempt_log` "
+        "(every call to Tango, its HTTP status and Tango's request id)."
+    )
+
+
+def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    descriptions = {
+        400: "The body is not JSON, or names a key twice in one object.",
+        401: "Missing or invalid bearer token.",
+        403: "The read-only token (API_READ_TOKEN) may not do this.",
+        404: "No such request (unknown, or expired).",
+        409: "Too late: the request is not in a state that allows this.",
+        413: "The body is larger than the limit.",
+        422: "Invalid input; `fields` names each problem.",
+        503: "Redis or the broker cannot answer now; retry after `Retry-After` seconds.",
+    }
+    return {status: {"model": Problem, "description": descriptions[status]} for status in statuses}
+
+
+def _link(operation: str, source: str = "$response.body#/id") -> dict[str, Any]:
+    return {"operationId": operation, "parameters": {"request_id": source}}
+
+
+_CREATED_LINKS = {
+    "ReadResend": _link("readResend"),
+    "CancelResend": _link("cancelResend"),
+    "RetryResend": _link("retryResend"),
+}
+
+_LIST_PARAMETERS: list[dict[str, Any]] = [
+    {
+        "name": "order",
+        "in": "query",
+        "required": False,
+        "description": "Only this order's requests (Tango's referenceOrderID).",
+        "schema": {"type": "string", "pattern": r"^RA[0-9]{6}-[0-9]{1,10}-[0-9]{1,10}$"},
+    },
+    {
+        "name": "status",
+        "in": "query",
+        "required": False,
+        "description": "Only requests in this state, as stored.",
+        "schema": {"type": "string", "enum": [status.value for status in ResendStatus]},
+    },
+    {
+        "name": "since",
+        "in": "query",
+        "required": False,
+        "description": "Only requests created within this long, e.g. 90s, 15m, 2h, 1d, 1h30m.",
+        "schema": {"type": "string", "examples": ["1h"]},
+    },
+    {
+        "name": "limit",
+        "in": "query",
+        "required": False,
+        "description": f"At most this many items (default {DEFAULT_PAGE}).",
+        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE},
+    },
+    {
+        "name": "cursor",
+        "in": "query",
+        "required": False,
+        "description": "The `next_cursor` of the previous page.",
+        "schema": {"type": "string"},
+    },
+]
+
+
+def build_api_router(settings: Settings) -> APIRouter:
+    """The REST API's routes, with their authentication."""
+    router = APIRouter()
+    reader = Depends(_authorizer(settings, Role.READ))
+    writer = Depends(_authorizer(settings, Role.WRITE))
+    body = Depends(_body_reader(settings.webhook_max_body_bytes))
+    ttl = settings.resend_idempotency_ttl_seconds
+
+    @router.post(
+        "/resends",
+        status_code=202,
+        response_model=Created,
+        operation_id="createResend",
+        dependencies=[writer],
+        responses={
+            202: {"description": "Stored and queued.", "links": _CREATED_LINKS},
+            **_problems(400, 401, 403, 413, 422, 503),
+        },
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": ResendCreate.model_json_schema()}},
+            }
+        },
+    )
+    def create_resend(raw: Annotated[bytes, body]) -> Created:
+        """Queue a resend. Answers 202 only once the request is stored and queued."""
+        return _create(parse_json_object(raw), ttl)
+
+    @router.get(
+        "/resends",
+        response_model=ResendPage,
+        operation_id="listResends",
+        dependencies=[reader],
+        responses=_problems(401, 422, 503),
+        openapi_extra={"parameters": _LIST_PARAMETERS},
+    )
+    def list_resends(request: Request) -> ResendPage:
+        """Requests newest first, a page at a time (`next_cursor`), filtered."""
+        return _list(dict(request.query_params))
+
+    @router.get(
+        "/resends/{request_id}",
+        operation_id="readResend",
+        responses={401: {"model": Problem}, 404: {"model": Problem}},
+    )
+    def read_resend(
+        request_id: str, authorization: Annotated[str | None, Header()] = None
+    ) -> dict[str, Any]:
+        """A request's record (needs `Authorization: Bearer <API_TOKEN>`)."""
+        _require(settings, authorization, Role.READ)
+        try:
+            record = current_runtime().records.get(request_id)
+        except redis.RedisError:
+            raise HttpProblem(503, "unavailable", "records cannot be read now") from None
+        if record is None:
+            raise HttpProblem(404, "not_found", "no such request (unknown or expired)")
+        return record.model_dump(mode="json")
+
+    @router.post(
+        "/resends/{request_id}/cancel",
+        response_model=CancelAnswer,
+        operation_id="cancelResend",
+        dependencies=[writer],
+        responses={409: {"model": CancelRefused}, **_problems(401, 403, 404, 503)},
+    )
+    def cancel(request_id: str) -> Any:
+        """Cancel a queued or deferred request before it is sent."""
+        return _cancel(request_id)
+
+    @router.post(
+        "/resends/{request_id}/retry",
+        status_code=202,
+        response_model=RetryAnswer,
+        operation_id="retryResend",
+        dependencies=[writer],
+        responses={
+            202: {
+                "description": "Queued again as a new request (or the first retry's id).",
+                "links": {"ReadRetry": _link("readResend")},
+            },
+            **_problems(401, 403, 404, 409, 503),
+        },
+    )
+    def retry(request_id: str) -> RetryAnswer:
+        """Queue a failed request again, once: asking again answers the same id."""
+        return _retry(request_id)
+
+    @router.get(
+        "/orders/{referenceOrderID}/resends",
+        response_model=OrderResends,
+        operation_id="listOrderResends",
+        dependencies=[reader],
+        responses=_problems(401, 422, 503),
+    )
+    def order_resends(referenceOrderID: str) -> OrderResends:
+        """Every request of an order and every call to Tango for it, oldest first."""
+        return _order(referenceOrderID)
+
+    return router
+
+
+def _require(settings: Settings, authorization: str | None, needed: Role) -> Role:
+    role = role_for_authorization(settings, authorization)
+    if role is None:
+        raise HttpProblem(
+            401,
+            "unauthorized",
+            "a valid bearer token is required",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    if needed is Role.WRITE and not role.may_act:
+        raise HttpProblem(403, "forbidden", "this token may only read")
+    return role
+
+
+def _authorizer(settings: Settings, needed: Role) -> Any:
+    def authorize(authorization: Annotated[str | None, Header()] = None) -> Role:
+        return _require(settings, authorization, needed)
+
+    return authorize
+
+
+def _body_reader(limit: int) -> Any:
+    async def raw_body(request: Request) -> bytes:
+        declared = request.headers.get("content-length")
+        too_large = HttpProblem(413, "body_too_large", f"the body may hold at most {limit} bytes")
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            raise too_large
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise too_large
+        return bytes(body)
+
+    return raw_body
+
+
+def _invalid(fields: dict[str, str]) -> HttpProblem:
+    details = "; ".join(f"{name}: {why}" for name, why in fields.items())
+    return HttpProblem(422, "invalid_request", f"invalid request: {details}", fields=fields)
+
+
+def _create(fields: dict[str, Any], idempotency_ttl: int) -> Created:
+    key = fields.pop("idempotencyKey", None)
+    if key is not None and (not isinstance(key, str) or not 1 <= len(key) <= 255):
+        raise _invalid({"idempotencyKey": "must be text of 1 to 255 characters"})
+    try:
+        submission = submit_resend(
+            fields,
+            idempotency_key=None if key is None else IDEMPOTENCY_PREFIX + key,
+            idempotency_ttl_seconds=idempotency_ttl,
+            origin="the REST API",
+        )
+    except InvalidResendRequest as error:
+        renamed = {
+            ("idempotencyKey" if k == "idempotency_key" else k): v for k, v in error.errors.items()
+        }
+        raise _invalid(renamed) from None
+    except EnqueueError as error:
+        logger.warning("API resend refused, not stored: %s", error)
+        raise unavailable("the request could not be stored; retry later") from None
+    status = "queued"
+    if not submission.created:
+        status = _current_status(submission.request_id)
+    return Created(
+        id=submission.request_id,
+        status=status,
+        duplicate=submission.outcome == "idempotent",
+        coalesced=submission.outcome == "merged",
+    )
+
+
+def _current_status(request_id: str) -> str:
+    try:
+        record = get_resend(request_id)
+    except RedisUnavailable:
+        return "queued"
+    return record.status.value if record is not None else "queued"
+
+
+def _list(query: dict[str, str]) -> ResendPage:
+    errors: dict[str, str] = {}
+    order = query.get("order")
+    if order is not None and not REFERENCE_ORDER_ID.fullmatch(order):
+        errors["order"] = ORDER_ID_MESSAGE
+    status = None
+    if query.get("status") is not None:
+        try:
+            status = ResendStatus(query["status"])
+        except ValueError:
+            errors["status"] = f"must be one of {', '.join(s.value for s in ResendStatus)}"
+    since = None
+    if query.get("since") is not None:
+        try:
+            since = parse_since(query["since"])
+        except ValueError as error:
+            errors["since"] = str(error)
+    limit = _limit(query.get("limit"), errors)
+    after = None
+    if query.get("cursor") is not None:
+        try:
+            after = decode_cursor(query["cursor"])
+        except InvalidCursor:
+            errors["cursor"] = "is not a cursor this API gave"
+    if errors:
+        raise _invalid(errors)
+    try:
+        page = page_requests(
+            current_runtime(), order=order, status=status, since=since, limit=limit, after=after
+        )
+    except redis.RedisError:
+        raise unavailable("records cannot be read now") from None
+    return ResendPage(
+        items=[record.model_dump(mode="json") for record in page.records],
+        next_cursor=page.next_cursor,
+    )
+
+
+def _limit(text: str | None, errors: dict[str, str]) -> int:
+    if text is None:
+        return DEFAULT_PAGE
+    if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= MAX_PAGE:
+        errors["limit"] = f"must be a whole number from 1 to {MAX_PAGE}"
+        return DEFAULT_PAGE
+    return int(text)
+
+
+def _cancel(request_id: str) -> JSONResponse:
+    try:
+        record = get_resend(request_id)
+        if record is None:
+            raise HttpProblem(404, "not_found", "no such request (unknown or expired)")
+        if record.status.is_final:
+            # Refused as it stands: `cancel_resend` would call a cancelled one "cancelled".
+            return JSONResponse({"result": record.status.value}, status_code=409)
+        result = cancel_resend(request_id)
+    except RedisUnavailable:
+        raise unavailable("the request cannot be cancelled now; retry later") from None
+    if result == "unknown":  # expired between the two reads
+        raise HttpProblem(404, "not_found", "no such request (unknown or expired)")
+    return JSONResponse({"result": result}, status_code=200 if result == "cancelled" else 409)
+
+
+def _retry(request_id: str) -> RetryAnswer:
+    try:
+        if get_resend(request_id) is None:
+            raise HttpProblem(404, "not_found", "no such request (unknown or expired)")
+        submission = retry_resend(request_id)
+    except NotRetryable as error:
+        raise HttpProblem(409, "not_failed", str(error)) from None
+    except InvalidResendRequest as error:
+        raise HttpProblem(409, "not_retryable", str(error)) from None
+    except RedisUnavailable:
+        raise unavailable("the retry could not be stored; retry later") from None
+    return RetryAnswer(id=submission.request_id, retry_of=request_id)
+
+
+def _order(reference_order_id: str) -> OrderResends:
+    if not REFERENCE_ORDER_ID.fullmatch(reference_order_id):
+        raise _invalid({"referenceOrderID": ORDER_ID_MESSAGE})
+    try:
+        records = order_history(current_runtime(), reference_order_id)
+    except redis.RedisError:
+        raise unavailable("records cannot be read now") from None
+    return OrderResends(
+        referenceOrderID=reference_order_id,
+        requests=[record.model_dump(mode="json") for record in records],
+    )

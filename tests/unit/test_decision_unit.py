@@ -475,3 +475,30 @@ def test_a_cooldown_deferral_never_lands_before_tangos_window_ends(
     window_end_from_now = (last_sent.latest - now.at).total_seconds() + 30.0
     assert outcome.delay_seconds > min(window_end_from_now, 60.0)
     assert outcome.delay_seconds > outcome.window_seconds > 0
+
+
+def test_a_window_setting_shorter_than_the_one_tango_states_never_calls_inside_tangos() -> None:
+    """Given RESEND_COOLDOWN_SECONDS set shorter than Tango's real window (1.5 s against the
+    4 s its message states), the deferral runs to the end of Tango's window: calling at the
+    end of ours would only earn another 403.005 (three of them, before this change)."""
+    short = ResendPolicy(
+        window_seconds=1.5,
+        max_retries=POLICY.max_retries,
+        backoff_base_seconds=POLICY.backoff_base_seconds,
+        backoff_max_seconds=POLICY.backoff_max_seconds,
+        defer_jitter_seconds=POLICY.defer_jitter_seconds,
+        max_cooldown_deferrals=POLICY.max_cooldown_deferrals,
+    )
+    error = TangoCooldownError(
+        "Cannot send more than once every 4 seconds. Last sent at 2024-03-25T22:46:39.500Z",
+        status=403,
+        i18n_key="403.005",
+        last_sent_at=instant("2024-03-25T22:46:39.500Z"),
+        tango_now=instant("2024-03-25T22:46:40.000Z"),
+        stated_window_seconds=4.0,
+    )
+
+    outcome = decide(error, History(), short, fixed(0.0))
+
+    assert isinstance(outcome, Deferred)
+    assert outcome.window_seconds == pytest.approx(3.501, abs=1e-6)  # .501 latest + 4 - 40.0

@@ -449,3 +449,23 @@ def test_only_failures_before_sending_are_unambiguous(
     assert error.status is None
     assert error.retry_after is None
     assert type(failure).__name__ in error.message
+
+
+@pytest.mark.parametrize(
+    ("message", "stated"),
+    [
+        ("Cannot send more than once every 30 seconds. Last sent at 2024-03-25T22:46:39Z", 30.0),
+        ("Cannot send more than once every 1.5 seconds. Last sent at x", 1.5),
+        ("cannot send MORE THAN ONCE EVERY 4 seconds", 4.0),
+        ("Last sent at 2024-03-25T22:46:39Z", None),  # no window stated
+        ("Cannot send more than once every 0 seconds", None),  # not believable
+        ("Cannot send more than once every 999999 seconds", None),
+    ],
+)
+def test_a_cooldown_error_keeps_the_window_its_message_states(
+    message: str, stated: float | None
+) -> None:
+    body = json.dumps({"i18nKey": "403.005", "message": message, "httpCode": 403})
+    error = error_for_response(403, {}, body)
+    assert isinstance(error, TangoCooldownError)
+    assert error.stated_window_seconds == stated

@@ -143,8 +143,11 @@ def cooldown_remaining_seconds(error: TangoCooldownError, window_seconds: float)
     The last-sent time and Tango's "now" both come from the error, so a worker's clock never
     takes part. Text at whole seconds could mean any moment in that second, so the latest
     reading of the last-sent time is used. Unreadable or contradictory times mean one full
-    window from the error.
+    window from the error. The window is the longer of ours (RESEND_COOLDOWN_SECONDS) and the
+    one Tango's message states: a setting shorter than Tango's real window must not make us
+    call again inside it.
     """
+    window_seconds = max(window_seconds, error.stated_window_seconds or 0.0)
     if error.last_sent_at is None or error.tango_now is None:
         return window_seconds
     window_end = error.last_sent_at.latest.timestamp() + window_seconds

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -20,6 +21,8 @@ from worker.tango.errors import (
 from worker.tango.timeparse import extract_last_sent, parse_http_date, parse_tango_instant
 
 COOLDOWN_I18N_KEY = "403.005"
+_STATED_WINDOW = re.compile(r"more than once every\s+(\d+(?:\.\d+)?)\s+seconds?", re.IGNORECASE)
+_MAX_STATED_WINDOW_SECONDS = 86400.0
 _LAST_SENT_MARKER = "last sent at"
 # Statuses that say nothing of whether Tango acted behind a gateway, so the window is held:
 # 504, the gateway gave up waiting for Tango's answer; 502, the gateway got no valid answer
@@ -73,6 +76,7 @@ def error_for_response(
             message,
             last_sent_at=extract_last_sent(message),
             tango_now=tango_now or parse_http_date(headers.get("Date")),
+            stated_window_seconds=stated_window_seconds(message),
             **common,
         )
     if status == 401:
@@ -82,6 +86,16 @@ def error_for_response(
             message, retry_after=_retry_after(headers), ambiguous=status in _AMBIGUOUS, **common
         )
     return TangoPermanentError(message, **common)
+
+
+def stated_window_seconds(message: str) -> float | None:
+    """The window a cooldown message states ("Cannot send more than once every 30 seconds"),
+    or None when it states none a sane reader would believe (0, or over a day)."""
+    found = _STATED_WINDOW.search(message)
+    if found is None:
+        return None
+    seconds = float(found.group(1))
+    return seconds if 0 < seconds <= _MAX_STATED_WINDOW_SECONDS else None
 
 
 def error_for_exception(error: requests.RequestException) -> TangoTransientError:

@@ -56,11 +56,14 @@ class TangoCooldownError(TangoError):
         *,
         last_sent_at: ParsedInstant | None = None,
         tango_now: ParsedInstant | None = None,
+        stated_window_seconds: float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(message, **kwargs)
         self.last_sent_at = last_sent_at
         self.tango_now = tango_now
+        # The window Tango's message states ("more than once every {0} seconds"), if it did.
+        self.stated_window_seconds = stated_window_seconds
 
 
 class TangoTransientError(TangoError):

@@ -9,6 +9,7 @@ import asyncio
 import json
 import socket
 import threading
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -24,36 +25,40 @@ ROUTE = "/webhooks/resends"
 
 
 class Monitor:
-    """Redis MONITOR in a thread: the commands clients sent to the tests' database."""
+    """Redis MONITOR in a thread: the commands clients sent to the tests' database between
+    entering and leaving. Leaving sends a marker command and waits until the reader has seen
+    it, so every command sent before it is recorded (MONITOR reports in order)."""
 
     def __init__(self, db: int) -> None:
         self._client = redis.Redis.from_url(TEST_REDIS_URL, decode_responses=True)
         self._db = db
+        self._marker = f"monitor-end-{uuid.uuid4().hex}"
         self.commands: list[list[str]] = []
         self._ready = threading.Event()
-        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         with self._client.monitor() as monitor:
             self._ready.set()
             for event in monitor.listen():
-                if self._stop.is_set():
-                    return
                 command = str(event.get("command", ""))
+                if self._marker in command:
+                    return
                 # Commands a script ran carry "lua" as their client; skip them and other DBs.
                 if event.get("db") == self._db and event.get("client_type") != "lua":
                     self.commands.append(command.split(" ", 1))
 
     def __enter__(self) -> Monitor:
         self._thread.start()
-        self._ready.wait(5)
+        assert self._ready.wait(5), "MONITOR did not start"
         return self
 
     def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        redis.Redis.from_url(TEST_REDIS_URL).ping()  # one more event, so the reader wakes
-        self._thread.join(5)
+        # From another database, so the marker's own connection set-up is not recorded.
+        other_db = 0 if self._db != 0 else 1
+        redis.Redis.from_url(TEST_REDIS_URL, db=other_db).echo(self._marker)
+        self._thread.join(10)
+        assert not self._thread.is_alive(), "MONITOR never saw its end marker"
 
 
 @pytest.fixture
@@ -78,7 +83,9 @@ def test_a_webhook_is_stored_queued_and_counted_in_one_round_trip(
 
     assert response.status_code == 202
     sent = [command[0].upper() for command in monitor.commands if command[0]]
-    sent = [name for name in sent if name not in ("PING", "TIME")]  # health, clock resync
+    # Left out: health checks, the clock's resync, and connection set-up (a new connection
+    # SELECTs its database).
+    sent = [name for name in sent if name not in ("PING", "TIME", "SELECT", "CLIENT", "HELLO")]
     assert sent == ["EVALSHA"], monitor.commands
     queue = redis.Redis.from_url(TEST_REDIS_URL, decode_responses=True)
     message = json.loads(queue.lindex(web_env["RESEND_QUEUE"], 0) or "{}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -481,14 +482,7 @@ def test_a_window_setting_shorter_than_the_one_tango_states_never_calls_inside_t
     """Given RESEND_COOLDOWN_SECONDS set shorter than Tango's real window (1.5 s against the
     4 s its message states), the deferral runs to the end of Tango's window: calling at the
     end of ours would only earn another 403.005 (three of them, before this change)."""
-    short = ResendPolicy(
-        window_seconds=1.5,
-        max_retries=POLICY.max_retries,
-        backoff_base_seconds=POLICY.backoff_base_seconds,
-        backoff_max_seconds=POLICY.backoff_max_seconds,
-        defer_jitter_seconds=POLICY.defer_jitter_seconds,
-        max_cooldown_deferrals=POLICY.max_cooldown_deferrals,
-    )
+    short = dataclasses.replace(POLICY, window_seconds=1.5)
     error = TangoCooldownError(
         "Cannot send more than once every 4 seconds. Last sent at 2024-03-25T22:46:39.500Z",
         status=403,

@@ -207,15 +207,6 @@ class Settings(BaseSettings):
     def has_tango_credentials(self) -> bool:
         return self.uses_oauth or bool(self.tango_platform_name and self.tango_platform_key)
 
-    @property
-    def lost_task_grace_seconds(self) -> float:
-        """How overdue an owed outcome callback must be before its task is presumed lost.
-
-        Past the visibility timeout the broker itself redelivers unacknowledged messages;
-        twice that leaves it room, so the scheduler only re-releases what the broker cannot.
-        """
-        return 2.0 * self.broker_visibility_timeout_seconds
-
     def require_webhook_secret(self) -> None:
         """Raise ConfigurationError unless webhooks can be verified (or unsigned ones allowed)
         with a secret of our own: one published in our docs would let anyone sign."""

@@ -46,9 +46,6 @@ class MetricsRecorder:
         self._key = keys.metrics
         self._local = threading.local()
 
-    def request(self, outcome: str) -> None:
-        self._add({f"requests_total|{outcome}": 1})
-
     def deferral(self, reason: str) -> None:
         self._add({f"deferrals_total|{reason}": 1})
 

@@ -15,12 +15,12 @@ import redis
 import redis.asyncio as redis_asyncio
 
 from worker.core.settings import Settings, get_settings
-from worker.state import record_scripts
+from worker.state import scripts
 from worker.state.clock import RedisClock
 from worker.state.gate import CallGate
 from worker.state.keys import RedisKeys
 from worker.state.metrics import MetricsRecorder
-from worker.state.records import FINAL_STATUSES, RecordStore
+from worker.state.records import RecordStore
 from worker.tango.auth import build_authorizer
 from worker.tango.client import TangoClient, build_session
 
@@ -48,9 +48,9 @@ class AsyncCreate:
 
     def __init__(self, settings: Settings) -> None:
         self._client = redis_asyncio.Redis.from_url(str(settings.redis_url), **_CLIENT_OPTIONS)
-        self._script = self._client.register_script(record_scripts.CREATE)
+        self._script = scripts.load("create").bind(self._client)
 
-    async def __call__(self, keys: list[str], args: list[str | int | float]) -> Any:
+    async def __call__(self, keys: dict[str, str], args: dict[str, scripts.ScriptValue]) -> Any:
         return await self._script(keys=keys, args=args)
 
     async def aclose(self) -> None:
@@ -81,7 +81,7 @@ class Runtime:
 
     @cached_property
     def gate(self) -> CallGate:
-        return CallGate(self.redis, self.keys, self.settings.tango_rate_limit, FINAL_STATUSES)
+        return CallGate(self.redis, self.keys, self.settings.tango_rate_limit)
 
     @cached_property
     def metrics(self) -> MetricsRecorder:

@@ -1,7 +1,7 @@
 """An order's window key read, or taken, straight in Redis: what a test sets up and checks.
 
 The worker itself never handles the key outside its Lua scripts (`worker/state/gate.py` takes
-it, `record_scripts.SET_WINDOW` re-anchors and drops it)."""
+it, `lua/lib/set_window.lua` re-anchors and drops it)."""
 
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ import redis
 from tests.conftest import TEST_REDIS_URL
 from worker.state.gate import CallGate
 from worker.state.keys import RedisKeys
-from worker.state.records import FINAL_STATUSES, RecordStore, ResendRecord
+from worker.state.records import RecordStore, ResendRecord
 
 KEYS = RedisKeys("gate-test")
 ORDER = "RA251125-9301-{:02d}"
@@ -25,7 +25,7 @@ def client(redis_client: redis.Redis) -> Iterator[redis.Redis]:
 
 
 def gate(client: redis.Redis, rate_limit: float) -> CallGate:
-    return CallGate(client, KEYS, rate_limit, FINAL_STATUSES)
+    return CallGate(client, KEYS, rate_limit)
 
 
 def new_request(client: redis.Redis, n: int) -> str:

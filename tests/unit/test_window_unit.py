@@ -1,6 +1,6 @@
-"""Unit tests for worker.state.window and the `set_window` Lua function every record script
-shares (`record_scripts.SET_WINDOW`), against a real Redis: re-anchoring and dropping an order's
-window, owner only. (Taking the window is the gate's: tests/unit/test_gate_unit.py.)"""
+"""Unit tests for worker.state.window and the `set_window` Lua function every record script shares
+(`worker/state/lua/lib/set_window.lua`), against a real Redis: re-anchoring and dropping an
+order's window, owner only. (Taking the window is the gate's: tests/unit/test_gate_unit.py.)"""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from worker.state.keys import RedisKeys
-from worker.state.record_scripts import SET_WINDOW
+from worker.state.scripts import helper_source
 from worker.state.window import window_milliseconds
 
 KEYS = RedisKeys("test")
@@ -24,7 +24,7 @@ SetWindow = Callable[[str, str], bool]
 def set_window(redis_client: redis.Redis) -> SetWindow:
     """`set_window(owner, action)`: action 'release' or a number of milliseconds."""
     script = redis_client.register_script(
-        SET_WINDOW + "return set_window(KEYS[1], ARGV[1], ARGV[2])"
+        helper_source("set_window") + "return set_window(KEYS[1], ARGV[1], ARGV[2])"
     )
 
     def run(owner: str, action: str) -> bool:

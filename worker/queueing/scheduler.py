@@ -38,50 +38,10 @@ import redis
 
 from worker.queueing.app import publish_resend
 from worker.runtime import Runtime
+from worker.state import scripts
 from worker.state.wakeup import MAX_IDLE_SECONDS
 
 logger = logging.getLogger("tango_resend.scheduler")
-
-# KEYS: due index, dispatched, dispatch consumed, dispatch sequence, claim memo, broker queue.
-# ARGV: lease (s), batch size, record key prefix, memo ttl (s).
-# Returns {id, dispatch number, id, dispatch number, ..., next due (s from now, -1 = none)}.
-_CLAIM_RESENDS = """
-local memo = redis.call('GET', KEYS[5])
-if memo then return cjson.decode(memo) end
-local time = redis.call('TIME')
-local now = tonumber(time[1]) + tonumber(time[2]) / 1000000
-local lease = tonumber(ARGV[1])
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, ARGV[2])
-local queued = redis.call('LLEN', KEYS[6])
-local consumed = tonumber(redis.call('GET', KEYS[3]) or '0')
-local reply = {}
-for _, id in ipairs(ids) do
-  local calling_until = tonumber(redis.call('HGET', ARGV[3] .. id, 'calling_until') or '0')
-  local dispatch = tonumber(redis.call('HGET', KEYS[2], id) or '-1')
-  if calling_until > now then
-    redis.call('ZADD', KEYS[1], calling_until, id)
-  elseif dispatch >= 0 and queued > 0 and dispatch > consumed then
-    redis.call('ZADD', KEYS[1], now + lease, id)
-  else
-    local number = redis.call('INCR', KEYS[4])
-    redis.call('HSET', KEYS[2], id, number)
-    redis.call('ZADD', KEYS[1], now + lease, id)
-    table.insert(reply, id)
-    table.insert(reply, tostring(number))
-  end
-end
-local next_in = -1
-if #ids < tonumber(ARGV[2]) then
-  local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-  if first[2] and first[2] ~= 'inf' then next_in = tonumber(first[2]) - now end
-  if next_in == math.huge then next_in = -1 end
-else
-  next_in = 0
-end
-table.insert(reply, tostring(next_in))
-if #reply > 1 then redis.call('SET', KEYS[5], cjson.encode(reply), 'EX', ARGV[4]) end
-return reply
-"""
 
 _BATCH = 500
 _CLAIM_MEMO_SECONDS = 60
@@ -92,7 +52,7 @@ class DueReleaser:
 
     def __init__(self, runtime: Runtime) -> None:
         self._runtime = runtime
-        self._claim_resends = runtime.redis.register_script(_CLAIM_RESENDS)
+        self._claim_resends = scripts.load("claim_due").bind(runtime.redis)
 
     def release_due(self) -> tuple[int, float]:
         """One pass. Returns (tasks sent, seconds until the next scheduled entry or inf).
@@ -106,15 +66,20 @@ class DueReleaser:
         settings, keys = self._runtime.settings, self._runtime.keys
         claim_id = uuid.uuid4().hex  # the same id if redis-py replays this call
         reply = self._claim_resends(
-            keys=[
-                keys.due_index,
-                keys.dispatched,
-                keys.dispatch_consumed,
-                keys.dispatch_sequence,
-                keys.scheduler_claim(claim_id),
-                settings.resend_queue,
-            ],
-            args=[settings.resend_lease_seconds, _BATCH, keys.record(""), _CLAIM_MEMO_SECONDS],
+            keys={
+                "due_key": keys.due_index,
+                "dispatched_key": keys.dispatched,
+                "consumed_key": keys.dispatch_consumed,
+                "dispatch_sequence_key": keys.dispatch_sequence,
+                "memo_key": keys.scheduler_claim(claim_id),
+                "queue_key": settings.resend_queue,
+            },
+            args={
+                "lease": settings.resend_lease_seconds,
+                "batch": _BATCH,
+                "record_prefix": keys.record(""),
+                "memo_ttl": _CLAIM_MEMO_SECONDS,
+            },
         )
         *pairs, next_in = (str(item) for item in reply)
         claimed = [(pairs[i], int(pairs[i + 1])) for i in range(0, len(pairs), 2)]

@@ -1,7 +1,7 @@
 """Task messages that Celery and kombu build, and our own Lua scripts write.
 
 A new request's record and its task message go to Redis in the one script that stores the
-request (worker/state/record_scripts.py, CREATE): a 202 then means stored *and* queued, atomically,
+request (worker/state/lua/create.lua): a 202 then means stored *and* queued, atomically,
 in a single round trip, and no failure can fall between the two.
 
 Celery still builds the message and kombu still routes it (protocol 2 headers, properties, the

@@ -31,6 +31,7 @@ from celery.utils.dispatch import Signal
 from standardwebhooks.webhooks import Webhook
 
 from worker.runtime import Runtime
+from worker.state import scripts
 from worker.state.records import ResendRecord
 
 logger = logging.getLogger("tango_resend.callbacks")
@@ -87,63 +88,6 @@ CLAIM_LEASE_SECONDS = 2 * sum(_POST_TIMEOUT) + 5
 # While nothing is due sooner, look again at least this often.
 _IDLE_SECONDS = 1.0
 
-# KEYS: outbox, claims.  ARGV: lease (s), batch size.
-# Claims due entries: each gets a new claim token and is re-scored to now + lease, so of any
-# number of delivery threads exactly one holds an entry until its lease runs out.
-# Returns {id, token, id, token, ..., next due (s from now, -1 = nothing scheduled)}.
-CLAIM_OUTBOX = """
-local time = redis.call('TIME')
-local now = tonumber(time[1]) + tonumber(time[2]) / 1000000
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, ARGV[2])
-local reply = {}
-for _, id in ipairs(ids) do
-  local token = redis.call('HINCRBY', KEYS[2], id, 1)
-  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[1]), id)
-  table.insert(reply, id)
-  table.insert(reply, tostring(token))
-end
-local next_in = -1
-local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-if first[2] then next_in = tonumber(first[2]) - now end
-if next_in == math.huge then next_in = -1 end
-table.insert(reply, tostring(next_in))
-return reply
-"""
-
-# KEYS: outbox, claims, attempts.
-# ARGV: id, claim token, result ('delivered', 'failed' or 'gone'), max attempts,
-#       backoff base (s), backoff max (s).
-# Returns {outcome, attempts, delay (s)}: outcome 'delivered', 'gone', 'retrying',
-# 'abandoned', 'duplicate' (a success for an entry no longer owed: delivered, abandoned or
-# gone already) or 'stale' (a failure after a newer claim took the entry, or after it was
-# settled: the newer delivery decides, and nothing changes).
-SETTLE = """
-local id = ARGV[1]
-if not redis.call('ZSCORE', KEYS[1], id) then
-  if ARGV[3] == 'delivered' then return {'duplicate', 0, '0'} end
-  return {'stale', 0, '0'}
-end
-local function remove()
-  redis.call('ZREM', KEYS[1], id)
-  redis.call('HDEL', KEYS[2], id)
-  redis.call('HDEL', KEYS[3], id)
-end
-if ARGV[3] == 'delivered' or ARGV[3] == 'gone' then
-  remove()
-  return {ARGV[3], 0, '0'}
-end
-if redis.call('HGET', KEYS[2], id) ~= ARGV[2] then return {'stale', 0, '0'} end
-local attempts = redis.call('HINCRBY', KEYS[3], id, 1)
-if attempts >= tonumber(ARGV[4]) then
-  remove()
-  return {'abandoned', attempts, '0'}
-end
-local delay = math.min(tonumber(ARGV[6]), tonumber(ARGV[5]) * 2 ^ (attempts - 1))
-local time = redis.call('TIME')
-redis.call('ZADD', KEYS[1], tonumber(time[1]) + tonumber(time[2]) / 1000000 + delay, id)
-return {'retrying', attempts, tostring(delay)}
-"""
-
 
 class OutcomeDeliverer:
     """Claims owed callbacks, delivers each, and settles it (see the module's docstring)."""
@@ -156,15 +100,16 @@ class OutcomeDeliverer:
         self._webhook = Webhook(settings.result_webhook_secret.get_secret_value())
         self._session = session or requests.Session()
         self._max_attempts = settings.result_webhook_max_attempts
-        self._claim = runtime.redis.register_script(CLAIM_OUTBOX)
-        self._settle = runtime.redis.register_script(SETTLE)
+        self._claim = scripts.load("outbox_claim").bind(runtime.redis)
+        self._settle = scripts.load("outbox_settle").bind(runtime.redis)
 
     def claim(self, limit: int = 1) -> tuple[list[tuple[str, str]], float]:
         """Claim up to `limit` due entries: [(request id, claim token)], and the seconds until
         the next entry is due (inf when none is scheduled)."""
         keys = self._runtime.keys
         reply = self._claim(
-            keys=[keys.callbacks_due, keys.callback_claims], args=[CLAIM_LEASE_SECONDS, limit]
+            keys={"outbox_key": keys.callbacks_due, "claims_key": keys.callback_claims},
+            args={"lease": CLAIM_LEASE_SECONDS, "batch": limit},
         )
         *pairs, next_in = (str(item) for item in reply)
         claimed = [(pairs[i], pairs[i + 1]) for i in range(0, len(pairs), 2)]
@@ -217,15 +162,19 @@ class OutcomeDeliverer:
     ) -> str:
         runtime, keys = self._runtime, self._runtime.keys
         outcome, attempts, delay = self._settle(
-            keys=[keys.callbacks_due, keys.callback_claims, keys.callback_attempts],
-            args=[
-                request_id,
-                token,
-                result,
-                self._max_attempts,
-                _BACKOFF_BASE_SECONDS,
-                _BACKOFF_MAX_SECONDS,
-            ],
+            keys={
+                "outbox_key": keys.callbacks_due,
+                "claims_key": keys.callback_claims,
+                "attempts_key": keys.callback_attempts,
+            },
+            args={
+                "id": request_id,
+                "claim_token": token,
+                "result": result,
+                "max_attempts": self._max_attempts,
+                "backoff_base": _BACKOFF_BASE_SECONDS,
+                "backoff_max": _BACKOFF_MAX_SECONDS,
+            },
         )
         outcome = str(outcome)
         if outcome != "stale":

@@ -105,7 +105,7 @@ SUBMISSION_COUNTERS = ("requests_total|accepted", "requests_total|coalesced", "r
 
 def outcome_fields(status: str, delay_seconds: float | None) -> dict[str, float]:
     """The counters a final outcome adds, for the script that stores it to add in the same
-    atomic step (worker/state/record_scripts.py, FINISH): a worker dying right after storing an
+    atomic step (worker/state/lua/finish.lua): a worker dying right after storing an
     outcome cannot lose its count, and a stale run that stores nothing counts nothing."""
     fields = {f"requests_total|{status}": 1.0}
     if status == "sent" and delay_seconds is not None:

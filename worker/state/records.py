@@ -4,7 +4,7 @@ A record is a Redis hash: `doc` (the JSON of `ResendRecord`), `status` (authorit
 scripts that cancel or finish a request change it atomically with the order's queue) and
 `merges` (identical requests coalesced into this one). State changes that touch several keys
 (the order's FIFO, its pending fingerprints, the due index) are single Lua scripts in
-`worker/state/record_scripts.py`, so two processes never interleave halfway.
+`worker/state/lua/*.lua`, so two processes never interleave halfway.
 """
 
 from __future__ import annotations
@@ -20,10 +20,11 @@ from typing import Any
 import redis
 from pydantic import BaseModel, Field
 
-from worker.state import record_scripts
+from worker.state import scripts
 from worker.state.clock import Clock, RedisClock
 from worker.state.keys import RedisKeys
 from worker.state.metrics import SUBMISSION_COUNTERS, outcome_fields
+from worker.state.scripts import ScriptValue
 from worker.state.window import window_milliseconds
 
 
@@ -165,12 +166,12 @@ class RecordStore:
         self._keys = keys
         self._ttl_seconds = ttl_seconds
         self._outbox = keys.callbacks_due if callbacks else ""
-        self._create = client.register_script(record_scripts.CREATE)
-        self._save = client.register_script(record_scripts.SAVE)
-        self._finish = client.register_script(record_scripts.FINISH)
-        self._begin = client.register_script(record_scripts.BEGIN)
-        self._release_unpublished = client.register_script(record_scripts.RELEASE_UNPUBLISHED)
-        self._drop_orphan = client.register_script(record_scripts.DROP_ORPHAN)
+        self._create = scripts.load("create").bind(client)
+        self._save = scripts.load("save").bind(client)
+        self._finish = scripts.load("finish").bind(client)
+        self._begin = scripts.load("begin").bind(client)
+        self._release_unpublished = scripts.load("release_unpublished").bind(client)
+        self._drop_orphan = scripts.load("drop_orphan").bind(client)
 
     def create(
         self,
@@ -198,40 +199,42 @@ class RecordStore:
         idempotency_ttl_seconds: int,
         lease_seconds: float,
         message: TaskMessage | None = None,
-    ) -> tuple[list[str], list[str | int | float]]:
+    ) -> tuple[dict[str, str], dict[str, ScriptValue]]:
         """KEYS and ARGV of the create script for `create` (also run by the webhook
         receiver's asyncio client: see `worker.resend.producer.submit_resend_async`)."""
         keys = self._keys
         order = record.reference_order_id
-        script_keys = [
-            keys.record(record.id),
-            keys.idempotency(idempotency_key) if idempotency_key else "",
-            keys.order_requests(order),
-            keys.due_index,
-            keys.order_fifo(order),
-            keys.order_pending(order),
-            keys.sequence,
-            keys.requests_by_time,
-            keys.dispatched,
-            keys.dispatch_sequence,
-            keys.unfinished_orders,
-            keys.metrics,
-            message.list_key if message else "",
-        ]
-        args: list[str | int | float] = [
-            record.id,
-            record.model_dump_json(),
-            self._ttl_seconds,
-            idempotency_ttl_seconds,
-            record.created_at.timestamp(),
-            record.fingerprint(),
-            lease_seconds,
-            keys.record(""),
-            order,
-            *SUBMISSION_COUNTERS,
-            message.payload if message else "",
-            *FINAL_STATUSES,
-        ]
+        script_keys = {
+            "record_key": keys.record(record.id),
+            "idempotency_key": keys.idempotency(idempotency_key) if idempotency_key else "",
+            "order_requests_key": keys.order_requests(order),
+            "due_key": keys.due_index,
+            "fifo_key": keys.order_fifo(order),
+            "pending_key": keys.order_pending(order),
+            "sequence_key": keys.sequence,
+            "by_time_key": keys.requests_by_time,
+            "dispatched_key": keys.dispatched,
+            "dispatch_sequence_key": keys.dispatch_sequence,
+            "unfinished_key": keys.unfinished_orders,
+            "metrics_key": keys.metrics,
+            "queue_key": message.list_key if message else "",
+        }
+        counter_created, counter_merged, counter_idempotent = SUBMISSION_COUNTERS
+        args: dict[str, ScriptValue] = {
+            "id": record.id,
+            "doc": record.model_dump_json(),
+            "ttl": self._ttl_seconds,
+            "idempotency_ttl": idempotency_ttl_seconds,
+            "created_at": record.created_at.timestamp(),
+            "fingerprint": record.fingerprint(),
+            "lease": lease_seconds,
+            "record_prefix": keys.record(""),
+            "order": order,
+            "counter_created": counter_created,
+            "counter_merged": counter_merged,
+            "counter_idempotent": counter_idempotent,
+            "message": message.payload if message else "",
+        }
         return script_keys, args
 
     def release_unpublished(self, request_id: str, dispatch: int) -> None:
@@ -239,7 +242,8 @@ class RecordStore:
         scheduler pass releases it. Nothing is deleted, since a concurrent identical
         submission or an idempotent redelivery may already have been handed its id."""
         self._release_unpublished(
-            keys=[self._keys.due_index, self._keys.dispatched], args=[request_id, dispatch]
+            keys={"due_key": self._keys.due_index, "dispatched_key": self._keys.dispatched},
+            args={"id": request_id, "dispatch": dispatch},
         )
 
     def begin(self, request_id: str, lease_seconds: float, dispatch: int | None) -> Begun:
@@ -253,13 +257,17 @@ class RecordStore:
         """
         keys = self._keys
         reply = self._begin(
-            keys=[
-                keys.record(request_id),
-                keys.due_index,
-                keys.dispatched,
-                keys.dispatch_consumed,
-            ],
-            args=[request_id, lease_seconds, "" if dispatch is None else dispatch, *FINAL_STATUSES],
+            keys={
+                "record_key": keys.record(request_id),
+                "due_key": keys.due_index,
+                "dispatched_key": keys.dispatched,
+                "consumed_key": keys.dispatch_consumed,
+            },
+            args={
+                "id": request_id,
+                "lease": lease_seconds,
+                "carried_dispatch": "" if dispatch is None else dispatch,
+            },
         )
         verdict = str(reply[0])
         if verdict != "ok":
@@ -277,21 +285,18 @@ class RecordStore:
         keys = self._keys
         found = self._client.hget(keys.unfinished_orders, request_id)
         order = None if found is None else str(found)
-        order_keys = (
-            [keys.order_fifo(order), keys.order_pending(order), keys.order_window(order)]
-            if order
-            else ["", "", ""]
-        )
         return bool(
             self._drop_orphan(
-                keys=[
-                    keys.record(request_id),
-                    keys.due_index,
-                    keys.dispatched,
-                    keys.unfinished_orders,
-                    *order_keys,
-                ],
-                args=[request_id, promote_margin_seconds],
+                keys={
+                    "record_key": keys.record(request_id),
+                    "due_key": keys.due_index,
+                    "dispatched_key": keys.dispatched,
+                    "unfinished_key": keys.unfinished_orders,
+                    "fifo_key": keys.order_fifo(order) if order else "",
+                    "pending_key": keys.order_pending(order) if order else "",
+                    "window_key": keys.order_window(order) if order else "",
+                },
+                args={"id": request_id, "promote_margin": promote_margin_seconds},
             )
         )
 
@@ -315,16 +320,19 @@ class RecordStore:
         window_key = "" if window is None else self._keys.order_window(record.reference_order_id)
         return bool(
             self._save(
-                keys=[self._keys.record(record.id), self._keys.due_index, window_key],
-                args=[
-                    record.id,
-                    record.model_dump_json(),
-                    record.status.value,
-                    "" if due_at is None else _score(due_at),
-                    _window_arg(window),
-                    token,
-                    *FINAL_STATUSES,
-                ],
+                keys={
+                    "record_key": self._keys.record(record.id),
+                    "due_key": self._keys.due_index,
+                    "window_key": window_key,
+                },
+                args={
+                    "id": record.id,
+                    "doc": record.model_dump_json(),
+                    "status": record.status.value,
+                    "due_score": "" if due_at is None else _score(due_at),
+                    "window_action": _window_arg(window),
+                    "run_token": token,
+                },
             )
         )
 
@@ -407,29 +415,28 @@ class RecordStore:
     ) -> str:
         keys = self._keys
         result = self._finish(
-            keys=[
-                keys.record(request_id),
-                keys.due_index,
-                keys.order_fifo(order),
-                keys.order_pending(order),
-                keys.order_window(order),
-                self._outbox,
-                keys.dispatched,
-                keys.unfinished_orders,
-                keys.metrics,
-            ],
-            args=[
-                request_id,
-                doc,
-                status,
-                fingerprint,
-                margin,
-                "1" if only_if_cancellable else "",
-                _window_arg(window),
-                token,
-                json.dumps(outcome_fields(status, delay_seconds)),
-                *FINAL_STATUSES,
-            ],
+            keys={
+                "record_key": keys.record(request_id),
+                "due_key": keys.due_index,
+                "fifo_key": keys.order_fifo(order),
+                "pending_key": keys.order_pending(order),
+                "window_key": keys.order_window(order),
+                "outbox_key": self._outbox,
+                "dispatched_key": keys.dispatched,
+                "unfinished_key": keys.unfinished_orders,
+                "metrics_key": keys.metrics,
+            },
+            args={
+                "id": request_id,
+                "doc": doc,
+                "status": status,
+                "fingerprint": fingerprint,
+                "promote_margin": margin,
+                "only_if_cancellable": "1" if only_if_cancellable else "",
+                "window_action": _window_arg(window),
+                "run_token": token,
+                "metric_counts": json.dumps(outcome_fields(status, delay_seconds)),
+            },
         )
         return str(result)
 

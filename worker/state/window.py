@@ -2,7 +2,7 @@
 
 The key's value is the request that owns the window. The gate's script takes it set-if-absent
 right before a call (`gate.py`), and the record scripts re-anchor it after Tango answers or drop
-it, owner only (`record_scripts.SET_WINDOW`). Expiry is judged by Redis alone, so no worker's
+it, owner only (`lua/lib/set_window.lua`). Expiry is judged by Redis alone, so no worker's
 clock takes part; this module holds the one conversion those scripts' callers share.
 """
 

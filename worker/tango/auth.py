@@ -17,6 +17,7 @@ import redis
 import requests
 
 from worker.core.settings import Settings
+from worker.state import scripts
 from worker.state.keys import RedisKeys
 from worker.tango.error_mapping import error_for_exception, error_for_response, parse_json_object
 from worker.tango.errors import TangoTransientError
@@ -58,20 +59,6 @@ class TokenUnavailable(TangoTransientError):
         kwargs["ambiguous"] = False
         super().__init__(message, **kwargs)
         self.failures = failures
-
-
-_DROP_IF_CURRENT = """
-local cached = redis.call('GET', KEYS[1])
-if cached and cjson.decode(cached)['access_token'] == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
-
-_RELEASE_IF_OWNER = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
 
 
 class Authorizer(Protocol):
@@ -131,8 +118,8 @@ class SharedTokenAuthorizer:
         longest_fetch = 2 * timeouts
         self.fetch_lock_seconds = math.ceil(longest_fetch + _FETCH_MARGIN_SECONDS)
         self.wait_for_token_seconds = self.fetch_lock_seconds + _FETCH_MARGIN_SECONDS
-        self._release = client.register_script(_RELEASE_IF_OWNER)
-        self._drop_if_current = client.register_script(_DROP_IF_CURRENT)
+        self._release = scripts.load("lock_release_if_owner").bind(client)
+        self._drop_if_current = scripts.load("token_drop_if_current").bind(client)
 
     def authorization(self) -> str:
         return "Bearer " + self._token()
@@ -140,7 +127,9 @@ class SharedTokenAuthorizer:
     def rejected(self, authorization: str) -> bool:
         token = authorization.removeprefix("Bearer ")
         # Compare-and-delete, so only the stale token is dropped, never a newer one.
-        self._drop_if_current(keys=[self._keys.oauth_token], args=[token])
+        self._drop_if_current(
+            keys={"token_key": self._keys.oauth_token}, args={"rejected_token": token}
+        )
         return True
 
     def _token(self) -> str:
@@ -160,7 +149,7 @@ class SharedTokenAuthorizer:
                     self._raise_if_recently_failed()
                     return self._fetch_and_store()
                 finally:
-                    self._release(keys=[keys.oauth_fetch_lock], args=[owner])
+                    self._release(keys={"lock_key": keys.oauth_fetch_lock}, args={"owner": owner})
             if time.monotonic() > deadline:
                 raise TokenUnavailable("timed out waiting for another process's OAuth token")
             self._sleep(_POLL_SECONDS)

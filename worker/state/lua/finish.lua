@@ -1,0 +1,54 @@
+-- Store the final record, take it off its order's queue, owe its callback, count its outcome
+-- and schedule the next request of the order for when the window ends: one atomic step.
+-- Returns 'done', 'unknown', 'in_flight', 'stale' (a newer run holds the request) or the
+-- final status the request already had.
+local record_key = KEYS[1]
+local due_key = KEYS[2]
+local fifo_key = KEYS[3]
+local pending_key = KEYS[4]
+local window_key = KEYS[5]
+local outbox_key = KEYS[6]                 -- '' = no callbacks
+local dispatched_key = KEYS[7]
+local unfinished_key = KEYS[8]
+local metrics_key = KEYS[9]                -- '' = not counted
+local id = ARGV[1]
+local doc = ARGV[2]
+local status = ARGV[3]
+local fingerprint = ARGV[4]
+local promote_margin = tonumber(ARGV[5])   -- seconds
+local only_if_cancellable = ARGV[6]        -- '1': refuse while a call is in flight
+local window_action = ARGV[7]              -- see set_window
+local run_token = ARGV[8]                  -- '' = no check
+local metric_counts = ARGV[9]              -- JSON {metrics field: amount}; '' = none
+--! include is_final
+--! include set_window
+--! include now
+--! include promote_next
+
+local fields = redis.call('HMGET', record_key, 'status', 'run', 'calling_until')
+local current = fields[1]
+if not current then return 'unknown' end
+if is_final(current) then return current end
+if run_token ~= '' and fields[2] ~= run_token then return 'stale' end
+local now_s = now_seconds()
+if only_if_cancellable ~= '' and tonumber(fields[3] or '0') > now_s then return 'in_flight' end
+set_window(window_key, id, window_action)
+redis.call('HSET', record_key, 'doc', doc, 'status', status)
+redis.call('HDEL', record_key, 'calling_until')
+redis.call('ZREM', due_key, id)
+redis.call('ZREM', fifo_key, id)
+redis.call('HDEL', dispatched_key, id)
+redis.call('HDEL', unfinished_key, id)
+if redis.call('HGET', pending_key, fingerprint) == id then
+  redis.call('HDEL', pending_key, fingerprint)
+end
+-- The outcome callback is owed from this moment: recorded with the outcome, never without it.
+if outbox_key ~= '' then redis.call('ZADD', outbox_key, now_s, id) end
+-- Counted with the outcome, so a worker that dies right after storing it loses no count.
+if metrics_key ~= '' and metric_counts ~= '' then
+  for name, amount in pairs(cjson.decode(metric_counts)) do
+    redis.call('HINCRBYFLOAT', metrics_key, name, amount)
+  end
+end
+promote_next(due_key, fifo_key, window_key, now_s, promote_margin)
+return 'done'

@@ -1,0 +1,24 @@
+-- Store a request that is not final, with its due score and, in the same step, its order's
+-- window. Refuses (0) when the request already reached a final status (finished or
+-- cancelled), or when a newer run holds the request (fencing).
+local record_key = KEYS[1]
+local due_key = KEYS[2]
+local window_key = KEYS[3]                 -- '' = leave the window alone
+local id = ARGV[1]
+local doc = ARGV[2]
+local status = ARGV[3]
+local due_score = ARGV[4]                  -- '' keeps the request's score
+local window_action = ARGV[5]              -- see set_window
+local run_token = ARGV[6]                  -- '' = no check
+--! include is_final
+--! include set_window
+
+local current = redis.call('HGET', record_key, 'status')
+if not current or is_final(current) then return 0 end
+if run_token ~= '' and redis.call('HGET', record_key, 'run') ~= run_token then return 0 end
+set_window(window_key, id, window_action)
+redis.call('HSET', record_key, 'doc', doc, 'status', status)
+-- The run stores what became of its call (an unresolved one is in the doc from now on).
+redis.call('HDEL', record_key, 'calling_until', 'call_started_at')
+if due_score ~= '' then redis.call('ZADD', due_key, due_score, id) end
+return 1

@@ -185,11 +185,13 @@ def test_racing_cancellers_count_one_cancellation(
 
     original = RecordStore._finish_script
 
-    def rival_cancels_first(self: RecordStore, rid: str, *args: Any, **kwargs: Any) -> str:
+    def rival_cancels_first(
+        self: RecordStore, record: ResendRecord, *args: Any, **kwargs: Any
+    ) -> str:
         # Another canceller (another process) wins between our read and our cancel script.
         monkeypatch.setattr(RecordStore, "_finish_script", original)
-        assert cancel_resend(rid) == "cancelled"
-        return original(self, rid, *args, **kwargs)
+        assert cancel_resend(record.id) == "cancelled"
+        return original(self, record, *args, **kwargs)
 
     monkeypatch.setattr(RecordStore, "_finish_script", rival_cancels_first)
     resend_finished.connect(hook, weak=False)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +21,7 @@ from worker.state.records import (
     ResendStatus,
     TaskMessage,
     creation_from_reply,
+    new_request_id,
 )
 
 logger = logging.getLogger("tango_resend.producer")
@@ -174,7 +174,7 @@ def _prepare(
     except redis.RedisError as error:
         raise EnqueueError(f"could not store the request: {error}") from error
     record = ResendRecord(
-        id=str(uuid.uuid4()),
+        id=new_request_id(request.reference_order_id),
         reference_order_id=request.reference_order_id,
         request=request.tango_body(),
         status=ResendStatus.QUEUED,

@@ -76,7 +76,7 @@ class CallGate:
         verdict, wait_ms, *rest = self._start(
             keys={
                 "window_key": keys.order_window(reference_order_id),
-                "fifo_key": keys.order_fifo(reference_order_id),
+                "order_key": keys.order_fifo(reference_order_id),
                 "record_key": keys.record(request_id),
                 "limiter_key": keys.rate_limiter,
                 "reservation_key": keys.rate_reservation(request_id),

@@ -26,15 +26,21 @@ class RedisKeys:
         return f"{self.prefix}:idempotency:{digest}"
 
     def order_requests(self, reference_order_id: str) -> str:
-        """Sorted set of an order's request ids by enqueue time (for history listings)."""
+        """Sorted set of an order's request ids by enqueue time, as earlier versions kept it for
+        listings: read (with `order_fifo`), never written."""
         return f"{self.prefix}:order:{reference_order_id}:requests"
 
     def order_fifo(self, reference_order_id: str) -> str:
-        """Sorted set of an order's unfinished requests by enqueue sequence: the head goes next."""
+        """Sorted set of an order's requests: a waiting one scores its place in the queue (the
+        enqueue sequence, > 0: the lowest goes next), a finished one minus its creation time
+        (epoch seconds, < 0), kept for listings until the record TTL (lib/order_queue.lua)."""
         return f"{self.prefix}:order:{reference_order_id}:fifo"
 
     def order_pending(self, reference_order_id: str) -> str:
-        """Hash of an order's unfinished requests by fingerprint, for coalescing duplicates."""
+        """Hash of an order's unfinished requests by fingerprint, as earlier versions kept it
+        for coalescing duplicates. Read and cleaned up, never written: a record now keeps its
+        own fingerprint (`fp`), compared across the order's FIFO; gone one record TTL after
+        an upgrade."""
         return f"{self.prefix}:order:{reference_order_id}:pending"
 
     def rate_reservation(self, request_id: str) -> str:
@@ -101,8 +107,9 @@ class RedisKeys:
 
     @property
     def unfinished_orders(self) -> str:
-        """Hash: unfinished request id -> its order, so an order's queue can be repaired when
-        a request's record has gone (expired or deleted) while it still stood in that queue."""
+        """Hash: unfinished request id -> its order, as earlier versions kept it to repair an
+        order's queue when a request's record had gone; read, never written (a request's id
+        now names its order: `record_model.new_request_id`)."""
         return f"{self.prefix}:unfinished:orders"
 
     def scheduler_claim(self, claim_id: str) -> str:

@@ -62,8 +62,7 @@ def as_shown(runtime: Runtime, record: ResendRecord) -> ResendRecord:
     `deferred`, waiting for its turn (its stored status says so only once a task has looked)."""
     if record.status is not ResendStatus.QUEUED:
         return record
-    first = runtime.redis.zrange(runtime.keys.order_fifo(record.reference_order_id), 0, 0)
-    head = str(first[0]) if first else None
+    head = runtime.records.first_waiting(record.reference_order_id)
     if head is None or head == record.id:
         return record
     return record.model_copy(

@@ -100,12 +100,16 @@ def page_requests(
     after: Position | None = None,
 ) -> Page:
     """Up to `limit` requests newest first (as stored), after `after`, filtered."""
-    key = runtime.keys.order_requests(order) if order else runtime.keys.requests_by_time
     low = "-inf" if since is None else repr((runtime.clock.now() - since).timestamp())
     found: list[ResendRecord] = []
     position, scanned = after, 0
     while len(found) < limit and scanned < MAX_SCANNED:
-        entries, exhausted = _entries_after(runtime, key, low, position)
+        if order is None:
+            entries, exhausted = _entries_after(
+                runtime, runtime.keys.requests_by_time, low, position
+            )
+        else:
+            entries, exhausted = _order_entries_after(runtime, order, float(low), position), True
         records = {record.id: record for record in runtime.records.get_many(_ids(entries))}
         taken = 0
         for entry in entries:
@@ -146,6 +150,24 @@ def _entries_after(
         if entries or len(rows) < count:
             return entries, len(rows) < count
         count *= 2  # a page's worth of requests created in the same microsecond: look further
+
+
+def _order_entries_after(
+    runtime: Runtime, order: str, low: float, after: Position | None
+) -> list[Position]:
+    """An order's requests (a handful: one resend per window) as positions in the time index,
+    newest first, from `low` on and after `after`."""
+    records = runtime.records.get_many(runtime.records.ids_for_order(order))
+    entries = sorted(
+        (Position(record.created_at.timestamp(), record.id) for record in records),
+        key=lambda entry: (entry.score, entry.request_id),
+        reverse=True,
+    )
+    return [
+        entry
+        for entry in entries
+        if entry.score >= low and (after is None or _is_after(entry, after))
+    ]
 
 
 def _is_after(entry: Position, after: Position) -> bool:

@@ -9,21 +9,27 @@ scripts that cancel or finish a request change it atomically with the order's qu
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from dataclasses import dataclass, field
-from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 import redis
-from pydantic import BaseModel, Field
 
-from worker.state import scripts
+from worker.state import record_codec, scripts
 from worker.state.clock import Clock, RedisClock
 from worker.state.keys import RedisKeys
 from worker.state.metrics import SUBMISSION_COUNTERS, outcome_fields
+
+# The record's model lives in record_model; these names are re-exported for the many modules
+# (and users' code) that have always imported them from here.
+from worker.state.record_model import FINAL_STATUSES as FINAL_STATUSES
+from worker.state.record_model import AttemptEntry as AttemptEntry
+from worker.state.record_model import ResendRecord as ResendRecord
+from worker.state.record_model import ResendStatus as ResendStatus
+from worker.state.record_model import new_request_id as new_request_id
+from worker.state.record_model import order_in_request_id
+from worker.state.record_model import request_fingerprint as request_fingerprint
 from worker.state.scripts import ScriptValue
 from worker.state.window import window_milliseconds
 
@@ -35,73 +41,6 @@ class TaskMessage:
 
     list_key: str
     payload: str
-
-
-class ResendStatus(StrEnum):
-    QUEUED = "queued"
-    DEFERRED = "deferred"
-    RETRYING = "retrying"
-    SENT = "sent"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-    @property
-    def is_final(self) -> bool:
-        return self in (ResendStatus.SENT, ResendStatus.FAILED, ResendStatus.CANCELLED)
-
-
-FINAL_STATUSES = [status.value for status in ResendStatus if status.is_final]
-
-
-class AttemptEntry(BaseModel):
-    """One call to Tango made for this request."""
-
-    at: datetime
-    outcome: str
-    status: int | None = None
-    i18n_key: str | None = None
-    tango_request_id: str | None = None
-    # A probe: the prompt second call that asks Tango whether an ambiguous call acted.
-    probe: bool = False
-
-
-class ResendRecord(BaseModel):
-    """A resend request and everything that has happened to it."""
-
-    id: str
-    reference_order_id: str
-    request: dict[str, str] = Field(default_factory=dict)
-    status: ResendStatus = ResendStatus.QUEUED
-    attempts: int = 0
-    transient_failures: int = 0
-    cooldown_deferrals: int = 0
-    lock_deferrals: int = 0
-    merges: int = 0
-    created_at: datetime
-    updated_at: datetime
-    sent_at: datetime | None = None
-    next_attempt_at: datetime | None = None
-    error: dict[str, Any] | None = None
-    reason: str | None = None
-    response: dict[str, Any] | None = None
-    tango_request_ids: list[str] = Field(default_factory=list)
-    attempt_log: list[AttemptEntry] = Field(default_factory=list)
-    retry_of: str | None = None
-    # How `sent` was known: None for Tango's 201, "cooldown" when Tango's cooldown answer to a
-    # probe proved that an earlier call whose answer we never had had resent.
-    confirmed_by: str | None = None
-    # The start (Redis's clock, epoch seconds) of the earliest call whose outcome is unknown
-    # (a timeout, a reset, a 502/504, a worker killed mid-call) and not yet settled by a probe.
-    unresolved_call_started_at: float | None = None
-
-    def fingerprint(self) -> str:
-        """Identifies "the same request": the order and exactly the same fields."""
-        return request_fingerprint(self.reference_order_id, self.request)
-
-
-def request_fingerprint(reference_order_id: str, fields: dict[str, str]) -> str:
-    canonical = json.dumps([reference_order_id, fields], sort_keys=True)
-    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
 
 @dataclass(frozen=True)
@@ -207,29 +146,26 @@ class RecordStore:
         script_keys = {
             "record_key": keys.record(record.id),
             "idempotency_key": keys.idempotency(idempotency_key) if idempotency_key else "",
-            "order_requests_key": keys.order_requests(order),
             "due_key": keys.due_index,
-            "fifo_key": keys.order_fifo(order),
-            "pending_key": keys.order_pending(order),
+            "order_key": keys.order_fifo(order),
+            "legacy_pending_key": keys.order_pending(order),
             "sequence_key": keys.sequence,
             "by_time_key": keys.requests_by_time,
             "dispatched_key": keys.dispatched,
             "dispatch_sequence_key": keys.dispatch_sequence,
-            "unfinished_key": keys.unfinished_orders,
             "metrics_key": keys.metrics,
             "queue_key": message.list_key if message else "",
         }
         counter_created, counter_merged, counter_idempotent = SUBMISSION_COUNTERS
         args: dict[str, ScriptValue] = {
             "id": record.id,
-            "doc": record.model_dump_json(),
+            "doc": record_codec.encode(record),
             "ttl": self._ttl_seconds,
             "idempotency_ttl": idempotency_ttl_seconds,
             "created_at": record.created_at.timestamp(),
             "fingerprint": record.fingerprint(),
             "lease": lease_seconds,
             "record_prefix": keys.record(""),
-            "order": order,
             "counter_created": counter_created,
             "counter_merged": counter_merged,
             "counter_idempotent": counter_idempotent,
@@ -273,9 +209,7 @@ class RecordStore:
         if verdict != "ok":
             return Begun(verdict)
         _, token, doc, status, merges, interrupted = reply
-        record = ResendRecord.model_validate_json(doc)
-        record.status = ResendStatus(str(status))
-        record.merges = int(merges)
+        record = record_codec.decode(str(doc), request_id, str(status), int(merges))
         started = int(interrupted) / 1000 if str(interrupted) not in ("", "0") else None
         return Begun("ok", str(token), record, started)
 
@@ -283,17 +217,19 @@ class RecordStore:
         """Take a request whose record has gone off every index, and let its order's next
         request go; True when it was such an orphan."""
         keys = self._keys
-        found = self._client.hget(keys.unfinished_orders, request_id)
-        order = None if found is None else str(found)
+        order = order_in_request_id(request_id)
+        if order is None:  # an id an earlier version made: it kept the order in an index
+            found = self._client.hget(keys.unfinished_orders, request_id)
+            order = None if found is None else str(found)
         return bool(
             self._drop_orphan(
                 keys={
                     "record_key": keys.record(request_id),
                     "due_key": keys.due_index,
                     "dispatched_key": keys.dispatched,
-                    "unfinished_key": keys.unfinished_orders,
-                    "fifo_key": keys.order_fifo(order) if order else "",
-                    "pending_key": keys.order_pending(order) if order else "",
+                    "legacy_unfinished_key": keys.unfinished_orders,
+                    "order_key": keys.order_fifo(order) if order else "",
+                    "legacy_pending_key": keys.order_pending(order) if order else "",
                     "window_key": keys.order_window(order) if order else "",
                 },
                 args={"id": request_id, "promote_margin": promote_margin_seconds},
@@ -327,7 +263,7 @@ class RecordStore:
                 },
                 args={
                     "id": record.id,
-                    "doc": record.model_dump_json(),
+                    "doc": record_codec.encode(record),
                     "status": record.status.value,
                     "due_score": "" if due_at is None else _score(due_at),
                     "window_action": _window_arg(window),
@@ -351,11 +287,7 @@ class RecordStore:
             raise ValueError("finish() takes a final status")
         return (
             self._finish_script(
-                record.id,
-                record.reference_order_id,
-                record.fingerprint(),
-                record.model_dump_json(),
-                record.status.value,
+                record,
                 promote_margin_seconds,
                 only_if_cancellable=False,
                 window=window,
@@ -388,24 +320,12 @@ class RecordStore:
         record.status = ResendStatus.CANCELLED
         record.reason = "cancelled before it was sent"
         record.updated_at = self._clock.now()
-        result = self._finish_script(
-            request_id,
-            record.reference_order_id,
-            record.fingerprint(),
-            record.model_dump_json(),
-            record.status.value,
-            promote_margin_seconds,
-            only_if_cancellable=True,
-        )
+        result = self._finish_script(record, promote_margin_seconds, only_if_cancellable=True)
         return ("cancelled", True) if result == "done" else (result, False)
 
     def _finish_script(
         self,
-        request_id: str,
-        order: str,
-        fingerprint: str,
-        doc: str,
-        status: str,
+        record: ResendRecord,
         margin: float,
         *,
         only_if_cancellable: bool,
@@ -413,29 +333,30 @@ class RecordStore:
         token: str = "",
         delay_seconds: float | None = None,
     ) -> str:
-        keys = self._keys
+        keys, order, status = self._keys, record.reference_order_id, record.status.value
         result = self._finish(
             keys={
-                "record_key": keys.record(request_id),
+                "record_key": keys.record(record.id),
                 "due_key": keys.due_index,
-                "fifo_key": keys.order_fifo(order),
-                "pending_key": keys.order_pending(order),
+                "order_key": keys.order_fifo(order),
+                "legacy_pending_key": keys.order_pending(order),
                 "window_key": keys.order_window(order),
                 "outbox_key": self._outbox,
                 "dispatched_key": keys.dispatched,
-                "unfinished_key": keys.unfinished_orders,
+                "legacy_unfinished_key": keys.unfinished_orders,
                 "metrics_key": keys.metrics,
             },
             args={
-                "id": request_id,
-                "doc": doc,
+                "id": record.id,
+                "doc": record_codec.encode(record),
                 "status": status,
-                "fingerprint": fingerprint,
+                "fingerprint": record.fingerprint(),
                 "promote_margin": margin,
                 "only_if_cancellable": "1" if only_if_cancellable else "",
                 "window_action": _window_arg(window),
                 "run_token": token,
                 "metric_counts": json.dumps(outcome_fields(status, delay_seconds)),
+                "created_at": record.created_at.timestamp(),
             },
         )
         return str(result)
@@ -444,16 +365,15 @@ class RecordStore:
         """Records for many ids in one round trip; unknown or expired ones are skipped."""
         with self._client.pipeline(transaction=False) as pipe:
             for request_id in request_ids:
-                pipe.hmget(self._keys.record(request_id), ["doc", "status", "merges"])
+                pipe.hgetall(self._keys.record(request_id))
             rows = pipe.execute()
         records = []
-        for doc, status, merges in rows:
-            if doc is None:
+        for request_id, fields in zip(request_ids, rows, strict=True):
+            doc, status = record_codec.stored_doc(fields), fields.get("status")
+            if doc is None or status is None:
                 continue
-            record = ResendRecord.model_validate_json(doc)
-            record.status = ResendStatus(str(status)) if status else record.status
-            record.merges = int(merges or 0)
-            records.append(record)
+            merges = int(fields.get("merges") or 0)
+            records.append(record_codec.decode(doc, request_id, str(status), merges))
         return records
 
     def ids_by_time(
@@ -471,10 +391,26 @@ class RecordStore:
             )
         return [str(item) for item in ids]
 
+    def first_waiting(self, reference_order_id: str) -> str | None:
+        """The request of the order whose turn it is (the head of its queue), if any."""
+        head = self._client.zrangebyscore(
+            self._keys.order_fifo(reference_order_id), "(0", "+inf", start=0, num=1
+        )
+        return str(head[0]) if head else None
+
     def ids_for_order(self, reference_order_id: str) -> list[str]:
-        """Request ids for one order, oldest first."""
-        ids = self._client.zrange(self._keys.order_requests(reference_order_id), 0, -1)
-        return [str(item) for item in ids]
+        """Request ids for one order: its finished ones oldest first, then the waiting ones
+        in their turn (lib/order_queue.lua), after any an earlier version listed apart."""
+        keys = self._keys
+        with self._client.pipeline(transaction=False) as pipe:
+            pipe.zrange(keys.order_requests(reference_order_id), 0, -1)
+            pipe.zrange(keys.order_fifo(reference_order_id), 0, -1, withscores=True)
+            legacy, entries = pipe.execute()
+        finished = sorted((-score, str(member)) for member, score in entries if score < 0)
+        waiting = [str(member) for member, score in entries if score > 0]
+        ids = [str(member) for member in legacy]
+        seen = set(ids)
+        return ids + [i for i in [r for _, r in finished] + waiting if i not in seen]
 
 
 def _window_arg(window: WindowAction) -> str:

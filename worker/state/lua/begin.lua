@@ -14,6 +14,7 @@ local lease = tonumber(ARGV[2])            -- seconds
 local carried_dispatch = ARGV[3]           -- the message's dispatch number; '' when it has none
 --! include is_final
 --! include now
+--! include doc
 
 local stored = tonumber(redis.call('HGET', dispatched_key, id) or '-1')
 -- A message pushed by the create script carries no number: the one stored for it is its own.
@@ -25,13 +26,12 @@ if dispatch >= 0 then
     redis.call('SET', consumed_key, dispatch)
   end
 end
-local fields = redis.call(
-  'HMGET', record_key, 'status', 'doc', 'merges', 'calling_until', 'call_started_at')
+local fields = redis.call('HMGET', record_key, 'status', 'merges', 'calling_until', 'call_started_at')
 local status = fields[1]
 if not status then return {'unknown'} end
 if is_final(status) then return {'final', status} end
 local now = now_seconds()
-local calling_until = tonumber(fields[4] or '0')
+local calling_until = tonumber(fields[3] or '0')
 if calling_until > now then
   -- A run is calling Tango for it (maybe on a worker that died): that run is responsible
   -- until the call must be over; then the request is released again, not before.
@@ -45,5 +45,5 @@ local token = redis.call('HINCRBY', record_key, 'run', 1)
 -- If this run dies before it saves the request, the scheduler releases it after the lease.
 redis.call('ZADD', due_key, now + lease, id)
 local interrupted = ''
-if fields[4] then interrupted = fields[5] or '' end
-return {'ok', token, fields[2], status, fields[3] or '0', interrupted}
+if fields[3] then interrupted = fields[4] or '' end
+return {'ok', token, read_doc(record_key), status, fields[2] or '0', interrupted}

@@ -5,17 +5,15 @@
 -- (0 when no task was queued)}.
 local record_key = KEYS[1]
 local idempotency_key = KEYS[2]            -- '' for none
-local order_requests_key = KEYS[3]
-local due_key = KEYS[4]
-local fifo_key = KEYS[5]
-local pending_key = KEYS[6]
-local sequence_key = KEYS[7]
-local by_time_key = KEYS[8]
-local dispatched_key = KEYS[9]
-local dispatch_sequence_key = KEYS[10]
-local unfinished_key = KEYS[11]
-local metrics_key = KEYS[12]               -- '' = not counted
-local queue_key = KEYS[13]                 -- the broker list the task message goes to; '' = none
+local due_key = KEYS[3]
+local order_key = KEYS[4]                  -- the order's requests (see RedisKeys.order_fifo)
+local legacy_pending_key = KEYS[5]         -- fingerprint -> id, as earlier versions kept it
+local sequence_key = KEYS[6]
+local by_time_key = KEYS[7]
+local dispatched_key = KEYS[8]
+local dispatch_sequence_key = KEYS[9]
+local metrics_key = KEYS[10]               -- '' = not counted
+local queue_key = KEYS[11]                 -- the broker list the task message goes to; '' = none
 local id = ARGV[1]
 local doc = ARGV[2]
 local ttl = tonumber(ARGV[3])
@@ -24,13 +22,14 @@ local created_at = tonumber(ARGV[5])       -- epoch seconds
 local fingerprint = ARGV[6]
 local lease = tonumber(ARGV[7])            -- seconds
 local record_prefix = ARGV[8]
-local order = ARGV[9]
-local counter_created = ARGV[10]           -- metrics fields counting each outcome
-local counter_merged = ARGV[11]
-local counter_idempotent = ARGV[12]
-local message = ARGV[13]                   -- '' = none: the scheduler publishes it
+local counter_created = ARGV[9]            -- metrics fields counting each outcome
+local counter_merged = ARGV[10]
+local counter_idempotent = ARGV[11]
+local message = ARGV[12]                   -- '' = none: the scheduler publishes it
 --! include is_final
 --! include now
+--! include doc
+--! include order_queue
 
 -- Counted in the same step, so a submission costs the receiver one round trip, not two.
 local function count(field)
@@ -44,33 +43,34 @@ if idempotency_key ~= '' then
     return {existing, 'idempotent', 0, 0}
   end
 end
-local pending = redis.call('HGET', pending_key, fingerprint)
-if pending then
-  local status = redis.call('HGET', record_prefix .. pending, 'status')
-  if status and not is_final(status) then
-    redis.call('HINCRBY', record_prefix .. pending, 'merges', 1)
+-- An identical request of the order still waiting stands for this one. The order's waiting
+-- requests are few (one per window), so each one's stored fingerprint is compared; a request
+-- stored by an earlier version has none, and is found in the hash that version kept.
+local legacy_pending = redis.call('HGET', legacy_pending_key, fingerprint)
+for _, waiting in ipairs(waiting_requests(order_key)) do
+  local fields = redis.call('HMGET', record_prefix .. waiting, 'fp', 'status')
+  local same = fields[1] == fingerprint or (not fields[1] and waiting == legacy_pending)
+  if same and fields[2] and not is_final(fields[2]) then
+    redis.call('HINCRBY', record_prefix .. waiting, 'merges', 1)
     if idempotency_key ~= '' then
-      redis.call('SET', idempotency_key, pending, 'EX', idempotency_ttl)
+      redis.call('SET', idempotency_key, waiting, 'EX', idempotency_ttl)
     end
     count(counter_merged)
-    return {pending, 'merged', 0, 0}
+    return {waiting, 'merged', 0, 0}
   end
 end
 count(counter_created)
 if idempotency_key ~= '' then redis.call('SET', idempotency_key, id, 'EX', idempotency_ttl) end
-redis.call('HSET', record_key, 'doc', doc, 'status', 'queued', 'merges', 0)
+-- `merges` appears with the first merge; the fingerprint is kept for the ones to come.
+redis.call('HSET', record_key, 'status', 'queued', 'fp', fingerprint)
+write_doc(record_key, doc)
 redis.call('EXPIRE', record_key, ttl)
-redis.call('ZADD', order_requests_key, created_at, id)
-redis.call('EXPIRE', order_requests_key, ttl)
 redis.call('ZADD', by_time_key, created_at, id)
 redis.call('ZREMRANGEBYSCORE', by_time_key, '-inf', created_at - ttl)
-redis.call('ZADD', fifo_key, redis.call('INCR', sequence_key), id)
-redis.call('EXPIRE', fifo_key, ttl)
-redis.call('HSET', pending_key, fingerprint, id)
-redis.call('EXPIRE', pending_key, ttl)
-redis.call('HSET', unfinished_key, id, order)
-local head = redis.call('ZRANGE', fifo_key, 0, 0)[1]
-if head ~= id then
+redis.call('ZADD', order_key, redis.call('INCR', sequence_key), id)
+forget_finished_before(order_key, created_at - ttl)
+redis.call('EXPIRE', order_key, ttl)
+if first_waiting(order_key) ~= id then
   -- Waits for its turn: the request ahead promotes it when it finishes.
   redis.call('ZADD', due_key, '+inf', id)
   return {id, 'created', 0, 0}

@@ -4,12 +4,12 @@
 -- final status the request already had.
 local record_key = KEYS[1]
 local due_key = KEYS[2]
-local fifo_key = KEYS[3]
-local pending_key = KEYS[4]
+local order_key = KEYS[3]                  -- the order's requests (lib/order_queue.lua)
+local legacy_pending_key = KEYS[4]         -- see create.lua
 local window_key = KEYS[5]
 local outbox_key = KEYS[6]                 -- '' = no callbacks
 local dispatched_key = KEYS[7]
-local unfinished_key = KEYS[8]
+local legacy_unfinished_key = KEYS[8]      -- id -> order, as earlier versions kept it
 local metrics_key = KEYS[9]                -- '' = not counted
 local id = ARGV[1]
 local doc = ARGV[2]
@@ -20,10 +20,13 @@ local only_if_cancellable = ARGV[6]        -- '1': refuse while a call is in fli
 local window_action = ARGV[7]              -- see set_window
 local run_token = ARGV[8]                  -- '' = no check
 local metric_counts = ARGV[9]              -- JSON {metrics field: amount}; '' = none
+local created_at = tonumber(ARGV[10])      -- the request's, epoch seconds
 --! include is_final
 --! include set_window
 --! include now
+--! include order_queue
 --! include promote_next
+--! include doc
 
 local fields = redis.call('HMGET', record_key, 'status', 'run', 'calling_until')
 local current = fields[1]
@@ -33,14 +36,15 @@ if run_token ~= '' and fields[2] ~= run_token then return 'stale' end
 local now_s = now_seconds()
 if only_if_cancellable ~= '' and tonumber(fields[3] or '0') > now_s then return 'in_flight' end
 set_window(window_key, id, window_action)
-redis.call('HSET', record_key, 'doc', doc, 'status', status)
+redis.call('HSET', record_key, 'status', status)
+write_doc(record_key, doc)
 redis.call('HDEL', record_key, 'calling_until')
 redis.call('ZREM', due_key, id)
-redis.call('ZREM', fifo_key, id)
+mark_finished(order_key, id, created_at)
 redis.call('HDEL', dispatched_key, id)
-redis.call('HDEL', unfinished_key, id)
-if redis.call('HGET', pending_key, fingerprint) == id then
-  redis.call('HDEL', pending_key, fingerprint)
+redis.call('HDEL', legacy_unfinished_key, id)
+if redis.call('HGET', legacy_pending_key, fingerprint) == id then
+  redis.call('HDEL', legacy_pending_key, fingerprint)
 end
 -- The outcome callback is owed from this moment: recorded with the outcome, never without it.
 if outbox_key ~= '' then redis.call('ZADD', outbox_key, now_s, id) end
@@ -50,5 +54,5 @@ if metrics_key ~= '' and metric_counts ~= '' then
     redis.call('HINCRBYFLOAT', metrics_key, name, amount)
   end
 end
-promote_next(due_key, fifo_key, window_key, now_s, promote_margin)
+promote_next(due_key, order_key, window_key, now_s, promote_margin)
 return 'done'

@@ -7,7 +7,7 @@
 -- which a probe must still account for). A probe passes the window its own request holds: it
 -- is the prompt second call that asks Tango whether an ambiguous first one acted.
 local window_key = KEYS[1]
-local fifo_key = KEYS[2]
+local order_key = KEYS[2]                  -- the order's requests (lib/order_queue.lua)
 local record_key = KEYS[3]
 local limiter_key = KEYS[4]                -- the fleet's next free slot (GCRA)
 local reservation_key = KEYS[5]            -- the slot this request already advanced the limiter for
@@ -24,6 +24,7 @@ local call_bound_ms = tonumber(ARGV[7])
 local probe = ARGV[8]                      -- '1' or ''
 --! include is_final
 --! include now
+--! include order_queue
 
 local record = redis.call('HMGET', record_key, 'status', 'run', 'calling_until')
 local status = record[1]
@@ -39,7 +40,7 @@ if run_token ~= '' and record[3] and redis.call('GET', window_key) == id then
     return {'go', 0, started}
   end
 end
-local head = redis.call('ZRANGE', fifo_key, 0, 0)[1]
+local head = first_waiting(order_key)
 if head and head ~= id then
   -- Not its turn: it waits, with no task, until the request ahead finishes and promotes it.
   redis.call('ZADD', due_key, '+inf', id)

@@ -12,12 +12,14 @@ local window_action = ARGV[5]              -- see set_window
 local run_token = ARGV[6]                  -- '' = no check
 --! include is_final
 --! include set_window
+--! include doc
 
 local current = redis.call('HGET', record_key, 'status')
 if not current or is_final(current) then return 0 end
 if run_token ~= '' and redis.call('HGET', record_key, 'run') ~= run_token then return 0 end
 set_window(window_key, id, window_action)
-redis.call('HSET', record_key, 'doc', doc, 'status', status)
+redis.call('HSET', record_key, 'status', status)
+write_doc(record_key, doc)
 -- The run stores what became of its call (an unresolved one is in the doc from now on).
 redis.call('HDEL', record_key, 'calling_until', 'call_started_at')
 if due_score ~= '' then redis.call('ZADD', due_key, due_score, id) end

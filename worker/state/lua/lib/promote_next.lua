@@ -1,6 +1,7 @@
 -- Schedule the next request of an order, if it waits for its turn, for when the window ends.
-local function promote_next(due_key, fifo_key, window_key, now_s, margin)
-  local next_id = redis.call('ZRANGE', fifo_key, 0, 0)[1]
+-- (Needs lib/order_queue.lua included before it.)
+local function promote_next(due_key, order_key, window_key, now_s, margin)
+  local next_id = first_waiting(order_key)
   if not next_id then return end
   local score = redis.call('ZSCORE', due_key, next_id)
   if score == false or score == 'inf' or tonumber(score) == math.huge then

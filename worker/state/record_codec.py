@@ -1,0 +1,203 @@
+"""How a record's document is stored: a JSON array by position, not an object by name.
+
+A million waiting requests is a million documents, so the stored form says each thing once:
+no field names (the position is the name), no defaults (trailing zeros, nulls and empty lists
+are dropped), times as integer microseconds (the creation time since the epoch, every other
+time since the creation), and nothing the record's hash or key already holds (the id is in the
+key; `status` and `merges` are hash fields the scripts change atomically). Microseconds keep
+every time exactly, so a record reads back equal to the one stored, and `status`/`history`
+show what they always showed.
+
+Documents stored as a JSON object (by earlier versions) are still read.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from worker.state.record_model import AttemptEntry, ResendRecord, ResendStatus
+
+FORMAT = 1
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+# The document's positions after the format number. A field of ResendRecord that is in none
+# of these, nor in _HELD_ELSEWHERE, would be lost: tests/unit/test_record_codec.py checks.
+_FIELDS = (
+    "reference_order_id",
+    "request",
+    "created_at",
+    "updated_at",
+    "attempts",
+    "transient_failures",
+    "cooldown_deferrals",
+    "lock_deferrals",
+    "sent_at",
+    "next_attempt_at",
+    "reason",
+    "error",
+    "response",
+    "tango_request_ids",
+    "attempt_log",
+    "retry_of",
+    "confirmed_by",
+    "unresolved_call_started_at",
+)
+_HELD_ELSEWHERE = ("id", "status", "merges")
+_ATTEMPT_FIELDS = ("at", "outcome", "status", "i18n_key", "tango_request_id", "probe")
+
+
+def encode(record: ResendRecord) -> str:
+    """The stored document of `record` (without its id, status and merges)."""
+    created = _microseconds(record.created_at, _EPOCH)
+    values: list[Any] = [
+        FORMAT,
+        record.reference_order_id,
+        record.request,
+        created,
+        _since(record.updated_at, record.created_at),
+        record.attempts,
+        record.transient_failures,
+        record.cooldown_deferrals,
+        record.lock_deferrals,
+        _since(record.sent_at, record.created_at),
+        _since(record.next_attempt_at, record.created_at),
+        record.reason,
+        record.error,
+        record.response,
+        record.tango_request_ids,
+        [_encode_attempt(entry, record.created_at) for entry in record.attempt_log],
+        record.retry_of,
+        record.confirmed_by,
+        record.unresolved_call_started_at,
+    ]
+    return json.dumps(_trimmed(values), separators=(",", ":"), ensure_ascii=False)
+
+
+def stored_doc(fields: Mapping[str, str]) -> str | None:
+    """The document from a record hash's fields: its chunks joined (worker/state/lua/lib/doc.lua
+    writes them), or the whole `doc` an earlier version stored; None when there is neither."""
+    count = int(fields.get("dn") or 0)
+    if count == 0:
+        return fields.get("doc")
+    return "".join(fields.get(f"d{index}", "") for index in range(1, count + 1))
+
+
+def decode(doc: str, request_id: str, status: str, merges: int) -> ResendRecord:
+    """The record stored as `doc` under `request_id`, with the hash's `status` and `merges`."""
+    if doc.startswith("{"):
+        record = ResendRecord.model_validate_json(doc)
+        record.status = ResendStatus(status)
+        record.merges = merges
+        return record
+    values = json.loads(doc)
+    if values[0] != FORMAT:
+        raise ValueError(f"record {request_id}: unknown document format {values[0]!r}")
+    values.extend([None] * (len(_FIELDS) + 1 - len(values)))
+    (
+        _,
+        order,
+        request,
+        created_us,
+        updated,
+        attempts,
+        transient_failures,
+        cooldown_deferrals,
+        lock_deferrals,
+        sent,
+        next_attempt,
+        reason,
+        error,
+        response,
+        tango_request_ids,
+        attempt_log,
+        retry_of,
+        confirmed_by,
+        unresolved,
+    ) = values
+    created = _EPOCH + created_us * _MICROSECOND
+    # Built without validation: every value was validated when the record was made, and
+    # reading is on every run's path.
+    return ResendRecord.model_construct(
+        id=request_id,
+        reference_order_id=order,
+        request=request or {},
+        status=ResendStatus(status),
+        attempts=attempts or 0,
+        transient_failures=transient_failures or 0,
+        cooldown_deferrals=cooldown_deferrals or 0,
+        lock_deferrals=lock_deferrals or 0,
+        merges=merges,
+        created_at=created,
+        updated_at=_at(updated or 0, created),
+        sent_at=None if sent is None else _at(sent, created),
+        next_attempt_at=None if next_attempt is None else _at(next_attempt, created),
+        error=error,
+        reason=reason,
+        response=response,
+        tango_request_ids=tango_request_ids or [],
+        attempt_log=[_decode_attempt(entry, created) for entry in attempt_log or ()],
+        retry_of=retry_of,
+        confirmed_by=confirmed_by,
+        unresolved_call_started_at=unresolved,
+    )
+
+
+def _encode_attempt(entry: AttemptEntry, created: datetime) -> list[Any]:
+    return _trimmed(
+        [
+            _since(entry.at, created),
+            entry.outcome,
+            entry.status,
+            entry.i18n_key,
+            entry.tango_request_id,
+            1 if entry.probe else 0,
+        ]
+    )
+
+
+def _decode_attempt(values: list[Any], created: datetime) -> AttemptEntry:
+    values = values + [None] * (len(_ATTEMPT_FIELDS) - len(values))
+    at, outcome, status, i18n_key, tango_request_id, probe = values
+    return AttemptEntry.model_construct(
+        at=_at(at, created),
+        outcome=outcome,
+        status=status,
+        i18n_key=i18n_key,
+        tango_request_id=tango_request_id,
+        probe=bool(probe),
+    )
+
+
+def _trimmed(values: list[Any]) -> list[Any]:
+    """Without trailing defaults (the decoder puts them back)."""
+    end = len(values)
+    while end and _is_default(values[end - 1]):
+        end -= 1
+    return values[:end]
+
+
+def _is_default(value: Any) -> bool:
+    # Exact types: a 0.0 time or an empty error dict is data, and must read back as stored.
+    return (
+        value is None or (type(value) is int and value == 0) or (type(value) is list and not value)
+    )
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _microseconds(moment: datetime, since: datetime) -> int:
+    return (_utc(moment) - _utc(since)) // _MICROSECOND
+
+
+def _since(moment: datetime | None, created: datetime) -> int | None:
+    return None if moment is None else _microseconds(moment, created)
+
+
+def _at(offset_us: int, created: datetime) -> datetime:
+    return created + offset_us * _MICROSECOND

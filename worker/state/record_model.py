@@ -1,0 +1,95 @@
+"""A resend request as the code handles it: its status, its attempts, and everything else its
+record keeps (worker/state/record_codec.py says how it is stored)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class ResendStatus(StrEnum):
+    QUEUED = "queued"
+    DEFERRED = "deferred"
+    RETRYING = "retrying"
+    SENT = "sent"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (ResendStatus.SENT, ResendStatus.FAILED, ResendStatus.CANCELLED)
+
+
+FINAL_STATUSES = [status.value for status in ResendStatus if status.is_final]
+
+
+class AttemptEntry(BaseModel):
+    """One call to Tango made for this request."""
+
+    at: datetime
+    outcome: str
+    status: int | None = None
+    i18n_key: str | None = None
+    tango_request_id: str | None = None
+    # A probe: the prompt second call that asks Tango whether an ambiguous call acted.
+    probe: bool = False
+
+
+class ResendRecord(BaseModel):
+    """A resend request and everything that has happened to it."""
+
+    id: str
+    reference_order_id: str
+    request: dict[str, str] = Field(default_factory=dict)
+    status: ResendStatus = ResendStatus.QUEUED
+    attempts: int = 0
+    transient_failures: int = 0
+    cooldown_deferrals: int = 0
+    lock_deferrals: int = 0
+    merges: int = 0
+    created_at: datetime
+    updated_at: datetime
+    sent_at: datetime | None = None
+    next_attempt_at: datetime | None = None
+    error: dict[str, Any] | None = None
+    reason: str | None = None
+    response: dict[str, Any] | None = None
+    tango_request_ids: list[str] = Field(default_factory=list)
+    attempt_log: list[AttemptEntry] = Field(default_factory=list)
+    retry_of: str | None = None
+    # How `sent` was known: None for Tango's 201, "cooldown" when Tango's cooldown answer to a
+    # probe proved that an earlier call whose answer we never had had resent.
+    confirmed_by: str | None = None
+    # The start (Redis's clock, epoch seconds) of the earliest call whose outcome is unknown
+    # (a timeout, a reset, a 502/504, a worker killed mid-call) and not yet settled by a probe.
+    unresolved_call_started_at: float | None = None
+
+    def fingerprint(self) -> str:
+        """Identifies "the same request": the order and exactly the same fields."""
+        return request_fingerprint(self.reference_order_id, self.request)
+
+
+def request_fingerprint(reference_order_id: str, fields: dict[str, str]) -> str:
+    canonical = json.dumps([reference_order_id, fields], sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+def new_request_id(reference_order_id: str) -> str:
+    """A new request's id: 16 random hex digits, a dot, its order
+    (`3f9a0c1b2d4e5f60.RA251125-1001-12`). Random first, so a few leading characters tell
+    requests apart (the CLI takes a unique prefix of 8); the order after, so a request's order
+    is known from its id alone, even once its record is gone: repairing the order's queue then
+    needs no index of its own. Ids of other shapes (earlier versions made UUIDs) stay valid."""
+    return f"{secrets.token_hex(8)}.{reference_order_id}"
+
+
+def order_in_request_id(request_id: str) -> str | None:
+    """The order a `new_request_id` names, or None for an id of another shape."""
+    random_part, dot, order = request_id.partition(".")
+    return order if dot and len(random_part) == 16 and order.startswith("RA") else None

@@ -11,12 +11,18 @@ First `idle_requests` are queued and parked, and the worker's CPU is measured fo
 `parked_requests`, and the worker's resident memory and Redis's memory are measured: against
 the same worker before any request (memory must not grow with parked requests), and against
 Redis before the requests (bytes per parked request).
+
+The two other ways a request waits are measured apart, with no worker running: queued (a new
+request of an order with nothing ahead of it, its task message in the broker queue) and
+waiting for its turn (a second request of an order, behind the first). The top-level
+`redis_bytes_per_request` is the most of the three, counting our own keys; a queued request's
+task message is Celery's (any Celery task has one), reported beside it.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from bench.config import ParkedParams
@@ -84,7 +90,48 @@ def _keys_bytes(probe: RedisProbe, key_prefix: str) -> dict[str, int]:
     return totals
 
 
+def _bytes_per_request(probe: RedisProbe, submit: Callable[[], object], count: int) -> float:
+    before = probe.used_memory()
+    submit()
+    return (probe.used_memory() - before) / count
+
+
+def _waiting_without_a_worker(ctx: Context, p: ParkedParams) -> dict[str, float]:
+    """Bytes per queued request and per request waiting for its turn (module docstring)."""
+    count = p.idle_requests
+    orders = order_ids(count)
+    settings = worker_settings(
+        redis_url=ctx.probe.url,
+        prefix=prefix("waiting"),
+        base_url="http://127.0.0.1:9",  # no worker runs: nothing calls Tango
+        window_seconds=p.window_seconds,
+    )
+    use_settings(settings)
+    queue = settings["RESEND_QUEUE"]
+    queued = _bytes_per_request(
+        ctx.probe,
+        lambda: enqueue_ours([(order, distinct_fields(order, 0)) for order in orders]),
+        count,
+    )
+    messages = int(ctx.probe.client.memory_usage(queue, samples=0) or 0)
+    behind = _bytes_per_request(
+        ctx.probe,
+        lambda: enqueue_ours([(order, distinct_fields(order, 1)) for order in orders]),
+        count,
+    )
+    message_bytes = messages / count
+    return {
+        "queued_bytes_per_request": queued,
+        "queued_task_message_bytes": message_bytes,
+        "queued_bytes_per_request_without_message": queued - message_bytes,
+        "turn_bytes_per_request": behind,
+        "broker_messages": int(ctx.probe.client.llen(queue)),
+    }
+
+
 def run(ctx: Context, p: ParkedParams) -> ScenarioResult:
+    waiting = _waiting_without_a_worker(ctx, p)
+    ctx.probe.flush()
     orders = order_ids(p.parked_requests)
     key_prefix = prefix("parked")
     keys = RedisKeys(key_prefix)
@@ -182,6 +229,12 @@ def run(ctx: Context, p: ParkedParams) -> ScenarioResult:
         }
     windows = by_kind.pop("window", 0)
     redis_delta = parked_redis - baseline_redis
+    by_way = {
+        "parked": redis_delta / p.parked_requests,
+        "queued": waiting["queued_bytes_per_request_without_message"],
+        "waiting_for_turn": waiting["turn_bytes_per_request"],
+    }
+    details["waiting_kinds"] = {**waiting, "bytes_per_request_by_kind": by_way}
     details.update(
         {
             "idle_rss_mb": baseline_rss / MB,
@@ -198,12 +251,14 @@ def run(ctx: Context, p: ParkedParams) -> ScenarioResult:
     ctx.say(
         f"{p.parked_requests:,} parked: worker RSS {parked_rss / MB:.1f} MB "
         f"(idle {baseline_rss / MB:.1f} MB), Redis {redis_delta / p.parked_requests:.0f} "
-        f"bytes per request"
+        f"bytes per request; queued {by_way['queued']:.0f} (+ Celery's message "
+        f"{waiting['queued_task_message_bytes']:.0f}), waiting for its turn "
+        f"{by_way['waiting_for_turn']:.0f}"
     )
     return ScenarioResult(
         metrics={
             "parked_rss_mb": parked_rss / MB,
-            "redis_bytes_per_request": redis_delta / p.parked_requests,
+            "redis_bytes_per_request": max(by_way.values()),
             "idle_cpu_percent": idle_cpu,
         },
         details=details,

@@ -9,6 +9,12 @@ task is counted the same way: what Celery itself costs per task.
 
 Two workloads: distinct orders (one resend each, nothing waits), and orders with two resends
 each (the second waits for the window: the FIFO, promotion and scheduler paths).
+
+Round trips: the straight path (enqueue, then one run: gate, call, outcome) is run in this
+process, the producer's `submit_resend` and the task's own code (`ResendExecutor.run` in the
+metrics batch the task opens), against the sandbox, and every redis-py round trip is counted
+(a command, a script or a pipeline is one). The broker's fetch and acknowledgement of the task
+message are Celery's own, the same for any task, and are not in the figure.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from bench.harness import (
     start_peer_worker,
 )
 from bench.naive_app import PLAIN_TASK
+from bench.round_trips import RoundTrips
 from bench.scenarios.common import (
     Context,
     ScenarioResult,
@@ -99,7 +106,49 @@ def _count(
     }
 
 
+def _round_trips(ctx: Context, p: RedisOpsParams) -> dict[str, Any]:
+    """Round trips per resend on the straight path, by step (see the module's docstring)."""
+    from worker.resend.executor import ResendExecutor
+    from worker.resend.producer import submit_resend
+    from worker.runtime import current_runtime
+
+    ids = order_ids(p.orders)
+    with Stack() as stack:
+        sandbox = ctx.sandbox(stack, ids, cooldown_seconds=p.window_seconds)
+        ctx.use_run_settings("ops-round-trips", base_url=sandbox.base_url, window_seconds=1.0)
+        runtime = current_runtime()
+        executor = ResendExecutor(runtime)
+        runtime.clock.now()  # the clock's first sync is start-up, not a resend's
+        trips = RoundTrips()
+        enqueue = runs = sent = 0
+        with trips.counting():
+            for order in ids:
+                mark = trips.count
+                request_id = submit_resend(
+                    {"referenceOrderID": order, **distinct_fields(order, 0)}
+                ).request_id
+                enqueue += trips.since(mark)
+                mark = trips.count
+                with runtime.metrics.batch():
+                    done = executor.run(request_id)
+                runs += trips.since(mark)
+                sent += done.status is not None and done.status.value == "sent"
+    resends = len(ids)
+    return {
+        "resends": resends,
+        "sent": sent,
+        "per_resend": (enqueue + runs) / resends,
+        "enqueue_per_resend": enqueue / resends,
+        "run_per_resend": runs / resends,
+    }
+
+
 def run(ctx: Context, p: RedisOpsParams) -> ScenarioResult:
+    trips = _round_trips(ctx, p)
+    ctx.say(
+        f"round trips per resend: {trips['per_resend']:.2f} "
+        f"(enqueue {trips['enqueue_per_resend']:.2f}, run {trips['run_per_resend']:.2f})"
+    )
     ours = _count(ctx, p, "ours", p.orders, 1)
     queued = _count(ctx, p, "ours", p.queued_orders, 2)
     plain = _count(ctx, p, "plain", p.orders, 1)
@@ -111,7 +160,15 @@ def run(ctx: Context, p: RedisOpsParams) -> ScenarioResult:
             f"{result['script_commands_per_resend']:.1f} inside scripts)"
         )
     return ScenarioResult(
-        metrics={"redis_ops_per_resend": ours["ops_per_resend"]},
-        details={"distinct_orders": ours, "queued_behind_another": queued, "plain_task": plain},
+        metrics={
+            "redis_ops_per_resend": ours["ops_per_resend"],
+            "redis_round_trips_per_resend": trips["per_resend"],
+        },
+        details={
+            "distinct_orders": ours,
+            "queued_behind_another": queued,
+            "plain_task": plain,
+            "round_trips": trips,
+        },
         series={"ours": ours, "queued": queued, "plain": plain},
     )

@@ -5,101 +5,78 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+Lines = Callable[[dict[str, Any]], list[str]]
+
 
 def params_lines(results: dict[str, Any]) -> list[str]:
     """One line per scenario that ran (makespan: one per regime), in the report's order."""
     params = results.get("params", {})
     return [
         line
-        for scenario, lines in _SCENARIO_PARAMS.items()
+        for scenario, lines in _SCENARIO_LINES.items()
         if scenario in params
         for line in lines(params[scenario])
     ]
 
 
-def _overhead_params(o: dict[str, Any]) -> list[str]:
+def _line(template: str) -> Lines:
+    """A scenario's one line: `template` filled in with its parameters (`str.format`)."""
+    return lambda params: [template.format_map(params)]
+
+
+def _makespan_lines(params: dict[str, Any]) -> list[str]:
+    template = (
+        "- makespan {name}: M={orders}, k={resends_per_order}, W={window_seconds:g} s, "
+        "L={latency_seconds:g} s, C={concurrency}, R={rate}: ideal {ideal_seconds:.2f} s"
+    )
     return [
-        f"- overhead: {o['orders']:,} distinct orders, latency {o['latency_seconds']:g} s, "
-        f"threads pool x {o['concurrency']}, {o['repeats']} repeat(s), median"
+        template.format_map({**regime, "rate": _rate(regime["rate_limit"])})
+        for regime in params["regimes"]
     ]
 
 
-def _lateness_params(o: dict[str, Any]) -> list[str]:
-    return [
-        f"- lateness: {o['orders']} orders x {o['resends_per_order']} resends, window "
-        f"{o['window_seconds']:g} s, orders arriving evenly over one window, "
-        f"threads x {o['concurrency']}"
-    ]
+def _rate(calls_per_second: float) -> str:
+    return f"{calls_per_second:g}/s" if calls_per_second else "off"
 
 
-def _makespan_params(o: dict[str, Any]) -> list[str]:
-    lines = []
-    for r in o["regimes"]:
-        rate = f"{r['rate_limit']:g}/s" if r["rate_limit"] else "off"
-        lines.append(
-            f"- makespan {r['name']}: M={r['orders']}, k={r['resends_per_order']}, "
-            f"W={r['window_seconds']:g} s, L={r['latency_seconds']:g} s, "
-            f"C={r['concurrency']}, R={rate}: ideal {r['ideal_seconds']:.2f} s"
-        )
-    return lines
-
-
-def _rate_limit_params(o: dict[str, Any]) -> list[str]:
-    return [
-        f"- rate limit: backlog of {o['orders']} orders, R={o['rate_limit']:g}/s (enforced by "
-        f"the sandbox too), latency {o['latency_seconds']:g} s"
-    ]
-
-
-def _parked_params(o: dict[str, Any]) -> list[str]:
-    return [
-        f"- parked: {o['parked_requests']:,} parked requests for memory, "
-        f"{o['idle_requests']:,} waiting for CPU over {o['idle_measure_seconds']:g} s"
-    ]
-
-
-def _redis_ops_params(o: dict[str, Any]) -> list[str]:
-    return [
-        f"- Redis commands: {o['orders']:,} distinct orders (and {o['queued_orders']} orders x "
-        f"2 for the queued path)"
-    ]
-
-
-def _deploy_params(o: dict[str, Any]) -> list[str]:
-    return [
-        f"- deploy: backlog of {o['backlog_orders']} orders and {o['windowed_orders']} "
-        f"orders waiting out a portal resend's window (W={o['window_seconds']:g} s), "
-        f"R={o['rate_limit']:g}/s (sandbox: {o['sandbox_rate_limit']:g}/s), new worker "
-        f"after {o['deploy_after_calls']} calls, then SIGTERM to the old one"
-    ]
-
-
-def _kill_params(o: dict[str, Any]) -> list[str]:
-    return [
-        f"- kill: {o['orders']} orders x {o['requests_per_order']} requests, "
-        f"W={o['window_seconds']:g} s, {o['slow_orders']} first calls in flight "
-        f"({o['slow_call_seconds']:g} s after Tango acted), threads x {o['concurrency']}, "
-        f"visibility timeout {o['visibility_timeout_seconds']} s, default lease"
-    ]
-
-
-def _webhook_params(o: dict[str, Any]) -> list[str]:
-    return [
-        f"- webhook: {o['webhooks']:,} signed webhooks for distinct orders per storm, "
-        f"{o['senders']} keep-alive senders, {o['rounds']} rounds of each receiver in turn "
-        f"(medians), {o['warmup']} warm-up webhooks first"
-    ]
-
-
-# The report's lines for each scenario's parameters, in this order (`profile` has none).
-_SCENARIO_PARAMS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
-    "overhead": _overhead_params,
-    "lateness": _lateness_params,
-    "makespan": _makespan_params,
-    "rate_limit": _rate_limit_params,
-    "parked": _parked_params,
-    "redis_ops": _redis_ops_params,
-    "deploy": _deploy_params,
-    "kill": _kill_params,
-    "webhook": _webhook_params,
+# In the report's order; `profile` has no line.
+_SCENARIO_LINES: dict[str, Lines] = {
+    "overhead": _line(
+        "- overhead: {orders:,} distinct orders, latency {latency_seconds:g} s, "
+        "threads pool x {concurrency}, {repeats} repeat(s), median"
+    ),
+    "lateness": _line(
+        "- lateness: {orders} orders x {resends_per_order} resends, window "
+        "{window_seconds:g} s, orders arriving evenly over one window, threads x {concurrency}"
+    ),
+    "makespan": _makespan_lines,
+    "rate_limit": _line(
+        "- rate limit: backlog of {orders} orders, R={rate_limit:g}/s (enforced by the sandbox "
+        "too), latency {latency_seconds:g} s"
+    ),
+    "parked": _line(
+        "- parked: {parked_requests:,} parked requests for memory, {idle_requests:,} waiting "
+        "for CPU over {idle_measure_seconds:g} s"
+    ),
+    "redis_ops": _line(
+        "- Redis commands: {orders:,} distinct orders (and {queued_orders} orders x 2 for the "
+        "queued path)"
+    ),
+    "deploy": _line(
+        "- deploy: backlog of {backlog_orders} orders and {windowed_orders} orders waiting out "
+        "a portal resend's window (W={window_seconds:g} s), R={rate_limit:g}/s (sandbox: "
+        "{sandbox_rate_limit:g}/s), new worker after {deploy_after_calls} calls, then SIGTERM "
+        "to the old one"
+    ),
+    "kill": _line(
+        "- kill: {orders} orders x {requests_per_order} requests, W={window_seconds:g} s, "
+        "{slow_orders} first calls in flight ({slow_call_seconds:g} s after Tango acted), "
+        "threads x {concurrency}, visibility timeout {visibility_timeout_seconds} s, "
+        "default lease"
+    ),
+    "webhook": _line(
+        "- webhook: {webhooks:,} signed webhooks for distinct orders per storm, {senders} "
+        "keep-alive senders, {rounds} rounds of each receiver in turn (medians), {warmup} "
+        "warm-up webhooks first"
+    ),
 }

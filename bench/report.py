@@ -14,6 +14,8 @@ from typing import Any
 
 import psutil
 
+from bench.report_params import params_lines
+
 
 @dataclass(frozen=True)
 class Figure:
@@ -251,74 +253,6 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _params_lines(results: dict[str, Any]) -> list[str]:
-    params = results.get("params", {})
-    lines: list[str] = []
-    if "overhead" in params:
-        o = params["overhead"]
-        lines.append(
-            f"- overhead: {o['orders']:,} distinct orders, latency {o['latency_seconds']:g} s, "
-            f"threads pool x {o['concurrency']}, {o['repeats']} repeat(s), median"
-        )
-    if "lateness" in params:
-        o = params["lateness"]
-        lines.append(
-            f"- lateness: {o['orders']} orders x {o['resends_per_order']} resends, window "
-            f"{o['window_seconds']:g} s, orders arriving evenly over one window, "
-            f"threads x {o['concurrency']}"
-        )
-    if "makespan" in params:
-        for r in params["makespan"]["regimes"]:
-            rate = f"{r['rate_limit']:g}/s" if r["rate_limit"] else "off"
-            lines.append(
-                f"- makespan {r['name']}: M={r['orders']}, k={r['resends_per_order']}, "
-                f"W={r['window_seconds']:g} s, L={r['latency_seconds']:g} s, "
-                f"C={r['concurrency']}, R={rate}: ideal {r['ideal_seconds']:.2f} s"
-            )
-    if "rate_limit" in params:
-        o = params["rate_limit"]
-        lines.append(
-            f"- rate limit: backlog of {o['orders']} orders, R={o['rate_limit']:g}/s (enforced by "
-            f"the sandbox too), latency {o['latency_seconds']:g} s"
-        )
-    if "parked" in params:
-        o = params["parked"]
-        lines.append(
-            f"- parked: {o['parked_requests']:,} parked requests for memory, "
-            f"{o['idle_requests']:,} waiting for CPU over {o['idle_measure_seconds']:g} s"
-        )
-    if "redis_ops" in params:
-        o = params["redis_ops"]
-        lines.append(
-            f"- Redis commands: {o['orders']:,} distinct orders (and {o['queued_orders']} orders x "
-            f"2 for the queued path)"
-        )
-    if "deploy" in params:
-        o = params["deploy"]
-        lines.append(
-            f"- deploy: backlog of {o['backlog_orders']} orders and {o['windowed_orders']} "
-            f"orders waiting out a portal resend's window (W={o['window_seconds']:g} s), "
-            f"R={o['rate_limit']:g}/s (sandbox: {o['sandbox_rate_limit']:g}/s), new worker "
-            f"after {o['deploy_after_calls']} calls, then SIGTERM to the old one"
-        )
-    if "kill" in params:
-        o = params["kill"]
-        lines.append(
-            f"- kill: {o['orders']} orders x {o['requests_per_order']} requests, "
-            f"W={o['window_seconds']:g} s, {o['slow_orders']} first calls in flight "
-            f"({o['slow_call_seconds']:g} s after Tango acted), threads x {o['concurrency']}, "
-            f"visibility timeout {o['visibility_timeout_seconds']} s, default lease"
-        )
-    if "webhook" in params:
-        o = params["webhook"]
-        lines.append(
-            f"- webhook: {o['webhooks']:,} signed webhooks for distinct orders per storm, "
-            f"{o['senders']} keep-alive senders, {o['rounds']} rounds of each receiver in turn "
-            f"(medians), {o['warmup']} warm-up webhooks first"
-        )
-    return lines
-
-
 def throughput_paragraph(results: dict[str, Any]) -> str:
     """What bounds throughput, with this run's figures (empty if a scenario is missing)."""
     details = results.get("details", {})
@@ -391,7 +325,7 @@ def markdown(results: dict[str, Any], plot_prefix: str = "") -> str:
         "",
         "Parameters:",
         "",
-        *_params_lines(results),
+        *params_lines(results),
         *[f"- note: {note}" for note in results.get("params", {}).get("notes", [])],
         "",
         *[f"![{what}]({plot_prefix}{name})" for name, what in PLOTS],

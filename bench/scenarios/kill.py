@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any
 
 from bench import analysis
@@ -38,6 +39,7 @@ from bench.config import KillParams
 from bench.harness import Stack, start_our_worker, wait_for
 from bench.scenarios.common import (
     Context,
+    Item,
     ScenarioResult,
     distinct_fields,
     enqueue_ours_ids,
@@ -131,6 +133,20 @@ def _flatten_time(replies: list[Any]) -> list[Any]:
     return [seconds, micros, *rest]
 
 
+@dataclass(frozen=True)
+class _Run:
+    """What one run saw: every request's state in Redis right after the kill, and every call
+    to Tango until all requests were final."""
+
+    request_of: dict[tuple[str, int], str]  # (order, its n-th request) -> request id
+    killed_at: float
+    state: dict[str, dict[str, Any]]  # request id -> `_snapshot`'s view of it
+    caught_held_request: bool
+    rescuer_ready: float  # seconds from the kill until the replacement was ready
+    statuses: dict[str, int]
+    calls: list[dict[str, Any]]
+
+
 def run(ctx: Context, p: KillParams) -> ScenarioResult:
     orders = order_ids(p.orders)
     # The slow orders come first, so their calls take the first rate slots and are in flight
@@ -144,6 +160,23 @@ def run(ctx: Context, p: KillParams) -> ScenarioResult:
             fields = distinct_fields(order, index)
             email_of[fields["newEmail"]] = (order, index)
             items.append((order, fields))
+    seen = _kill_and_replace(ctx, p, orders, slow, lease, email_of, items)
+    calls_of, by_order = _calls_by_request_and_order(seen, email_of)
+    recovered, in_flight = _measure(p, seen, calls_of, by_order)
+    return _result(ctx, p, orders, slow, lease, seen, calls_of, recovered, in_flight)
+
+
+def _kill_and_replace(
+    ctx: Context,
+    p: KillParams,
+    orders: list[str],
+    slow: set[str],
+    lease: float,
+    email_of: dict[str, tuple[str, int]],
+    items: list[Item],
+) -> _Run:
+    """Start a worker, SIGKILL it at a moment it holds a task outside a call (or once
+    `catch_held_seconds` are over), start a replacement, and wait for every request."""
     with Stack() as stack:
         sandbox = ctx.sandbox(
             stack, orders, cooldown_seconds=p.window_seconds, rate_limit=p.sandbox_rate_limit
@@ -182,16 +215,7 @@ def run(ctx: Context, p: KillParams) -> ScenarioResult:
             return len(calls) >= len(slow) and all(c["answered_at"] is None for c in calls)
 
         wait_for(slow_in_flight, timeout=30, what="the slow calls to be in flight")
-        caught = True
-        try:
-            wait_for(
-                lambda: _held_outside_a_call(ctx, keys, lease),
-                timeout=p.catch_held_seconds,
-                interval=0.002,
-                what="a task begun outside a call",
-            )
-        except TimeoutError:
-            caught = False
+        caught = _wait_for_a_held_task(ctx, keys, lease, p.catch_held_seconds)
         killed_at = doomed.kill()
         state = _snapshot(ctx, keys, ids, lease)
         rescuer = start_our_worker(
@@ -208,15 +232,46 @@ def run(ctx: Context, p: KillParams) -> ScenarioResult:
         time.sleep(0.2)
         statuses = final_statuses(ids)
         calls = analysis.resend_calls(sandbox.calls())
+    return _Run(request_of, killed_at, state, caught, rescuer_ready, statuses, calls)
 
+
+def _wait_for_a_held_task(ctx: Context, keys: RedisKeys, lease: float, seconds: float) -> bool:
+    """Whether the worker came to hold a task outside a call within `seconds`."""
+    try:
+        wait_for(
+            lambda: _held_outside_a_call(ctx, keys, lease),
+            timeout=seconds,
+            interval=0.002,
+            what="a task begun outside a call",
+        )
+    except TimeoutError:
+        return False
+    return True
+
+
+def _calls_by_request_and_order(
+    seen: _Run, email_of: dict[str, tuple[str, int]]
+) -> tuple[dict[str, list[dict[str, Any]]], dict[str, list[dict[str, Any]]]]:
+    """The calls of each request (told apart by their distinct email), and of each order."""
     calls_of: dict[str, list[dict[str, Any]]] = defaultdict(list)
     by_order: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for call in calls:
+    for call in seen.calls:
         email = (call.get("body") or {}).get("newEmail")
         if email in email_of:
-            calls_of[request_of[email_of[email]]].append(call)
+            calls_of[seen.request_of[email_of[email]]].append(call)
         by_order[str(call["referenceOrderID"])].append(call)
+    return calls_of, by_order
 
+
+def _measure(
+    p: KillParams,
+    seen: _Run,
+    calls_of: dict[str, list[dict[str, Any]]],
+    by_order: dict[str, list[dict[str, Any]]],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(recovered, in flight): how soon each request called Tango again after the kill. A
+    request behind another of its order is left out: its wait is measured through that one."""
+    killed_at, state, request_of = seen.killed_at, seen.state, seen.request_of
     recovered: list[dict[str, Any]] = []
     in_flight: list[dict[str, Any]] = []
     for (order, index), request_id in request_of.items():
@@ -225,11 +280,6 @@ def run(ctx: Context, p: KillParams) -> ScenarioResult:
         if info["kind"] == "finished" or not after:
             continue
         first_after = float(after[0]["received_at"])
-        before = [
-            c
-            for c in by_order[order]
-            if float(c["received_at"]) <= killed_at and c["status"] == 201
-        ]
         if info["kind"] == "in_flight":
             own = [c for c in calls_of[request_id] if float(c["received_at"]) <= killed_at]
             started = float(own[-1]["received_at"]) if own else killed_at
@@ -251,6 +301,11 @@ def run(ctx: Context, p: KillParams) -> ScenarioResult:
         ]
         if ahead:
             continue  # its wait is the request ahead of it: measured through that one
+        before = [
+            c
+            for c in by_order[order]
+            if float(c["received_at"]) <= killed_at and c["status"] == 201
+        ]
         window_end = float(before[-1]["answered_at"]) + p.window_seconds if before else 0.0
         due = max(killed_at, window_end, info["rate_slot"] or 0.0)
         recovered.append(
@@ -264,6 +319,21 @@ def run(ctx: Context, p: KillParams) -> ScenarioResult:
                 "status_after": after[0]["status"],
             }
         )
+    return recovered, in_flight
+
+
+def _result(
+    ctx: Context,
+    p: KillParams,
+    orders: list[str],
+    slow: set[str],
+    lease: float,
+    seen: _Run,
+    calls_of: dict[str, list[dict[str, Any]]],
+    recovered: list[dict[str, Any]],
+    in_flight: list[dict[str, Any]],
+) -> ScenarioResult:
+    killed_at, calls = seen.killed_at, seen.calls
     # A request resent twice (two 201s): its first call was cut off by the kill and the
     # replacement's probe could not prove it had resent (issue 16). Probes are counted apart.
     duplicates = sum(
@@ -276,19 +346,15 @@ def run(ctx: Context, p: KillParams) -> ScenarioResult:
     worst = max(recovered, key=lambda r: r["recovery_seconds"]) if recovered else None
     recovery = worst["recovery_seconds"] if worst else float("nan")
     kinds: dict[str, int] = defaultdict(int)
-    for info in state.values():
+    for info in seen.state.values():
         kinds[info["kind"]] += 1
     ctx.say(
         f"at the kill: {dict(kinds)}; recovery {recovery:.3f} s "
         f"({worst['kind'] if worst else '-'}; {len(recovered)} measured); replacement ready "
-        f"{rescuer_ready:.1f} s after the kill; in flight: "
+        f"{seen.rescuer_ready:.1f} s after the kill; in flight: "
         + ", ".join(f"{r['call_after_kill_seconds']:.1f} s" for r in in_flight)
-        + f"; statuses {statuses}; duplicate resends {duplicates}, probes {len(probes)}"
+        + f"; statuses {seen.statuses}; duplicate resends {duplicates}, probes {len(probes)}"
     )
-    by_kind: dict[str, float] = {}
-    for item in recovered:
-        kind = item["kind"]
-        by_kind[kind] = max(by_kind.get(kind, float("-inf")), item["recovery_seconds"])
     return ScenarioResult(
         metrics={"kill_recovery_s": recovery, "duplicate_resends": duplicates},
         details={
@@ -297,19 +363,19 @@ def run(ctx: Context, p: KillParams) -> ScenarioResult:
             "probe_answers": dict(probe_statuses),
             "at_kill": dict(kinds),
             "measured_requests": len(recovered),
-            "recovery_max_by_kind_seconds": by_kind,
+            "recovery_max_by_kind_seconds": _worst_by_kind(recovered),
             "worst": worst,
             "recovered": sorted(recovered, key=lambda r: -r["recovery_seconds"]),
             "in_flight": in_flight,
             "in_flight_call_inside_window": sum(
                 1 for r in in_flight if r["after_its_window_seconds"] < 0
             ),
-            "replacement_ready_seconds": rescuer_ready,
+            "replacement_ready_seconds": seen.rescuer_ready,
             "lease_seconds": lease,
-            "caught_held_request": caught,
+            "caught_held_request": seen.caught_held_request,
             "calls": len(calls),
             "cooldown_errors": analysis.cooldown_errors(calls),
-            "final_statuses": statuses,
+            "final_statuses": seen.statuses,
         },
         series={
             "calls": [
@@ -321,8 +387,17 @@ def run(ctx: Context, p: KillParams) -> ScenarioResult:
                 for c in calls
             ],
             "slow": sorted(orders.index(order) for order in slow),
-            "rescuer_ready": rescuer_ready,
+            "rescuer_ready": seen.rescuer_ready,
             "recovery": worst["recovery_seconds"] + worst["wait_left_seconds"] if worst else None,
             "window_seconds": p.window_seconds,
         },
     )
+
+
+def _worst_by_kind(recovered: list[dict[str, Any]]) -> dict[str, float]:
+    """The longest recovery of each kind of request (parked, due, held by the dead worker…)."""
+    by_kind: dict[str, float] = {}
+    for item in recovered:
+        kind = item["kind"]
+        by_kind[kind] = max(by_kind.get(kind, float("-inf")), item["recovery_seconds"])
+    return by_kind

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.progress import Progress
@@ -20,6 +20,9 @@ from worker.cli.common import (
     settings_or_exit,
     unavailable,
 )
+
+if TYPE_CHECKING:
+    from worker.cli.bulk import BulkSummary
 
 # Tango failed or refused while --orders-between was listing orders.
 EXIT_TANGO = 4
@@ -106,12 +109,32 @@ def enqueue(
 ) -> None:
     """Queue a resend of ORDER_ID (prints its id), or many with --file / --orders-between."""
     settings_or_exit()
-    sources = [order_id is not None, csv_file is not None, orders_between is not None]
-    if sum(sources) != 1:
+    if sum(source is not None for source in (order_id, csv_file, orders_between)) != 1:
         fail("give exactly one of ORDER_ID, --file or --orders-between", EXIT_BAD_INPUT)
     if order_id is not None:
         _enqueue_one(order_id, fields)
         return
+    _check_bulk_options(fields, csv_file, batch_id)
+    # Only --orders-between lists orders Tango did not deliver, which it skips and counts.
+    include_skipped = orders_between is not None
+    with _exit_on_bulk_errors():
+        if csv_file is not None:
+            summary = _enqueue_file(csv_file, batch_id, dry_run, as_json)
+        else:
+            assert orders_between is not None
+            summary = _enqueue_orders_between(orders_between, customer, account, dry_run, as_json)
+    code = _exit_code(summary)
+    if as_json:
+        echo_json(summary.as_json(include_skipped=include_skipped, include_requests=not dry_run))
+    else:
+        _print_summary(summary, dry_run, include_skipped)
+    sys.exit(code)
+
+
+def _check_bulk_options(
+    fields: dict[str, Any], csv_file: Path | None, batch_id: str | None
+) -> None:
+    """Exit 2 on an option that goes with another source than the one given."""
     if any(fields.values()):
         fail(
             "--email/--mobile/--etid/--delivery-method/--key go with ORDER_ID only", EXIT_BAD_INPUT
@@ -120,45 +143,60 @@ def enqueue(
         csv_file is None or not 1 <= len(batch_id) <= _BATCH_ID_MAX or not batch_id.isprintable()
     ):
         fail(f"--batch-id goes with --file, as 1 to {_BATCH_ID_MAX} characters", EXIT_BAD_INPUT)
-    from worker.cli.bulk import BulkInputError, count_rows, enqueue_file, enqueue_orders_between
+
+
+@contextmanager
+def _exit_on_bulk_errors() -> Iterator[None]:
+    """Exit 2 on bulk input that cannot be used (an unreadable file, END before START), 3 on
+    an EnqueueError the run let through (the Redis failures it expects stop it, and its
+    summary says where)."""
+    from worker.cli.bulk import BulkInputError
     from worker.resend.producer import EnqueueError
-    from worker.runtime import current_runtime
 
     try:
-        if csv_file is not None:
-            total = count_rows(csv_file) if not as_json else None
-            with _progress(not as_json, "rows", total) as step:
-                summary = enqueue_file(
-                    csv_file,
-                    dry_run=dry_run,
-                    progress=step,
-                    batch_id=batch_id,
-                    keep_requests=as_json,
-                )
-            include_skipped = False
-        else:
-            assert orders_between is not None
-            start, end = (_moment(text) for text in orders_between)
-            with _progress(not as_json, "orders", None) as step:
-                summary = enqueue_orders_between(
-                    current_runtime(),
-                    start,
-                    end,
-                    customer=customer,
-                    account=account,
-                    dry_run=dry_run,
-                    progress=step,
-                )
-            include_skipped = True
+        yield
     except BulkInputError as error:
         fail(str(error), EXIT_BAD_INPUT)
     except EnqueueError as error:
         unavailable(error)
-    result = summary.as_json(include_skipped=include_skipped, include_requests=not dry_run)
-    code = _exit_code(summary)
-    if as_json:
-        echo_json(result)
-        sys.exit(code)
+
+
+def _enqueue_file(
+    csv_file: Path, batch_id: str | None, dry_run: bool, as_json: bool
+) -> BulkSummary:
+    from worker.cli.bulk import count_rows, enqueue_file
+
+    total = count_rows(csv_file) if not as_json else None
+    with _progress(not as_json, "rows", total) as step:
+        return enqueue_file(
+            csv_file, dry_run=dry_run, progress=step, batch_id=batch_id, keep_requests=as_json
+        )
+
+
+def _enqueue_orders_between(
+    orders_between: tuple[str, str],
+    customer: str | None,
+    account: str | None,
+    dry_run: bool,
+    as_json: bool,
+) -> BulkSummary:
+    from worker.cli.bulk import enqueue_orders_between
+    from worker.runtime import current_runtime
+
+    start, end = (_moment(text) for text in orders_between)
+    with _progress(not as_json, "orders", None) as step:
+        return enqueue_orders_between(
+            current_runtime(),
+            start,
+            end,
+            customer=customer,
+            account=account,
+            dry_run=dry_run,
+            progress=step,
+        )
+
+
+def _print_summary(summary: BulkSummary, dry_run: bool, include_skipped: bool) -> None:
     verb = "would be queued" if dry_run else "queued"
     click.echo(
         f"{summary.accepted} {verb}, {summary.coalesced} coalesced into pending requests, "
@@ -183,10 +221,9 @@ def enqueue(
         click.echo(f"tango-resend: warning: {warning}", err=True)
     if summary.stopped is not None:
         click.echo(f"tango-resend: {_stopped_line(summary)}", err=True)
-    sys.exit(code)
 
 
-def _exit_code(summary: Any) -> int:
+def _exit_code(summary: BulkSummary) -> int:
     """3 Redis, 4 Tango (a run that stopped early); else 2 when a row was refused (the good
     rows are queued all the same) or the file changed while it was read; else 0."""
     if summary.stopped is not None:
@@ -194,8 +231,9 @@ def _exit_code(summary: Any) -> int:
     return EXIT_BAD_INPUT if summary.rejected_total or summary.file_changed else 0
 
 
-def _stopped_line(summary: Any) -> str:
+def _stopped_line(summary: BulkSummary) -> str:
     stopped = summary.stopped
+    assert stopped is not None  # said only of a run that stopped early
     queued = summary.accepted + summary.coalesced + summary.already_queued
     if "row" in stopped:
         where = f"stopped at row {stopped['row']} ({queued} rows before it are queued)"

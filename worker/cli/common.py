@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
@@ -23,10 +24,6 @@ EXITS_CHANGE = (
     "\b\nExit codes: 0 ok, 1 not found, 2 bad input or not possible in its state,"
     " 3 Redis unavailable."
 )
-EXITS_ENQUEUE = (
-    "\b\nExit codes: 0 ok, 2 bad input (with --file: any row rejected; the good rows are"
-    " still queued), 3 Redis or the broker unavailable."
-)
 EXITS_SERVE = "\b\nExit codes: 0 stopped cleanly, 2 bad configuration."
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
@@ -38,11 +35,16 @@ def fail(message: str, code: int) -> NoReturn:
     sys.exit(code)
 
 
-def settings_or_exit() -> Settings:
+def settings_or_exit(*requirements: Callable[[Settings], None]) -> Settings:
+    """This process's settings, or exit 2 naming what is missing or invalid, including what
+    any of `requirements` (e.g. `Settings.require_webhook_secret`) refuses."""
     try:
-        return get_settings()
+        settings = get_settings()
+        for require in requirements:
+            require(settings)
     except ConfigurationError as error:
         fail(str(error), EXIT_BAD_INPUT)
+    return settings
 
 
 def parse_duration(text: str) -> timedelta:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import redis
 
 from worker.core.settings import get_settings, reset_settings_cache
 from worker.resend.producer import enqueue_resend, get_resend
@@ -218,6 +219,13 @@ def _delete_demo_keys(marker: str) -> None:
         for key in client.scan_iter(match=pattern, count=500):
             client.delete(key)
     tables = list(client.scan_iter(match="_kombu.binding*", count=500))
+    _drop_binding_rows(client, tables, marker)
+    # After the rows: a deadline is dropped once its binding table is gone.
+    _drop_deadlines_of_gone_tables(client, tables)
+
+
+def _drop_binding_rows(client: redis.Redis, tables: list[str], marker: str) -> None:
+    """Take the rows naming `marker` out of kombu's binding sets; delete a set left empty."""
     for key in tables:
         if client.type(key) != "set":
             continue
@@ -228,10 +236,14 @@ def _delete_demo_keys(marker: str) -> None:
             client.srem(key, *mine)
             if client.scard(key) == 0:
                 client.delete(key)
+
+
+def _drop_deadlines_of_gone_tables(client: redis.Redis, tables: list[str]) -> None:
+    """Deadlines of binding tables that no longer exist keep nothing alive: take them out of
+    `_kombu.binding_deadlines`, and delete it once empty."""
     for key in tables:
         if client.type(key) != "zset":
             continue
-        # Deadlines of binding tables that no longer exist keep nothing alive.
         names = [str(name) for name in client.zrange(key, 0, -1)]
         gone = [name for name in names if not client.exists(f"_kombu.binding.{name}")]
         if gone:

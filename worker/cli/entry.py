@@ -7,7 +7,8 @@ import json
 import secrets
 import sys
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
@@ -15,19 +16,18 @@ from worker.cli.cmd_doctor import doctor
 from worker.cli.cmd_enqueue import enqueue
 from worker.cli.cmd_requests import COMMANDS as REQUEST_COMMANDS
 from worker.cli.common import (
-    EXIT_BAD_INPUT,
     EXIT_OK,
     EXITS_SERVE,
     TangoResendGroup,
-    fail,
     redacted_url,
     settings_or_exit,
 )
-from worker.core.settings import ConfigurationError, Settings
+from worker.core.settings import Settings
 
 # The orders the sandbox knows when none are given: the ones the README's examples use.
 SANDBOX_ORDERS = ("RA251125-1001-01", "RA251125-1001-02")
 HOST_HELP = "Address to listen on (0.0.0.0: every interface)."
+Command = TypeVar("Command", bound=Callable[..., Any])
 
 
 @click.group(
@@ -60,11 +60,7 @@ def cli() -> None:
 @click.option("--hostname", "-n", default=None, help="Celery node name.")
 def worker(pool: str, concurrency: int | None, loglevel: str | None, hostname: str | None) -> None:
     """Run a Celery worker that executes queued resends."""
-    settings = settings_or_exit()
-    try:
-        settings.require_tango_credentials()
-    except ConfigurationError as error:
-        fail(str(error), EXIT_BAD_INPUT)
+    settings = settings_or_exit(Settings.require_tango_credentials)
     _wait_for_redis(settings)
     from worker.queueing.app import app
 
@@ -108,11 +104,7 @@ def worker(pool: str, concurrency: int | None, loglevel: str | None, hostname: s
 )
 def web(host: str, port: int, workers: int, access_log: bool) -> None:
     """Run the webhook receiver (POST /webhooks/resends)."""
-    settings = settings_or_exit()
-    try:
-        settings.require_webhook_secret()
-    except ConfigurationError as error:
-        fail(str(error), EXIT_BAD_INPUT)
+    settings = settings_or_exit(Settings.require_webhook_secret)
     _warn_if_redis_silent(settings)
     from worker.web.server import serve
 
@@ -126,9 +118,8 @@ def _wait_for_redis(settings: Settings, longest_pause: float = 5.0) -> None:
 
     from worker.runtime import redis_client
 
-    client = redis_client(settings)
     pause = 1.0
-    try:
+    with redis_client(settings) as client:  # closed on the way out
         while True:
             try:
                 client.ping()
@@ -141,8 +132,6 @@ def _wait_for_redis(settings: Settings, longest_pause: float = 5.0) -> None:
                 )
             time.sleep(pause)
             pause = min(pause * 2, longest_pause)
-    finally:
-        client.close()
 
 
 def _warn_if_redis_silent(settings: Settings) -> None:
@@ -152,17 +141,25 @@ def _warn_if_redis_silent(settings: Settings) -> None:
 
     from worker.runtime import redis_client
 
-    client = redis_client(settings)
-    try:
-        client.ping()
-    except redis.RedisError as error:
-        click.echo(
-            f"tango-resend: warning: Redis does not answer at {redacted_url(settings)} "
-            f"({error}); webhooks get 503 and /healthz reports it until it does",
-            err=True,
-        )
-    finally:
-        client.close()
+    with redis_client(settings) as client:
+        try:
+            client.ping()
+        except redis.RedisError as error:
+            click.echo(
+                f"tango-resend: warning: Redis does not answer at {redacted_url(settings)} "
+                f"({error}); webhooks get 503 and /healthz reports it until it does",
+                err=True,
+            )
+
+
+def _accepted_credential(
+    flag: str, default: str, what: str, variable: str
+) -> Callable[[Command], Command]:
+    """A `sandbox` option: a credential the sandbox accepts, and the worker's variable that
+    must hold the same value."""
+    return click.option(
+        flag, default=default, show_default=True, help=f"{what} it accepts ({variable})."
+    )
 
 
 @cli.command(epilog=EXITS_SERVE)
@@ -175,29 +172,13 @@ def _warn_if_redis_silent(settings: Settings) -> None:
     show_default=True,
     help="Seconds between resends of one order.",
 )
-@click.option(
-    "--platform-name",
-    default="sandbox-platform",
-    show_default=True,
-    help="HTTP Basic user it accepts (TANGO_PLATFORM_NAME).",
+@_accepted_credential(
+    "--platform-name", "sandbox-platform", "HTTP Basic user", "TANGO_PLATFORM_NAME"
 )
-@click.option(
-    "--platform-key",
-    default="sandbox-key",
-    show_default=True,
-    help="HTTP Basic password it accepts (TANGO_PLATFORM_KEY).",
-)
-@click.option(
-    "--client-id",
-    default="sandbox-client",
-    show_default=True,
-    help="OAuth client id it accepts (TANGO_CLIENT_ID).",
-)
-@click.option(
-    "--client-secret",
-    default="sandbox-secret",
-    show_default=True,
-    help="OAuth client secret it accepts (TANGO_CLIENT_SECRET).",
+@_accepted_credential("--platform-key", "sandbox-key", "HTTP Basic password", "TANGO_PLATFORM_KEY")
+@_accepted_credential("--client-id", "sandbox-client", "OAuth client id", "TANGO_CLIENT_ID")
+@_accepted_credential(
+    "--client-secret", "sandbox-secret", "OAuth client secret", "TANGO_CLIENT_SECRET"
 )
 @click.option(
     "--rate-limit",

@@ -8,6 +8,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from .responses import Request
+
 
 class CallLog:
     """Thread-safe, ordered records of RaaS calls, each opened on arrival and closed on answer."""
@@ -26,42 +28,29 @@ class CallLog:
         self._ids = itertools.count(1)
 
     def begin(
-        self,
-        *,
-        method: str,
-        path: str,
-        reference_order_id: str | None,
-        request_id: str,
-        auth: str,
-        body: Any,
-        received_at: float,
-        probe: bool = False,
+        self, request: Request, reference_order_id: str | None, *, probe: bool = False
     ) -> int:
         """Records the arrival of a request.
 
         Args:
-            method: HTTP method.
-            path: Request path.
+            request: The parsed request (its ``request_id`` is the one sent back in
+                ``X-REQUEST-ID``, its ``auth`` what its ``Authorization`` header is).
             reference_order_id: Order named in the path, if any.
-            request_id: The id sent back in ``X-REQUEST-ID``.
-            auth: ``basic``, ``bearer``, ``none`` or ``invalid``.
-            body: Parsed JSON body, or None.
-            received_at: Sandbox clock at arrival.
             probe: The caller marked it as a probe (``X-Tango-Resend-Probe``).
 
         Returns:
             An id to pass to ``finish``.
         """
         record: dict[str, Any] = {
-            "method": method,
-            "path": path,
+            "method": request.method,
+            "path": request.path,
             "referenceOrderID": reference_order_id,
             "status": None,
             "i18nKey": None,
-            "requestId": request_id,
-            "auth": auth,
-            "body": copy.deepcopy(body),
-            "received_at": received_at,
+            "requestId": request.request_id,
+            "auth": request.auth,
+            "body": copy.deepcopy(request.json_body),
+            "received_at": request.received_at,
             "answered_at": None,
             "probe": probe,
         }

@@ -198,16 +198,8 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         )
         call_id = None
         if split.path.startswith(RAAS_PREFIX):
-            call_id = state.begin_call(
-                method=request.method,
-                path=request.path,
-                reference_order_id=path_id,
-                request_id=request.request_id,
-                auth=request.auth,
-                body=json_body,
-                received_at=received_at,
-                probe=self.headers.get("X-Tango-Resend-Probe") is not None,
-            )
+            probe = self.headers.get("X-Tango-Resend-Probe") is not None
+            call_id = state.begin_call(request, path_id, probe=probe)
         response = self._respond(request, route, path_id, allowed, body_problem)
         self._write(request, response, call_id)
 

@@ -196,27 +196,41 @@ def resend(request: Request, state: SandboxState, reference_order_id: str | None
     fault = state.next_fault(reference_order_id)
     if fault is None:
         return _process_resend(request, state, reference_order_id)
+    return _resend_with_fault(request, state, reference_order_id, fault)
+
+
+def _resend_with_fault(
+    request: Request, state: SandboxState, reference_order_id: str, fault: Fault
+) -> Response:
+    """A resend that `fault` stalls, cuts off or answers in place of Tango."""
     if fault.delay_phase == "before" and fault.delay_seconds > 0:
         time.sleep(fault.delay_seconds)
     if fault.reset and fault.delay_phase == "before":
         return Response(status=0, reset=True)
     if fault.process_seconds > 0:
         time.sleep(fault.process_seconds)
-    if fault.status is not None and not fault.is_success_status:
-        if fault.delay_phase == "after":
-            # A gateway that lost Tango's answer: the resend happens (when Tango allows it),
-            # and the caller only sees the gateway's error.
-            _process_resend(request, state, reference_order_id)
-        response = _fault_answer(request, state, fault, fault.status)
-    else:
-        response = _process_resend(request, state, reference_order_id)
-        if fault.status is not None and 200 <= response.status <= 299:
-            response = _success_with_fault(response, fault, fault.status)
+    response = _faulted_answer(request, state, reference_order_id, fault)
     if fault.retry_after is not None:
         response.headers["Retry-After"] = render_seconds(fault.retry_after)
     if fault.delay_phase == "after":
         response.delay_after = fault.delay_seconds
     response.reset = fault.reset
+    return response
+
+
+def _faulted_answer(
+    request: Request, state: SandboxState, reference_order_id: str, fault: Fault
+) -> Response:
+    """The fault's error in place of Tango's answer, or Tango's own with the fault's 2xx."""
+    if fault.status is not None and not fault.is_success_status:
+        if fault.delay_phase == "after":
+            # A gateway that lost Tango's answer: the resend happens (when Tango allows it),
+            # and the caller only sees the gateway's error.
+            _process_resend(request, state, reference_order_id)
+        return _fault_answer(request, state, fault, fault.status)
+    response = _process_resend(request, state, reference_order_id)
+    if fault.status is not None and 200 <= response.status <= 299:
+        response = _success_with_fault(response, fault, fault.status)
     return response
 
 

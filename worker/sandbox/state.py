@@ -21,6 +21,7 @@ from .models import (
     check_rate_limit,
 )
 from .ratelimit import RateVerdict, SlidingWindow
+from .responses import Request
 
 # Resend body field -> Order attribute it overwrites.
 _UPDATABLE_FIELDS = {
@@ -368,28 +369,10 @@ class SandboxState:
         return self._credentials.requests()
 
     def begin_call(
-        self,
-        *,
-        method: str,
-        path: str,
-        reference_order_id: str | None,
-        request_id: str,
-        auth: str,
-        body: Any,
-        received_at: float,
-        probe: bool = False,
+        self, request: Request, reference_order_id: str | None, *, probe: bool = False
     ) -> int:
         """Records the arrival of a RaaS request; see ``CallLog.begin``."""
-        return self._calls.begin(
-            probe=probe,
-            method=method,
-            path=path,
-            reference_order_id=reference_order_id,
-            request_id=request_id,
-            auth=auth,
-            body=body,
-            received_at=received_at,
-        )
+        return self._calls.begin(request, reference_order_id, probe=probe)
 
     def finish_call(self, call_id: int, *, status: int | None, i18n_key: str | None) -> None:
         """Completes a call record; ``status`` None means the connection was reset."""

@@ -1,9 +1,10 @@
 """The HTTP side: the webhook receiver, the REST API and the support console, one FastAPI app.
 
-`app.py` builds it (`create_app`), `server.py` runs it under uvicorn, `webhook_signature.py`
-checks Standard Webhooks signatures, `rest_api.py` and `console/` exist only with `API_TOKEN`
-(`api_tokens.py`), `problems.py` gives every refusal one JSON shape and `schema.py` is the
-request body.
+`app.py` builds it (`create_app`) with the webhook route, `health.py` is /healthz, `server.py`
+runs it under uvicorn, `webhook_signature.py` checks Standard Webhooks signatures, `rest_api.py`
+and `console/` exist only with `API_TOKEN` (`api_tokens.py`), `problems.py` gives every refusal
+one JSON shape, `request_body.py` reads a body under its size cap, `schema.py` is the request
+body and `openapi.py` what the OpenAPI schema cannot derive of it.
 `worker.web:create_app` stays a valid app path; it is imported on first use.
 """
 

@@ -9,7 +9,7 @@ dependency, and its signature checked before anything is parsed.
 """
 
 # No `from __future__ import annotations` here: FastAPI reads the endpoints' annotations at run
-# time, and they name a dependency defined inside `create_app`.
+# time, and they name a dependency built inside `_add_webhook_route`.
 
 import gc
 import logging
@@ -17,9 +17,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-import redis
 from fastapi import Depends, FastAPI, Header, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
@@ -28,11 +27,14 @@ from worker.resend.producer import EnqueueError, submit_resend_async
 from worker.resend.validation import InvalidResendRequest
 from worker.runtime import AsyncCreate, current_runtime
 from worker.state.metrics import build_registry
-from worker.state.redis_health import eviction_policy, eviction_warning, evicts, warn_if_evicting
+from worker.state.redis_health import warn_if_evicting
 from worker.web.console import build_console_router
-from worker.web.problems import HttpProblem, Problem
+from worker.web.health import add_health_route
+from worker.web.openapi import accepted, json_request_body, link
+from worker.web.problems import HttpProblem, problem_responses, unavailable
 from worker.web.problems import parse_json_object as _parse
 from worker.web.problems import problem_response as _problem_response
+from worker.web.request_body import capped_body
 from worker.web.rest_api import build_api_router
 from worker.web.schema import ResendFields
 from worker.web.webhook_signature import REPLAY_WINDOW_SECONDS, SignatureError, WebhookVerifier
@@ -58,43 +60,19 @@ class Accepted(BaseModel):
     )
 
 
-class Health(BaseModel):
-    status: str = Field(
-        description="ok; degraded (Redis answers but may evict our data, or the OAuth token "
-        "endpoint is failing: see `warnings`); "
-        "unavailable (Redis does not answer, with status 503)."
-    )
-    redis_maxmemory_policy: str | None = Field(
-        default=None, description="Redis's maxmemory-policy; None when it cannot be read."
-    )
-    warnings: list[str] = Field(default_factory=list)
-
-
-_PROBLEMS: dict[int | str, dict[str, Any]] = {
-    status: {"model": Problem, "description": description}
-    for status, description in {
+_PROBLEMS = problem_responses(
+    {
         400: "The body is not JSON, or names a key twice in one object.",
         401: "Missing, invalid or stale signature.",
         413: "The body is larger than the limit (64 KiB by default).",
         422: "The body is not a valid resend request; `fields` names each problem.",
         503: "Redis or the broker cannot take the request now; retry later.",
-    }.items()
-}
-
-
-# OpenAPI links: the id a 202 answers with reads back at GET /resends/{request_id}, so clients
-# (and stateful fuzzers) can follow a request from its webhook to its record.
-_ACCEPTED_LINKS: dict[int | str, dict[str, Any]] = {
-    202: {
-        "description": "Stored and queued.",
-        "links": {
-            "ReadResend": {
-                "operationId": "readResend",
-                "parameters": {"request_id": "$response.body#/id"},
-            }
-        },
     }
-}
+)
+
+
+# Linked only where GET /resends/{request_id} exists: with the REST API (API_TOKEN).
+_ACCEPTED_LINKS = accepted("Stored and queued.", {"ReadResend": link("readResend")})
 
 
 @asynccontextmanager
@@ -115,9 +93,22 @@ def create_app() -> FastAPI:
     settings.require_webhook_secret()
     verifier = _verifier(settings)
     warn_if_evicting(current_runtime().redis)
-    # A webhook-id must be remembered as long as its signature could be replayed, whatever
-    # RESEND_IDEMPOTENCY_TTL_SECONDS says; otherwise a captured webhook makes a new resend.
-    webhook_id_ttl = max(settings.resend_idempotency_ttl_seconds, REPLAY_WINDOW_SECONDS)
+    app = _bare_app()
+    _add_webhook_route(app, settings, verifier)
+    add_health_route(app)
+    _add_metrics_route(app, settings)
+    if settings.api_token is not None:
+        app.include_router(build_api_router(settings))
+        app.include_router(build_console_router(settings))
+    # Everything built so far lives as long as the process: keep it out of the collector's
+    # full passes, which otherwise rescan it during webhook storms (tail latency).
+    gc.freeze()
+    return app
+
+
+def _bare_app() -> FastAPI:
+    """The app with no route yet: its OpenAPI title, its Redis client's lifetime, and every
+    `HttpProblem` answered as a JSON problem."""
     app = FastAPI(
         title="tango-resend",
         version="0.1.0",
@@ -125,18 +116,14 @@ def create_app() -> FastAPI:
         lifespan=_webhook_redis,
     )
     app.add_exception_handler(HttpProblem, _problem_response)  # type: ignore[arg-type]
-    limit = settings.webhook_max_body_bytes
+    return app
 
-    async def raw_body(request: Request) -> bytes:
-        declared = request.headers.get("content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > limit):
-            raise HttpProblem(413, "body_too_large", f"the body may hold at most {limit} bytes")
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > limit:  # a sender without Content-Length is cut off here
-                raise HttpProblem(413, "body_too_large", f"the body may hold at most {limit} bytes")
-        return bytes(body)
+
+def _add_webhook_route(app: FastAPI, settings: Settings, verifier: WebhookVerifier | None) -> None:
+    # A webhook-id must be remembered as long as its signature could be replayed, whatever
+    # RESEND_IDEMPOTENCY_TTL_SECONDS says; otherwise a captured webhook makes a new resend.
+    webhook_id_ttl = max(settings.resend_idempotency_ttl_seconds, REPLAY_WINDOW_SECONDS)
+    raw_body = capped_body(settings.webhook_max_body_bytes)
 
     @app.post(
         "/webhooks/resends",
@@ -144,12 +131,7 @@ def create_app() -> FastAPI:
         response_model=Accepted,
         operation_id="receiveResend",
         responses={**_PROBLEMS, **_ACCEPTED_LINKS} if settings.api_token else _PROBLEMS,
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {"application/json": {"schema": ResendWebhook.model_json_schema()}},
-            }
-        },
+        openapi_extra=json_request_body(ResendWebhook),
     )
     async def receive_resend(
         request: Request,
@@ -159,70 +141,48 @@ def create_app() -> FastAPI:
         webhook_signature: Annotated[str | None, Header(alias="webhook-signature")] = None,
     ) -> Accepted:
         """Queue a resend. Answers 202 only once the request is stored and queued."""
-        headers = {
-            "webhook-id": webhook_id or "",
-            "webhook-timestamp": webhook_timestamp or "",
-            "webhook-signature": webhook_signature or "",
-        }
         if verifier is not None:
-            try:
-                webhook_id = verifier.verify(body, headers)
-            except SignatureError as error:
-                raise HttpProblem(401, "invalid_signature", str(error)) from None
-        fields = _parse(body)
-        key = f"webhook:{webhook_id}" if webhook_id else None
-        try:
-            submission = await submit_resend_async(
-                fields,
-                idempotency_key=key,
-                idempotency_ttl_seconds=webhook_id_ttl,
-                origin=f"webhook {webhook_id}" if webhook_id else "an unsigned webhook",
-                create=getattr(request.app.state, "create", None),
-            )
-        except InvalidResendRequest as error:
-            raise HttpProblem(422, "invalid_request", str(error), fields=error.errors) from None
-        except EnqueueError as error:
-            logger.warning("webhook refused, not stored: %s", error)
-            raise HttpProblem(
-                503,
-                "unavailable",
-                "the request could not be stored; retry later",
-                headers={"Retry-After": "5"},
-            ) from None
-        return Accepted(
-            id=submission.request_id,
-            duplicate=submission.outcome == "idempotent",
-            coalesced=submission.outcome == "merged",
+            headers = {
+                "webhook-id": webhook_id or "",
+                "webhook-timestamp": webhook_timestamp or "",
+                "webhook-signature": webhook_signature or "",
+            }
+            webhook_id = _verified_webhook_id(verifier, body, headers)
+        return await _accept(request, _parse(body), webhook_id, webhook_id_ttl)
+
+
+def _verified_webhook_id(verifier: WebhookVerifier, body: bytes, headers: dict[str, str]) -> str:
+    try:
+        return verifier.verify(body, headers)
+    except SignatureError as error:
+        raise HttpProblem(401, "invalid_signature", str(error)) from None
+
+
+async def _accept(
+    request: Request, fields: dict[str, Any], webhook_id: str | None, webhook_id_ttl: int
+) -> Accepted:
+    """Store and queue the webhook's request, keyed on its webhook-id (when it has one)."""
+    try:
+        submission = await submit_resend_async(
+            fields,
+            idempotency_key=f"webhook:{webhook_id}" if webhook_id else None,
+            idempotency_ttl_seconds=webhook_id_ttl,
+            origin=f"webhook {webhook_id}" if webhook_id else "an unsigned webhook",
+            create=getattr(request.app.state, "create", None),
         )
+    except InvalidResendRequest as error:
+        raise HttpProblem(422, "invalid_request", str(error), fields=error.errors) from None
+    except EnqueueError as error:
+        logger.warning("webhook refused, not stored: %s", error)
+        raise unavailable("the request could not be stored; retry later") from None
+    return Accepted(
+        id=submission.request_id,
+        duplicate=submission.outcome == "idempotent",
+        coalesced=submission.outcome == "merged",
+    )
 
-    @app.get("/healthz", response_model=Health, responses={503: {"model": Health}})
-    def healthz() -> Any:
-        """200 when Redis answers, else 503. A Redis that may evict our data is reported
-        (status "degraded", a warning) but still answers 200: restarting or unrouting this
-        process cannot fix Redis's configuration, and would only stop webhooks too."""
-        client = current_runtime().redis
-        try:
-            client.ping()
-        except redis.RedisError:
-            down = Health(status="unavailable", warnings=["Redis does not answer"])
-            return JSONResponse(down.model_dump(), status_code=503)
-        try:
-            policy = eviction_policy(client)
-        except redis.RedisError:  # INFO refused (renamed by some managed services)
-            policy = None
-        warnings = []
-        if evicts(policy):
-            assert policy is not None
-            warnings.append(eviction_warning(policy))
-        # The workers' last failed OAuth token fetch, until one succeeds: requests wait for
-        # it (none fails), and this says why.
-        token_failure = _token_failure_warning(client)
-        if token_failure is not None:
-            warnings.append(token_failure)
-        if warnings:
-            return Health(status="degraded", redis_maxmemory_policy=policy, warnings=warnings)
-        return Health(status="ok", redis_maxmemory_policy=policy)
 
+def _add_metrics_route(app: FastAPI, settings: Settings) -> None:
     registry = build_registry(
         current_runtime().redis, current_runtime().keys, settings.resend_queue
     )
@@ -231,14 +191,6 @@ def create_app() -> FastAPI:
     def metrics() -> PlainTextResponse:
         """The fleet's Prometheus metrics (counters are fleet-wide, kept in Redis)."""
         return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
-
-    if settings.api_token is not None:
-        app.include_router(build_api_router(settings))
-        app.include_router(build_console_router(settings))
-    # Everything built so far lives as long as the process: keep it out of the collector's
-    # full passes, which otherwise rescan it during webhook storms (tail latency).
-    gc.freeze()
-    return app
 
 
 def _verifier(settings: Settings) -> WebhookVerifier | None:
@@ -249,21 +201,3 @@ def _verifier(settings: Settings) -> WebhookVerifier | None:
         )
         return None
     return WebhookVerifier(settings.webhook_secret.get_secret_value())
-
-
-def _token_failure_warning(client: redis.Redis) -> str | None:
-    """The workers' last failed OAuth token fetch, if none has succeeded since."""
-    from worker.tango.auth import last_token_failure
-
-    try:
-        failure = last_token_failure(client, current_runtime().keys)
-    except redis.RedisError:
-        return None
-    if failure is None:
-        return None
-    return (
-        f"Tango's OAuth token endpoint {failure.get('url')} is failing "
-        f"({failure.get('error')}; {failure.get('failures')} failed fetches since "
-        f"{failure.get('since')}): resends wait and retry, none fails for it; "
-        "check TANGO_TOKEN_URL and the client credentials"
-    )

@@ -7,6 +7,7 @@ both answer errors alike and neither imports the other.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import Request
@@ -41,6 +42,14 @@ def problem_response(_: Request, problem: HttpProblem) -> JSONResponse:
     return JSONResponse(
         content.model_dump(exclude_none=True), status_code=problem.status, headers=problem.headers
     )
+
+
+def problem_responses(descriptions: Mapping[int, str]) -> dict[int | str, dict[str, Any]]:
+    """A route's `responses`: each refusal status, answered with a `Problem`, and when."""
+    return {
+        status: {"model": Problem, "description": description}
+        for status, description in descriptions.items()
+    }
 
 
 def unavailable(message: str) -> HttpProblem:

@@ -35,7 +35,15 @@ from worker.state.record_pages import InvalidCursor, decode_cursor, page_request
 from worker.state.records import ResendStatus
 from worker.tango.ids import REFERENCE_ORDER_ID
 from worker.web.api_tokens import Role, role_for_authorization
-from worker.web.problems import HttpProblem, Problem, parse_json_object, unavailable
+from worker.web.openapi import accepted, json_request_body, link
+from worker.web.problems import (
+    HttpProblem,
+    Problem,
+    parse_json_object,
+    problem_responses,
+    unavailable,
+)
+from worker.web.request_body import capped_body
 from worker.web.schema import ResendFields
 
 logger = logging.getLogger("tango_resend.api")
@@ -101,28 +109,26 @@ class OrderResends(BaseModel):
     )
 
 
+_PROBLEM_DESCRIPTIONS = {
+    400: "The body is not JSON, or names a key twice in one object.",
+    401: "Missing or invalid bearer token.",
+    403: "The read-only token (API_READ_TOKEN) may not do this.",
+    404: "No such request (unknown, or expired).",
+    409: "Too late: the request is not in a state that allows this.",
+    413: "The body is larger than the limit.",
+    422: "Invalid input; `fields` names each problem.",
+    503: "Redis or the broker cannot answer now; retry after `Retry-After` seconds.",
+}
+
+
 def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    descriptions = {
-        400: "The body is not JSON, or names a key twice in one object.",
-        401: "Missing or invalid bearer token.",
-        403: "The read-only token (API_READ_TOKEN) may not do this.",
-        404: "No such request (unknown, or expired).",
-        409: "Too late: the request is not in a state that allows this.",
-        413: "The body is larger than the limit.",
-        422: "Invalid input; `fields` names each problem.",
-        503: "Redis or the broker cannot answer now; retry after `Retry-After` seconds.",
-    }
-    return {status: {"model": Problem, "description": descriptions[status]} for status in statuses}
-
-
-def _link(operation: str, source: str = "$response.body#/id") -> dict[str, Any]:
-    return {"operationId": operation, "parameters": {"request_id": source}}
+    return problem_responses({status: _PROBLEM_DESCRIPTIONS[status] for status in statuses})
 
 
 _CREATED_LINKS = {
-    "ReadResend": _link("readResend"),
-    "CancelResend": _link("cancelResend"),
-    "RetryResend": _link("retryResend"),
+    "ReadResend": link("readResend"),
+    "CancelResend": link("cancelResend"),
+    "RetryResend": link("retryResend"),
 }
 
 _LIST_PARAMETERS: list[dict[str, Any]] = [
@@ -169,7 +175,7 @@ def build_api_router(settings: Settings) -> APIRouter:
     router = APIRouter()
     reader = Depends(_authorizer(settings, Role.READ))
     writer = Depends(_authorizer(settings, Role.WRITE))
-    body = Depends(_body_reader(settings.webhook_max_body_bytes))
+    body = Depends(capped_body(settings.webhook_max_body_bytes))
     ttl = settings.resend_idempotency_ttl_seconds
 
     @router.post(
@@ -179,15 +185,10 @@ def build_api_router(settings: Settings) -> APIRouter:
         operation_id="createResend",
         dependencies=[writer],
         responses={
-            202: {"description": "Stored and queued.", "links": _CREATED_LINKS},
+            **accepted("Stored and queued.", _CREATED_LINKS),
             **_problems(400, 401, 403, 413, 422, 503),
         },
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {"application/json": {"schema": ResendCreate.model_json_schema()}},
-            }
-        },
+        openapi_extra=json_request_body(ResendCreate),
     )
     def create_resend(raw: Annotated[bytes, body]) -> Created:
         """Queue a resend. Answers 202 only once the request is stored and queued."""
@@ -220,7 +221,7 @@ def build_api_router(settings: Settings) -> APIRouter:
         except redis.RedisError:
             raise HttpProblem(503, "unavailable", "records cannot be read now") from None
         if record is None:
-            raise HttpProblem(404, "not_found", "no such request (unknown or expired)")
+            raise _not_found()
         return record.model_dump(mode="json")
 
     @router.post(
@@ -241,10 +242,10 @@ def build_api_router(settings: Settings) -> APIRouter:
         operation_id="retryResend",
         dependencies=[writer],
         responses={
-            202: {
-                "description": "Queued again as a new request (or the first retry's id).",
-                "links": {"ReadRetry": _link("readResend")},
-            },
+            **accepted(
+                "Queued again as a new request (or the first retry's id).",
+                {"ReadRetry": link("readResend")},
+            ),
             **_problems(401, 403, 404, 409, 503),
         },
     )
@@ -287,20 +288,8 @@ def _authorizer(settings: Settings, needed: Role) -> Any:
     return authorize
 
 
-def _body_reader(limit: int) -> Any:
-    async def raw_body(request: Request) -> bytes:
-        declared = request.headers.get("content-length")
-        too_large = HttpProblem(413, "body_too_large", f"the body may hold at most {limit} bytes")
-        if declared is not None and (not declared.isdigit() or int(declared) > limit):
-            raise too_large
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > limit:
-                raise too_large
-        return bytes(body)
-
-    return raw_body
+def _not_found() -> HttpProblem:
+    return HttpProblem(404, "not_found", "no such request (unknown or expired)")
 
 
 def _invalid(fields: dict[str, str]) -> HttpProblem:
@@ -397,7 +386,7 @@ def _cancel(request_id: str) -> JSONResponse:
     try:
         record = get_resend(request_id)
         if record is None:
-            raise HttpProblem(404, "not_found", "no such request (unknown or expired)")
+            raise _not_found()
         if record.status.is_final:
             # Refused as it stands: `cancel_resend` would call a cancelled one "cancelled".
             return JSONResponse({"result": record.status.value}, status_code=409)
@@ -405,14 +394,14 @@ def _cancel(request_id: str) -> JSONResponse:
     except RedisUnavailable:
         raise unavailable("the request cannot be cancelled now; retry later") from None
     if result == "unknown":  # expired between the two reads
-        raise HttpProblem(404, "not_found", "no such request (unknown or expired)")
+        raise _not_found()
     return JSONResponse({"result": result}, status_code=200 if result == "cancelled" else 409)
 
 
 def _retry(request_id: str) -> RetryAnswer:
     try:
         if get_resend(request_id) is None:
-            raise HttpProblem(404, "not_found", "no such request (unknown or expired)")
+            raise _not_found()
         submission = retry_resend(request_id)
     except NotRetryable as error:
         raise HttpProblem(409, "not_failed", str(error)) from None

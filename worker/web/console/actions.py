@@ -9,19 +9,13 @@ browser came over HTTPS (behind a proxy only with CONSOLE_TRUST_PROXY=true).
 
 import logging
 import secrets
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from worker.resend.producer import (
-    NotRetryable,
-    RedisUnavailable,
-    cancel_resend,
-    get_resend,
-    retry_resend,
-    submit_resend,
-)
+from worker.resend import producer
 from worker.resend.validation import InvalidResendRequest
 from worker.web.api_tokens import role_for_token
 from worker.web.console.common import ConsoleCore, csrf_ok, read_form, redirect
@@ -41,61 +35,78 @@ Form = Annotated[dict[str, str], Depends(read_form)]
 
 
 def add_actions(router: APIRouter, core: ConsoleCore) -> None:
-    """Register the forms on `router`."""
-    _add_signin(router, core)
-    _add_resend(router, core)
-    _add_cancel_and_retry(router, core)
+    """Register the forms on `router`: each one's work is the function it names."""
 
-
-def _add_signin(router: APIRouter, core: ConsoleCore) -> None:
     @router.get("/console/signin", include_in_schema=False)
     def signin_page(request: Request, next: str = "/console") -> Response:
         return _signin_form(core, request, next, "", 200)
 
     @router.post("/console/signin", include_in_schema=False)
     def signin(request: Request, form: Form) -> Response:
-        target = form.get("next", "/console")
-        if not same_token(form.get("csrf"), request.cookies.get(SIGNIN_CSRF_COOKIE, "")):
-            return _signin_form(core, request, target, "The form expired: try again.", 403)
-        who = client_of(request, core.trust_proxy)
-        throttle = core.throttle
-        wait = throttle.wait_seconds(who)
-        if wait:
-            message = f"Too many failed sign-ins from here: try again in {wait} s."
-            return _signin_form(core, request, target, message, 429)
-        role = role_for_token(core.settings, form.get("token", "").strip())
-        if role is None:
-            wait = throttle.failed(who)
-            logger.warning("console sign-in refused (wrong token) from %s", who)
-            message = "That token is not valid." + (
-                f" Too many failed sign-ins: wait {wait} s before the next try." if wait else ""
-            )
-            return _signin_form(core, request, target, message, 401)
-        throttle.succeeded(who)
-        cookie, _ = core.sessions.create(role, form.get("token", "").strip())
-        response = redirect(_local(target))
-        response.set_cookie(
-            SESSION_COOKIE,
-            cookie,
-            max_age=SESSION_SECONDS,
-            path="/console",
-            httponly=True,
-            samesite="strict",
-            secure=core.secure_cookies(request),
-        )
-        response.delete_cookie(SIGNIN_CSRF_COOKIE, path="/console")
-        logger.info("console sign-in (%s) from %s", role.value, who)
-        return response
+        return _signin(core, request, form)
 
     @router.post("/console/signout", include_in_schema=False)
     def signout(request: Request, form: Form) -> Response:
-        session = core.session(request)
-        if session is not None and not csrf_ok(form, session):
-            return core.csrf_refused(request, session)
-        core.sessions.end(request.cookies.get(SESSION_COOKIE))
-        response = redirect("/console/signin")
-        response.delete_cookie(SESSION_COOKIE, path="/console")
-        return response
+        return _signout(core, request, form)
+
+    @router.post("/console/resends", include_in_schema=False)
+    def resend(request: Request, form: Form) -> Response:
+        return _acting(core, request, form, lambda session: _resend(core, request, session, form))
+
+    @router.get("/console/requests/{request_id}/{action}", include_in_schema=False)
+    def confirm(request: Request, request_id: str, action: str) -> Response:
+        return core.signed_in(
+            request, lambda session: _confirm(core, request, session, request_id, action)
+        )
+
+    @router.post("/console/requests/{request_id}/cancel", include_in_schema=False)
+    def cancel(request: Request, request_id: str, form: Form) -> Response:
+        return _acting(
+            core, request, form, lambda session: _cancel(core, request, session, request_id)
+        )
+
+    @router.post("/console/requests/{request_id}/retry", include_in_schema=False)
+    def retry(request: Request, request_id: str, form: Form) -> Response:
+        return _acting(
+            core, request, form, lambda session: _retry(core, request, session, request_id)
+        )
+
+
+def _signin(core: ConsoleCore, request: Request, form: dict[str, str]) -> Response:
+    target = form.get("next", "/console")
+    if not same_token(form.get("csrf"), request.cookies.get(SIGNIN_CSRF_COOKIE, "")):
+        return _signin_form(core, request, target, "The form expired: try again.", 403)
+    who = client_of(request, core.trust_proxy)
+    throttle = core.throttle
+    wait = throttle.wait_seconds(who)
+    if wait:
+        message = f"Too many failed sign-ins from here: try again in {wait} s."
+        return _signin_form(core, request, target, message, 429)
+    role = role_for_token(core.settings, form.get("token", "").strip())
+    if role is None:
+        wait = throttle.failed(who)
+        logger.warning("console sign-in refused (wrong token) from %s", who)
+        message = "That token is not valid." + (
+            f" Too many failed sign-ins: wait {wait} s before the next try." if wait else ""
+        )
+        return _signin_form(core, request, target, message, 401)
+    throttle.succeeded(who)
+    cookie, _ = core.sessions.create(role, form.get("token", "").strip())
+    response = redirect(_local(target))
+    _set_cookie(core, request, response, SESSION_COOKIE, cookie, SESSION_SECONDS)
+    response.delete_cookie(SIGNIN_CSRF_COOKIE, path="/console")
+    logger.info("console sign-in (%s) from %s", role.value, who)
+    return response
+
+
+def _signout(core: ConsoleCore, request: Request, form: dict[str, str]) -> Response:
+    session = core.session(request)
+    if session is not None and not csrf_ok(form, session):
+        return core.csrf_refused(request, session)
+    core.sessions.end(request.cookies.get(SESSION_COOKIE))
+    response = redirect("/console/signin")
+    response.delete_cookie(SESSION_COOKIE, path="/console")
+    return response
 
 
 def _signin_form(
@@ -106,16 +117,24 @@ def _signin_form(
         "signin.html", request, None, status=status, csrf=token, next=_local(target),
         message=message,
     )  # fmt: skip
+    _set_cookie(core, request, response, SIGNIN_CSRF_COOKIE, token, 3600)
+    return response
+
+
+def _set_cookie(
+    core: ConsoleCore, request: Request, response: Response, name: str, value: str, seconds: int
+) -> None:
+    """Every console cookie: the console's own, out of scripts' reach, never sent by another
+    site, and over HTTPS only when the browser came over HTTPS."""
     response.set_cookie(
-        SIGNIN_CSRF_COOKIE,
-        token,
-        max_age=3600,
+        name,
+        value,
+        max_age=seconds,
         path="/console",
         httponly=True,
         samesite="strict",
         secure=core.secure_cookies(request),
     )
-    return response
 
 
 def _local(target: str) -> str:
@@ -125,10 +144,10 @@ def _local(target: str) -> str:
     return "/console"
 
 
-def _acting_session(
-    core: ConsoleCore, request: Request, form: dict[str, str]
-) -> Response | Session:
-    """The session allowed to act, or the response refusing it."""
+def _acting(
+    core: ConsoleCore, request: Request, form: dict[str, str], act: Callable[[Session], Response]
+) -> Response:
+    """`act` for a session allowed to act with this form, or the response refusing it."""
     session = core.session(request)
     if session is None:
         return core.to_signin(request)
@@ -136,56 +155,30 @@ def _acting_session(
         return core.csrf_refused(request, session)
     if not session.role.may_act:
         return core.read_only_refused(request, session)
-    return session
+    return act(session)
 
 
-def _add_resend(router: APIRouter, core: ConsoleCore) -> None:
-    @router.post("/console/resends", include_in_schema=False)
-    def resend(request: Request, form: Form) -> Response:
-        session = _acting_session(core, request, form)
-        if not isinstance(session, Session):
-            return session
-        fields = {name: form[name].strip() for name in RESEND_FIELDS if form.get(name, "").strip()}
-        try:
-            submission = submit_resend(fields, origin="the console")
-        except InvalidResendRequest as error:
-            return core.render(
-                "home.html", request, session, status=422, form=form, errors=error.errors
-            )
-        except RedisUnavailable:
-            return _unavailable(core, request, session)
-        logger.info("console resend of %s: %s", fields.get("referenceOrderID"), submission.outcome)
-        return redirect(f"/console/requests/{submission.request_id}?{submission.outcome}=1")
-
-
-def _add_cancel_and_retry(router: APIRouter, core: ConsoleCore) -> None:
-    @router.get("/console/requests/{request_id}/{action}", include_in_schema=False)
-    def confirm(request: Request, request_id: str, action: str) -> Response:
-        session = core.session(request)
-        if session is None:
-            return core.to_signin(request)
-        return _confirm(core, request, session, request_id, action)
-
-    @router.post("/console/requests/{request_id}/cancel", include_in_schema=False)
-    def cancel(request: Request, request_id: str, form: Form) -> Response:
-        session = _acting_session(core, request, form)
-        if not isinstance(session, Session):
-            return session
-        return _cancel(core, request, session, request_id)
-
-    @router.post("/console/requests/{request_id}/retry", include_in_schema=False)
-    def retry(request: Request, request_id: str, form: Form) -> Response:
-        session = _acting_session(core, request, form)
-        if not isinstance(session, Session):
-            return session
-        return _retry(core, request, session, request_id)
+def _resend(
+    core: ConsoleCore, request: Request, session: Session, form: dict[str, str]
+) -> Response:
+    fields = {name: form[name].strip() for name in RESEND_FIELDS if form.get(name, "").strip()}
+    try:
+        submission = producer.submit_resend(fields, origin="the console")
+    except InvalidResendRequest as error:
+        return core.render(
+            "home.html", request, session, status=422, form=form, errors=error.errors
+        )
+    except producer.RedisUnavailable:
+        return _unavailable(core, request, session)
+    logger.info("console resend of %s: %s", fields.get("referenceOrderID"), submission.outcome)
+    return redirect(f"/console/requests/{submission.request_id}?{submission.outcome}=1")
 
 
 def _confirm(
     core: ConsoleCore, request: Request, session: Session, request_id: str, action: str
 ) -> Response:
     """The confirmation page of a cancel or a retry (a GET: it changes nothing)."""
-    record = get_resend(request_id) if action in {"cancel", "retry"} else None
+    record = producer.get_resend(request_id) if action in {"cancel", "retry"} else None
     if record is None:
         return Response(status_code=404)
     return core.render("confirm.html", request, session, record=record, action=action)
@@ -193,21 +186,21 @@ def _confirm(
 
 def _cancel(core: ConsoleCore, request: Request, session: Session, request_id: str) -> Response:
     try:
-        result = cancel_resend(request_id)
-    except RedisUnavailable:
+        result = producer.cancel_resend(request_id)
+    except producer.RedisUnavailable:
         return _unavailable(core, request, session)
     return redirect(f"/console/requests/{request_id}?cancel={result}")
 
 
 def _retry(core: ConsoleCore, request: Request, session: Session, request_id: str) -> Response:
     try:
-        submission = retry_resend(request_id)
-    except (NotRetryable, InvalidResendRequest) as error:
+        submission = producer.retry_resend(request_id)
+    except (producer.NotRetryable, InvalidResendRequest) as error:
         return core.render(
             "message.html", request, session, status=409, title="Not retried",
             message=str(error),
         )  # fmt: skip
-    except RedisUnavailable:
+    except producer.RedisUnavailable:
         return _unavailable(core, request, session)
     return redirect(f"/console/requests/{submission.request_id}?retry_of={request_id}")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, quote
@@ -93,6 +93,14 @@ class ConsoleCore:
         ):
             return None
         return session
+
+    def signed_in(self, request: Request, page: Callable[[Session], Response]) -> Response:
+        """`page` for the request's session; without one, the sign-in form, which comes back
+        to this page once signed in."""
+        session = self.session(request)
+        if session is None:
+            return self.to_signin(request)
+        return page(session)
 
     def render(
         self,

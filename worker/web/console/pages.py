@@ -27,73 +27,43 @@ FLEET_EVERY_MS = 5000
 
 
 def add_pages(router: APIRouter, core: ConsoleCore) -> None:
-    """Register the pages on `router`."""
-    _add_find(router, core)
-    _add_request(router, core)
-    _add_fleet(router, core)
+    """Register the pages on `router`: each one's work is the function it names."""
 
-
-def _add_find(router: APIRouter, core: ConsoleCore) -> None:
     @router.get("/console", include_in_schema=False)
     def home(request: Request) -> Response:
-        session = core.session(request)
-        if session is None:
-            return core.to_signin(request)
-        return core.render("home.html", request, session, form={}, errors={})
+        return core.signed_in(request, lambda session: _home(core, request, session))
 
     @router.get("/console/search", include_in_schema=False)
     def search(request: Request, q: str = "") -> Response:
-        session = core.session(request)
-        if session is None:
-            return core.to_signin(request)
-        return _search(core, request, session, q)
+        return core.signed_in(request, lambda session: _search(core, request, session, q))
 
     @router.get("/console/orders/{order}", include_in_schema=False)
     def order_page(request: Request, order: str) -> Response:
-        session = core.session(request)
-        if session is None:
-            return core.to_signin(request)
-        return _order(core, request, session, order)
+        return core.signed_in(request, lambda session: _order(core, request, session, order))
 
-
-def _add_request(router: APIRouter, core: ConsoleCore) -> None:
     @router.get("/console/requests/{request_id}", include_in_schema=False)
     def request_page(request: Request, request_id: str) -> Response:
-        session = core.session(request)
-        if session is None:
-            return core.to_signin(request)
-        record = _shown(request_id)
-        if record is None:
-            return _unknown_request(core, request, session)
-        return core.render("request.html", request, session, record=record, every=LIVE_EVERY_MS)
+        return core.signed_in(request, lambda session: _request(core, request, session, request_id))
 
     @router.get("/console/requests/{request_id}/live", include_in_schema=False)
     def request_live(request: Request, request_id: str) -> Response:
-        session = core.session(request)
-        record = None if session is None else _shown(request_id)
-        if record is None:  # the script reloads the page on 401, and keeps trying on 404
-            return secured(Response(status_code=401 if session is None else 404))
-        return core.render("_live.html", request, session, record=record, every=LIVE_EVERY_MS)
+        return _request_live(core, request, request_id)
 
-
-def _add_fleet(router: APIRouter, core: ConsoleCore) -> None:
     @router.get("/console/fleet", include_in_schema=False)
     def fleet_page(request: Request) -> Response:
-        session = core.session(request)
-        if session is None:
-            return core.to_signin(request)
-        return core.render("fleet.html", request, session, fleet=_fleet(), every=FLEET_EVERY_MS)
+        return core.signed_in(request, lambda session: _fleet_page(core, request, session))
 
     @router.get("/console/fleet/live", include_in_schema=False)
     def fleet_live(request: Request) -> Response:
-        session = core.session(request)
-        if session is None:
-            return secured(Response(status_code=401))
-        return core.render("_fleet.html", request, session, fleet=_fleet(), every=FLEET_EVERY_MS)
+        return _fleet_live(core, request)
 
     @router.get("/console/static/{name}", include_in_schema=False)
     def static(name: str) -> Response:
         return _static(name)
+
+
+def _home(core: ConsoleCore, request: Request, session: Session) -> Response:
+    return core.render("home.html", request, session, form={}, errors={})
 
 
 def _search(core: ConsoleCore, request: Request, session: Session, q: str) -> Response:
@@ -129,6 +99,34 @@ def _order(core: ConsoleCore, request: Request, session: Session, order: str) ->
         form={"referenceOrderID": order},
         errors={},
     )
+
+
+def _request(core: ConsoleCore, request: Request, session: Session, request_id: str) -> Response:
+    record = _shown(request_id)
+    if record is None:
+        return _unknown_request(core, request, session)
+    return core.render("request.html", request, session, record=record, every=LIVE_EVERY_MS)
+
+
+def _request_live(core: ConsoleCore, request: Request, request_id: str) -> Response:
+    """The live part of a request's page, which its script fetches without redirects."""
+    session = core.session(request)
+    record = None if session is None else _shown(request_id)
+    if record is None:  # the script reloads the page on 401, and keeps trying on 404
+        return secured(Response(status_code=401 if session is None else 404))
+    return core.render("_live.html", request, session, record=record, every=LIVE_EVERY_MS)
+
+
+def _fleet_page(core: ConsoleCore, request: Request, session: Session) -> Response:
+    return core.render("fleet.html", request, session, fleet=_fleet(), every=FLEET_EVERY_MS)
+
+
+def _fleet_live(core: ConsoleCore, request: Request) -> Response:
+    """The live part of the fleet page (401 without a session: its script reloads the page)."""
+    session = core.session(request)
+    if session is None:
+        return secured(Response(status_code=401))
+    return core.render("_fleet.html", request, session, fleet=_fleet(), every=FLEET_EVERY_MS)
 
 
 def _static(name: str) -> Response:

@@ -49,6 +49,7 @@ PUBLIC_NAMES = (
     "ResendRecord",
     "ResendStatus",
     "ConfigurationError",
+    "TangoResendError",
     "resend_finished",
     "app",
 )

@@ -26,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from worker.core.errors import TangoResendError
 from worker.resend.producer import RedisUnavailable, Submission, submit_resend
 from worker.resend.validation import InvalidResendRequest, validate_resend
 from worker.runtime import Runtime, current_runtime
@@ -46,7 +47,7 @@ _MAX_RECOVERY_CHAIN = 100
 Progress = Callable[[int], None]
 
 
-class BulkInputError(ValueError):
+class BulkInputError(TangoResendError, ValueError):
     """Raised when a whole input is unusable (unreadable file, wrong columns, bad range)."""
 
 

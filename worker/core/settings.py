@@ -18,6 +18,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from worker.core.errors import TangoResendError
+
 TANGO_SANDBOX_BASE_URL = "https://integration-api.tangocard.com/raas/v2"
 
 # Webhook secrets that were ever shown in this repository's docs or examples (README,
@@ -50,7 +52,7 @@ def is_published_webhook_secret(secret: str) -> bool:
     return key is not None and key in {webhook_key(known) for known in PUBLISHED_WEBHOOK_SECRETS}
 
 
-class ConfigurationError(Exception):
+class ConfigurationError(TangoResendError):
     """Raised when a setting is missing or invalid; the message names the variable."""
 
 

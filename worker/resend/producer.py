@@ -10,6 +10,10 @@ from typing import Any
 
 import redis
 
+# RedisUnavailable lives in the lowest layer; `worker.resend.producer.RedisUnavailable` is a
+# path applications have used, hence the explicit re-export.
+from worker.core.errors import RedisUnavailable as RedisUnavailable
+from worker.core.errors import TangoResendError
 from worker.queueing.app import RESEND_TASK_NAME, app
 from worker.queueing.task_messages import build_task_message
 from worker.resend.callbacks import notify_finished
@@ -25,11 +29,6 @@ from worker.state.records import (
 )
 
 logger = logging.getLogger("tango_resend.producer")
-
-
-class RedisUnavailable(RuntimeError):
-    """Raised by every function of the API when Redis (the broker and all state) cannot be
-    reached or answers with an error; nothing was changed. Retry later."""
 
 
 class EnqueueError(RedisUnavailable):
@@ -240,7 +239,7 @@ def _usable_key(key: object) -> bool:
     return True
 
 
-class NotRetryable(ValueError):
+class NotRetryable(TangoResendError, ValueError):
     """Raised when `retry_resend` is asked to retry a request that has not failed."""
 
 

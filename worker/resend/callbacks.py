@@ -27,19 +27,20 @@ from datetime import UTC, datetime
 from typing import Any
 
 import requests
-from celery.utils.dispatch import Signal
 from standardwebhooks.webhooks import Webhook
 
+from worker.core.hooks import Hook
 from worker.runtime import Runtime
 from worker.state.records import ResendRecord
 
 logger = logging.getLogger("tango_resend.callbacks")
 
-resend_finished = Signal(name="resend_finished", providing_args=["record"])
+resend_finished = Hook("resend_finished")
 """Sent in the process that finished a request (worker, or the canceller), with `record=`.
 
 Connect with `@resend_finished.connect` for in-process use; receivers' errors are logged,
-never raised into the work.
+never raised into the work. A `Hook` of ours with the connect/send behaviour of the Celery
+signal it used to be (`worker/core/hooks.py`), so firing it needs no Celery.
 """
 
 _BACKOFF_BASE_SECONDS = 2.0

@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 import redis
 from pydantic import BaseModel, Field
@@ -52,11 +52,29 @@ class ResendStatus(StrEnum):
 FINAL_STATUSES = [status.value for status in ResendStatus if status.is_final]
 
 
+class AttemptOutcome(StrEnum):
+    """What became of one call to Tango, as a line of the attempt log (stored in the record's
+    JSON, shown by the CLI and the console: the values are a public contract)."""
+
+    SENT = "sent"  # Tango resent (its 201)
+    CONFIRMED = "confirmed"  # a probe's cooldown answer proved an earlier call resent
+    DEFERRED = "deferred"  # Tango's cooldown answer: try again after its window
+    RETRYING = "retrying"  # a transient failure
+    FAILED = "failed"  # a final failure
+    UNAUTHORIZED = "unauthorized"  # a 401 answered by renewing the shared token
+    INTERRUPTED = "interrupted"  # its worker died mid-call: nobody stored the outcome
+
+
+ConfirmedBy = Literal["cooldown"]
+"""How a `sent` was known other than by Tango's 201: only from Tango's cooldown answer to a
+probe (a one-value enum would add nothing)."""
+
+
 class AttemptEntry(BaseModel):
     """One call to Tango made for this request."""
 
     at: datetime
-    outcome: str
+    outcome: AttemptOutcome
     status: int | None = None
     i18n_key: str | None = None
     tango_request_id: str | None = None
@@ -88,7 +106,7 @@ class ResendRecord(BaseModel):
     retry_of: str | None = None
     # How `sent` was known: None for Tango's 201, "cooldown" when Tango's cooldown answer to a
     # probe proved that an earlier call whose answer we never had had resent.
-    confirmed_by: str | None = None
+    confirmed_by: ConfirmedBy | None = None
     # The start (Redis's clock, epoch seconds) of the earliest call whose outcome is unknown
     # (a timeout, a reset, a 502/504, a worker killed mid-call) and not yet settled by a probe.
     unresolved_call_started_at: float | None = None
@@ -103,12 +121,21 @@ def request_fingerprint(reference_order_id: str, fields: dict[str, str]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
 
+class SubmissionOutcome(StrEnum):
+    """What the create script did with a submission (`Creation`, and the producer's public
+    `Submission`); the values are the script's words, and those of JSON and CLI output."""
+
+    CREATED = "created"  # a new request
+    IDEMPOTENT = "idempotent"  # its idempotency key was seen before: that request's id
+    MERGED = "merged"  # coalesced into an identical pending request of the order
+
+
 @dataclass(frozen=True)
 class Creation:
     """What `RecordStore.create` did."""
 
     request_id: str
-    outcome: str  # "created", "idempotent" (key seen before) or "merged" (coalesced)
+    outcome: SubmissionOutcome
     is_head: bool  # the first waiting request of its order: its task may run now
     # The number its task message carries (0 when none is to be sent); not part of equality,
     # since it only numbers the message.
@@ -118,24 +145,61 @@ class Creation:
 def creation_from_reply(reply: Any) -> Creation:
     """What the create script's reply says it did."""
     request_id, outcome, head, dispatch = reply
-    return Creation(str(request_id), str(outcome), bool(int(head)), int(dispatch))
+    return Creation(
+        str(request_id), SubmissionOutcome(str(outcome)), bool(int(head)), int(dispatch)
+    )
+
+
+class BeginVerdict(StrEnum):
+    """What the BEGIN script found when a worker took a request's task message."""
+
+    OK = "ok"  # this run holds the request: `Begun.token` fences its writes
+    UNKNOWN = "unknown"  # no record
+    FINAL = "final"  # nothing left to do
+    BUSY = "busy"  # a call for it is in flight; it is released again when that call's hold ends
 
 
 @dataclass(frozen=True)
 class Begun:
-    """What `RecordStore.begin` found when a worker took a request's task message.
+    """What `RecordStore.begin` found (see `BeginVerdict`); `record` is the request when the
+    verdict is `ok`, else None."""
 
-    `verdict` is "ok" (this run holds the request: `token` fences its writes, `record` is the
-    request), "unknown" (no record), "final" (nothing left to do) or "busy" (a call for it is
-    in flight; the request is released again when that call's hold ends).
-    """
-
-    verdict: str
+    verdict: BeginVerdict
     token: str = ""
     record: ResendRecord | None = None
     # "ok" only: the start (Redis's clock, epoch seconds) of a call that passed the gate and
     # whose outcome nobody stored (its worker died mid-call), else None.
     interrupted_call_started_at: float | None = None
+
+
+class FinishResult(StrEnum):
+    """The FINISH script's answer, when it is not the final status the request already had
+    (`finish_result_from_reply`)."""
+
+    DONE = "done"  # stored: the request is final now
+    UNKNOWN = "unknown"  # no record
+    IN_FLIGHT = "in_flight"  # a cancel while a call to Tango is under way: too late
+    STALE = "stale"  # a newer run holds the request: this run's outcome is not stored
+
+
+def finish_result_from_reply(reply: Any) -> FinishResult | ResendStatus:
+    """The FINISH script's answer: a `FinishResult`, or the final status the request had
+    already reached (then nothing was stored)."""
+    text = str(reply)
+    if text in FinishResult.__members__.values():
+        return FinishResult(text)
+    return ResendStatus(text)
+
+
+class CancelResult(StrEnum):
+    """What a cancel did (`RecordStore.cancel`, the public `cancel_resend`); the values are
+    the ones the API, the CLI's --json and the REST API have always given."""
+
+    CANCELLED = "cancelled"  # cancelled now, or it already was
+    IN_FLIGHT = "in_flight"  # its call to Tango is under way: too late
+    SENT = "sent"  # already final
+    FAILED = "failed"  # already final
+    UNKNOWN = "unknown"  # no such request (never existed, or expired)
 
 
 # The next request of an order is released this long after the window ends, so it never
@@ -261,15 +325,15 @@ class RecordStore:
             ],
             args=[request_id, lease_seconds, "" if dispatch is None else dispatch, *FINAL_STATUSES],
         )
-        verdict = str(reply[0])
-        if verdict != "ok":
+        verdict = BeginVerdict(str(reply[0]))
+        if verdict is not BeginVerdict.OK:
             return Begun(verdict)
         _, token, doc, status, merges, interrupted = reply
         record = ResendRecord.model_validate_json(doc)
         record.status = ResendStatus(str(status))
         record.merges = int(merges)
         started = int(interrupted) / 1000 if str(interrupted) not in ("", "0") else None
-        return Begun("ok", str(token), record, started)
+        return Begun(BeginVerdict.OK, str(token), record, started)
 
     def drop_orphan(self, request_id: str, promote_margin_seconds: float) -> bool:
         """Take a request whose record has gone off every index, and let its order's next
@@ -352,31 +416,33 @@ class RecordStore:
                 only_if_cancellable=False,
                 window=window,
                 token=token,
-                delay_seconds=(
+                send_delay_seconds=(
                     (record.sent_at - record.created_at).total_seconds()
-                    if record.sent_at is not None
+                    if record.status is ResendStatus.SENT and record.sent_at is not None
                     else None
                 ),
             )
-            == "done"
+            is FinishResult.DONE
         )
 
-    def cancel(self, request_id: str, promote_margin_seconds: float) -> str:
+    def cancel(self, request_id: str, promote_margin_seconds: float) -> CancelResult:
         """Cancel a queued or deferred request, atomically with its order's queue.
 
-        Returns "cancelled", "in_flight" (a call to Tango is under way), "unknown", or the
-        final status it already had.
+        Returns `cancelled`, `in_flight` (a call to Tango is under way), `unknown`, or the
+        final status it already had (see `CancelResult`).
         """
         return self.try_cancel(request_id, promote_margin_seconds)[0]
 
-    def try_cancel(self, request_id: str, promote_margin_seconds: float) -> tuple[str, bool]:
+    def try_cancel(
+        self, request_id: str, promote_margin_seconds: float
+    ) -> tuple[CancelResult, bool]:
         """As `cancel`, and whether this very call did the cancelling (racing cancellers:
         exactly one gets True)."""
         record = self.get(request_id)
         if record is None:
-            return "unknown", False
+            return CancelResult.UNKNOWN, False
         if record.status.is_final:
-            return record.status.value, False
+            return CancelResult(record.status.value), False
         record.status = ResendStatus.CANCELLED
         record.reason = "cancelled before it was sent"
         record.updated_at = self._clock.now()
@@ -389,7 +455,11 @@ class RecordStore:
             promote_margin_seconds,
             only_if_cancellable=True,
         )
-        return ("cancelled", True) if result == "done" else (result, False)
+        if result is FinishResult.DONE:
+            return CancelResult.CANCELLED, True
+        # `unknown`, `in_flight` or the final status it reached meanwhile (never `stale`: a
+        # cancel passes no run token).
+        return CancelResult(result.value), False
 
     def _finish_script(
         self,
@@ -403,8 +473,8 @@ class RecordStore:
         only_if_cancellable: bool,
         window: WindowAction = KEEP_WINDOW,
         token: str = "",
-        delay_seconds: float | None = None,
-    ) -> str:
+        send_delay_seconds: float | None = None,
+    ) -> FinishResult | ResendStatus:
         keys = self._keys
         result = self._finish(
             keys=[
@@ -427,11 +497,11 @@ class RecordStore:
                 "1" if only_if_cancellable else "",
                 _window_arg(window),
                 token,
-                json.dumps(outcome_fields(status, delay_seconds)),
+                json.dumps(outcome_fields(status, send_delay_seconds)),
                 *FINAL_STATUSES,
             ],
         )
-        return str(result)
+        return finish_result_from_reply(result)
 
     def get_many(self, request_ids: list[str]) -> list[ResendRecord]:
         """Records for many ids in one round trip; unknown or expired ones are skipped."""

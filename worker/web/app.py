@@ -28,6 +28,7 @@ from worker.resend.producer import EnqueueError, submit_resend_async
 from worker.resend.validation import InvalidResendRequest
 from worker.runtime import AsyncCreate, current_runtime
 from worker.state.metrics import build_registry
+from worker.state.records import SubmissionOutcome
 from worker.state.redis_health import eviction_policy, eviction_warning, evicts, warn_if_evicting
 from worker.web.console import build_console_router
 from worker.web.problems import HttpProblem, Problem
@@ -191,8 +192,8 @@ def create_app() -> FastAPI:
             ) from None
         return Accepted(
             id=submission.request_id,
-            duplicate=submission.outcome == "idempotent",
-            coalesced=submission.outcome == "merged",
+            duplicate=submission.outcome == SubmissionOutcome.IDEMPOTENT,
+            coalesced=submission.outcome == SubmissionOutcome.MERGED,
         )
 
     @app.get("/healthz", response_model=Health, responses={503: {"model": Health}})

@@ -66,7 +66,7 @@ class Settings(BaseSettings):
     redis_url: RedisDsn = Field(
         default=RedisDsn("redis://localhost:6379/0"),
         repr=False,  # may hold a password
-        description="Broker and all state (locks, records, OAuth token).",
+        description="Broker and all state (order windows, records, OAuth token).",
     )
     redis_key_prefix: str = Field(default="tango-resend", min_length=1, pattern=r"^[\w.\-:]+$")
     resend_queue: str = Field(default="tango-resend", min_length=1, pattern=r"^[\w.\-]+$")
@@ -90,6 +90,8 @@ class Settings(BaseSettings):
     # A released or running request unheard of for this long (its message lost, its worker
     # killed) is released again; a call in flight and a message still queued are exempt.
     resend_lease_seconds: float = Field(default=15.0, ge=1, le=600)
+    # Our per-order window (`resend_window_seconds`); the field keeps the name its variable,
+    # RESEND_COOLDOWN_SECONDS, has had since the first release, which deployments set.
     resend_cooldown_seconds: float = Field(default=30.0, gt=0, le=3600)
     resend_max_retries: int = Field(default=5, ge=0, le=100)
     resend_backoff_base_seconds: float = Field(default=1.0, gt=0, le=600)
@@ -200,6 +202,12 @@ class Settings(BaseSettings):
         if self.api_read_token.get_secret_value() == self.api_token.get_secret_value():
             raise ValueError("API_READ_TOKEN must differ from API_TOKEN")
         return self
+
+    @property
+    def resend_window_seconds(self) -> float:
+        """How long our per-order window lasts after a resend (README, "Architecture":
+        the glossary); set by RESEND_COOLDOWN_SECONDS."""
+        return self.resend_cooldown_seconds
 
     @property
     def uses_oauth(self) -> bool:

@@ -85,7 +85,7 @@ class _Run:
 def policy_from(runtime: Runtime) -> ResendPolicy:
     settings = runtime.settings
     return ResendPolicy(
-        window_seconds=settings.resend_cooldown_seconds,
+        window_seconds=settings.resend_window_seconds,
         max_retries=settings.resend_max_retries,
         backoff_base_seconds=settings.resend_backoff_base_seconds,
         backoff_max_seconds=settings.resend_backoff_max_seconds,
@@ -213,7 +213,7 @@ class ResendExecutor:
                 return self._wait_for_turn(run, now)
             case Verdict.WINDOW:
                 metrics.deferral(DeferralReason.WINDOW)
-                record.lock_deferrals += 1
+                record.window_deferrals += 1
                 delay = delay_for_held_window(verdict.wait_seconds, self._policy, self._rand)
                 return self._defer(run, delay, now, "the order's window is held")
             case Verdict.RATE:

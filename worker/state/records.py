@@ -91,6 +91,9 @@ class ResendRecord(BaseModel):
     status: ResendStatus = ResendStatus.QUEUED
     attempts: int = 0
     transient_failures: int = 0
+    # Deferrals for Tango's cooldown answer, and for the order's window held by another of
+    # its requests. The second keeps its old name, `lock_deferrals`: it is a key of the
+    # record's JSON (stored, and in every API), so code reads it as `window_deferrals`.
     cooldown_deferrals: int = 0
     lock_deferrals: int = 0
     merges: int = 0
@@ -110,6 +113,15 @@ class ResendRecord(BaseModel):
     # The start (Redis's clock, epoch seconds) of the earliest call whose outcome is unknown
     # (a timeout, a reset, a 502/504, a worker killed mid-call) and not yet settled by a probe.
     unresolved_call_started_at: float | None = None
+
+    @property
+    def window_deferrals(self) -> int:
+        """How often the request waited because another request held its order's window."""
+        return self.lock_deferrals
+
+    @window_deferrals.setter
+    def window_deferrals(self, count: int) -> None:
+        self.lock_deferrals = count
 
     def fingerprint(self) -> str:
         """Identifies "the same request": the order and exactly the same fields."""

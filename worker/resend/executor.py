@@ -305,29 +305,15 @@ class ResendExecutor:
         probe: bool = False,
         started_at: float | None = None,
     ) -> Done:
+        """Store what follows one call (or one failed authorisation): the attempt, the result,
+        and the outcome with the order's window, finishing, deferring or retrying the run."""
         record = run.record
         now = self._runtime.clock.now()
         record.updated_at = now
         record.attempt_log.append(_attempt_entry(now, result, outcome, probe=probe))
         if probe:
             self._runtime.metrics.probe(_probe_result(outcome))
-        if (
-            isinstance(result, TangoTransientError)
-            and result.ambiguous
-            and started_at is not None
-            and self._policy.probe_delay_seconds is not None
-        ):
-            # Its outcome is unknown: the next call is a probe, judged from the earliest
-            # such call (any resend of the order since then is one of ours).
-            earliest = record.unresolved_call_started_at
-            record.unresolved_call_started_at = (
-                started_at if earliest is None else min(earliest, started_at)
-            )
-        elif probe and isinstance(result, TangoCooldownError):
-            record.unresolved_call_started_at = None  # settled, or today's path from here
-        if result.request_id:
-            record.tango_request_ids.append(result.request_id)
-        record.error = result.as_dict() if isinstance(result, TangoError) else None
+        self._note_result(record, result, probe, started_at)
 
         # The window changes in the same Lua step that stores the outcome.
         window: WindowAction = KEEP_WINDOW
@@ -335,20 +321,7 @@ class ResendExecutor:
             window = RELEASE_WINDOW if outcome.window_seconds is None else outcome.window_seconds
 
         if isinstance(outcome, Sent | Failed):
-            if isinstance(outcome, Sent):
-                record.status, record.sent_at, record.response = (
-                    ResendStatus.SENT,
-                    now,
-                    outcome.response,
-                )
-                record.reason = None
-                record.confirmed_by = outcome.confirmed_by
-                record.unresolved_call_started_at = None
-                if outcome.confirmed_by is not None:
-                    record.error = None  # Tango's refusal was the proof, not a failure
-            else:
-                record.status, record.reason = ResendStatus.FAILED, outcome.reason
-            record.next_attempt_at = None
+            _stamp_final(record, outcome, now)
             self._finish(run, window)
             return Done(record.status)
         if isinstance(outcome, Deferred):
@@ -365,6 +338,31 @@ class ResendExecutor:
             status=ResendStatus.RETRYING,
             window=window,
         )
+
+    def _note_result(
+        self,
+        record: ResendRecord,
+        result: TangoAnswer | TangoError,
+        probe: bool,
+        started_at: float | None,
+    ) -> None:
+        """What the record keeps of a call's result, whatever follows it: whether an outcome
+        is now unknown (the next call is a probe) or settled, Tango's request id, the error.
+        Apart from `_carry_out` so that each reads as one step (mccabe: at most 10)."""
+        if (
+            isinstance(result, TangoTransientError)
+            and result.ambiguous
+            and started_at is not None
+            and self._policy.probe_delay_seconds is not None
+        ):
+            # Its outcome is unknown: the next call is a probe, judged from the earliest
+            # such call (any resend of the order since then is one of ours).
+            _note_unresolved_call(record, started_at)
+        elif probe and isinstance(result, TangoCooldownError):
+            record.unresolved_call_started_at = None  # settled, or today's path from here
+        if result.request_id:
+            record.tango_request_ids.append(result.request_id)
+        record.error = result.as_dict() if isinstance(result, TangoError) else None
 
     def _defer(
         self,
@@ -461,13 +459,32 @@ def _probe_result(outcome: ResendOutcome) -> ProbeResult:
     return ProbeResult.INCONCLUSIVE
 
 
-def _note_interrupted_call(record: ResendRecord, started_at: float, now: datetime) -> None:
-    """A call of this request passed the gate and nobody stored its outcome (its worker died
-    mid-call): whether Tango acted is unknown, so the next call is a probe."""
+def _stamp_final(record: ResendRecord, outcome: Sent | Failed, now: datetime) -> None:
+    """Set a final outcome on the record (before `_finish` stores it)."""
+    if isinstance(outcome, Sent):
+        record.status, record.sent_at, record.response = ResendStatus.SENT, now, outcome.response
+        record.reason = None
+        record.confirmed_by = outcome.confirmed_by
+        record.unresolved_call_started_at = None
+        if outcome.confirmed_by is not None:
+            record.error = None  # Tango's refusal was the proof, not a failure
+    else:
+        record.status, record.reason = ResendStatus.FAILED, outcome.reason
+    record.next_attempt_at = None
+
+
+def _note_unresolved_call(record: ResendRecord, started_at: float) -> None:
+    """A call whose outcome is unknown: probes are judged from the earliest such call."""
     earliest = record.unresolved_call_started_at
     record.unresolved_call_started_at = (
         started_at if earliest is None else min(earliest, started_at)
     )
+
+
+def _note_interrupted_call(record: ResendRecord, started_at: float, now: datetime) -> None:
+    """A call of this request passed the gate and nobody stored its outcome (its worker died
+    mid-call): whether Tango acted is unknown, so the next call is a probe."""
+    _note_unresolved_call(record, started_at)
     record.attempt_log.append(AttemptEntry(at=now, outcome=AttemptOutcome.INTERRUPTED))
     logger.warning(
         "request=%s order=%s a call was cut off (its worker died?); probing Tango",

@@ -12,13 +12,13 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from worker.core.errors import RedisUnavailable, TangoResendError
     from worker.core.settings import ConfigurationError
     from worker.queueing.app import app
     from worker.resend.callbacks import resend_finished
     from worker.resend.producer import (
         EnqueueError,
         NotRetryable,
-        RedisUnavailable,
         cancel_resend,
         enqueue_resend,
         get_resend,
@@ -35,9 +35,10 @@ _EXPORTS = {
     "EnqueueError": "worker.resend.producer",
     "InvalidResendRequest": "worker.resend.validation",
     "NotRetryable": "worker.resend.producer",
-    "RedisUnavailable": "worker.resend.producer",
+    "RedisUnavailable": "worker.core.errors",
     "ResendRecord": "worker.state.records",
     "ResendStatus": "worker.state.records",
+    "TangoResendError": "worker.core.errors",
     "app": "worker.queueing.app",
     "cancel_resend": "worker.resend.producer",
     "enqueue_resend": "worker.resend.producer",
@@ -56,6 +57,7 @@ __all__ = [
     "RedisUnavailable",
     "ResendRecord",
     "ResendStatus",
+    "TangoResendError",
     "app",
     "cancel_resend",
     "enqueue_resend",

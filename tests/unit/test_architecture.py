@@ -1,7 +1,8 @@
 """The package layout's rules (README, "Architecture"), checked on the source itself.
 
-- The pure modules (the resend policy, request validation, the Tango error tree) import no
-  Celery, and the executor does not build the Celery app: they run and test without a broker.
+- The pure modules (the resend policy, request validation, the Tango error tree, the exception
+  root) import no Celery, nor does any module of the resend layer below the Celery glue (the
+  executor, the outcome hook): they run and test without a broker.
 - The `worker.*` modules import each other without a cycle, counting imports inside functions
   (those run later, but a cycle through them still ties two modules together).
 - The public import paths users' code and deployments name keep working after every move.
@@ -33,6 +34,8 @@ PURE_MODULES = (
     "worker.state.records",
     "worker.state.wakeup",
     "worker.runtime",
+    "worker.core.errors",
+    "worker.core.hooks",
 )
 
 PUBLIC_NAMES = (
@@ -49,6 +52,7 @@ PUBLIC_NAMES = (
     "ResendRecord",
     "ResendStatus",
     "ConfigurationError",
+    "TangoResendError",
     "resend_finished",
     "app",
 )
@@ -75,13 +79,43 @@ def test_the_pure_modules_import_no_celery() -> None:
     assert "worker.queueing.app" not in loaded
 
 
-def test_the_executor_does_not_build_the_celery_app() -> None:
-    """Its only Celery import is the signal class behind the in-process `resend_finished`
-    hook (`worker/resend/callbacks.py`): no app, no broker, no scheduler."""
-    loaded = loaded_after_import(("worker.resend.executor",))
+def resend_layer_files() -> list[Path]:
+    """`worker/resend` below the Celery glue: all of it but the producer, which publishes
+    tasks and so sits above `queueing` (see LAYERS)."""
+    return [path for path in sorted((PACKAGE / "resend").glob("*.py")) if path.stem != "producer"]
 
-    assert "celery.app" not in loaded
+
+def resend_layer_modules() -> tuple[str, ...]:
+    return tuple(module_name(path) for path in resend_layer_files())
+
+
+def test_the_executor_and_the_resend_layer_import_no_celery() -> None:
+    """One run of a request, the policy and the outcome hook (`resend_finished`, a `Hook` of
+    ours, no longer Celery's signal) load no Celery, no kombu and none of our Celery glue."""
+    modules = resend_layer_modules()
+    assert "worker.resend.executor" in modules and "worker.resend.callbacks" in modules
+    loaded = loaded_after_import(modules)
+
+    assert not {name for name in loaded if name.split(".")[0] in ("celery", "kombu")}
     assert not {name for name in loaded if name.startswith("worker.queueing")}
+
+
+def test_no_resend_layer_module_imports_celery_even_inside_a_function() -> None:
+    """The check above sees only what importing runs; this one reads every import statement,
+    those inside functions included (they would load Celery later, mid-work)."""
+    offending = []
+    for path in resend_layer_files():
+        module = module_name(path)
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        offending += [
+            f"{module} -> {target}"
+            for node in runtime_imports(tree)
+            for target in imported_modules(node, package)
+            if target.split(".")[0] in ("celery", "kombu")
+        ]
+
+    assert offending == []
 
 
 def module_name(path: Path) -> str:

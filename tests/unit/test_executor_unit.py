@@ -13,7 +13,8 @@ from tests.support.window import window_of
 from worker.core.settings import load_settings
 from worker.resend.executor import Done, ResendExecutor
 from worker.runtime import Runtime
-from worker.state.records import ResendRecord, ResendStatus
+from worker.state.gate import Verdict
+from worker.state.records import BeginVerdict, ResendRecord, ResendStatus
 from worker.tango.client import TangoAnswer
 from worker.tango.errors import (
     TangoAuthenticationError,
@@ -254,7 +255,7 @@ def test_a_stale_run_is_refused_by_the_gate(runtime: Runtime) -> None:
     stale = runtime.records.begin("req-1", 5.0, None)
     runtime.records.begin("req-1", 5.0, None)
     verdict = runtime.gate.try_start(ORDER, "req-1", 5.0, stale.token)
-    assert verdict.verdict == "stale"
+    assert verdict.verdict is Verdict.STALE
     assert window_of(runtime).holder(ORDER) is None
 
 
@@ -265,7 +266,7 @@ def test_a_message_for_a_request_in_flight_parks_it_until_the_hold_ends(runtime:
     first = runtime.records.begin("req-1", 5.0, None)
     assert runtime.gate.try_start(ORDER, "req-1", 8.0, first.token).verdict == "go"
     again = runtime.records.begin("req-1", 5.0, None)
-    assert again.verdict == "busy"
+    assert again.verdict is BeginVerdict.BUSY
     score = runtime.redis.zscore(runtime.keys.due_index, "req-1")
     now = runtime.clock.now().timestamp()
     assert score is not None and now + 7.5 < score <= now + 8.1

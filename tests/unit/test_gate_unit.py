@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from tests.conftest import TEST_REDIS_URL
-from worker.state.gate import CallGate
+from worker.state.gate import CallGate, Verdict
 from worker.state.keys import RedisKeys
 from worker.state.records import RecordStore, ResendRecord
 
@@ -53,7 +53,7 @@ def test_a_request_refused_by_the_sliding_window_keeps_the_slot_it_advanced(
     first = limiter.try_start(ORDER.format(1), request_id, 5.0)
     tat_after_first = int(client.get(KEYS.rate_limiter) or 0)
 
-    assert first.verdict == "rate" and 0 < first.wait_seconds <= 1.1
+    assert first.verdict is Verdict.RATE and 0 < first.wait_seconds <= 1.1
     assert client.get(KEYS.rate_reservation(request_id)) is not None
     time.sleep(first.wait_seconds + 0.01)  # the wait the gate itself prescribed
     second = limiter.try_start(ORDER.format(1), request_id, 5.0)

@@ -980,3 +980,17 @@ def test_a_head_created_without_a_message_is_due_at_once_for_the_scheduler(
     score = due(redis_client, head.id)
     assert score is not None and now - 1 <= score <= now + 1
     assert redis_client.hget(KEYS.dispatched, head.id) is None
+
+
+def test_window_deferrals_is_the_code_name_of_the_public_lock_deferrals() -> None:
+    """The record's JSON keeps `lock_deferrals` (stored records, every API); code counts
+    window deferrals under the glossary's name, which reads and writes that field."""
+    now = datetime.now(UTC)
+    record = ResendRecord(id="r", reference_order_id=ORDER, created_at=now, updated_at=now)
+
+    record.window_deferrals += 2
+
+    assert record.lock_deferrals == 2
+    dumped = record.model_dump(mode="json")
+    assert dumped["lock_deferrals"] == 2 and "window_deferrals" not in dumped
+    assert ResendRecord.model_validate_json(record.model_dump_json()).window_deferrals == 2

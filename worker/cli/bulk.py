@@ -23,13 +23,15 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from worker.core.errors import TangoResendError
 from worker.resend.producer import RedisUnavailable, Submission, submit_resend
 from worker.resend.validation import InvalidResendRequest, validate_resend
 from worker.runtime import Runtime, current_runtime
-from worker.state.records import ResendStatus, request_fingerprint
+from worker.state.records import ResendStatus, SubmissionOutcome, request_fingerprint
 from worker.tango.errors import TangoError
 
 CSV_COLUMNS = ("referenceOrderID", "newEmail", "newMobile", "newEtid", "newDeliveryMethod")
@@ -46,8 +48,15 @@ _MAX_RECOVERY_CHAIN = 100
 Progress = Callable[[int], None]
 
 
-class BulkInputError(ValueError):
+class BulkInputError(TangoResendError, ValueError):
     """Raised when a whole input is unusable (unreadable file, wrong columns, bad range)."""
+
+
+class StopReason(StrEnum):
+    """Why a bulk run stopped early (`"stopped": {"reason": ...}` in its JSON summary)."""
+
+    REDIS = "redis"  # Redis could not store a request: the CLI exits 3
+    TANGO = "tango"  # Tango failed while listing orders: the CLI exits 4
 
 
 @dataclass
@@ -69,6 +78,10 @@ class BulkSummary:
     stopped: dict[str, Any] | None = None
     file_changed: str | None = None
     warnings: list[str] = field(default_factory=list)
+
+    @property
+    def stopped_by_tango(self) -> bool:
+        return self.stopped is not None and self.stopped["reason"] == StopReason.TANGO
 
     def reject(self, row: int | str, error: InvalidResendRequest) -> None:
         self.rejected_total += 1
@@ -168,7 +181,7 @@ def enqueue_file(
             except InvalidResendRequest:
                 continue  # rejected above (the copy cannot change between its two reads)
             except RedisUnavailable as error:
-                summary.stopped = {"row": number, "reason": "redis", "error": str(error)}
+                summary.stopped = {"row": number, "reason": StopReason.REDIS, "error": str(error)}
                 break
             _count(summary, number, submission)
     if _identity(path) != before:
@@ -259,9 +272,17 @@ def enqueue_orders_between(
                 continue
             _recover(runtime, summary, order_id, fields)
     except TangoError as error:
-        summary.stopped = {"orders_listed": listed, "reason": "tango", "error": str(error)}
+        summary.stopped = {
+            "orders_listed": listed,
+            "reason": StopReason.TANGO,
+            "error": str(error),
+        }
     except RedisUnavailable as error:
-        summary.stopped = {"orders_listed": listed, "reason": "redis", "error": str(error)}
+        summary.stopped = {
+            "orders_listed": listed,
+            "reason": StopReason.REDIS,
+            "error": str(error),
+        }
     return summary
 
 
@@ -276,7 +297,7 @@ def _recover(runtime: Runtime, summary: BulkSummary, order_id: str, fields: dict
     key = recovery_key(order_id)
     for _ in range(_MAX_RECOVERY_CHAIN):
         submission = submit_resend(fields, idempotency_key=key, idempotency_ttl_seconds=ttl)
-        if submission.outcome == "idempotent":
+        if submission.outcome == SubmissionOutcome.IDEMPOTENT:
             earlier = runtime.records.get(submission.request_id)
             if earlier is None or earlier.status in (ResendStatus.FAILED, ResendStatus.CANCELLED):
                 key = recovery_key(order_id, after=submission.request_id)
@@ -347,7 +368,7 @@ def _rfc3339(moment: datetime) -> str:
 def _count(summary: BulkSummary, row: int | str, submission: Submission) -> None:
     if submission.created:
         summary.accepted += 1
-    elif submission.outcome == "idempotent":
+    elif submission.outcome == SubmissionOutcome.IDEMPOTENT:
         summary.already_queued += 1
     else:
         summary.coalesced += 1
@@ -357,8 +378,8 @@ def _count(summary: BulkSummary, row: int | str, submission: Submission) -> None
         {
             "row": row,
             "id": submission.request_id,
-            "coalesced": submission.outcome == "merged",
-            "already_queued": submission.outcome == "idempotent",
+            "coalesced": submission.outcome == SubmissionOutcome.MERGED,
+            "already_queued": submission.outcome == SubmissionOutcome.IDEMPOTENT,
         }
     )
 

@@ -227,7 +227,7 @@ def _exit_code(summary: BulkSummary) -> int:
     """3 Redis, 4 Tango (a run that stopped early); else 2 when a row was refused (the good
     rows are queued all the same) or the file changed while it was read; else 0."""
     if summary.stopped is not None:
-        return EXIT_TANGO if summary.stopped["reason"] == "tango" else EXIT_UNAVAILABLE
+        return EXIT_TANGO if summary.stopped_by_tango else EXIT_UNAVAILABLE
     return EXIT_BAD_INPUT if summary.rejected_total or summary.file_changed else 0
 
 
@@ -241,7 +241,7 @@ def _stopped_line(summary: BulkSummary) -> str:
         where = f"stopped after {stopped['orders_listed']} listed orders ({queued} queued)"
     cause = (
         f"Tango failed while listing orders ({stopped['error']})"
-        if stopped["reason"] == "tango"
+        if summary.stopped_by_tango
         else f"Redis is unavailable ({stopped['error']})"
     )
     return f"{cause}; {where}; run the same command again to queue the rest"

@@ -20,7 +20,7 @@ from worker.cli.common import (
     settings_or_exit,
     timestamp,
 )
-from worker.state.records import ResendRecord, ResendStatus
+from worker.state.records import CancelResult, ResendRecord, ResendStatus, SubmissionOutcome
 
 STATUSES = [status.value for status in ResendStatus]
 ORDER_ID_HELP = "Tango's referenceOrderID, e.g. RA251125-1001-01."
@@ -235,17 +235,17 @@ def retry(request_id: str | None, all_failed: bool, since: timedelta | None, as_
                 {
                     "retried": old,
                     "id": new.request_id,
-                    "already_retried": new.outcome == "idempotent",
+                    "already_retried": new.outcome == SubmissionOutcome.IDEMPOTENT,
                 }
                 for old, new in pairs
             ]
         )
         return
     for old, new in pairs:
-        note = " (already retried)" if new.outcome == "idempotent" else ""
+        note = " (already retried)" if new.outcome == SubmissionOutcome.IDEMPOTENT else ""
         click.echo(f"{old} -> {new.request_id}{note}")
     if targets is not None:
-        again = sum(1 for _, new in pairs if new.outcome == "idempotent")
+        again = sum(1 for _, new in pairs if new.outcome == SubmissionOutcome.IDEMPOTENT)
         click.echo(f"{len(pairs) - again} failed request(s) queued again, {again} already retried")
 
 
@@ -262,15 +262,15 @@ def cancel(request_id: str, as_json: bool) -> None:
     request_id = _full_id(request_id, missing_ok=True)  # unknown: "unknown", in JSON too
     result = cancel_resend(request_id)
     if as_json:
-        echo_json({"id": request_id, "result": result})
-    if result == "cancelled":
+        echo_json({"id": request_id, "result": result.value})
+    if result is CancelResult.CANCELLED:
         if not as_json:
             click.echo("cancelled")
         return
-    code = EXIT_NOT_FOUND if result == "unknown" else EXIT_BAD_INPUT
+    code = EXIT_NOT_FOUND if result is CancelResult.UNKNOWN else EXIT_BAD_INPUT
     messages = {
-        "unknown": f"no request {request_id!r} (unknown or expired)",
-        "in_flight": "too late: its call to Tango is under way",
+        CancelResult.UNKNOWN: f"no request {request_id!r} (unknown or expired)",
+        CancelResult.IN_FLIGHT: "too late: its call to Tango is under way",
     }
     fail(messages.get(result, f"not cancelled: the request is already {result}"), code)
 

@@ -28,7 +28,7 @@ from worker.resend.producer import enqueue_resend, get_resend
 from worker.resend.validation import InvalidResendRequest
 from worker.runtime import current_runtime, reset_runtime
 from worker.sandbox import SandboxControl, SandboxServer
-from worker.state.records import ResendRecord
+from worker.state.records import ResendRecord, ResendStatus
 
 KNOWN_ORDER = "RA251125-1001-01"
 UNKNOWN_ORDER = "RA251125-9999-99"
@@ -175,9 +175,9 @@ def _summarise(
     cooldowns = [c for c in calls if c.get("i18nKey") == "403.005"]
     gap = sent[1]["received_at"] - sent[0]["answered_at"] if len(sent) >= 2 else None
     ok = (
-        outcome.get("first resend") == "sent"
-        and outcome.get("second resend, same order") == "sent"
-        and outcome.get("unknown order") == "failed"
+        outcome.get("first resend") == ResendStatus.SENT
+        and outcome.get("second resend, same order") == ResendStatus.SENT
+        and outcome.get("unknown order") == ResendStatus.FAILED
         and gap is not None
         and gap >= window_seconds
         and not cooldowns

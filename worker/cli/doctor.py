@@ -16,6 +16,7 @@ from typing import Any
 import redis
 from pydantic import SecretStr
 
+from worker.core.errors import RedisUnavailable
 from worker.core.settings import Settings
 from worker.runtime import Runtime
 from worker.state.redis_health import eviction_policy, evicts
@@ -37,7 +38,7 @@ class Check:
         return asdict(self)
 
 
-class RedisUnreachable(Exception):
+class RedisUnreachable(RedisUnavailable):
     """Raised when Redis does not answer at all: nothing else can be checked."""
 
 

@@ -227,17 +227,18 @@ def sandbox(host: str, port: int, cooldown: float, orders: tuple[str, ...], **op
 @cli.command(epilog="\b\nExit codes: 0 the demo went as expected, 1 it did not.")
 @click.option(
     "--cooldown",
+    "window_seconds",  # the flag's name is public; it sets the sandbox's cooldown and our window
     type=float,
     default=3.0,
     show_default=True,
     help="The window used by the demo's sandbox and worker, in seconds.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def demo(cooldown: float, as_json: bool) -> None:
+def demo(window_seconds: float, as_json: bool) -> None:
     """Run the sandbox, a worker and a few resends, and show what happens."""
     from worker.cli.demo import run_demo
 
-    summary = run_demo(window_seconds=cooldown)
+    summary = run_demo(window_seconds=window_seconds)
     if as_json:
         click.echo(json.dumps(summary, indent=2, default=str))
     sys.exit(EXIT_OK if summary["ok"] else 1)

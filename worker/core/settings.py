@@ -18,6 +18,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from worker.core.errors import TangoResendError
+
 TANGO_SANDBOX_BASE_URL = "https://integration-api.tangocard.com/raas/v2"
 
 # Webhook secrets that were ever shown in this repository's docs or examples (README,
@@ -50,7 +52,7 @@ def is_published_webhook_secret(secret: str) -> bool:
     return key is not None and key in {webhook_key(known) for known in PUBLISHED_WEBHOOK_SECRETS}
 
 
-class ConfigurationError(Exception):
+class ConfigurationError(TangoResendError):
     """Raised when a setting is missing or invalid; the message names the variable."""
 
 
@@ -64,7 +66,7 @@ class Settings(BaseSettings):
     redis_url: RedisDsn = Field(
         default=RedisDsn("redis://localhost:6379/0"),
         repr=False,  # may hold a password
-        description="Broker and all state (locks, records, OAuth token).",
+        description="Broker and all state (order windows, records, OAuth token).",
     )
     redis_key_prefix: str = Field(default="tango-resend", min_length=1, pattern=r"^[\w.\-:]+$")
     resend_queue: str = Field(default="tango-resend", min_length=1, pattern=r"^[\w.\-]+$")
@@ -88,6 +90,8 @@ class Settings(BaseSettings):
     # A released or running request unheard of for this long (its message lost, its worker
     # killed) is released again; a call in flight and a message still queued are exempt.
     resend_lease_seconds: float = Field(default=15.0, ge=1, le=600)
+    # Our per-order window (`resend_window_seconds`); the field keeps the name its variable,
+    # RESEND_COOLDOWN_SECONDS, has had since the first release, which deployments set.
     resend_cooldown_seconds: float = Field(default=30.0, gt=0, le=3600)
     resend_max_retries: int = Field(default=5, ge=0, le=100)
     resend_backoff_base_seconds: float = Field(default=1.0, gt=0, le=600)
@@ -198,6 +202,12 @@ class Settings(BaseSettings):
         if self.api_read_token.get_secret_value() == self.api_token.get_secret_value():
             raise ValueError("API_READ_TOKEN must differ from API_TOKEN")
         return self
+
+    @property
+    def resend_window_seconds(self) -> float:
+        """How long our per-order window lasts after a resend (README, "Architecture":
+        the glossary); set by RESEND_COOLDOWN_SECONDS."""
+        return self.resend_cooldown_seconds
 
     @property
     def uses_oauth(self) -> bool:

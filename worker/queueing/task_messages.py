@@ -15,13 +15,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from worker.core.errors import TangoResendError
 from worker.state.records import TaskMessage
 
 if TYPE_CHECKING:
     from celery import Celery
 
 
-class MessageNotCaptured(RuntimeError):
+class MessageNotCaptured(TangoResendError, RuntimeError):
     """Raised when kombu did not route the message to exactly one Redis list."""
 
 

@@ -2,5 +2,5 @@
 and queues it (`producer.py`), one run of a request (`executor.py`), the pure policy of what
 follows Tango's answer (`decision.py`) and telling others the outcome (`callbacks.py`).
 
-`validation`, `decision` and `executor` do not import Celery; `producer` publishes tasks, so it
-does."""
+`validation`, `decision`, `executor` and `callbacks` do not import Celery (the in-process
+`resend_finished` hook is a `worker.core.hooks.Hook`); `producer` publishes tasks, so it does."""

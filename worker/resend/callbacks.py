@@ -24,23 +24,25 @@ import logging
 import math
 import threading
 from datetime import UTC, datetime
-from typing import Any
+from enum import StrEnum
+from typing import Any, Literal
 
 import requests
-from celery.utils.dispatch import Signal
 from standardwebhooks.webhooks import Webhook
 
+from worker.core.hooks import Hook
 from worker.runtime import Runtime
 from worker.state import scripts
 from worker.state.records import ResendRecord
 
 logger = logging.getLogger("tango_resend.callbacks")
 
-resend_finished = Signal(name="resend_finished", providing_args=["record"])
+resend_finished = Hook("resend_finished")
 """Sent in the process that finished a request (worker, or the canceller), with `record=`.
 
 Connect with `@resend_finished.connect` for in-process use; receivers' errors are logged,
-never raised into the work.
+never raised into the work. A `Hook` of ours with the connect/send behaviour of the Celery
+signal it used to be (`worker/core/hooks.py`), so firing it needs no Celery.
 """
 
 _BACKOFF_BASE_SECONDS = 2.0
@@ -89,6 +91,27 @@ CLAIM_LEASE_SECONDS = 2 * sum(_POST_TIMEOUT) + 5
 _IDLE_SECONDS = 1.0
 
 
+class DeliveryOutcome(StrEnum):
+    """What became of one delivery of an outcome callback (the SETTLE script's first reply
+    element; the values are its words)."""
+
+    DELIVERED = "delivered"  # the endpoint took it: the entry leaves the outbox
+    RETRYING = "retrying"  # it failed: scheduled again with backoff
+    ABANDONED = "abandoned"  # it failed RESULT_WEBHOOK_MAX_ATTEMPTS times: given up
+    GONE = "gone"  # the record expired: nothing left to deliver
+    DUPLICATE = "duplicate"  # a success for an entry no longer owed (delivered already...)
+    STALE = "stale"  # a failure after a newer claim took the entry: the newer one decides
+
+    @property
+    def metric_label(self) -> str:
+        """The `outcome` label of `tango_resend_callbacks_total` (a retry counts "retried")."""
+        return "retried" if self is DeliveryOutcome.RETRYING else self.value
+
+
+# What one delivery reports to the SETTLE script (its ARGV[3]).
+Attempted = Literal["delivered", "failed", "gone"]
+
+
 class OutcomeDeliverer:
     """Claims owed callbacks, delivers each, and settles it (see the module's docstring)."""
 
@@ -124,10 +147,8 @@ class OutcomeDeliverer:
             self.deliver(request_id, token)
         return len(claimed), 0.0 if claimed else next_in
 
-    def deliver(self, request_id: str, token: str) -> str:
-        """Deliver one claimed entry. Returns "delivered", "retrying", "abandoned", "gone"
-        (the record expired), "duplicate" (delivered by another delivery already) or "stale"
-        (this delivery failed after a newer claim took the entry)."""
+    def deliver(self, request_id: str, token: str) -> DeliveryOutcome:
+        """Deliver one claimed entry; returns what became of it (see `DeliveryOutcome`)."""
         runtime = self._runtime
         record = runtime.records.get(request_id)
         if record is None or not record.status.is_final:
@@ -158,8 +179,8 @@ class OutcomeDeliverer:
         )
 
     def _settled(
-        self, request_id: str, token: str, result: str, problem: str, message_id: str = ""
-    ) -> str:
+        self, request_id: str, token: str, result: Attempted, problem: str, message_id: str = ""
+    ) -> DeliveryOutcome:
         runtime, keys = self._runtime, self._runtime.keys
         outcome, attempts, delay = self._settle(
             keys={
@@ -176,12 +197,12 @@ class OutcomeDeliverer:
                 "backoff_max": _BACKOFF_MAX_SECONDS,
             },
         )
-        outcome = str(outcome)
-        if outcome != "stale":
-            runtime.metrics.callback("retried" if outcome == "retrying" else outcome)
-        if outcome == "delivered":
+        outcome = DeliveryOutcome(str(outcome))
+        if outcome is not DeliveryOutcome.STALE:
+            runtime.metrics.callback(outcome.metric_label)
+        if outcome is DeliveryOutcome.DELIVERED:
             logger.info("request=%s callback %s delivered", request_id, message_id)
-        elif outcome == "retrying":
+        elif outcome is DeliveryOutcome.RETRYING:
             logger.warning(
                 "request=%s callback %s failed (%s); attempt %s, next in %.0fs",
                 request_id,
@@ -190,7 +211,7 @@ class OutcomeDeliverer:
                 attempts,
                 float(delay),
             )
-        elif outcome == "abandoned":
+        elif outcome is DeliveryOutcome.ABANDONED:
             logger.error(
                 "request=%s callback %s abandoned after %s attempts (%s)",
                 request_id,

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from worker.state.records import ConfirmedBy
 from worker.tango.client import TangoAnswer
 from worker.tango.errors import (
     TangoAuthenticationError,
@@ -58,7 +59,7 @@ class Sent:
 
     response: dict[str, Any] | None
     window_seconds: float
-    confirmed_by: str | None = None
+    confirmed_by: ConfirmedBy | None = None
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import random
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import assert_never
 
 from worker.resend.callbacks import notify_finished
 from worker.resend.decision import (
@@ -23,18 +24,22 @@ from worker.resend.decision import (
     Random,
     ResendOutcome,
     ResendPolicy,
+    Retrying,
     Sent,
     backoff_seconds,
     decide,
     delay_for_held_window,
 )
 from worker.runtime import Runtime
-from worker.state.gate import GateVerdict
+from worker.state.gate import GateVerdict, Verdict
+from worker.state.metrics import DeferralReason, ProbeResult
 from worker.state.records import (
     KEEP_WINDOW,
     PROMOTE_MARGIN_SECONDS,
     RELEASE_WINDOW,
     AttemptEntry,
+    AttemptOutcome,
+    BeginVerdict,
     ResendRecord,
     ResendStatus,
     WindowAction,
@@ -80,7 +85,7 @@ class _Run:
 def policy_from(runtime: Runtime) -> ResendPolicy:
     settings = runtime.settings
     return ResendPolicy(
-        window_seconds=settings.resend_cooldown_seconds,
+        window_seconds=settings.resend_window_seconds,
         max_retries=settings.resend_max_retries,
         backoff_base_seconds=settings.resend_backoff_base_seconds,
         backoff_max_seconds=settings.resend_backoff_max_seconds,
@@ -105,7 +110,7 @@ class ResendExecutor:
         """Run the request once; `dispatch` is the number its task message carried."""
         runtime = self._runtime
         begun = runtime.records.begin(request_id, runtime.settings.resend_lease_seconds, dispatch)
-        if begun.verdict == "unknown":
+        if begun.verdict is BeginVerdict.UNKNOWN:
             if runtime.records.drop_orphan(request_id, PROMOTE_MARGIN_SECONDS):
                 logger.warning("request=%s has no record; took it off its queue", request_id)
             else:
@@ -136,7 +141,7 @@ class ResendExecutor:
         probe = record.unresolved_call_started_at is not None
         for renewed in (False, True):
             verdict = self._gate(run, probe)
-            if verdict.verdict != "go":
+            if verdict.verdict is not Verdict.GO:
                 return self._not_now(run, verdict, now)
             through_gate = time.monotonic()
             started_at = verdict.started_at or runtime.clock.now().timestamp()
@@ -186,7 +191,10 @@ class ResendExecutor:
         for _ in range(_SHORT_RATE_WAIT_TRIES):
             # A rate slot a moment away is waited for here: a round trip through the scheduler
             # and the broker would cost more than the wait, and make the call late for its slot.
-            if verdict.verdict != "rate" or verdict.wait_seconds > _SHORT_RATE_WAIT_SECONDS:
+            if (
+                verdict.verdict is not Verdict.RATE
+                or verdict.wait_seconds > _SHORT_RATE_WAIT_SECONDS
+            ):
                 break
             time.sleep(verdict.wait_seconds)
             verdict = runtime.gate.try_start(
@@ -196,22 +204,28 @@ class ResendExecutor:
 
     def _not_now(self, run: _Run, verdict: GateVerdict, now: datetime) -> Done:
         """Carry out a gate verdict other than `go`."""
-        record = run.record
-        if verdict.verdict in ("final", "unknown", "stale"):
-            return Done(None)
-        if verdict.verdict == "turn":
-            self._runtime.metrics.deferral("turn")
-            return self._wait_for_turn(run, now)
-        if verdict.verdict == "window":
-            self._runtime.metrics.deferral("lock")
-            record.lock_deferrals += 1
-            delay = delay_for_held_window(verdict.wait_seconds, self._policy, self._rand)
-            return self._defer(run, delay, now, "the order's window is held")
-        # "rate": the slot is reserved for this request alone; wake a little before it and wait
-        # out the rest here, so the call starts on its slot.
-        self._runtime.metrics.deferral("rate_limit")
-        delay = max(verdict.wait_seconds - _RATE_WAKE_AHEAD_SECONDS, 0.001)
-        return self._defer(run, delay, now, "waiting for its rate-limit slot")
+        record, metrics = run.record, self._runtime.metrics
+        match verdict.verdict:
+            case Verdict.FINAL | Verdict.UNKNOWN | Verdict.STALE:
+                return Done(None)
+            case Verdict.TURN:
+                metrics.deferral(DeferralReason.TURN)
+                return self._wait_for_turn(run, now)
+            case Verdict.WINDOW:
+                metrics.deferral(DeferralReason.WINDOW)
+                record.window_deferrals += 1
+                delay = delay_for_held_window(verdict.wait_seconds, self._policy, self._rand)
+                return self._defer(run, delay, now, "the order's window is held")
+            case Verdict.RATE:
+                # The slot is reserved for this request alone; wake a little before it and
+                # wait out the rest here, so the call starts on its slot.
+                metrics.deferral(DeferralReason.RATE_LIMIT)
+                delay = max(verdict.wait_seconds - _RATE_WAKE_AHEAD_SECONDS, 0.001)
+                return self._defer(run, delay, now, "waiting for its rate-limit slot")
+            case Verdict.GO:
+                raise AssertionError("a `go` is carried out by calling Tango, not here")
+            case unreachable:
+                assert_never(unreachable)
 
     def _authorization_failed(self, run: _Run, error: TangoError, now: datetime) -> Done:
         """No call to the resend endpoint was made: never ambiguous, the window untouched."""
@@ -291,29 +305,15 @@ class ResendExecutor:
         probe: bool = False,
         started_at: float | None = None,
     ) -> Done:
+        """Store what follows one call (or one failed authorisation): the attempt, the result,
+        and the outcome with the order's window, finishing, deferring or retrying the run."""
         record = run.record
         now = self._runtime.clock.now()
         record.updated_at = now
         record.attempt_log.append(_attempt_entry(now, result, outcome, probe=probe))
         if probe:
             self._runtime.metrics.probe(_probe_result(outcome))
-        if (
-            isinstance(result, TangoTransientError)
-            and result.ambiguous
-            and started_at is not None
-            and self._policy.probe_delay_seconds is not None
-        ):
-            # Its outcome is unknown: the next call is a probe, judged from the earliest
-            # such call (any resend of the order since then is one of ours).
-            earliest = record.unresolved_call_started_at
-            record.unresolved_call_started_at = (
-                started_at if earliest is None else min(earliest, started_at)
-            )
-        elif probe and isinstance(result, TangoCooldownError):
-            record.unresolved_call_started_at = None  # settled, or today's path from here
-        if result.request_id:
-            record.tango_request_ids.append(result.request_id)
-        record.error = result.as_dict() if isinstance(result, TangoError) else None
+        self._note_result(record, result, probe, started_at)
 
         # The window changes in the same Lua step that stores the outcome.
         window: WindowAction = KEEP_WINDOW
@@ -321,25 +321,12 @@ class ResendExecutor:
             window = RELEASE_WINDOW if outcome.window_seconds is None else outcome.window_seconds
 
         if isinstance(outcome, Sent | Failed):
-            if isinstance(outcome, Sent):
-                record.status, record.sent_at, record.response = (
-                    ResendStatus.SENT,
-                    now,
-                    outcome.response,
-                )
-                record.reason = None
-                record.confirmed_by = outcome.confirmed_by
-                record.unresolved_call_started_at = None
-                if outcome.confirmed_by is not None:
-                    record.error = None  # Tango's refusal was the proof, not a failure
-            else:
-                record.status, record.reason = ResendStatus.FAILED, outcome.reason
-            record.next_attempt_at = None
+            _stamp_final(record, outcome, now)
             self._finish(run, window)
             return Done(record.status)
         if isinstance(outcome, Deferred):
             if not probe:  # a probe's cooldown answer is not a cooldown of our making
-                self._runtime.metrics.deferral("cooldown")
+                self._runtime.metrics.deferral(DeferralReason.COOLDOWN)
                 record.cooldown_deferrals += 1
             return self._defer(run, outcome.delay_seconds, now, outcome.reason, window=window)
         record.transient_failures += 1
@@ -351,6 +338,31 @@ class ResendExecutor:
             status=ResendStatus.RETRYING,
             window=window,
         )
+
+    def _note_result(
+        self,
+        record: ResendRecord,
+        result: TangoAnswer | TangoError,
+        probe: bool,
+        started_at: float | None,
+    ) -> None:
+        """What the record keeps of a call's result, whatever follows it: whether an outcome
+        is now unknown (the next call is a probe) or settled, Tango's request id, the error.
+        Apart from `_carry_out` so that each reads as one step (mccabe: at most 10)."""
+        if (
+            isinstance(result, TangoTransientError)
+            and result.ambiguous
+            and started_at is not None
+            and self._policy.probe_delay_seconds is not None
+        ):
+            # Its outcome is unknown: the next call is a probe, judged from the earliest
+            # such call (any resend of the order since then is one of ours).
+            _note_unresolved_call(record, started_at)
+        elif probe and isinstance(result, TangoCooldownError):
+            record.unresolved_call_started_at = None  # settled, or today's path from here
+        if result.request_id:
+            record.tango_request_ids.append(result.request_id)
+        record.error = result.as_dict() if isinstance(result, TangoError) else None
 
     def _defer(
         self,
@@ -401,22 +413,18 @@ def _attempt_entry(
     outcome: ResendOutcome | None,
     probe: bool = False,
 ) -> AttemptEntry:
-    """One line of the attempt log; `outcome` None for a 401 answered by renewing the token.
-    A probe whose cooldown answer proved an earlier call resent reads "confirmed"."""
+    """One line of the attempt log; `outcome` None for a 401 answered by renewing the token."""
     if isinstance(result, TangoAnswer):
         return AttemptEntry(
             at=now,
-            outcome="sent",
+            outcome=AttemptOutcome.SENT,
             status=result.status,
             tango_request_id=result.request_id,
             probe=probe,
         )
-    name = "unauthorized" if outcome is None else type(outcome).__name__.lower()
-    if isinstance(outcome, Sent) and outcome.confirmed_by is not None:
-        name = "confirmed"
     return AttemptEntry(
         at=now,
-        outcome=name,
+        outcome=_attempt_outcome(outcome),
         status=result.status,
         i18n_key=result.i18n_key,
         tango_request_id=result.request_id,
@@ -424,21 +432,60 @@ def _attempt_entry(
     )
 
 
-def _probe_result(outcome: ResendOutcome) -> str:
+def _attempt_outcome(outcome: ResendOutcome | None) -> AttemptOutcome:
+    """The attempt log's word for an outcome decided after an error answer. A probe whose
+    cooldown answer proved an earlier call resent reads `confirmed`."""
+    match outcome:
+        case None:
+            return AttemptOutcome.UNAUTHORIZED
+        case Sent(confirmed_by=None):
+            return AttemptOutcome.SENT
+        case Sent():
+            return AttemptOutcome.CONFIRMED
+        case Deferred():
+            return AttemptOutcome.DEFERRED
+        case Retrying():
+            return AttemptOutcome.RETRYING
+        case Failed():
+            return AttemptOutcome.FAILED
+        case unreachable:
+            assert_never(unreachable)
+
+
+def _probe_result(outcome: ResendOutcome) -> ProbeResult:
     """The `result` label of `tango_resend_probes_total` for a probe's outcome."""
     if isinstance(outcome, Sent):
-        return "sent" if outcome.confirmed_by is None else "confirmed"
-    return "inconclusive"
+        return ProbeResult.SENT if outcome.confirmed_by is None else ProbeResult.CONFIRMED
+    return ProbeResult.INCONCLUSIVE
+
+
+def _stamp_final(record: ResendRecord, outcome: Sent | Failed, now: datetime) -> None:
+    """Set a final outcome on the record (before `_finish` stores it)."""
+    if isinstance(outcome, Sent):
+        record.status, record.sent_at, record.response = ResendStatus.SENT, now, outcome.response
+        record.reason = None
+        record.confirmed_by = outcome.confirmed_by
+        record.unresolved_call_started_at = None
+        if outcome.confirmed_by is not None:
+            record.error = None  # Tango's refusal was the proof, not a failure
+    else:
+        record.status, record.reason = ResendStatus.FAILED, outcome.reason
+    record.next_attempt_at = None
+
+
+def _note_unresolved_call(record: ResendRecord, started_at: float) -> None:
+    """A call whose outcome is unknown: probes are judged from the earliest such call."""
+    earliest = record.unresolved_call_started_at
+    record.unresolved_call_started_at = (
+        started_at if earliest is None else min(earliest, started_at)
+    )
 
 
 def _note_interrupted_call(record: ResendRecord, started_at: float, now: datetime) -> None:
     """A call of this request passed the gate and nobody stored its outcome (its worker died
     mid-call): whether Tango acted is unknown, so the next call is a probe."""
-    earliest = record.unresolved_call_started_at
-    record.unresolved_call_started_at = (
-        started_at if earliest is None else min(earliest, started_at)
-    )
-    record.attempt_log.append(AttemptEntry(at=now, outcome="interrupted"))
+    _note_unresolved_call(record, started_at)
+    record.attempt_log.append(AttemptEntry(at=now, outcome=AttemptOutcome.INTERRUPTED))
     logger.warning(
         "request=%s order=%s a call was cut off (its worker died?); probing Tango",
         record.id,

@@ -9,6 +9,10 @@ from typing import Any
 
 import redis
 
+# RedisUnavailable lives in the lowest layer; `worker.resend.producer.RedisUnavailable` is a
+# path applications have used, hence the explicit re-export.
+from worker.core.errors import RedisUnavailable as RedisUnavailable
+from worker.core.errors import TangoResendError
 from worker.queueing.app import RESEND_TASK_NAME, app
 from worker.queueing.task_messages import build_task_message
 from worker.resend.callbacks import notify_finished
@@ -16,20 +20,17 @@ from worker.resend.validation import InvalidResendRequest, validate_resend
 from worker.runtime import AsyncCreate, Runtime, current_runtime
 from worker.state.records import (
     PROMOTE_MARGIN_SECONDS,
+    CancelResult,
     Creation,
     ResendRecord,
     ResendStatus,
+    SubmissionOutcome,
     TaskMessage,
     creation_from_reply,
     new_request_id,
 )
 
 logger = logging.getLogger("tango_resend.producer")
-
-
-class RedisUnavailable(RuntimeError):
-    """Raised by every function of the API when Redis (the broker and all state) cannot be
-    reached or answers with an error; nothing was changed. Retry later."""
 
 
 class EnqueueError(RedisUnavailable):
@@ -81,16 +82,17 @@ def enqueue_resend(
 class Submission:
     """What became of a submitted request.
 
-    `outcome` is "created", "idempotent" (its idempotency key was seen before) or "merged"
-    (an identical request for the same order was still pending and now stands for it).
+    `outcome` is `created`, `idempotent` (its idempotency key was seen before) or `merged`
+    (an identical request for the same order was still pending and now stands for it); a
+    `SubmissionOutcome`, which is a `str` equal to those words.
     """
 
     request_id: str
-    outcome: str
+    outcome: SubmissionOutcome
 
     @property
     def created(self) -> bool:
-        return self.outcome == "created"
+        return self.outcome == SubmissionOutcome.CREATED
 
 
 def submit_resend(
@@ -197,7 +199,7 @@ def _prepare(
 def _submitted(record: ResendRecord, creation: Creation, origin: str | None) -> Submission:
     """Log what became of a submission (the create script counted it: accepted, coalesced,
     or, for a repeated idempotency key such as a webhook replay, a redelivery)."""
-    if creation.outcome != "created":
+    if creation.outcome != SubmissionOutcome.CREATED:
         logger.info(
             "request=%s stands for a new %s request%s",
             creation.request_id,
@@ -208,7 +210,7 @@ def _submitted(record: ResendRecord, creation: Creation, origin: str | None) -> 
     logger.info(
         "request=%s order=%s status=queued%s", record.id, record.reference_order_id, _from(origin)
     )
-    return Submission(record.id, "created")
+    return Submission(record.id, SubmissionOutcome.CREATED)
 
 
 def _task_message(request_id: str, queue: str) -> TaskMessage | None:
@@ -240,7 +242,7 @@ def _usable_key(key: object) -> bool:
     return True
 
 
-class NotRetryable(ValueError):
+class NotRetryable(TangoResendError, ValueError):
     """Raised when `retry_resend` is asked to retry a request that has not failed."""
 
 
@@ -281,13 +283,14 @@ def retry_resend(request_id: str) -> Submission:
     )
 
 
-def cancel_resend(request_id: str) -> str:
+def cancel_resend(request_id: str) -> CancelResult:
     """Cancel a queued or deferred request before it is sent.
 
     Returns:
-        "cancelled"; or "in_flight" when its call to Tango is under way (too late to stop);
-        or the final status it already had ("sent", "failed", "cancelled"); or "unknown"
-        when no request has this id (never existed, or expired).
+        A `CancelResult` (a `str` equal to its word): `cancelled`; or `in_flight` when its
+        call to Tango is under way (too late to stop); or the final status it already had
+        (`sent`, `failed`, `cancelled`); or `unknown` when no request has this id (never
+        existed, or expired).
 
     Raises:
         RedisUnavailable: Redis could not be reached; nothing was cancelled.

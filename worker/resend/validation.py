@@ -17,13 +17,14 @@ from pydantic import (
     field_validator,
 )
 
+from worker.core.errors import TangoResendError
 from worker.tango.ids import REFERENCE_ORDER_ID
 
 ETID = re.compile(r"E[0-9]{6}")
 _MAX_EMAIL_LENGTH = 254
 
 
-class InvalidResendRequest(ValueError):
+class InvalidResendRequest(TangoResendError, ValueError):
     """Raised when a resend request is refused at enqueue; `errors` maps each field to why."""
 
     def __init__(self, errors: dict[str, str]) -> None:

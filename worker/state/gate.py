@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from enum import StrEnum
 
 import redis
 
@@ -24,14 +25,23 @@ from worker.state.window import window_milliseconds
 RATE_HEADROOM = 1.03
 
 
+class Verdict(StrEnum):
+    """What the gate's script answered (its first reply element; the values are its words)."""
+
+    GO = "go"  # the caller holds the window and a rate slot and must call now
+    TURN = "turn"  # an earlier request of the order goes first (it will promote this one)
+    WINDOW = "window"  # the order's window is held: wait `wait_seconds`
+    RATE = "rate"  # the fleet's next rate-limit slot is `wait_seconds` away (reserved for it)
+    FINAL = "final"  # the request is final: nothing to do
+    UNKNOWN = "unknown"  # no such record: nothing to do
+    STALE = "stale"  # a newer run holds the request: this one must change nothing
+
+
 @dataclass(frozen=True)
 class GateVerdict:
-    """`go`: the caller holds the window and a rate slot and must call now. `turn`: an earlier
-    request of the order goes first (it will promote this one). `window` / `rate`: wait
-    `wait_seconds`. `final` / `unknown` / `stale` (a newer run holds the request): nothing
-    to do."""
+    """The gate's answer (see `Verdict`), and for `window` / `rate` how long to wait."""
 
-    verdict: str
+    verdict: Verdict
     wait_seconds: float
     # `go` only: when the call starts, Redis's clock in epoch seconds (None otherwise).
     started_at: float | None = None
@@ -97,8 +107,9 @@ class CallGate:
                 "probe": "1" if probe else "",
             },
         )
-        started = int(rest[0]) / 1000 if verdict == "go" and rest else None
-        return GateVerdict(str(verdict), int(wait_ms) / 1000, started)
+        kind = Verdict(str(verdict))
+        started = int(rest[0]) / 1000 if kind is Verdict.GO and rest else None
+        return GateVerdict(kind, int(wait_ms) / 1000, started)
 
     def reserve_slot(self, label: str = "call") -> float:
         """Take the fleet's next rate-limit slot for a call outside a resend (an order

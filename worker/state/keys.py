@@ -13,7 +13,8 @@ class RedisKeys:
     prefix: str
 
     def order_window(self, reference_order_id: str) -> str:
-        """The per-order lock whose expiry is Tango's resend window; value = owning request id."""
+        """The order's window: a key whose expiry is the end of our per-order resend window
+        (Tango's 30-second rule); value = the request that holds it."""
         return f"{self.prefix}:window:{reference_order_id}"
 
     def record(self, request_id: str) -> str:

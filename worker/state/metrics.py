@@ -12,6 +12,7 @@ import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from enum import StrEnum
 
 import redis
 from prometheus_client.core import (
@@ -38,6 +39,26 @@ _HISTOGRAMS = {
 _PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
 
 
+class DeferralReason(StrEnum):
+    """The `reason` label of `tango_resend_deferrals_total` (the values are the metric's)."""
+
+    TURN = "turn"  # an earlier request of the order goes first
+    # Another request holds the order's window. The label says "lock", the window's old name:
+    # dashboards and alerts select on it, so the public value stays.
+    WINDOW = "lock"
+    RATE_LIMIT = "rate_limit"  # waiting for the fleet's next rate-limit slot
+    COOLDOWN = "cooldown"  # Tango answered with its cooldown error (403.005)
+
+
+class ProbeResult(StrEnum):
+    """The `result` label of `tango_resend_probes_total`: what a probe after an ambiguous
+    call found."""
+
+    SENT = "sent"  # a 201: the probe was the resend
+    CONFIRMED = "confirmed"  # Tango's cooldown answer proved the earlier call resent
+    INCONCLUSIVE = "inconclusive"  # anything else
+
+
 class MetricsRecorder:
     """Adds observations to the fleet's counters; a failure to record never fails the work."""
 
@@ -46,7 +67,7 @@ class MetricsRecorder:
         self._key = keys.metrics
         self._local = threading.local()
 
-    def deferral(self, reason: str) -> None:
+    def deferral(self, reason: DeferralReason) -> None:
         self._add({f"deferrals_total|{reason}": 1})
 
     def tango_call(self, status: int | None, latency_seconds: float) -> None:
@@ -63,9 +84,8 @@ class MetricsRecorder:
     def callback(self, outcome: str) -> None:
         self._add({f"callbacks_total|{outcome}": 1})
 
-    def probe(self, result: str) -> None:
-        """A probe after an ambiguous call: `sent` (a 201: it was the resend), `confirmed`
-        (Tango's cooldown answer proved the earlier call resent) or `inconclusive`."""
+    def probe(self, result: ProbeResult) -> None:
+        """A probe after an ambiguous call (see `ProbeResult`)."""
         self._add({f"probes_total|{result}": 1})
 
     @contextmanager
@@ -103,13 +123,14 @@ class MetricsRecorder:
 SUBMISSION_COUNTERS = ("requests_total|accepted", "requests_total|coalesced", "redeliveries_total|")
 
 
-def outcome_fields(status: str, delay_seconds: float | None) -> dict[str, float]:
+def outcome_fields(status: str, send_delay_seconds: float | None) -> dict[str, float]:
     """The counters a final outcome adds, for the script that stores it to add in the same
     atomic step (worker/state/lua/finish.lua): a worker dying right after storing an
-    outcome cannot lose its count, and a stale run that stores nothing counts nothing."""
+    outcome cannot lose its count, and a stale run that stores nothing counts nothing.
+    `send_delay_seconds` (enqueue to Tango's 201) is given for a sent request only."""
     fields = {f"requests_total|{status}": 1.0}
-    if status == "sent" and delay_seconds is not None:
-        fields.update(_histogram_fields("send_delay", delay_seconds))
+    if send_delay_seconds is not None:
+        fields.update(_histogram_fields("send_delay", send_delay_seconds))
     return fields
 
 

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from worker.core.errors import TangoResendError
 from worker.state.records import ResendRecord, ResendStatus
 
 if TYPE_CHECKING:
@@ -19,7 +20,7 @@ _ID_TEXT = re.compile(r"^[0-9a-fA-F-]+$")  # what a request id (a UUID) or its p
 WAITING_FOR_TURN = "waiting for an earlier request of the same order"
 
 
-class AmbiguousRequestId(ValueError):
+class AmbiguousRequestId(TangoResendError, ValueError):
     """Raised when an id prefix matches more than one request."""
 
     def __init__(self, prefix: str, matches: list[str]) -> None:

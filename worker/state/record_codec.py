@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from worker.state.record_model import AttemptEntry, ResendRecord, ResendStatus
+from worker.state.record_model import AttemptEntry, AttemptOutcome, ResendRecord, ResendStatus
 
 FORMAT = 1
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -164,7 +164,7 @@ def _decode_attempt(values: list[Any], created: datetime) -> AttemptEntry:
     at, outcome, status, i18n_key, tango_request_id, probe = values
     return AttemptEntry.model_construct(
         at=_at(at, created),
-        outcome=outcome,
+        outcome=AttemptOutcome(outcome),
         status=status,
         i18n_key=i18n_key,
         tango_request_id=tango_request_id,

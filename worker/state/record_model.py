@@ -8,7 +8,7 @@ import json
 import secrets
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -29,11 +29,29 @@ class ResendStatus(StrEnum):
 FINAL_STATUSES = [status.value for status in ResendStatus if status.is_final]
 
 
+class AttemptOutcome(StrEnum):
+    """What became of one call to Tango, as a line of the attempt log (stored in the record's
+    JSON, shown by the CLI and the console: the values are a public contract)."""
+
+    SENT = "sent"  # Tango resent (its 201)
+    CONFIRMED = "confirmed"  # a probe's cooldown answer proved an earlier call resent
+    DEFERRED = "deferred"  # Tango's cooldown answer: try again after its window
+    RETRYING = "retrying"  # a transient failure
+    FAILED = "failed"  # a final failure
+    UNAUTHORIZED = "unauthorized"  # a 401 answered by renewing the shared token
+    INTERRUPTED = "interrupted"  # its worker died mid-call: nobody stored the outcome
+
+
+ConfirmedBy = Literal["cooldown"]
+"""How a `sent` was known other than by Tango's 201: only from Tango's cooldown answer to a
+probe (a one-value enum would add nothing)."""
+
+
 class AttemptEntry(BaseModel):
     """One call to Tango made for this request."""
 
     at: datetime
-    outcome: str
+    outcome: AttemptOutcome
     status: int | None = None
     i18n_key: str | None = None
     tango_request_id: str | None = None
@@ -50,6 +68,9 @@ class ResendRecord(BaseModel):
     status: ResendStatus = ResendStatus.QUEUED
     attempts: int = 0
     transient_failures: int = 0
+    # Deferrals for Tango's cooldown answer, and for the order's window held by another of
+    # its requests. The second keeps its old name, `lock_deferrals`: it is a key of the
+    # record's JSON (stored, and in every API), so code reads it as `window_deferrals`.
     cooldown_deferrals: int = 0
     lock_deferrals: int = 0
     merges: int = 0
@@ -65,10 +86,19 @@ class ResendRecord(BaseModel):
     retry_of: str | None = None
     # How `sent` was known: None for Tango's 201, "cooldown" when Tango's cooldown answer to a
     # probe proved that an earlier call whose answer we never had had resent.
-    confirmed_by: str | None = None
+    confirmed_by: ConfirmedBy | None = None
     # The start (Redis's clock, epoch seconds) of the earliest call whose outcome is unknown
     # (a timeout, a reset, a 502/504, a worker killed mid-call) and not yet settled by a probe.
     unresolved_call_started_at: float | None = None
+
+    @property
+    def window_deferrals(self) -> int:
+        """How often the request waited because another request held its order's window."""
+        return self.lock_deferrals
+
+    @window_deferrals.setter
+    def window_deferrals(self, count: int) -> None:
+        self.lock_deferrals = count
 
     def fingerprint(self) -> str:
         """Identifies "the same request": the order and exactly the same fields."""

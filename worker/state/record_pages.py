@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, cast
 
+from worker.core.errors import TangoResendError
 from worker.state.records import ResendRecord, ResendStatus
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ _DURATION = re.compile(r"(\d{1,9}(?:\.\d{1,6})?)([smhdw])")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
-class InvalidCursor(ValueError):
+class InvalidCursor(TangoResendError, ValueError):
     """Raised when a cursor was not made by `encode_cursor`."""
 
 

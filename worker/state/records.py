@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 import redis
@@ -25,6 +26,8 @@ from worker.state.metrics import SUBMISSION_COUNTERS, outcome_fields
 # (and users' code) that have always imported them from here.
 from worker.state.record_model import FINAL_STATUSES as FINAL_STATUSES
 from worker.state.record_model import AttemptEntry as AttemptEntry
+from worker.state.record_model import AttemptOutcome as AttemptOutcome
+from worker.state.record_model import ConfirmedBy as ConfirmedBy
 from worker.state.record_model import ResendRecord as ResendRecord
 from worker.state.record_model import ResendStatus as ResendStatus
 from worker.state.record_model import new_request_id as new_request_id
@@ -43,12 +46,21 @@ class TaskMessage:
     payload: str
 
 
+class SubmissionOutcome(StrEnum):
+    """What the create script did with a submission (`Creation`, and the producer's public
+    `Submission`); the values are the script's words, and those of JSON and CLI output."""
+
+    CREATED = "created"  # a new request
+    IDEMPOTENT = "idempotent"  # its idempotency key was seen before: that request's id
+    MERGED = "merged"  # coalesced into an identical pending request of the order
+
+
 @dataclass(frozen=True)
 class Creation:
     """What `RecordStore.create` did."""
 
     request_id: str
-    outcome: str  # "created", "idempotent" (key seen before) or "merged" (coalesced)
+    outcome: SubmissionOutcome
     is_head: bool  # the first waiting request of its order: its task may run now
     # The number its task message carries (0 when none is to be sent); not part of equality,
     # since it only numbers the message.
@@ -58,24 +70,61 @@ class Creation:
 def creation_from_reply(reply: Any) -> Creation:
     """What the create script's reply says it did."""
     request_id, outcome, head, dispatch = reply
-    return Creation(str(request_id), str(outcome), bool(int(head)), int(dispatch))
+    return Creation(
+        str(request_id), SubmissionOutcome(str(outcome)), bool(int(head)), int(dispatch)
+    )
+
+
+class BeginVerdict(StrEnum):
+    """What the BEGIN script found when a worker took a request's task message."""
+
+    OK = "ok"  # this run holds the request: `Begun.token` fences its writes
+    UNKNOWN = "unknown"  # no record
+    FINAL = "final"  # nothing left to do
+    BUSY = "busy"  # a call for it is in flight; it is released again when that call's hold ends
 
 
 @dataclass(frozen=True)
 class Begun:
-    """What `RecordStore.begin` found when a worker took a request's task message.
+    """What `RecordStore.begin` found (see `BeginVerdict`); `record` is the request when the
+    verdict is `ok`, else None."""
 
-    `verdict` is "ok" (this run holds the request: `token` fences its writes, `record` is the
-    request), "unknown" (no record), "final" (nothing left to do) or "busy" (a call for it is
-    in flight; the request is released again when that call's hold ends).
-    """
-
-    verdict: str
+    verdict: BeginVerdict
     token: str = ""
     record: ResendRecord | None = None
     # "ok" only: the start (Redis's clock, epoch seconds) of a call that passed the gate and
     # whose outcome nobody stored (its worker died mid-call), else None.
     interrupted_call_started_at: float | None = None
+
+
+class FinishResult(StrEnum):
+    """The FINISH script's answer, when it is not the final status the request already had
+    (`finish_result_from_reply`)."""
+
+    DONE = "done"  # stored: the request is final now
+    UNKNOWN = "unknown"  # no record
+    IN_FLIGHT = "in_flight"  # a cancel while a call to Tango is under way: too late
+    STALE = "stale"  # a newer run holds the request: this run's outcome is not stored
+
+
+def finish_result_from_reply(reply: Any) -> FinishResult | ResendStatus:
+    """The FINISH script's answer: a `FinishResult`, or the final status the request had
+    already reached (then nothing was stored)."""
+    text = str(reply)
+    if text in FinishResult.__members__.values():
+        return FinishResult(text)
+    return ResendStatus(text)
+
+
+class CancelResult(StrEnum):
+    """What a cancel did (`RecordStore.cancel`, the public `cancel_resend`); the values are
+    the ones the API, the CLI's --json and the REST API have always given."""
+
+    CANCELLED = "cancelled"  # cancelled now, or it already was
+    IN_FLIGHT = "in_flight"  # its call to Tango is under way: too late
+    SENT = "sent"  # already final
+    FAILED = "failed"  # already final
+    UNKNOWN = "unknown"  # no such request (never existed, or expired)
 
 
 # The next request of an order is released this long after the window ends, so it never
@@ -205,13 +254,13 @@ class RecordStore:
                 "carried_dispatch": "" if dispatch is None else dispatch,
             },
         )
-        verdict = str(reply[0])
-        if verdict != "ok":
+        verdict = BeginVerdict(str(reply[0]))
+        if verdict is not BeginVerdict.OK:
             return Begun(verdict)
         _, token, doc, status, merges, interrupted = reply
         record = record_codec.decode(str(doc), request_id, str(status), int(merges))
         started = int(interrupted) / 1000 if str(interrupted) not in ("", "0") else None
-        return Begun("ok", str(token), record, started)
+        return Begun(BeginVerdict.OK, str(token), record, started)
 
     def drop_orphan(self, request_id: str, promote_margin_seconds: float) -> bool:
         """Take a request whose record has gone off every index, and let its order's next
@@ -292,36 +341,42 @@ class RecordStore:
                 only_if_cancellable=False,
                 window=window,
                 token=token,
-                delay_seconds=(
+                send_delay_seconds=(
                     (record.sent_at - record.created_at).total_seconds()
-                    if record.sent_at is not None
+                    if record.status is ResendStatus.SENT and record.sent_at is not None
                     else None
                 ),
             )
-            == "done"
+            is FinishResult.DONE
         )
 
-    def cancel(self, request_id: str, promote_margin_seconds: float) -> str:
+    def cancel(self, request_id: str, promote_margin_seconds: float) -> CancelResult:
         """Cancel a queued or deferred request, atomically with its order's queue.
 
-        Returns "cancelled", "in_flight" (a call to Tango is under way), "unknown", or the
-        final status it already had.
+        Returns `cancelled`, `in_flight` (a call to Tango is under way), `unknown`, or the
+        final status it already had (see `CancelResult`).
         """
         return self.try_cancel(request_id, promote_margin_seconds)[0]
 
-    def try_cancel(self, request_id: str, promote_margin_seconds: float) -> tuple[str, bool]:
+    def try_cancel(
+        self, request_id: str, promote_margin_seconds: float
+    ) -> tuple[CancelResult, bool]:
         """As `cancel`, and whether this very call did the cancelling (racing cancellers:
         exactly one gets True)."""
         record = self.get(request_id)
         if record is None:
-            return "unknown", False
+            return CancelResult.UNKNOWN, False
         if record.status.is_final:
-            return record.status.value, False
+            return CancelResult(record.status.value), False
         record.status = ResendStatus.CANCELLED
         record.reason = "cancelled before it was sent"
         record.updated_at = self._clock.now()
         result = self._finish_script(record, promote_margin_seconds, only_if_cancellable=True)
-        return ("cancelled", True) if result == "done" else (result, False)
+        if result is FinishResult.DONE:
+            return CancelResult.CANCELLED, True
+        # `unknown`, `in_flight` or the final status it reached meanwhile (never `stale`: a
+        # cancel passes no run token).
+        return CancelResult(result.value), False
 
     def _finish_script(
         self,
@@ -331,8 +386,8 @@ class RecordStore:
         only_if_cancellable: bool,
         window: WindowAction = KEEP_WINDOW,
         token: str = "",
-        delay_seconds: float | None = None,
-    ) -> str:
+        send_delay_seconds: float | None = None,
+    ) -> FinishResult | ResendStatus:
         keys, order, status = self._keys, record.reference_order_id, record.status.value
         result = self._finish(
             keys={
@@ -355,11 +410,11 @@ class RecordStore:
                 "only_if_cancellable": "1" if only_if_cancellable else "",
                 "window_action": _window_arg(window),
                 "run_token": token,
-                "metric_counts": json.dumps(outcome_fields(status, delay_seconds)),
+                "metric_counts": json.dumps(outcome_fields(status, send_delay_seconds)),
                 "created_at": record.created_at.timestamp(),
             },
         )
-        return str(result)
+        return finish_result_from_reply(result)
 
     def get_many(self, request_ids: list[str]) -> list[ResendRecord]:
         """Records for many ids in one round trip; unknown or expired ones are skipped."""

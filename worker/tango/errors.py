@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from worker.core.errors import TangoResendError
 from worker.tango.timeparse import ParsedInstant
 
 
-class TangoError(Exception):
+class TangoError(TangoResendError):
     """Raised when Tango (or the way to it) did not answer a call with success."""
 
     def __init__(

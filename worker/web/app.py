@@ -27,6 +27,7 @@ from worker.resend.producer import EnqueueError, submit_resend_async
 from worker.resend.validation import InvalidResendRequest
 from worker.runtime import AsyncCreate, current_runtime
 from worker.state.metrics import build_registry
+from worker.state.records import SubmissionOutcome
 from worker.state.redis_health import warn_if_evicting
 from worker.web.console import build_console_router
 from worker.web.health import add_health_route
@@ -177,8 +178,8 @@ async def _accept(
         raise unavailable("the request could not be stored; retry later") from None
     return Accepted(
         id=submission.request_id,
-        duplicate=submission.outcome == "idempotent",
-        coalesced=submission.outcome == "merged",
+        duplicate=submission.outcome == SubmissionOutcome.IDEMPOTENT,
+        coalesced=submission.outcome == SubmissionOutcome.MERGED,
     )
 
 

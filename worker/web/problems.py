@@ -14,6 +14,8 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from worker.core.errors import TangoResendError
+
 
 class Problem(BaseModel):
     error: str
@@ -21,7 +23,7 @@ class Problem(BaseModel):
     fields: dict[str, str] | None = None
 
 
-class HttpProblem(Exception):
+class HttpProblem(TangoResendError):
     """Raised inside a request to answer with a JSON problem."""
 
     def __init__(

@@ -32,7 +32,7 @@ from worker.resend.validation import InvalidResendRequest
 from worker.runtime import current_runtime
 from worker.state.queries import order_history
 from worker.state.record_pages import InvalidCursor, decode_cursor, page_requests, parse_since
-from worker.state.records import ResendStatus
+from worker.state.records import CancelResult, ResendStatus, SubmissionOutcome
 from worker.tango.ids import REFERENCE_ORDER_ID
 from worker.web.api_tokens import Role, role_for_authorization
 from worker.web.openapi import accepted, json_request_body, link
@@ -322,8 +322,8 @@ def _create(fields: dict[str, Any], idempotency_ttl: int) -> Created:
     return Created(
         id=submission.request_id,
         status=status,
-        duplicate=submission.outcome == "idempotent",
-        coalesced=submission.outcome == "merged",
+        duplicate=submission.outcome == SubmissionOutcome.IDEMPOTENT,
+        coalesced=submission.outcome == SubmissionOutcome.MERGED,
     )
 
 
@@ -393,9 +393,10 @@ def _cancel(request_id: str) -> JSONResponse:
         result = cancel_resend(request_id)
     except RedisUnavailable:
         raise unavailable("the request cannot be cancelled now; retry later") from None
-    if result == "unknown":  # expired between the two reads
+    if result is CancelResult.UNKNOWN:  # expired between the two reads
         raise _not_found()
-    return JSONResponse({"result": result}, status_code=200 if result == "cancelled" else 409)
+    status_code = 200 if result is CancelResult.CANCELLED else 409
+    return JSONResponse({"result": result.value}, status_code=status_code)
 
 
 def _retry(request_id: str) -> RetryAnswer:

@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from worker.core.errors import TangoResendError
+
 # The library accepts a `webhook-timestamp` up to this far from our clock, either way.
 TIMESTAMP_TOLERANCE_SECONDS = 5 * 60
 # How long a signed webhook can be replayed: one stamped TOLERANCE ahead of our clock is
@@ -27,7 +29,7 @@ _MAX_SIGNATURE_HEADER = 2048
 _MAX_ID_LENGTH = 255
 
 
-class SignatureError(Exception):
+class SignatureError(TangoResendError):
     """Raised when a webhook's signature headers are missing, stale or do not match."""
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Literal, cast
 
 from worker.runtime import Runtime
 from worker.state.queries import WAITING_FOR_TURN
@@ -28,8 +28,10 @@ WORKERS_TIMEOUT_SECONDS = 0.5
 _SAMPLES_KEPT = 60
 _RATE_SPAN_SECONDS = 60.0
 
+WaitReason = Literal["window", "turn", "rate_limit", "backoff", "queued"]
+
 # Why a request waits, in the words the fleet page uses.
-WAIT_REASONS = {
+WAIT_REASONS: dict[WaitReason, str] = {
     "window": "the order's window (ours, or Tango's cooldown)",
     "turn": "its turn behind an earlier request of the same order",
     "rate_limit": "a slot of the fleet's rate limit",
@@ -42,7 +44,7 @@ WAIT_REASONS = {
 class FleetOverview:
     counts: dict[str, int]
     recent_scanned: int
-    waiting: dict[str, int]
+    waiting: dict[WaitReason, int]
     waiting_total: int
     calls_per_second: float | None
     rate_limit: float
@@ -51,7 +53,7 @@ class FleetOverview:
     workers: list[str] | None = None
 
 
-def wait_reason(record: ResendRecord) -> str:
+def wait_reason(record: ResendRecord) -> WaitReason:
     """Which of `WAIT_REASONS` keeps an unfinished request waiting."""
     reason = record.reason or ""
     if record.status is ResendStatus.RETRYING:
@@ -102,7 +104,7 @@ def _recent_counts(runtime: Runtime) -> tuple[dict[str, int], int, list[str]]:
     return counts, len(ids), failed
 
 
-def _waiting(runtime: Runtime) -> tuple[dict[str, int], int]:
+def _waiting(runtime: Runtime) -> tuple[dict[WaitReason, int], int]:
     total = int(runtime.redis.zcard(runtime.keys.due_index))
     sample = cast(
         list[tuple[str, float]],

@@ -23,13 +23,15 @@ from functools import cache
 from importlib import resources
 from typing import Any, Protocol
 
+from worker.core.errors import TangoResendError
+
 ScriptValue = str | int | float
 
 _DECLARATION = re.compile(r"^local (\w+) = (?:tonumber\()?(KEYS|ARGV)\[(\d+)\]\)?\s*(?:--.*)?$")
 _INCLUDE = re.compile(r"^--! include (\w+)\s*$")
 
 
-class ScriptCallError(TypeError):
+class ScriptCallError(TangoResendError, TypeError):
     """A script was called with names it does not declare, or without names it does: a bug in
     the caller, found before anything reached Redis."""
 

@@ -77,6 +77,7 @@ class Runtime:
             self.settings.resend_record_ttl_seconds,
             callbacks=self.settings.result_webhook_url is not None,
             clock=self.clock,
+            pending_counts=self.metrics.take_pending,
         )
 
     @cached_property

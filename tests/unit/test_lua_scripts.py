@@ -49,7 +49,7 @@ def test_a_script_names_each_argument_once_and_uses_only_the_names(name: str) ->
     assert all(line.startswith("local ") for line in uses)
 
 
-@pytest.mark.parametrize("helper", ["is_final", "now", "promote_next", "set_window"])
+@pytest.mark.parametrize("helper", scripts.helper_names())
 def test_a_helper_takes_what_it_uses_as_parameters(helper: str) -> None:
     assert not _ARGUMENT_USE.search(scripts.helper_source(helper))
 
@@ -59,6 +59,8 @@ def test_the_loader_includes_each_helper_once_where_asked() -> None:
     assert "--! include" not in finish.source
     assert finish.source.count("local function now_seconds()") == 1
     assert finish.source.count("local function promote_next(") == 1
+    # order_queue is asked for by finish.lua and by promote_next.lua: included once.
+    assert finish.source.count("local function first_waiting(") == 1
 
 
 def test_lua_and_python_agree_on_the_final_statuses(redis_client: redis.Redis) -> None:

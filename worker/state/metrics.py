@@ -98,6 +98,16 @@ class MetricsRecorder:
             pending, self._local.pending = self._local.pending, None
             self._send(pending)
 
+    def take_pending(self) -> dict[str, float]:
+        """Hand over what this thread's open batch holds so far (nothing outside a batch): the
+        script that stores a run's outcome adds it with its own writes, so a resend's counts
+        cost no round trip of their own."""
+        pending: dict[str, float] | None = getattr(self._local, "pending", None)
+        if not pending:
+            return {}
+        self._local.pending = {}
+        return pending
+
     def _add(self, fields: dict[str, float]) -> None:
         pending: dict[str, float] | None = getattr(self._local, "pending", None)
         if pending is None:

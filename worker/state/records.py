@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -148,8 +149,12 @@ class RecordStore:
         ttl_seconds: int,
         callbacks: bool = False,
         clock: Clock | None = None,
+        pending_counts: Callable[[], Mapping[str, float]] | None = None,
     ) -> None:
         self._client = client
+        # Metrics this thread recorded and has not sent yet (MetricsRecorder.take_pending): the
+        # scripts that save and finish a request add them in the same round trip.
+        self._pending_counts = pending_counts
         self._clock = clock or RedisClock(client)
         self._keys = keys
         self._ttl_seconds = ttl_seconds
@@ -309,6 +314,7 @@ class RecordStore:
                     "record_key": self._keys.record(record.id),
                     "due_key": self._keys.due_index,
                     "window_key": window_key,
+                    "metrics_key": self._keys.metrics,
                 },
                 args={
                     "id": record.id,
@@ -317,6 +323,7 @@ class RecordStore:
                     "due_score": "" if due_at is None else _score(due_at),
                     "window_action": _window_arg(window),
                     "run_token": token,
+                    "run_counts": self._counts_to_send(),
                 },
             )
         )
@@ -411,10 +418,15 @@ class RecordStore:
                 "window_action": _window_arg(window),
                 "run_token": token,
                 "metric_counts": json.dumps(outcome_fields(status, send_delay_seconds)),
+                "run_counts": self._counts_to_send(),
                 "created_at": record.created_at.timestamp(),
             },
         )
         return finish_result_from_reply(result)
+
+    def _counts_to_send(self) -> str:
+        counts = self._pending_counts() if self._pending_counts is not None else {}
+        return json.dumps(counts) if counts else ""
 
     def get_many(self, request_ids: list[str]) -> list[ResendRecord]:
         """Records for many ids in one round trip; unknown or expired ones are skipped."""

@@ -97,9 +97,10 @@ def _read(*parts: str) -> str:
     return str(_lua_dir().joinpath(*parts).read_text(encoding="utf-8"))
 
 
-def _expand(text: str, name: str) -> str:
-    """Replace each `--! include helper` line with the helper (once per script)."""
-    included: set[str] = set()
+def _expand(text: str, included: set[str] | None = None) -> str:
+    """Replace each `--! include helper` line with the helper, once per script (a helper's
+    own includes count: one included twice is left out the second time)."""
+    included = set() if included is None else included
     lines = []
     for line in text.splitlines():
         match = _INCLUDE.match(line)
@@ -109,7 +110,7 @@ def _expand(text: str, name: str) -> str:
         helper = match.group(1)
         if helper not in included:
             included.add(helper)
-            lines.append(_expand(_read("lib", f"{helper}.lua"), name))
+            lines.append(_expand(_read("lib", f"{helper}.lua"), included).rstrip("\n"))
     return "\n".join(lines) + "\n"
 
 
@@ -129,7 +130,7 @@ def _declared(text: str, name: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
 def helper_source(helper: str) -> str:
     """A shared helper's source (`lua/lib/<helper>.lua`, its own includes expanded): for a
     test that runs one helper on its own."""
-    return _expand(_read("lib", f"{helper}.lua"), helper)
+    return _expand(_read("lib", f"{helper}.lua"), {helper})
 
 
 @cache
@@ -137,7 +138,16 @@ def load(name: str) -> LuaScript:
     """The script `lua/<name>.lua`, helpers included and arguments named."""
     text = _read(f"{name}.lua")
     key_names, arg_names = _declared(text, name)
-    return LuaScript(name, _expand(text, name), key_names, arg_names)
+    return LuaScript(name, _expand(text), key_names, arg_names)
+
+
+def helper_names() -> list[str]:
+    """Every shared helper in `lua/lib/`."""
+    return sorted(
+        entry.name.removesuffix(".lua")
+        for entry in _lua_dir().joinpath("lib").iterdir()
+        if entry.name.endswith(".lua")
+    )
 
 
 def script_names() -> list[str]:

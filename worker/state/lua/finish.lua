@@ -21,13 +21,17 @@ local window_action = ARGV[7]              -- see set_window
 local run_token = ARGV[8]                  -- '' = no check
 local metric_counts = ARGV[9]              -- JSON {metrics field: amount}; '' = none
 local created_at = tonumber(ARGV[10])      -- the request's, epoch seconds
+local run_counts = ARGV[11]                -- JSON {metrics field: amount} the run recorded; '' = none
 --! include is_final
 --! include set_window
 --! include now
 --! include order_queue
 --! include promote_next
 --! include doc
+--! include counts
 
+-- What the run counted (its call) is counted even if its outcome is refused.
+add_counts(metrics_key, run_counts)
 local fields = redis.call('HMGET', record_key, 'status', 'run', 'calling_until')
 local current = fields[1]
 if not current then return 'unknown' end
@@ -49,10 +53,6 @@ end
 -- The outcome callback is owed from this moment: recorded with the outcome, never without it.
 if outbox_key ~= '' then redis.call('ZADD', outbox_key, now_s, id) end
 -- Counted with the outcome, so a worker that dies right after storing it loses no count.
-if metrics_key ~= '' and metric_counts ~= '' then
-  for name, amount in pairs(cjson.decode(metric_counts)) do
-    redis.call('HINCRBYFLOAT', metrics_key, name, amount)
-  end
-end
+add_counts(metrics_key, metric_counts)
 promote_next(due_key, order_key, window_key, now_s, promote_margin)
 return 'done'

@@ -4,16 +4,21 @@
 local record_key = KEYS[1]
 local due_key = KEYS[2]
 local window_key = KEYS[3]                 -- '' = leave the window alone
+local metrics_key = KEYS[4]                -- '' = not counted
 local id = ARGV[1]
 local doc = ARGV[2]
 local status = ARGV[3]
 local due_score = ARGV[4]                  -- '' keeps the request's score
 local window_action = ARGV[5]              -- see set_window
 local run_token = ARGV[6]                  -- '' = no check
+local run_counts = ARGV[7]                 -- JSON {metrics field: amount} the run recorded; '' = none
 --! include is_final
 --! include set_window
 --! include doc
+--! include counts
 
+-- What the run counted (its call, its deferral) is counted even if its write is refused.
+add_counts(metrics_key, run_counts)
 local current = redis.call('HGET', record_key, 'status')
 if not current or is_final(current) then return 0 end
 if run_token ~= '' and redis.call('HGET', record_key, 'run') ~= run_token then return 0 end

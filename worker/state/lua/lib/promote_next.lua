@@ -1,5 +1,6 @@
+--! include order_queue
+
 -- Schedule the next request of an order, if it waits for its turn, for when the window ends.
--- (Needs lib/order_queue.lua included before it.)
 local function promote_next(due_key, order_key, window_key, now_s, margin)
   local next_id = first_waiting(order_key)
   if not next_id then return end

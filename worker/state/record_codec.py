@@ -49,6 +49,33 @@ _FIELDS = (
 _HELD_ELSEWHERE = ("id", "status", "merges")
 _ATTEMPT_FIELDS = ("at", "outcome", "status", "i18n_key", "tango_request_id", "probe")
 
+# What each position holds when nothing happened: trailing positions that hold it are dropped
+# (the decoder puts it back). _KEPT is never dropped. A time offset of 0 is data, not a default,
+# where the field may be null: only null is its default.
+_KEPT = object()
+_DEFAULTS: tuple[Any, ...] = (
+    _KEPT,  # format
+    _KEPT,  # reference_order_id
+    _KEPT,  # request
+    _KEPT,  # created_at
+    0,  # updated_at (since creation)
+    0,  # attempts
+    0,  # transient_failures
+    0,  # cooldown_deferrals
+    0,  # lock_deferrals
+    None,  # sent_at
+    None,  # next_attempt_at
+    None,  # reason
+    None,  # error
+    None,  # response
+    [],  # tango_request_ids
+    [],  # attempt_log
+    None,  # retry_of
+    None,  # confirmed_by
+    None,  # unresolved_call_started_at
+)
+_ATTEMPT_DEFAULTS: tuple[Any, ...] = (_KEPT, _KEPT, None, None, None, 0)
+
 
 def encode(record: ResendRecord) -> str:
     """The stored document of `record` (without its id, status and merges)."""
@@ -74,7 +101,7 @@ def encode(record: ResendRecord) -> str:
         record.confirmed_by,
         record.unresolved_call_started_at,
     ]
-    return json.dumps(_trimmed(values), separators=(",", ":"), ensure_ascii=False)
+    return json.dumps(_trimmed(values, _DEFAULTS), separators=(",", ":"), ensure_ascii=False)
 
 
 def stored_doc(fields: Mapping[str, str]) -> str | None:
@@ -155,7 +182,8 @@ def _encode_attempt(entry: AttemptEntry, created: datetime) -> list[Any]:
             entry.i18n_key,
             entry.tango_request_id,
             1 if entry.probe else 0,
-        ]
+        ],
+        _ATTEMPT_DEFAULTS,
     )
 
 
@@ -172,19 +200,17 @@ def _decode_attempt(values: list[Any], created: datetime) -> AttemptEntry:
     )
 
 
-def _trimmed(values: list[Any]) -> list[Any]:
-    """Without trailing defaults (the decoder puts them back)."""
+def _trimmed(values: list[Any], defaults: tuple[Any, ...]) -> list[Any]:
+    """Without the trailing positions that hold their default (the decoder puts them back)."""
     end = len(values)
-    while end and _is_default(values[end - 1]):
+    while end and _is_default(values[end - 1], defaults[end - 1]):
         end -= 1
     return values[:end]
 
 
-def _is_default(value: Any) -> bool:
-    # Exact types: a 0.0 time or an empty error dict is data, and must read back as stored.
-    return (
-        value is None or (type(value) is int and value == 0) or (type(value) is list and not value)
-    )
+def _is_default(value: Any, default: Any) -> bool:
+    # Exact types: 0.0 is not 0, and an empty error dict is data that must read back as stored.
+    return default is not _KEPT and type(value) is type(default) and value == default
 
 
 def _utc(moment: datetime) -> datetime:

@@ -17,17 +17,14 @@ import pytest
 import redis
 import requests
 
-from tests.chaos.fixtures import Configure, WebFactory, WorkerFactory, chaos_seed, report
-from tests.chaos.system import (
-    RedisServer,
-    accepted_sends,
-    all_final,
-    post_webhook,
-    resend_calls,
-    wait_all_final,
-    windows_respected,
-)
-from tests.integration.harness import WebProcess, wait_for
+from tests.support.calls import accepted_sends, resend_calls, windows_respected
+from tests.support.findings import chaos_seed, report
+from tests.support.processes import WebFactory, WebProcess, WorkerFactory
+from tests.support.receiver import post_webhook
+from tests.support.records import all_final, wait_all_final
+from tests.support.redis_server import RedisServer
+from tests.support.settings import Configure
+from tests.support.waiting import wait_for
 from worker import EnqueueError, enqueue_resend, get_resend
 from worker.sandbox import SandboxControl
 from worker.state.keys import RedisKeys

@@ -16,14 +16,11 @@ from typing import Any
 import pytest
 import redis
 
-from tests.chaos.fixtures import Configure, WorkerFactory, chaos_seed, report
-from tests.chaos.system import (
-    accepted_sends,
-    resend_calls,
-    wait_all_final,
-    windows_respected,
-)
-from tests.integration.harness import WorkerProcess
+from tests.support.calls import accepted_sends, resend_calls, windows_respected
+from tests.support.findings import chaos_seed, report
+from tests.support.processes import WorkerFactory, WorkerProcess
+from tests.support.records import wait_all_final
+from tests.support.settings import Configure
 from worker import enqueue_resend
 from worker.sandbox import SandboxControl
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import WorkerFactory
-from tests.integration.harness import wait_for
-from tests.ops.conftest import finished
+from tests.support.processes import WorkerFactory
+from tests.support.records import finished
+from tests.support.waiting import wait_for
 from worker import enqueue_resend
 from worker.core.logging_setup import configure_handlers
 from worker.sandbox import SandboxControl

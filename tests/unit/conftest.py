@@ -1,0 +1,25 @@
+"""Unit-test fixtures: a Runtime of chosen settings on the tests' Redis."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from tests.support.runtime import RuntimeFactory, open_runtime
+from worker.runtime import Runtime
+
+
+@pytest.fixture
+def make_runtime(
+    redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[RuntimeFactory]:
+    """make_runtime(**settings): a Runtime on the flushed test database, closed afterwards."""
+    with contextlib.ExitStack() as opened:
+
+        def make(**settings: str) -> Runtime:
+            return opened.enter_context(open_runtime(monkeypatch.setenv, **settings))
+
+        yield make

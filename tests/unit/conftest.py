@@ -1,4 +1,4 @@
-"""Unit-test fixtures: a Runtime of chosen settings on the tests' Redis."""
+"""Unit-test fixtures: a Runtime of chosen settings, and the record store, on the tests' Redis."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from tests.support.record_store import record_store
 from tests.support.runtime import RuntimeFactory, open_runtime
 from worker.runtime import Runtime
+from worker.state.records import RecordStore
 
 
 @pytest.fixture
@@ -23,3 +25,9 @@ def make_runtime(
             return opened.enter_context(open_runtime(monkeypatch.setenv, **settings))
 
         yield make
+
+
+@pytest.fixture
+def store(redis_client: redis.Redis) -> RecordStore:
+    """The record store on the flushed test database (tests/support/record_store.py)."""
+    return record_store(redis_client)

@@ -17,7 +17,7 @@ import pytest
 import redis
 import requests
 
-from tests.support.calls import accepted_sends, resend_calls, windows_respected
+from tests.support.calls import duplicate_sends, first_sends, resend_calls, windows_respected
 from tests.support.findings import chaos_seed, report
 from tests.support.processes import WebFactory, WebProcess, WorkerFactory
 from tests.support.receiver import post_webhook
@@ -89,25 +89,13 @@ def check_outcome(
     ids = list(load.expected)
     done = wait_all_final(ids, timeout=90)
     assert {r.status.value for r in done} == {"sent"}, [r.reason for r in done]
-    by_body: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for call in accepted_sends(resend_calls(control)):
-        by_body[call["body"]["newEtid"]].append(call)
-    duplicates, unexplained = 0, []
-    for order, body in load.expected.values():
-        assert by_body[body], (order, body)
-        for extra in by_body[body][:-1]:
-            duplicates += 1
-            answered = extra["answered_at"] or float("inf")
-            if not any(extra["received_at"] <= t <= answered + RECORDING_SLACK for t in faults_at):
-                unexplained.append((order, body))
+    duplicates, unexplained = duplicate_sends(
+        load.expected, resend_calls(control), faults_at, RECORDING_SLACK
+    )
     for order in load.orders:
         calls = resend_calls(control, order)
         assert not windows_respected(calls, WINDOW), order
-        firsts: list[str] = []
-        for call in accepted_sends(calls):
-            if call["body"]["newEtid"] not in firsts:
-                firsts.append(call["body"]["newEtid"])
-        assert firsts == load.sequence[order], f"per-order FIFO for {order}"
+        assert first_sends(calls) == load.sequence[order], f"per-order FIFO for {order}"
     return duplicates, unexplained
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import pytest
 import redis
@@ -68,49 +69,49 @@ def test_rotation_accepts_any_one_valid_signature_among_several(
     assert client.post(ROUTE, content=body, headers=headers).status_code == 202
 
 
-@pytest.mark.parametrize(
-    "spoil",
-    [
-        "wrong key",
-        "missing signature",
-        "missing id",
-        "missing timestamp",
-        "stale",
-        "from the future",
-        "tampered body",
-        "tampered id",
-        "garbage signature",
-        "signature without version",
-        "non-numeric timestamp",
-    ],
-)
+# A spoiler turns a well-signed webhook (body, headers) into a badly signed one.
+Spoiler = Callable[[Signer, bytes, dict[str, str]], tuple[bytes, dict[str, str]]]
+
+
+def without(header: str) -> Spoiler:
+    return lambda signed, body, headers: (body, {k: v for k, v in headers.items() if k != header})
+
+
+def replacing(header: str, value: str) -> Spoiler:
+    return lambda signed, body, headers: (body, {**headers, header: value})
+
+
+def signed_at(offset_seconds: int) -> Spoiler:
+    return lambda signed, body, headers: (
+        body,
+        signed(body, timestamp=int(time.time()) + offset_seconds),
+    )
+
+
+SPOILERS: dict[str, Spoiler] = {
+    "wrong key": lambda signed, body, headers: (body, signed(body, secret=OTHER_SECRET)),
+    "missing signature": without("webhook-signature"),
+    "missing id": without("webhook-id"),
+    "missing timestamp": without("webhook-timestamp"),
+    "stale": signed_at(-6 * 60),
+    "from the future": signed_at(6 * 60),
+    "tampered body": lambda signed, body, headers: (
+        webhook_body(newEmail="attacker@example.com"),
+        headers,
+    ),
+    "tampered id": replacing("webhook-id", "msg_other"),
+    "garbage signature": replacing("webhook-signature", "v1,@@@not-base64@@@"),
+    "signature without version": replacing("webhook-signature", "nocomma"),
+    "non-numeric timestamp": replacing("webhook-timestamp", "yesterday"),
+}
+
+
+@pytest.mark.parametrize("spoil", list(SPOILERS))
 def test_bad_signatures_are_refused_with_401_and_store_nothing(
     client: TestClient, signed: Signer, redis_client: redis.Redis, spoil: str
 ) -> None:
     body = webhook_body()
-    headers = signed(body, secret=OTHER_SECRET if spoil == "wrong key" else WEBHOOK_SECRET)
-    now = int(time.time())
-    sent = body
-    if spoil == "missing signature":
-        del headers["webhook-signature"]
-    elif spoil == "missing id":
-        del headers["webhook-id"]
-    elif spoil == "missing timestamp":
-        del headers["webhook-timestamp"]
-    elif spoil == "stale":
-        headers = signed(body, timestamp=now - 6 * 60)
-    elif spoil == "from the future":
-        headers = signed(body, timestamp=now + 6 * 60)
-    elif spoil == "tampered body":
-        sent = webhook_body(newEmail="attacker@example.com")
-    elif spoil == "tampered id":
-        headers["webhook-id"] = "msg_other"
-    elif spoil == "garbage signature":
-        headers["webhook-signature"] = "v1,@@@not-base64@@@"
-    elif spoil == "signature without version":
-        headers["webhook-signature"] = "nocomma"
-    elif spoil == "non-numeric timestamp":
-        headers["webhook-timestamp"] = "yesterday"
+    sent, headers = SPOILERS[spoil](signed, body, signed(body))
     before = stored_keys(redis_client)
 
     response = client.post(ROUTE, content=sent, headers=headers)

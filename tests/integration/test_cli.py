@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import json
 import re
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import requests
 
-from tests.support.processes import REPO_ROOT, WorkerFactory, WorkerProcess, child_env, run_python
+from tests.support.processes import WorkerFactory, WorkerProcess, piped_python, run_python
 from tests.support.records import finished
 from tests.support.waiting import wait_for
 from worker import enqueue_resend
@@ -85,34 +82,26 @@ def test_plain_celery_cli_with_prefork_pool_runs_resends(
 
 
 def test_sandbox_command_serves_until_terminated(tmp_path: Path) -> None:
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "worker",
-            "sandbox",
-            "--port",
-            "0",
-            "--cooldown",
-            "2",
-            "--order",
-            ORDER,
-            "--platform-key",
-            "cli-key",
-            "--rate-limit",
-            "100",
-            "--last-sent-format",
-            "java",
-            "--clock-offset",
-            "3",
-        ],
-        env=child_env({}),
-        cwd=REPO_ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    sandbox_command = [
+        "-m",
+        "worker",
+        "sandbox",
+        "--port",
+        "0",
+        "--cooldown",
+        "2",
+        "--order",
+        ORDER,
+        "--platform-key",
+        "cli-key",
+        "--rate-limit",
+        "100",
+        "--last-sent-format",
+        "java",
+        "--clock-offset",
+        "3",
+    ]
+    with piped_python(sandbox_command) as process:
         assert process.stdout is not None
         line = process.stdout.readline()
         base_url = re.search(r"listening on (\S+)", line)
@@ -135,9 +124,6 @@ def test_sandbox_command_serves_until_terminated(tmp_path: Path) -> None:
         assert re.search(r"Last sent at \w{3} \w{3} \d+ [\d:]+ UTC \d{4}", again.json()["message"])
         tango_now = parse_tango_instant(again.json()["timestamp"])
         assert tango_now is not None and tango_now.at.timestamp() - time.time() > 2
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.communicate(timeout=10)
     assert process.returncode == 0
 
 

@@ -3,13 +3,14 @@ a session of its own with its output in a log file, and stopped as a process gro
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import requests
@@ -54,6 +55,32 @@ def run_python(
         timeout=timeout,
         check=False,
     )
+
+
+@contextlib.contextmanager
+def piped_python(
+    arguments: Sequence[str], settings: Mapping[str, str] | None = None
+) -> Iterator[subprocess.Popen[str]]:
+    """`python ARGUMENTS` in the repo with its output piped (a server says where it listens on
+    its first line); at the end SIGTERM if it still runs, SIGKILL should it linger."""
+    process = subprocess.Popen(
+        [sys.executable, *arguments],
+        env=child_env(settings or {}),
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+        try:
+            process.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
 
 
 def worker_arguments(

@@ -1,4 +1,5 @@
-"""Unit-test fixtures: a Runtime of chosen settings, and the record store, on the tests' Redis."""
+"""Unit-test fixtures on the tests' Redis: a Runtime of chosen settings (the executor tests'
+by default), and the record store."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import redis
 
 from tests.support.record_store import record_store
 from tests.support.runtime import RuntimeFactory, open_runtime
+from tests.support.scripted_tango import EXECUTOR_SETTINGS
 from worker.runtime import Runtime
 from worker.state.records import RecordStore
 
@@ -25,6 +27,13 @@ def make_runtime(
             return opened.enter_context(open_runtime(monkeypatch.setenv, **settings))
 
         yield make
+
+
+@pytest.fixture
+def runtime(make_runtime: RuntimeFactory) -> Runtime:
+    """The executor tests' Runtime (EXECUTOR_SETTINGS); a module whose tests need other
+    settings defines a `runtime` of its own."""
+    return make_runtime(**EXECUTOR_SETTINGS)
 
 
 @pytest.fixture

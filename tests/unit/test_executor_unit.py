@@ -6,10 +6,8 @@ from datetime import timedelta
 
 import pytest
 
-from tests.support.runtime import RuntimeFactory
 from tests.support.scripted_tango import (
     CREATED,
-    EXECUTOR_SETTINGS,
     ORDER,
     ScriptedTango,
     executor_with,
@@ -26,11 +24,6 @@ from worker.tango.errors import (
     TangoPermanentError,
     TangoTransientError,
 )
-
-
-@pytest.fixture
-def runtime(make_runtime: RuntimeFactory) -> Runtime:
-    return make_runtime(**EXECUTOR_SETTINGS)
 
 
 def test_sent_holds_the_window_for_a_full_window(runtime: Runtime) -> None:

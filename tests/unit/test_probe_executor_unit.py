@@ -5,13 +5,10 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-import pytest
 import redis
 
-from tests.support.runtime import RuntimeFactory
 from tests.support.scripted_tango import (
     CREATED,
-    EXECUTOR_SETTINGS,
     ORDER,
     ScriptedTango,
     executor_with,
@@ -24,11 +21,6 @@ from worker.state.records import ResendStatus
 from worker.tango.client import TangoAnswer
 from worker.tango.error_mapping import error_for_response
 from worker.tango.errors import TangoCooldownError, TangoTransientError
-
-
-@pytest.fixture
-def runtime(make_runtime: RuntimeFactory) -> Runtime:
-    return make_runtime(**EXECUTOR_SETTINGS)
 
 
 class ProbingTango(ScriptedTango):

@@ -17,7 +17,7 @@ from typing import Any
 
 from bench import plots, report
 from bench.config import BenchParams, full, quick
-from bench.harness import REPO_ROOT, RedisProbe
+from bench.harness import RedisProbe
 from bench.scenarios import (
     deploy,
     kill,
@@ -31,6 +31,7 @@ from bench.scenarios import (
     webhook,
 )
 from bench.scenarios.common import Context, ScenarioResult
+from tests.support.processes import REPO_ROOT
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/11"
 

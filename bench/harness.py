@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import select
 import signal
@@ -11,7 +12,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,52 +20,28 @@ from typing import Any, TypeVar
 import psutil
 import redis
 
-from worker.core.settings import Settings, reset_settings_cache
-from worker.runtime import reset_runtime
+from tests.support import waiting
+from tests.support.processes import LoggedProcess, child_env, worker_arguments
+from tests.support.redis_db import redis_now
+from tests.support.sandbox import resend_settings
+from tests.support.settings import SETTING_NAMES, apply_settings, new_tag
 from worker.sandbox import SandboxControl
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 PLATFORM_NAME = "bench-platform"
 PLATFORM_KEY = "bench-key-8Hq2vX3m"
-# Every variable tango-resend reads; none may leak from the caller's shell into a run.
-SETTING_NAMES = tuple(name.upper() for name in Settings.model_fields)
 T = TypeVar("T")
 
-
-def wait_for(
-    probe: Callable[[], T | None], *, timeout: float, interval: float = 0.05, what: str = ""
-) -> T:
-    """Poll `probe` until it returns something truthy; raise after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:g}s waiting for {what or probe}")
-        time.sleep(interval)
-
-
-def new_tag() -> str:
-    return uuid.uuid4().hex[:8]
-
-
-def child_env(settings: Mapping[str, str]) -> dict[str, str]:
-    """A child's environment: ours without any tango-resend setting, the repo importable."""
-    env = {key: value for key, value in os.environ.items() if key not in SETTING_NAMES}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(settings)
-    return env
+# tests/support's wait_for (a TimeoutError past its deadline), polling less often by default:
+# a probe's own cost lands in the figures.
+wait_for = functools.partial(waiting.wait_for, interval=0.05)
 
 
 def use_settings(settings: Mapping[str, str]) -> None:
-    """Make this process (the producer) use `settings`, as a worker started with them would."""
+    """Make this process (the producer) use `settings`, as a worker started with them would;
+    no other tango-resend setting from the caller's shell is left in the environment."""
     for name in SETTING_NAMES:
         os.environ.pop(name, None)
-    os.environ.update(settings)
-    reset_settings_cache()
-    reset_runtime()
+    apply_settings(settings, os.environ.__setitem__)
 
 
 def worker_settings(
@@ -78,22 +54,21 @@ def worker_settings(
     **extra: str,
 ) -> dict[str, str]:
     """Settings for a run: its own key prefix and queue, the sandbox, a short window."""
-    settings = {
-        "REDIS_URL": redis_url,
-        "REDIS_KEY_PREFIX": prefix,
-        "RESEND_QUEUE": prefix,
-        "TANGO_BASE_URL": base_url,
-        "TANGO_PLATFORM_NAME": PLATFORM_NAME,
-        "TANGO_PLATFORM_KEY": PLATFORM_KEY,
-        "RESEND_COOLDOWN_SECONDS": f"{window_seconds:g}",
-        "TANGO_RATE_LIMIT": f"{rate_limit:g}",
+    defaults = {
         "TANGO_TIMEOUT_SECONDS": "10",
         "TANGO_CONNECT_TIMEOUT_SECONDS": "3",
         # One line per state change would make the log, not the pipeline, the thing measured.
         "LOG_LEVEL": "WARNING",
     }
-    settings.update(extra)
-    return settings
+    return resend_settings(
+        redis_url=redis_url,
+        prefix=prefix,
+        base_url=base_url,
+        window_seconds=window_seconds,
+        rate_limit=rate_limit,
+        platform=(PLATFORM_NAME, PLATFORM_KEY),
+        **{**defaults, **extra},
+    )
 
 
 class RedisProbe:
@@ -108,8 +83,7 @@ class RedisProbe:
 
     def now(self) -> float:
         """Redis's clock (what every due time and window is judged on)."""
-        seconds, microseconds = self.client.time()
-        return int(seconds) + int(microseconds) / 1_000_000
+        return redis_now(self.client)
 
     def commandstats(self) -> dict[str, int]:
         """Calls per command since the server started (server-wide, every database)."""
@@ -292,36 +266,18 @@ def tree_cpu_seconds(root: psutil.Process) -> float:
     return total
 
 
-class WorkerProcess:
-    """A Celery worker subprocess (ours or the plain/naive peer), its output in a log file."""
+class WorkerProcess(LoggedProcess):
+    """A Celery worker subprocess (ours or the plain/naive peer), its output in a log file in
+    the run's log directory (also its working directory: no developer's .env is read)."""
+
+    what = "the worker"
 
     def __init__(self, arguments: Sequence[str], settings: Mapping[str, str], log_path: Path):
-        self.log_path = log_path
-        self._log = log_path.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, *arguments],
-            env=child_env(settings),
-            cwd=log_path.parent,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        super().__init__(settings, log_path, arguments, cwd=log_path.parent)
         self.ps = psutil.Process(self.process.pid)
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def check_alive(self) -> None:
-        if self.process.poll() is not None:
-            tail = self.log()[-3000:]
-            raise RuntimeError(f"worker exited with {self.process.returncode}:\n{tail}")
-
     def wait_ready(self, probe: Callable[[], bool], timeout: float = 60.0) -> WorkerProcess:
-        def ready() -> bool:
-            self.check_alive()
-            return probe()
-
-        wait_for(ready, timeout=timeout, interval=0.05, what="the worker to be ready")
+        self.wait_until(probe, timeout=timeout, what="the worker to be ready")
         return self
 
     def _tree(self) -> list[psutil.Process]:
@@ -342,32 +298,6 @@ class WorkerProcess:
                 continue
         return total
 
-    def terminate(self) -> float:
-        """SIGTERM (Celery's warm shutdown: finish running tasks, restore the rest); returns
-        when it was sent (time.time()). `stop` then waits for the exit."""
-        sent_at = time.time()
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-        return sent_at
-
-    def kill(self) -> float:
-        """SIGKILL the process group (no shutdown, no acknowledgements); returns when."""
-        sent_at = time.time()
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
-        return sent_at
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
-        self._log.close()
-
 
 def start_our_worker(
     settings: Mapping[str, str],
@@ -387,14 +317,13 @@ def start_our_worker(
     channel = f"{settings['REDIS_KEY_PREFIX']}:scheduler:wakeup"
     before = probe.subscribers(channel)
     target = ["-m", "worker"] if not wrapper else []
+    loglevel = settings.get("LOG_LEVEL", "WARNING")
     arguments = [
         *wrapper,
         *target,
-        "worker",
-        f"--pool={pool}",
-        f"--concurrency={concurrency}",
-        f"--hostname={name}-{new_tag()}@%h",
-        f"--loglevel={settings.get('LOG_LEVEL', 'WARNING')}",
+        *worker_arguments(
+            f"{name}-{new_tag()}", concurrency=concurrency, pool=pool, loglevel=loglevel
+        ),
     ]
     worker = WorkerProcess(arguments, settings, log_dir / f"{name}-{new_tag()}.log")
     return worker.wait_ready(lambda: probe.subscribers(channel) > before)

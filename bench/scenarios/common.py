@@ -14,7 +14,10 @@ from bench.harness import (
     RedisProbe,
     Sandbox,
     Stack,
+    WorkerProcess,
     new_tag,
+    start_our_worker,
+    start_peer_worker,
     use_settings,
     wait_for,
     worker_settings,
@@ -62,6 +65,21 @@ class Context:
     def say(self, message: str) -> None:
         if self.verbose:
             print(f"  {message}", flush=True)
+
+    def worker(
+        self,
+        stack: Stack,
+        settings: Mapping[str, str],
+        *,
+        concurrency: int,
+        peer: bool = False,
+        **options: Any,
+    ) -> WorkerProcess:
+        """Our worker (with `peer`, bench.naive_app's) with `settings`, logging to this run's
+        directory, ready; stopped with `stack`."""
+        start = start_peer_worker if peer else start_our_worker
+        worker = start(settings, self.log_dir, self.probe, concurrency=concurrency, **options)
+        return stack.push(worker, worker.stop)
 
     def sandbox(
         self,

@@ -22,7 +22,7 @@ from collections import defaultdict
 
 from bench import analysis
 from bench.config import DeployParams
-from bench.harness import Stack, start_our_worker, wait_for
+from bench.harness import Stack, wait_for
 from bench.scenarios.common import (
     Context,
     ScenarioResult,
@@ -63,10 +63,7 @@ def run(ctx: Context, p: DeployParams) -> ScenarioResult:
             rate_limit=p.rate_limit,
             WORKER_CONCURRENCY=str(p.concurrency),
         )
-        old = start_our_worker(
-            settings, ctx.log_dir, ctx.probe, concurrency=p.concurrency, name="old"
-        )
-        stack.push(old, old.stop)
+        old = ctx.worker(stack, settings, concurrency=p.concurrency, name="old")
         for order in windowed:
             sandbox.control.portal_resend(order)
         moments["enqueued"] = time.time()
@@ -77,10 +74,7 @@ def run(ctx: Context, p: DeployParams) -> ScenarioResult:
             what=f"{p.deploy_after_calls} calls before the deploy",
         )
         moments["new_worker_starting"] = time.time()
-        new = start_our_worker(
-            settings, ctx.log_dir, ctx.probe, concurrency=p.concurrency, name="new"
-        )
-        stack.push(new, new.stop)
+        ctx.worker(stack, settings, concurrency=p.concurrency, name="new")
         moments["new_worker_ready"] = time.time()
         moments["sigterm"] = old.terminate()
         old.process.wait(timeout=60)

@@ -18,11 +18,7 @@ from typing import Any
 
 from bench import analysis
 from bench.config import LatenessParams
-from bench.harness import (
-    Stack,
-    start_our_worker,
-    start_peer_worker,
-)
+from bench.harness import Stack
 from bench.naive_app import NAIVE_TASK
 from bench.scenarios.common import (
     Context,
@@ -70,11 +66,7 @@ def _run(ctx: Context, p: LatenessParams, kind: str) -> dict[str, Any]:
         )
         key_prefix = settings["REDIS_KEY_PREFIX"]
         queue = settings["RESEND_QUEUE"]
-        if kind == "ours":
-            worker = start_our_worker(settings, ctx.log_dir, ctx.probe, concurrency=p.concurrency)
-        else:
-            worker = start_peer_worker(settings, ctx.log_dir, ctx.probe, concurrency=p.concurrency)
-        stack.push(worker, worker.stop)
+        ctx.worker(stack, settings, concurrency=p.concurrency, peer=kind != "ours")
         before = ctx.probe.commandstats()
         if kind == "ours":
             _paced(orders, p.resends_per_order, p.window_seconds, enqueue_ours)

@@ -15,7 +15,7 @@ from typing import Any
 
 from bench import analysis
 from bench.config import MakespanParams, MakespanRegime
-from bench.harness import Stack, start_our_worker
+from bench.harness import Stack
 from bench.scenarios.common import (
     Context,
     ScenarioResult,
@@ -52,8 +52,7 @@ def _run(ctx: Context, regime: MakespanRegime) -> dict[str, Any]:
         )
         key_prefix = settings["REDIS_KEY_PREFIX"]
         enqueue_ours(items)
-        worker = start_our_worker(settings, ctx.log_dir, ctx.probe, concurrency=regime.concurrency)
-        stack.push(worker, worker.stop)
+        ctx.worker(stack, settings, concurrency=regime.concurrency)
         ideal = regime.ideal_seconds()
         wait_ours_finished(ctx.probe, key_prefix, timeout=60 + 4 * ideal)
         time.sleep(0.1)

@@ -21,15 +21,7 @@ from typing import Any
 
 from bench import analysis
 from bench.config import OverheadParams
-from bench.harness import (
-    PLATFORM_KEY,
-    PLATFORM_NAME,
-    CpuSampler,
-    Stack,
-    child_env,
-    start_our_worker,
-    start_peer_worker,
-)
+from bench.harness import PLATFORM_KEY, PLATFORM_NAME, CpuSampler, Stack, child_env
 from bench.naive_app import PLAIN_TASK
 from bench.scenarios.common import (
     Context,
@@ -63,11 +55,9 @@ def _run_once(ctx: Context, p: OverheadParams, kind: str) -> dict[str, Any]:
         key_prefix = settings["REDIS_KEY_PREFIX"]
         if kind == "ours":
             enqueue_seconds = enqueue_ours(items)
-            worker = start_our_worker(settings, ctx.log_dir, ctx.probe, concurrency=p.concurrency)
         else:
             enqueue_seconds = enqueue_peer(PLAIN_TASK, settings["RESEND_QUEUE"], items)
-            worker = start_peer_worker(settings, ctx.log_dir, ctx.probe, concurrency=p.concurrency)
-        stack.push(worker, worker.stop)
+        worker = ctx.worker(stack, settings, concurrency=p.concurrency, peer=kind != "ours")
         sampler = CpuSampler({"worker": worker, "sandbox": sandbox}).start()
         cpu_before, sandbox_before = worker.cpu_seconds(), sandbox.cpu_seconds()
         started = time.time()

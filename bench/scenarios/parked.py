@@ -26,15 +26,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from bench.config import ParkedParams
-from bench.harness import (
-    CpuSampler,
-    RedisProbe,
-    Stack,
-    start_our_worker,
-    use_settings,
-    wait_for,
-    worker_settings,
-)
+from bench.harness import CpuSampler, RedisProbe, Stack, use_settings, wait_for, worker_settings
 from bench.scenarios.common import (
     Context,
     ScenarioResult,
@@ -150,8 +142,7 @@ def run(ctx: Context, p: ParkedParams) -> ScenarioResult:
         held_at = probe.now()
         _hold_windows(probe, keys, orders, int(p.window_seconds * 1000))
         parked_after = held_at + p.window_seconds - 300
-        worker = start_our_worker(settings, ctx.log_dir, probe, concurrency=p.concurrency)
-        stack.push(worker, worker.stop)
+        worker = ctx.worker(stack, settings, concurrency=p.concurrency)
         sampler = CpuSampler(
             {"worker": worker},
             interval=0.5,

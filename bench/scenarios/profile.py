@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 
 from bench.config import ProfileParams
-from bench.harness import Stack, start_our_worker
+from bench.harness import Stack
 from bench.scenarios.common import (
     Context,
     ScenarioResult,
@@ -32,15 +32,13 @@ def run(ctx: Context, p: ProfileParams) -> ScenarioResult:
         )
         key_prefix = settings["REDIS_KEY_PREFIX"]
         enqueue_ours([(order, distinct_fields(order, 0)) for order in orders])
-        worker = start_our_worker(
+        ctx.worker(
+            stack,
             settings,
-            ctx.log_dir,
-            ctx.probe,
             concurrency=1,
             pool="solo",
             wrapper=["-m", "bench.profile_worker", f"--out={report}", "--"],
         )
-        stack.push(worker, worker.stop)
         started = time.monotonic()
         wait_ours_finished(ctx.probe, key_prefix, timeout=300)
         elapsed = time.monotonic() - started

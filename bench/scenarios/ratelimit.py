@@ -14,7 +14,7 @@ import time
 
 from bench import analysis
 from bench.config import RateLimitParams
-from bench.harness import Stack, start_our_worker
+from bench.harness import Stack
 from bench.scenarios.common import (
     Context,
     ScenarioResult,
@@ -45,8 +45,7 @@ def run(ctx: Context, p: RateLimitParams) -> ScenarioResult:
         )
         key_prefix = settings["REDIS_KEY_PREFIX"]
         enqueue_ours([(order, distinct_fields(order, 0)) for order in orders])
-        worker = start_our_worker(settings, ctx.log_dir, ctx.probe, concurrency=p.concurrency)
-        stack.push(worker, worker.stop)
+        ctx.worker(stack, settings, concurrency=p.concurrency)
         wait_ours_finished(ctx.probe, key_prefix, timeout=60 + 3 * p.orders / p.rate_limit)
         time.sleep(0.1)
         calls = analysis.resend_calls(sandbox.calls())

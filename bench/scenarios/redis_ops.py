@@ -24,13 +24,7 @@ from typing import Any
 
 from bench import analysis
 from bench.config import RedisOpsParams
-from bench.harness import (
-    CommandMonitor,
-    Stack,
-    commandstats_delta,
-    start_our_worker,
-    start_peer_worker,
-)
+from bench.harness import CommandMonitor, Stack, commandstats_delta
 from bench.naive_app import PLAIN_TASK
 from bench.round_trips import RoundTrips
 from bench.scenarios.common import (
@@ -60,11 +54,7 @@ def _count(
             WORKER_CONCURRENCY=str(p.concurrency),
         )
         key_prefix = settings["REDIS_KEY_PREFIX"]
-        if kind == "plain":
-            worker = start_peer_worker(settings, ctx.log_dir, ctx.probe, concurrency=p.concurrency)
-        else:
-            worker = start_our_worker(settings, ctx.log_dir, ctx.probe, concurrency=p.concurrency)
-        stack.push(worker, worker.stop)
+        ctx.worker(stack, settings, concurrency=p.concurrency, peer=kind == "plain")
         time.sleep(0.5)
         monitor = CommandMonitor(ctx.probe.url).start()
         stack.push(monitor, monitor.stop)

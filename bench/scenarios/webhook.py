@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import resource
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,65 +27,33 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-import requests
 
 from bench.config import WebhookParams
-from bench.harness import REPO_ROOT, Stack, child_env, new_tag, tree_cpu_seconds, wait_for
+from bench.harness import Stack, new_tag, tree_cpu_seconds
 from bench.scenarios.common import Context, ScenarioResult, prefix
+from tests.support.processes import REPO_ROOT, WebProcess, child_env
 from worker.cli.entry import new_webhook_secret
 
 RECEIVERS = ("peer", "ours", "ours_2proc")
 
 
-def free_port() -> int:
-    """A loopback port nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-class Receiver:
+class Receiver(WebProcess):
     """One receiver process tree on a free loopback port, its output in a log file."""
 
+    what = "the receiver"
+
     def __init__(self, arguments: list[str], settings: dict[str, str], log_path: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/webhooks/resends"
-        self._log = log_path.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, *arguments, "--port", str(self.port)],
-            env=child_env(settings),
-            cwd=REPO_ROOT,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        super().__init__(settings, log_path, command=arguments)
+        self.webhook_url = f"{self.url}/webhooks/resends"
         self.ps = psutil.Process(self.process.pid)
 
-    def wait_ready(self, health_path: str) -> Receiver:
-        def up() -> bool:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"receiver exited with {self.process.returncode}")
-            try:
-                url = f"http://127.0.0.1:{self.port}{health_path}"
-                return requests.get(url, timeout=1).status_code < 500
-            except requests.RequestException:
-                return False
-
-        wait_for(up, timeout=60, interval=0.1, what="the receiver")
+    def wait_until_up(self, health_path: str) -> Receiver:
+        """Up once `health_path` answers anything but a server error."""
+        self.wait_ready(60.0, path=health_path, statuses=range(500))
         return self
 
     def cpu_seconds(self) -> float:
         return tree_cpu_seconds(self.ps)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-        self._log.close()
 
 
 def _storm(url: str, secret: str, params: WebhookParams, warmup: int) -> dict[str, Any]:
@@ -144,15 +111,17 @@ def _start(ctx: Context, secret: str, tag: str) -> dict[str, Receiver]:
         "--no-server-header",
     ]
     return {
-        "peer": Receiver(peer_command, peer, ctx.log_dir / "webhook-peer.log").wait_ready("/docs"),
+        "peer": Receiver(peer_command, peer, ctx.log_dir / "webhook-peer.log").wait_until_up(
+            "/docs"
+        ),
         "ours": Receiver(
             ["-m", "worker", "web"], ours, ctx.log_dir / "webhook-ours.log"
-        ).wait_ready("/healthz"),
+        ).wait_until_up("/healthz"),
         "ours_2proc": Receiver(
             ["-m", "worker", "web", "--workers", "2"],
             ours,
             ctx.log_dir / "webhook-ours-2proc.log",
-        ).wait_ready("/healthz"),
+        ).wait_until_up("/healthz"),
     }
 
 
@@ -171,7 +140,7 @@ def run(ctx: Context, params: WebhookParams) -> ScenarioResult:
                 cpu_before, redis_before = receiver.cpu_seconds(), _cpu(redis_process)
                 load_before = _children_cpu()
                 started = time.monotonic()
-                result = _storm(receiver.url, secret, params, warmup=params.warmup)
+                result = _storm(receiver.webhook_url, secret, params, warmup=params.warmup)
                 wall = time.monotonic() - started
                 used = {
                     "receiver": receiver.cpu_seconds() - cpu_before,

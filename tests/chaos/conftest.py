@@ -1,4 +1,6 @@
-"""Fault tests: every test here is marked `chaos` (`-m "not chaos"` gives the fast subset)."""
+"""Fault tests: every test here is marked `chaos` (`-m "not chaos"` gives the fast subset).
+
+The system's fixtures are tests/conftest.py's; `start_worker` here takes the settings."""
 
 from __future__ import annotations
 
@@ -6,18 +8,8 @@ from typing import Any
 
 import pytest
 
-from tests.chaos.fixtures import (
-    configure,
-    control,
-    own_redis,
-    print_report,
-    sandbox,
-    start_web,
-    start_worker,
-    test_db,
-)
-
-__all__ = ["configure", "control", "own_redis", "sandbox", "start_web", "start_worker", "test_db"]
+from tests.support.findings import print_report
+from tests.support.processes import StartedProcesses, WorkerFactory
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -29,3 +21,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     print_report("chaos", terminalreporter)
+
+
+@pytest.fixture
+def start_worker(processes: StartedProcesses) -> WorkerFactory:
+    """start_worker(env, name="w1", *, concurrency=8, wait=True): a real worker process."""
+    return processes.worker

@@ -9,9 +9,11 @@ import time
 import pytest
 import redis
 
-from tests.chaos.fixtures import Configure, WorkerFactory
-from tests.chaos.system import resend_calls, wait_all_final
-from tests.integration.harness import wait_for
+from tests.support.calls import resend_calls
+from tests.support.processes import WorkerFactory
+from tests.support.records import wait_all_final
+from tests.support.settings import Configure
+from tests.support.waiting import wait_for
 from worker import enqueue_resend, get_resend
 from worker.sandbox import SandboxControl
 from worker.state.keys import RedisKeys

@@ -18,9 +18,12 @@ import pytest
 import redis
 from click.testing import CliRunner
 
-from tests.chaos.fixtures import Configure, WorkerFactory
-from tests.chaos.system import accepted_sends, resend_calls, wait_all_final
-from tests.integration.harness import wait_for
+from tests.support.calls import accepted_sends, resend_calls
+from tests.support.metrics import stored_counts
+from tests.support.processes import WorkerFactory
+from tests.support.records import wait_all_final
+from tests.support.settings import Configure
+from tests.support.waiting import wait_for
 from worker import enqueue_resend, get_resend
 from worker.cli.entry import cli
 from worker.sandbox import SandboxControl, SandboxServer
@@ -44,8 +47,7 @@ def settings(configure: Configure, **overrides: str) -> dict[str, str]:
 
 
 def metrics(client: redis.Redis, env: dict[str, str]) -> dict[str, float]:
-    raw = client.hgetall(RedisKeys(env["REDIS_KEY_PREFIX"]).metrics)
-    return {str(k): float(v) for k, v in raw.items()}
+    return stored_counts(client, RedisKeys(env["REDIS_KEY_PREFIX"]))
 
 
 def answered_calls(control: SandboxControl, order: str, count: int) -> list[dict[str, Any]]:

@@ -11,23 +11,21 @@ import base64
 import random
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import redis
 import requests
 
-from tests.chaos.fixtures import Configure, WebFactory, WorkerFactory, chaos_seed, report
-from tests.chaos.system import (
-    RedisServer,
-    accepted_sends,
-    all_final,
-    post_webhook,
-    resend_calls,
-    wait_all_final,
-    windows_respected,
-)
-from tests.integration.harness import WebProcess, wait_for
+from tests.support.calls import duplicate_sends, first_sends, resend_calls, windows_respected
+from tests.support.findings import chaos_seed, report
+from tests.support.processes import WebFactory, WebProcess, WorkerFactory, WorkerProcess
+from tests.support.receiver import post_webhook
+from tests.support.records import all_final, wait_all_final
+from tests.support.redis_server import RedisServer
+from tests.support.settings import Configure
+from tests.support.waiting import wait_for
 from worker import EnqueueError, enqueue_resend, get_resend
 from worker.sandbox import SandboxControl
 from worker.state.keys import RedisKeys
@@ -92,49 +90,58 @@ def check_outcome(
     ids = list(load.expected)
     done = wait_all_final(ids, timeout=90)
     assert {r.status.value for r in done} == {"sent"}, [r.reason for r in done]
-    by_body: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for call in accepted_sends(resend_calls(control)):
-        by_body[call["body"]["newEtid"]].append(call)
-    duplicates, unexplained = 0, []
-    for order, body in load.expected.values():
-        assert by_body[body], (order, body)
-        for extra in by_body[body][:-1]:
-            duplicates += 1
-            answered = extra["answered_at"] or float("inf")
-            if not any(extra["received_at"] <= t <= answered + RECORDING_SLACK for t in faults_at):
-                unexplained.append((order, body))
+    duplicates, unexplained = duplicate_sends(
+        load.expected, resend_calls(control), faults_at, RECORDING_SLACK
+    )
     for order in load.orders:
         calls = resend_calls(control, order)
         assert not windows_respected(calls, WINDOW), order
-        firsts: list[str] = []
-        for call in accepted_sends(calls):
-            if call["body"]["newEtid"] not in firsts:
-                firsts.append(call["body"]["newEtid"])
-        assert firsts == load.sequence[order], f"per-order FIFO for {order}"
+        assert first_sends(calls) == load.sequence[order], f"per-order FIFO for {order}"
     return duplicates, unexplained
 
 
-def test_connections_dropped_mid_run_everyone_recovers_without_a_restart(
+def orders_in(control: SandboxControl, series: str, number: int, /, **fault: Any) -> list[str]:
+    """`number` orders RA251204-SERIES-NN the sandbox knows, each with `fault` if given."""
+    orders = [f"RA251204-{series}-{n:02d}" for n in range(number)]
+    for order in orders:
+        control.add_order(order)
+        if fault:
+            control.inject_fault(order, **fault)
+    return orders
+
+
+StartOn = Callable[..., tuple[WorkerProcess, Load]]
+
+
+@pytest.fixture
+def start_on_own_redis(
     own_redis: RedisServer,
     configure: Configure,
-    control: SandboxControl,
     start_worker: WorkerFactory,
     start_web: WebFactory,
+) -> StartOn:
+    """start(orders, **settings): a worker and the receiver on the test's own Redis, and the
+    load for `orders` through both."""
+
+    def start(orders: list[str], **settings: str) -> tuple[WorkerProcess, Load]:
+        env = configure(redis_url=own_redis.url(), WEBHOOK_SECRET=SECRET, **settings)
+        worker = start_worker(env, "w1", concurrency=6)
+        return worker, Load(orders, start_web(env))
+
+    return start
+
+
+def test_connections_dropped_mid_run_everyone_recovers_without_a_restart(
+    own_redis: RedisServer, control: SandboxControl, start_on_own_redis: StartOn
 ) -> None:
     # Every wait is parked, so the scheduler (its pub/sub connection included) must recover.
-    env = configure(
-        redis_url=own_redis.url(),
-        WEBHOOK_SECRET=SECRET,
+    orders = orders_in(control, "9101", 5, delay_seconds=0.3, delay_phase="after", count=3)
+    worker, load = start_on_own_redis(
+        orders,
         TANGO_TIMEOUT_SECONDS="1.5",
         TANGO_CONNECT_TIMEOUT_SECONDS="0.5",
     )
-    orders = [f"RA251204-9101-{n:02d}" for n in range(5)]
-    for order in orders:
-        control.add_order(order)
-        control.inject_fault(order, delay_seconds=0.3, delay_phase="after", count=3)
-    worker = start_worker(env, "w1", concurrency=6)
-    web = start_web(env)
-    load = Load(orders, web)
+    web = load.web
     seed = chaos_seed()
     rng = random.Random(seed)
 
@@ -175,27 +182,18 @@ def outage_checks(web: WebProcess, order: str) -> float:
 
 
 def test_redis_restart_receiver_answers_503_then_recovers_and_parked_work_survives(
-    own_redis: RedisServer,
-    configure: Configure,
-    control: SandboxControl,
-    start_worker: WorkerFactory,
-    start_web: WebFactory,
+    own_redis: RedisServer, control: SandboxControl, start_on_own_redis: StartOn
 ) -> None:
     """Redis restarts while requests wait parked in it (no call in flight): the receiver says
     503 meanwhile, and afterwards every accepted request, parked ones included, is sent."""
     window = 4.0
-    env = configure(
-        redis_url=own_redis.url(),
-        WEBHOOK_SECRET=SECRET,
+    control.configure(cooldown_seconds=window)
+    orders = orders_in(control, "9201", 4)
+    worker, load = start_on_own_redis(
+        orders,
         RESEND_COOLDOWN_SECONDS=str(window),
     )
-    control.configure(cooldown_seconds=window)
-    orders = [f"RA251204-9201-{n:02d}" for n in range(4)]
-    for order in orders:
-        control.add_order(order)
-    worker = start_worker(env, "w1", concurrency=6)
-    web = start_web(env)
-    load = Load(orders, web)
+    web = load.web
     load.wave()  # two per order: the first is sent, the second parked for the window
 
     first_ids = [
@@ -236,25 +234,15 @@ def test_redis_restart_receiver_answers_503_then_recovers_and_parked_work_surviv
 
 
 def test_redis_restart_with_calls_in_flight_workers_survive_and_nothing_is_lost(
-    own_redis: RedisServer,
-    configure: Configure,
-    control: SandboxControl,
-    start_worker: WorkerFactory,
-    start_web: WebFactory,
+    own_redis: RedisServer, control: SandboxControl, start_on_own_redis: StartOn
 ) -> None:
-    env = configure(
-        redis_url=own_redis.url(),
-        WEBHOOK_SECRET=SECRET,
+    orders = orders_in(control, "9301", 4, delay_seconds=1.0, delay_phase="after")
+    worker, load = start_on_own_redis(
+        orders,
         TANGO_TIMEOUT_SECONDS="2",
         TANGO_CONNECT_TIMEOUT_SECONDS="0.5",
     )
-    orders = [f"RA251204-9301-{n:02d}" for n in range(4)]
-    for order in orders:
-        control.add_order(order)
-        control.inject_fault(order, delay_seconds=1.0, delay_phase="after")
-    worker = start_worker(env, "w1", concurrency=6)
-    web = start_web(env)
-    load = Load(orders, web)
+    web = load.web
     load.wave()
     wait_for(
         lambda: any(c["status"] is None for c in control.calls()),

@@ -12,9 +12,12 @@ from typing import Any
 import pytest
 import redis
 
-from tests.chaos.fixtures import Configure, WorkerFactory, chaos_seed, report
-from tests.chaos.system import resend_calls, wait_all_final, windows_respected
-from tests.integration.harness import free_port, wait_for
+from tests.support.calls import resend_calls, windows_respected
+from tests.support.findings import chaos_seed, report
+from tests.support.processes import WorkerFactory, free_port
+from tests.support.records import wait_all_final
+from tests.support.settings import Configure
+from tests.support.waiting import wait_for
 from worker import enqueue_resend
 from worker.sandbox import SandboxControl
 

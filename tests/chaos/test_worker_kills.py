@@ -8,22 +8,25 @@ duplicates are counted and reported.
 
 from __future__ import annotations
 
+import functools
 import random
 import time
-from collections import defaultdict
-from typing import Any
+from collections.abc import Callable
 
 import pytest
 import redis
 
-from tests.chaos.fixtures import Configure, WorkerFactory, chaos_seed, report
-from tests.chaos.system import (
-    accepted_sends,
+from tests.support.calls import (
+    duplicate_sends,
+    first_sends,
+    in_flight_at,
     resend_calls,
-    wait_all_final,
     windows_respected,
 )
-from tests.integration.harness import WorkerProcess
+from tests.support.findings import chaos_seed, report
+from tests.support.processes import WorkerFactory, WorkerProcess
+from tests.support.records import wait_all_final
+from tests.support.settings import Configure
 from worker import enqueue_resend
 from worker.sandbox import SandboxControl
 
@@ -41,10 +44,16 @@ def etid(order_index: int, n: int) -> str:
     return f"E{order_index:03d}{n:03d}"
 
 
-def in_flight_at(call: dict[str, Any], kills: list[float]) -> bool:
-    """The call had reached Tango and its outcome could not yet be recorded at some kill."""
-    answered = call["answered_at"] if call["answered_at"] is not None else float("inf")
-    return any(call["received_at"] <= k <= answered + RECORDING_SLACK for k in kills)
+def kill_one_at_random(
+    alive: list[WorkerProcess], rng: random.Random, replacement: Callable[[], WorkerProcess]
+) -> float:
+    """At a random moment, SIGKILL a random worker and start its `replacement`; returns when
+    the kill was sent."""
+    time.sleep(rng.uniform(0.2, 1.2))  # a random moment, not a wait for a state
+    victim = alive.pop(rng.randrange(len(alive)))
+    killed_at = victim.kill()
+    alive.append(replacement())
+    return killed_at
 
 
 def test_sigkill_at_random_moments_loses_nothing_and_duplicates_only_in_flight_calls(
@@ -60,19 +69,14 @@ def test_sigkill_at_random_moments_loses_nothing_and_duplicates_only_in_flight_c
     )
     control.configure(rate_limit=12)
     seed = chaos_seed()
-    rng = random.Random(seed)
     orders = [f"RA251203-9001-{n:02d}" for n in range(ORDERS)]
     for order in orders:
         control.add_order(order)
         # Calls that take a while, so kills land on calls in flight too.
         control.inject_fault(order, delay_seconds=0.6, delay_phase="after", count=2)
-    alive: list[WorkerProcess] = [
-        start_worker(env, "a", concurrency=4),
-        start_worker(env, "b", concurrency=4),
-    ]
+    alive = [start_worker(env, "a", concurrency=4), start_worker(env, "b", concurrency=4)]
 
     expected: dict[str, tuple[str, str]] = {}  # request id -> (order, etid)
-    kills: list[float] = []
 
     def enqueue_wave(n: int) -> None:
         for index, order in enumerate(orders):
@@ -81,41 +85,26 @@ def test_sigkill_at_random_moments_loses_nothing_and_duplicates_only_in_flight_c
 
     enqueue_wave(0)
     enqueue_wave(1)
+    rng = random.Random(seed)
+    kills: list[float] = []
     for number in range(ROUNDS):
-        time.sleep(rng.uniform(0.2, 1.2))  # a random moment, not a wait for a state
-        victim = alive.pop(rng.randrange(len(alive)))
-        kills.append(time.time())
-        victim.kill()
-        alive.append(start_worker(env, f"r{number}", concurrency=4))
+        replacement = functools.partial(start_worker, env, f"r{number}", concurrency=4)
+        kills.append(kill_one_at_random(alive, rng, replacement))
         if number == 2:
             enqueue_wave(2)
 
-    ids = list(expected)
-    done = wait_all_final(ids, timeout=90)
+    done = wait_all_final(list(expected), timeout=90)
     assert {r.status.value for r in done} == {"sent"}, [r.reason for r in done]
 
     calls = resend_calls(control)
-    by_body: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for call in accepted_sends(calls):
-        by_body[(call["body"] or {}).get("newEtid", "")].append(call)
-    duplicates, unexplained = 0, []
-    for order_id, body in expected.values():
-        sends = by_body[body]
-        assert sends, f"{order_id} {body}: Tango never resent it"
-        for extra in sends[:-1]:
-            duplicates += 1
-            if not in_flight_at(extra, kills):
-                unexplained.append((order_id, body, extra["received_at"]))
+    duplicates, unexplained = duplicate_sends(expected, calls, kills, RECORDING_SLACK)
     for index, order in enumerate(orders):
         order_calls = resend_calls(control, order)
         assert not windows_respected(order_calls, WINDOW), (order, seed)
-        first_sends = []
-        for call in accepted_sends(order_calls):
-            body = call["body"]["newEtid"]
-            if body not in first_sends:
-                first_sends.append(body)
-        assert first_sends == [etid(index, n) for n in range(PER_ORDER)], "per-order FIFO"
-    in_flight = sum(in_flight_at(call, kills) for call in calls)
+        assert first_sends(order_calls) == [etid(index, n) for n in range(PER_ORDER)], (
+            "per-order FIFO"
+        )
+    in_flight = sum(in_flight_at(call, kills, RECORDING_SLACK) for call in calls)
     report(
         "chaos",
         f"SIGKILL rounds: seed={seed} kills={len(kills)} calls={len(calls)} "

@@ -7,8 +7,6 @@ from __future__ import annotations
 import base64
 import json
 import socket
-import time
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,10 +15,14 @@ import redis
 import requests
 from fastapi.testclient import TestClient
 
-from tests.chaos.fixtures import Configure, WebFactory, WorkerFactory, report
-from tests.chaos.system import raw_signature, resend_calls, wait_all_final
-from tests.hostile.corpus import BODY_CASES, FIELD_CASES, GOOD_ORDER, BodyCase, FieldCase
-from tests.integration.harness import wait_for
+from tests.support.calls import resend_calls
+from tests.support.findings import report
+from tests.support.hostile_corpus import BODY_CASES, FIELD_CASES, GOOD_ORDER, BodyCase, FieldCase
+from tests.support.processes import WebFactory, WorkerFactory
+from tests.support.receiver import raw_signature, signed_headers
+from tests.support.records import wait_all_final
+from tests.support.settings import Configure
+from tests.support.waiting import wait_for
 from worker import InvalidResendRequest, enqueue_resend
 from worker.queueing.app import RESEND_TASK_NAME
 from worker.queueing.app import app as celery_app
@@ -40,14 +42,7 @@ REFUSALS = {400, 401, 411, 413, 422, 431}
 
 
 def signed(body: bytes, webhook_id: str | None = None) -> dict[str, str]:
-    message_id = webhook_id or f"msg_{uuid.uuid4().hex}"
-    now = int(time.time())
-    return {
-        "content-type": "application/json",
-        "webhook-id": message_id,
-        "webhook-timestamp": str(now),
-        "webhook-signature": raw_signature(SECRET, message_id, now, body),
-    }
+    return signed_headers(SECRET, body, webhook_id=webhook_id, signature=raw_signature)
 
 
 def enqueue_case(case: FieldCase) -> str:

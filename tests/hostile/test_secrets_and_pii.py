@@ -23,16 +23,16 @@ import pytest
 import redis
 import requests
 
-from tests.chaos.fixtures import base_settings, report
-from tests.chaos.system import (
-    post_webhook,
-    producer_broker,
-    resend_calls,
-    signed_headers,
-    wait_all_final,
-)
-from tests.conftest import TEST_REDIS_URL
-from tests.integration.harness import WebProcess, WorkerProcess, wait_for
+from tests.support.broker import producer_broker
+from tests.support.calls import resend_calls
+from tests.support.findings import report
+from tests.support.processes import WebProcess, WorkerProcess
+from tests.support.receiver import post_webhook, signed_headers
+from tests.support.records import wait_all_final
+from tests.support.redis_db import TEST_REDIS_URL
+from tests.support.sandbox import sandbox_settings
+from tests.support.settings import apply_settings
+from tests.support.waiting import wait_for
 from worker import enqueue_resend, get_resend
 from worker.core.settings import Settings, reset_settings_cache
 from worker.runtime import reset_runtime
@@ -170,7 +170,7 @@ def run_system(tmp: Path) -> Capture:
     for order in ORDERS:
         control.add_order(order, email=ORDER_OWNER, mobile=MOBILE_2)
     control.inject_fault(ORDERS[1], status=503)  # a retry, logged
-    env = base_settings(
+    env = sandbox_settings(
         TEST_REDIS_URL,
         sandbox,
         TANGO_PLATFORM_NAME=PLATFORM_NAME,
@@ -191,10 +191,7 @@ def run_system(tmp: Path) -> Capture:
     processes: list[Any] = []
     ids: list[str] = []
     with pytest.MonkeyPatch.context() as patch:
-        for name, value in env.items():
-            patch.setenv(name, value)
-        reset_settings_cache()
-        reset_runtime()
+        apply_settings(env, patch.setenv)
         try:
             with producer_broker():
                 # With its access log too: those lines must be as clean as the others.

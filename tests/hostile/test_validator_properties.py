@@ -10,8 +10,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-import time
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,9 +19,9 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from tests.chaos.fixtures import Configure
-from tests.chaos.system import raw_signature
-from tests.hostile.corpus import GOOD_ORDER
+from tests.support.hostile_corpus import GOOD_ORDER
+from tests.support.receiver import raw_signature, signed_headers
+from tests.support.settings import Configure
 from worker import InvalidResendRequest
 from worker.resend.validation import ETID, REFERENCE_ORDER_ID, validate_resend
 from worker.web.app import create_app
@@ -158,12 +156,7 @@ def test_a_delivery_method_is_exactly_email_phone_or_none(method: Any) -> None:
 @given(body=st.binary(max_size=300), flip=st.integers(min_value=0))
 def test_any_change_to_a_signed_body_fails_verification(body: bytes, flip: int) -> None:
     verifier = WebhookVerifier(SECRET)
-    now = int(time.time())
-    headers = {
-        "webhook-id": "msg_p",
-        "webhook-timestamp": str(now),
-        "webhook-signature": raw_signature(SECRET, "msg_p", now, body),
-    }
+    headers = signed_headers(SECRET, body, webhook_id="msg_p", signature=raw_signature)
     tampered = bytearray(body or b"\x00")
     tampered[flip % len(tampered)] ^= 0x01
     with pytest.raises(SignatureError):
@@ -184,13 +177,6 @@ def receiver(configure: Configure, test_db: redis.Redis) -> Iterator[TestClient]
 def test_the_receiver_never_answers_5xx_to_any_signed_body(
     receiver: TestClient, body: bytes
 ) -> None:
-    message_id = f"msg_{uuid.uuid4().hex}"
-    now = int(time.time())
-    headers = {
-        "content-type": "application/json",
-        "webhook-id": message_id,
-        "webhook-timestamp": str(now),
-        "webhook-signature": raw_signature(SECRET, message_id, now, body),
-    }
+    headers = signed_headers(SECRET, body, signature=raw_signature)
     answer = receiver.post("/webhooks/resends", content=body, headers=headers)
     assert answer.status_code in (202, 400, 401, 422), (answer.status_code, answer.text[:200])

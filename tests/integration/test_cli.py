@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import json
 import re
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import requests
 
-from tests.integration.conftest import WorkerFactory
-from tests.integration.harness import REPO_ROOT, WorkerProcess, child_env, wait_for
-from tests.integration.test_resend_flow import finished
-from tests.integration.test_resilience import run_cli
+from tests.support.processes import WorkerFactory, WorkerProcess, piped_python, run_python
+from tests.support.records import finished
+from tests.support.waiting import wait_for
 from worker import enqueue_resend
 from worker.sandbox import SandboxControl
 from worker.tango.timeparse import parse_tango_instant
@@ -30,27 +26,27 @@ def test_enqueue_then_status_through_the_cli(
 ) -> None:
     control.add_order(ORDER)
     start_worker()
-    enqueued = run_cli(
+    enqueued = run_python(
         ["-m", "worker", "enqueue", ORDER, "--etid", "E000123", "--key", "k-1"], settings_env
     )
     assert enqueued.returncode == 0, enqueued.stderr
     request_id = enqueued.stdout.strip()
-    again = run_cli(
+    again = run_python(
         ["-m", "worker", "enqueue", ORDER, "--etid", "E000123", "--key", "k-1"], settings_env
     )
     assert again.stdout.strip() == request_id
 
     wait_for(lambda: finished([request_id]), timeout=10, what="sent")
-    shown = run_cli(["-m", "worker", "status", request_id, "--json"], settings_env)
+    shown = run_python(["-m", "worker", "status", request_id, "--json"], settings_env)
     assert shown.returncode == 0
     record = json.loads(shown.stdout)
     assert record["status"] == "sent" and record["request"] == {"newEtid": "E000123"}
-    table = run_cli(["-m", "worker", "status", request_id], settings_env)
+    table = run_python(["-m", "worker", "status", request_id], settings_env)
     assert re.search(r"status\s+sent", table.stdout)
 
 
 def test_status_of_an_unknown_request_exits_1(settings_env: dict[str, str]) -> None:
-    result = run_cli(["-m", "worker", "status", "no-such-request"], settings_env)
+    result = run_python(["-m", "worker", "status", "no-such-request"], settings_env)
     assert result.returncode == 1
     assert "no request" in result.stderr
 
@@ -86,34 +82,26 @@ def test_plain_celery_cli_with_prefork_pool_runs_resends(
 
 
 def test_sandbox_command_serves_until_terminated(tmp_path: Path) -> None:
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "worker",
-            "sandbox",
-            "--port",
-            "0",
-            "--cooldown",
-            "2",
-            "--order",
-            ORDER,
-            "--platform-key",
-            "cli-key",
-            "--rate-limit",
-            "100",
-            "--last-sent-format",
-            "java",
-            "--clock-offset",
-            "3",
-        ],
-        env=child_env({}),
-        cwd=REPO_ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    sandbox_command = [
+        "-m",
+        "worker",
+        "sandbox",
+        "--port",
+        "0",
+        "--cooldown",
+        "2",
+        "--order",
+        ORDER,
+        "--platform-key",
+        "cli-key",
+        "--rate-limit",
+        "100",
+        "--last-sent-format",
+        "java",
+        "--clock-offset",
+        "3",
+    ]
+    with piped_python(sandbox_command) as process:
         assert process.stdout is not None
         line = process.stdout.readline()
         base_url = re.search(r"listening on (\S+)", line)
@@ -136,14 +124,11 @@ def test_sandbox_command_serves_until_terminated(tmp_path: Path) -> None:
         assert re.search(r"Last sent at \w{3} \w{3} \d+ [\d:]+ UTC \d{4}", again.json()["message"])
         tango_now = parse_tango_instant(again.json()["timestamp"])
         assert tango_now is not None and tango_now.at.timestamp() - time.time() > 2
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.communicate(timeout=10)
     assert process.returncode == 0
 
 
 def test_web_refuses_to_start_without_a_secret(settings_env: dict[str, str]) -> None:
-    result = run_cli(["-m", "worker", "web", "--port", "0"], settings_env)
+    result = run_python(["-m", "worker", "web", "--port", "0"], settings_env)
     assert result.returncode == 2
     assert "WEBHOOK_SECRET" in result.stderr and "Traceback" not in result.stderr
 
@@ -152,12 +137,12 @@ def test_cancel_command(control: SandboxControl, settings_env: dict[str, str]) -
     """No worker runs, so the request stays queued until the CLI cancels it."""
     control.add_order(ORDER)
     request_id = enqueue_resend(ORDER)
-    cancelled = run_cli(["-m", "worker", "cancel", request_id, "--json"], settings_env)
+    cancelled = run_python(["-m", "worker", "cancel", request_id, "--json"], settings_env)
     assert cancelled.returncode == 0
     assert json.loads(cancelled.stdout) == {"id": request_id, "result": "cancelled"}
-    again = run_cli(["-m", "worker", "cancel", request_id], settings_env)
+    again = run_python(["-m", "worker", "cancel", request_id], settings_env)
     assert again.returncode == 0, "cancelling is idempotent"
-    unknown = run_cli(["-m", "worker", "cancel", "nope"], settings_env)
+    unknown = run_python(["-m", "worker", "cancel", "nope"], settings_env)
     assert unknown.returncode == 1
 
 
@@ -168,5 +153,5 @@ def test_cancel_of_a_sent_request_is_refused(
     start_worker()
     request_id = enqueue_resend(ORDER)
     wait_for(lambda: finished([request_id]), timeout=10, what="sent")
-    result = run_cli(["-m", "worker", "cancel", request_id], settings_env)
+    result = run_python(["-m", "worker", "cancel", request_id], settings_env)
     assert result.returncode == 2 and "already sent" in result.stderr

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import WorkerFactory
-from tests.integration.harness import REPO_ROOT, WebProcess, wait_for
+from tests.support.processes import REPO_ROOT, WebProcess, WorkerFactory
+from tests.support.waiting import wait_for
 from worker import enqueue_resend, get_resend
 from worker.sandbox import SandboxControl
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import redis
 
-from tests.conftest import TEST_REDIS_URL
-from tests.integration.harness import REPO_ROOT
+from tests.support.processes import REPO_ROOT
+from tests.support.redis_db import TEST_REDIS_URL
 from worker.cli.demo import run_demo
 
 pytestmark = pytest.mark.integration

@@ -15,9 +15,11 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import WINDOW_SECONDS, WorkerFactory
-from tests.integration.harness import wait_for
-from tests.integration.test_resend_flow import LATENESS_ALLOWED, finished, resend_calls
+from tests.support.calls import LATENESS_ALLOWED, resend_calls
+from tests.support.processes import WorkerFactory
+from tests.support.records import finished
+from tests.support.sandbox import WINDOW_SECONDS
+from tests.support.waiting import wait_for
 from worker import enqueue_resend
 from worker.sandbox import SandboxControl
 from worker.state.gate import RATE_HEADROOM

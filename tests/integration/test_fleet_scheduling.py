@@ -9,9 +9,11 @@ from itertools import pairwise
 import libfaketime
 import pytest
 
-from tests.integration.conftest import WINDOW_SECONDS, WorkerFactory
-from tests.integration.harness import wait_for
-from tests.integration.test_resend_flow import LATENESS_ALLOWED, finished, resend_calls
+from tests.support.calls import LATENESS_ALLOWED, resend_calls
+from tests.support.processes import WorkerFactory
+from tests.support.records import finished
+from tests.support.sandbox import WINDOW_SECONDS
+from tests.support.waiting import wait_for
 from worker import cancel_resend, enqueue_resend, get_resend
 from worker.sandbox import SandboxControl
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.conftest import WorkerFactory
-from tests.integration.harness import wait_for
-from tests.integration.test_resend_flow import finished
+from tests.support.processes import WorkerFactory
+from tests.support.records import finished
+from tests.support.waiting import wait_for
 from worker import enqueue_resend
 from worker.sandbox import SandboxControl, SandboxServer
 

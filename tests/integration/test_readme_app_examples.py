@@ -23,10 +23,11 @@ import pytest
 import redis
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from tests.conftest import TEST_REDIS_URL
-from tests.integration.harness import REPO_ROOT, free_port
-from worker.core.settings import Settings, reset_settings_cache
-from worker.runtime import current_runtime, reset_runtime
+from tests.support.processes import REPO_ROOT
+from tests.support.redis_db import TEST_REDIS_URL, unreachable_redis_url
+from tests.support.settings import apply_settings, new_tag
+from worker.core.settings import Settings
+from worker.runtime import current_runtime
 
 pytestmark = pytest.mark.integration
 ORDER = "RA251125-1401-01"
@@ -56,16 +57,13 @@ def producer_env(redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> 
     names = re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", text, flags=re.MULTILINE)
     assert names == ["REDIS_URL", "REDIS_KEY_PREFIX", "RESEND_QUEUE"]
     assert {name.lower() for name in names} <= set(Settings.model_fields)
-    tag = uuid.uuid4().hex[:8]
+    tag = new_tag()
     env = {
         "REDIS_URL": TEST_REDIS_URL,
         "REDIS_KEY_PREFIX": f"app-{tag}",
         "RESEND_QUEUE": f"app-{tag}",
     }
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)  # and no Tango credentials at all
-    reset_settings_cache()
-    reset_runtime()
+    apply_settings(env, monkeypatch.setenv)  # and no Tango credentials at all
     return env
 
 
@@ -152,9 +150,7 @@ def test_errors_to_handle(producer_env: dict[str, str], monkeypatch: pytest.Monk
     try_resend = run_python("errors")["try_resend"]
     status, fields = try_resend(ORDER, "not-an-email")
     assert status == 400 and set(fields) == {"newEmail"}
-    monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
-    reset_settings_cache()
-    reset_runtime()
+    apply_settings({"REDIS_URL": unreachable_redis_url()}, monkeypatch.setenv)
     assert try_resend(ORDER, "pat@example.com") == (503, {"error": "try again later"})
 
 

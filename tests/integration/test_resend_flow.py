@@ -7,31 +7,17 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import WINDOW_SECONDS, WorkerFactory
-from tests.integration.harness import wait_for
-from worker import InvalidResendRequest, ResendRecord, enqueue_resend, get_resend
+from tests.support.calls import LATENESS_ALLOWED, resend_calls
+from tests.support.processes import WorkerFactory
+from tests.support.records import finished
+from tests.support.sandbox import WINDOW_SECONDS
+from tests.support.waiting import wait_for
+from worker import InvalidResendRequest, enqueue_resend
 from worker.sandbox import SandboxControl
 
 pytestmark = pytest.mark.integration
 
 ORDER = "RA251125-2001-01"
-# How late a resend may go out after its window opened (timer, jitter, one HTTP call).
-LATENESS_ALLOWED = 0.5
-
-
-def finished(request_ids: list[str]) -> list[ResendRecord] | None:
-    records = [get_resend(request_id) for request_id in request_ids]
-    if all(r is not None and r.status.is_final for r in records):
-        return [r for r in records if r is not None]
-    return None
-
-
-def resend_calls(control: SandboxControl, order: str) -> list[dict[str, Any]]:
-    return [
-        call
-        for call in control.calls()
-        if call["referenceOrderID"] == order and call["path"].endswith("/resends")
-    ]
 
 
 def test_three_resends_of_one_order_are_one_window_apart(

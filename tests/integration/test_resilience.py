@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import base64
-import subprocess
-import sys
 from itertools import pairwise
 
 import pytest
 
-from tests.integration.conftest import PLATFORM_KEY, PLATFORM_NAME, WINDOW_SECONDS, WorkerFactory
-from tests.integration.harness import REPO_ROOT, child_env, wait_for
-from tests.integration.test_resend_flow import LATENESS_ALLOWED, finished, resend_calls
+from tests.support.calls import LATENESS_ALLOWED, resend_calls
+from tests.support.processes import WorkerFactory, run_python
+from tests.support.records import finished
+from tests.support.sandbox import PLATFORM_KEY, PLATFORM_NAME, WINDOW_SECONDS
+from tests.support.waiting import wait_for
 from worker import enqueue_resend
 from worker.sandbox import SandboxControl, SandboxServer
 
@@ -96,18 +96,6 @@ def test_logs_hold_no_secret_and_no_recipient_contact(
         assert secret not in log
 
 
-def run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, *args],
-        env=child_env(env),
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
 @pytest.mark.parametrize(
     "variable, value",
     [
@@ -119,7 +107,7 @@ def run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess
 def test_bad_setting_stops_the_worker_at_start_naming_it(
     settings_env: dict[str, str], variable: str, value: str
 ) -> None:
-    result = run_cli(["-m", "worker", "worker"], {**settings_env, variable: value})
+    result = run_python(["-m", "worker", "worker"], {**settings_env, variable: value})
     assert result.returncode == 2
     assert variable in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
@@ -127,7 +115,7 @@ def test_bad_setting_stops_the_worker_at_start_naming_it(
 
 def test_celery_cli_without_credentials_stops_at_start(settings_env: dict[str, str]) -> None:
     env = {**settings_env, "TANGO_PLATFORM_NAME": "", "TANGO_PLATFORM_KEY": ""}
-    result = run_cli(["-m", "celery", "-A", "worker", "worker", "--pool=solo"], env)
+    result = run_python(["-m", "celery", "-A", "worker", "worker", "--pool=solo"], env)
     assert result.returncode != 0
     assert "TANGO_PLATFORM_NAME" in result.stderr
 
@@ -135,7 +123,7 @@ def test_celery_cli_without_credentials_stops_at_start(settings_env: dict[str, s
 def test_enqueue_cli_refuses_bad_input_with_exit_2(
     control: SandboxControl, settings_env: dict[str, str]
 ) -> None:
-    result = run_cli(
+    result = run_python(
         ["-m", "worker", "enqueue", "RA251125-2001-01", "--email", "nope"], settings_env
     )
     assert result.returncode == 2

@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import WorkerFactory
-from tests.integration.harness import wait_for
-from tests.integration.test_resend_flow import finished, resend_calls
+from tests.support.calls import resend_calls
+from tests.support.processes import WorkerFactory
+from tests.support.records import finished
+from tests.support.waiting import wait_for
 from worker import cancel_resend, enqueue_resend, submit_resend
 from worker.queueing.app import app
 from worker.runtime import current_runtime

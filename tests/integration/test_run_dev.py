@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +16,11 @@ import pytest
 import redis
 import requests
 
-from tests.conftest import TEST_REDIS_URL
-from tests.integration.harness import REPO_ROOT, free_port, wait_for
+from tests.support.processes import REPO_ROOT, free_port
+from tests.support.readme import readme_block
+from tests.support.redis_db import TEST_REDIS_URL
+from tests.support.settings import new_tag
+from tests.support.waiting import wait_for
 from worker.core.settings import Settings, reset_settings_cache
 from worker.runtime import reset_runtime
 from worker.state.records import ResendRecord
@@ -52,17 +54,11 @@ def fresh_shell_env(settings: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def readme_block(start: str, end: str, fence: str) -> str:
-    text = (REPO_ROOT / "README.md").read_text()
-    block = text.split(start)[1].split(end)[0]
-    return block.split(f"```{fence}\n")[1].split("```")[0]
-
-
 @pytest.fixture
 def run_dev(redis_client: redis.Redis, tmp_path: Path) -> Iterator[RunDev]:
     if (REPO_ROOT / ".env").exists():
         pytest.skip("a .env in the checkout: this test is about the out-of-the-box setup")
-    tag = uuid.uuid4().hex[:8]
+    tag = new_tag()
     sandbox_port, web_port = free_port(), free_port()
     # Set in the shell, so they must win over .env.example's (database 0, port 8765).
     settings = {

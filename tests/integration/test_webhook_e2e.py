@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 import pytest
 import requests
 
-from tests.integration.conftest import WorkerFactory
-from tests.integration.harness import REPO_ROOT, WebProcess, child_env, wait_for
-from tests.integration.test_resend_flow import finished, resend_calls
-from tests.web.conftest import SECRET
+from tests.support.calls import resend_calls
+from tests.support.processes import StartedProcesses, WebProcess, WorkerFactory, child_env
+from tests.support.readme import readme_block
+from tests.support.receiver import WEBHOOK_SECRET, post_webhook
+from tests.support.records import finished
+from tests.support.waiting import wait_for
 from worker.sandbox import SandboxControl
-from worker.web.webhook_signature import sign
 
 pytestmark = pytest.mark.integration
 ORDER = "RA251125-1201-01"
@@ -25,25 +24,9 @@ API_TOKEN = "e2e-token-Hc72Lp0Q-at-least-32-characters"
 
 
 @pytest.fixture
-def web_url(settings_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
-    env = {**settings_env, "WEBHOOK_SECRET": SECRET, "API_TOKEN": API_TOKEN}
-    web = WebProcess(env, tmp_path / "web.log")
-    try:
-        yield web.wait_ready(timeout=20).url
-    finally:
-        web.stop()
-
-
-def post_signed(url: str, payload: dict[str, str], webhook_id: str) -> requests.Response:
-    body = json.dumps(payload).encode()
-    now = int(time.time())
-    headers = {
-        "content-type": "application/json",
-        "webhook-id": webhook_id,
-        "webhook-timestamp": str(now),
-        "webhook-signature": sign(SECRET, webhook_id, now, body),
-    }
-    return requests.post(f"{url}/webhooks/resends", data=body, headers=headers, timeout=5)
+def web_url(settings_env: dict[str, str], processes: StartedProcesses) -> str:
+    env = {**settings_env, "WEBHOOK_SECRET": WEBHOOK_SECRET, "API_TOKEN": API_TOKEN}
+    return processes.web(env).url
 
 
 def test_signed_webhook_reaches_tango_exactly_once(
@@ -52,8 +35,12 @@ def test_signed_webhook_reaches_tango_exactly_once(
     control.add_order(ORDER)
     start_worker()
 
-    first = post_signed(web_url, {"referenceOrderID": ORDER, "newEtid": "E000777"}, "msg_1")
-    again = post_signed(web_url, {"referenceOrderID": ORDER, "newEtid": "E000777"}, "msg_1")
+    first = post_webhook(
+        web_url, WEBHOOK_SECRET, {"referenceOrderID": ORDER, "newEtid": "E000777"}, "msg_1"
+    )
+    again = post_webhook(
+        web_url, WEBHOOK_SECRET, {"referenceOrderID": ORDER, "newEtid": "E000777"}, "msg_1"
+    )
     unsigned = requests.post(
         f"{web_url}/webhooks/resends", json={"referenceOrderID": ORDER}, timeout=5
     )
@@ -75,9 +62,7 @@ def test_signed_webhook_reaches_tango_exactly_once(
 
 
 def readme_example() -> str:
-    text = (REPO_ROOT / "README.md").read_text()
-    block = text.split("<!-- webhook-example:start -->")[1].split("<!-- webhook-example:end -->")[0]
-    return block.split("```sh\n")[1].split("```")[0]
+    return readme_block("<!-- webhook-example:start -->", "<!-- webhook-example:end -->", "sh")
 
 
 def test_the_readme_curl_example_is_accepted_and_resent(
@@ -87,7 +72,7 @@ def test_the_readme_curl_example_is_accepted_and_resent(
     start_worker()
     result = subprocess.run(
         ["bash", "-c", readme_example()],
-        env=child_env({"URL": web_url, "WEBHOOK_SECRET": SECRET}),
+        env=child_env({"URL": web_url, "WEBHOOK_SECRET": WEBHOOK_SECRET}),
         capture_output=True,
         text=True,
         timeout=30,
@@ -108,7 +93,7 @@ def test_two_receiver_processes_share_the_port_and_every_webhook_is_sent(
     """`tango-resend web --workers 2` (how the receiver scales on one host, README): both
     processes serve one port, and every accepted webhook is resent once. Without
     `--access-log` the only line per webhook is the one naming its request."""
-    env = {**settings_env, "WEBHOOK_SECRET": SECRET}
+    env = {**settings_env, "WEBHOOK_SECRET": WEBHOOK_SECRET}
     web = WebProcess(env, tmp_path / "web2.log", extra_arguments=["--workers", "2"])
     orders = [f"RA251125-1202-{n:02d}" for n in range(12)]
     for order in orders:
@@ -117,7 +102,7 @@ def test_two_receiver_processes_share_the_port_and_every_webhook_is_sent(
         web.wait_ready(timeout=30)
         start_worker()
         answers = [
-            post_signed(web.url, {"referenceOrderID": order}, f"msg_two_{order}")
+            post_webhook(web.url, WEBHOOK_SECRET, {"referenceOrderID": order}, f"msg_two_{order}")
             for order in orders
         ]
         assert [answer.status_code for answer in answers] == [202] * len(orders)
@@ -142,7 +127,9 @@ def test_two_receiver_processes_share_the_port_and_every_webhook_is_sent(
             timeout=20,
             what="a replacement process",
         )
-        late = post_signed(web.url, {"referenceOrderID": orders[0]}, "msg_two_after_a_death")
+        late = post_webhook(
+            web.url, WEBHOOK_SECRET, {"referenceOrderID": orders[0]}, "msg_two_after_a_death"
+        )
         assert late.status_code == 202
     finally:
         web.stop()

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.integration.harness import REPO_ROOT, child_env
-from tests.ops.conftest import CliRun, explain, json_out
+from tests.support.cli import CliRun, explain, json_out
+from tests.support.processes import REPO_ROOT, child_env
 from worker import get_resend
 from worker.runtime import current_runtime
 

@@ -14,14 +14,14 @@ from typing import Any
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from tests.integration.conftest import WorkerFactory
-from tests.integration.harness import wait_for
-from tests.ops.conftest import finished
+from tests.support.processes import WorkerFactory
+from tests.support.records import finished
+from tests.support.settings import apply_settings
+from tests.support.waiting import wait_for
 from worker import enqueue_resend, get_resend
-from worker.core.settings import reset_settings_cache
 from worker.resend.callbacks import event_body, resend_finished
 from worker.resend.producer import cancel_resend
-from worker.runtime import current_runtime, reset_runtime
+from worker.runtime import current_runtime
 from worker.sandbox import SandboxControl
 from worker.state.records import ResendRecord
 
@@ -97,10 +97,7 @@ def callback_env(
 ) -> dict[str, str]:
     """Outcome callbacks on, for this process (the canceller) and its workers."""
     extra = {"RESULT_WEBHOOK_URL": receiver.url, "RESULT_WEBHOOK_SECRET": SECRET}
-    for name, value in extra.items():
-        monkeypatch.setenv(name, value)
-    reset_settings_cache()
-    reset_runtime()
+    apply_settings(extra, monkeypatch.setenv)
     return extra
 
 

@@ -14,9 +14,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import redis
 
-from tests.integration.conftest import WorkerFactory
-from tests.integration.harness import wait_for
-from tests.ops.conftest import CliRun, explain, finished, json_out
+from tests.support.cli import CliRun, explain, json_out
+from tests.support.processes import WorkerFactory
+from tests.support.records import finished
+from tests.support.waiting import wait_for
 from worker import enqueue_resend, get_resend, retry_resend
 from worker.runtime import current_runtime
 from worker.sandbox import SandboxControl

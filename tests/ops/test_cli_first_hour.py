@@ -4,19 +4,19 @@ one time format, order ids, bulk exit codes, and processes that say what they wa
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import requests
 
-from tests.integration.harness import child_env, free_port, wait_for
-from tests.ops.conftest import CliRun, explain, json_out
+from tests.support.cli import CliRun, explain, json_out
+from tests.support.processes import LoggedProcess, WebProcess, free_port
+from tests.support.redis_db import unreachable_redis_url
+from tests.support.settings import apply_settings
+from tests.support.waiting import wait_for
 from worker import enqueue_resend
-from worker.core.settings import reset_settings_cache
-from worker.runtime import current_runtime, reset_runtime
+from worker.runtime import current_runtime
 from worker.state.records import ResendRecord
 
 ORDER = "RA251125-1301-01"
@@ -24,10 +24,8 @@ ORDER = "RA251125-1301-01"
 
 @pytest.fixture
 def redis_down(monkeypatch: pytest.MonkeyPatch) -> str:
-    url = f"redis://127.0.0.1:{free_port()}/0"
-    monkeypatch.setenv("REDIS_URL", url)
-    reset_settings_cache()
-    reset_runtime()
+    url = unreachable_redis_url()
+    apply_settings({"REDIS_URL": url}, monkeypatch.setenv)
     return url
 
 
@@ -173,61 +171,44 @@ def test_a_worker_without_redis_says_what_it_waits_for(tmp_path: Path) -> None:
     """Given a REDIS_URL nothing answers, `tango-resend worker` names Redis, the URL and the
     error at once, and keeps trying, instead of minutes of silent retries."""
     port = free_port()
-    env = child_env(
-        {
-            "REDIS_URL": f"redis://:hunter2@127.0.0.1:{port}/0",
-            "TANGO_PLATFORM_NAME": "p",
-            "TANGO_PLATFORM_KEY": "k",
-        }
+    settings = {
+        "REDIS_URL": f"redis://:hunter2@127.0.0.1:{port}/0",
+        "TANGO_PLATFORM_NAME": "p",
+        "TANGO_PLATFORM_KEY": "k",
+    }
+    worker = LoggedProcess(
+        settings, tmp_path / "worker.log", ["-m", "worker", "worker"], cwd=tmp_path
     )
-    log = tmp_path / "worker.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "worker", "worker"],
-            env=env,
-            cwd=tmp_path,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
     try:
-        wait_for(
-            lambda: log.read_text().count("waiting for Redis") >= 2,
+        worker.wait_until(
+            lambda: worker.log().count("waiting for Redis") >= 2,
             timeout=20,
             interval=0.1,
             what="two 'waiting for Redis' lines",
         )
-        text = log.read_text()
+        text = worker.log()
         assert f"redis://:***@127.0.0.1:{port}/0" in text and "hunter2" not in text
-        assert process.poll() is None, "it keeps waiting"
+        assert worker.process.poll() is None, "it keeps waiting"
     finally:
-        process.kill()
-        process.wait(timeout=10)
+        worker.kill()
+        worker.stop()
 
 
 def test_web_warns_at_start_when_redis_does_not_answer(tmp_path: Path) -> None:
-    port, web_port = free_port(), free_port()
-    env = child_env({"REDIS_URL": f"redis://127.0.0.1:{port}/0", "WEBHOOK_ALLOW_UNSIGNED": "true"})
-    log = tmp_path / "web.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "worker", "web", "--port", str(web_port)],
-            env=env,
-            cwd=tmp_path,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    port = free_port()
+    settings = {"REDIS_URL": f"redis://127.0.0.1:{port}/0", "WEBHOOK_ALLOW_UNSIGNED": "true"}
+    web = WebProcess(settings, tmp_path / "web.log", cwd=tmp_path)
     try:
 
         def health() -> list[requests.Response] | None:
             try:  # a list: a 503 response is falsy itself
-                return [requests.get(f"http://127.0.0.1:{web_port}/healthz", timeout=2)]
+                return [requests.get(f"{web.url}/healthz", timeout=2)]
             except requests.ConnectionError:
                 return None
 
         (answer,) = wait_for(health, timeout=30, interval=0.1, what="the receiver")
         assert answer.status_code == 503
         assert "Redis does not answer" in json.dumps(answer.json())
-        assert "warning: Redis does not answer" in log.read_text()
+        assert "warning: Redis does not answer" in web.log()
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        web.stop()

@@ -4,17 +4,13 @@ tests' own (one that evicts, one that is not there)."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.chaos.system import RedisServer
-from tests.integration.conftest import PLATFORM_KEY, WorkerFactory
-from tests.integration.harness import REPO_ROOT, child_env, free_port
+from tests.support.processes import WorkerFactory, free_port, run_python
+from tests.support.redis_server import EVICTING_POLICY, RedisServer
+from tests.support.sandbox import PLATFORM_KEY
 
 pytestmark = pytest.mark.integration
 
@@ -23,14 +19,7 @@ NAMES = ["redis", "redis eviction", "redis persistence", "queue", "tango", "cloc
 
 def doctor(env: dict[str, str], *args: str) -> tuple[int, Any, str]:
     """`python -m worker doctor --json` as an operator runs it: exit code, JSON, stderr."""
-    done = subprocess.run(
-        [sys.executable, "-m", "worker", "doctor", "--json", *args],
-        env=child_env(env),
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_python(["-m", "worker", "doctor", "--json", *args], env)
     return done.returncode, json.loads(done.stdout), done.stderr
 
 
@@ -75,13 +64,6 @@ def test_refused_credentials_and_no_worker_fail_with_exit_1(
     assert checks["redis"]["ok"] is True
 
 
-@pytest.fixture
-def evicting_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path / "redis", extra_args=("--maxmemory-policy", "allkeys-lru"))
-    yield server.start()
-    server.stop()
-
-
 def test_an_evicting_redis_is_a_failed_check(
     settings_env: dict[str, str], evicting_redis: RedisServer
 ) -> None:
@@ -92,7 +74,7 @@ def test_an_evicting_redis_is_a_failed_check(
     assert code == 1 and report["ok"] is False
     checks = by_name(report)
     assert checks["redis eviction"]["ok"] is False
-    assert "allkeys-lru" in checks["redis eviction"]["detail"]
+    assert EVICTING_POLICY in checks["redis eviction"]["detail"]
     assert checks["redis persistence"] == {
         "name": "redis persistence",
         "ok": True,

@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import WorkerFactory
-from tests.integration.harness import wait_for
-from tests.ops.conftest import finished
+from tests.support.logs import captured_logger
+from tests.support.processes import WorkerFactory
+from tests.support.records import finished
+from tests.support.waiting import wait_for
 from worker import enqueue_resend
 from worker.core.logging_setup import configure_handlers
 from worker.sandbox import SandboxControl
@@ -90,16 +91,12 @@ def test_worker_json_logs_carry_state_fields_and_no_contact_data(
 @pytest.fixture
 def captured() -> Iterator[tuple[logging.Logger, io.StringIO]]:
     """A logger of its own with one stream handler, as a process would configure it."""
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    logger = logging.getLogger("tango_resend.tests.ops.masking")
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-    yield logger, stream
-    logger.removeHandler(handler)
-    handler.close()
+    with captured_logger(
+        "tango_resend.tests.ops.masking",
+        fmt="%(levelname)s %(name)s: %(message)s",
+        level=logging.INFO,
+    ) as captured:
+        yield captured
 
 
 def log_everything(logger: logging.Logger) -> None:

@@ -7,19 +7,18 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import requests
 from fastapi.testclient import TestClient
-from prometheus_client.parser import text_string_to_metric_families
 
-from tests.integration.conftest import WorkerFactory
-from tests.integration.harness import free_port, wait_for
-from tests.ops.conftest import finished
-from tests.web.conftest import SECRET
+from tests.support.metrics import labelled, samples, scrape
+from tests.support.processes import WorkerFactory, free_port
+from tests.support.receiver import WEBHOOK_SECRET
+from tests.support.records import finished
+from tests.support.settings import apply_settings
+from tests.support.waiting import wait_for
 from worker import enqueue_resend
-from worker.core.settings import reset_settings_cache
 from worker.resend.callbacks import resend_finished
 from worker.resend.producer import cancel_resend
-from worker.runtime import current_runtime, reset_runtime
+from worker.runtime import current_runtime
 from worker.sandbox import SandboxControl
 from worker.state.metrics import LATENCY_BUCKETS, SEND_DELAY_BUCKETS
 from worker.state.records import RecordStore, ResendRecord
@@ -33,36 +32,13 @@ COOLDOWN = "RA251125-6003-01"  # resent in the portal first: 403.005, deferred, 
 CANCELLED = "RA251125-6004-01"
 UNKNOWN = "RA251125-6099-01"  # 404.017
 
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-def samples(text: str) -> tuple[Samples, dict[str, str]]:
-    """Every sample by (name, sorted labels), and every family's type by name."""
-    values: Samples = {}
-    types: dict[str, str] = {}
-    for family in text_string_to_metric_families(text):
-        types[family.name] = family.type
-        for sample in family.samples:
-            values[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return values, types
-
-
-def labelled(values: Samples, name: str, label: str) -> dict[str, float]:
-    return {
-        dict(labels)[label]: value
-        for (sample, labels), value in values.items()
-        if sample == name and label in dict(labels)
-    }
-
 
 @pytest.fixture
 def web_client(
     settings_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[TestClient]:
     """The web app in-process, on the workers' Redis and prefix."""
-    monkeypatch.setenv("WEBHOOK_SECRET", SECRET)
-    reset_settings_cache()
-    reset_runtime()
+    apply_settings({"WEBHOOK_SECRET": WEBHOOK_SECRET}, monkeypatch.setenv)
     with TestClient(create_app()) as client:
         yield client
 
@@ -133,14 +109,10 @@ def test_metrics_after_a_known_sequence(
     }
 
     # The worker's own endpoint serves the same fleet-wide families and values.
-    def scrape() -> str | None:
-        try:
-            answer = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=2)
-        except requests.ConnectionError:
-            return None
-        return answer.text if answer.status_code == 200 else None
-
-    worker_values, worker_types = samples(wait_for(scrape, timeout=10, what="METRICS_PORT"))
+    worker_text = wait_for(
+        lambda: scrape(f"http://127.0.0.1:{port}/metrics"), timeout=10, what="METRICS_PORT"
+    )
+    worker_values, worker_types = samples(worker_text)
     assert worker_types == types
     assert worker_values == values
 

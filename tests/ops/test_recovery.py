@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import redis
 
-from tests.ops.conftest import CliRun, explain, json_out
+from tests.support.cli import CliRun, explain, json_out
 from worker.runtime import current_runtime
 from worker.sandbox import SandboxControl
 from worker.tango.client import TangoAnswer, TangoClient

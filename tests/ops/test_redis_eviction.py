@@ -3,38 +3,21 @@ start, in /healthz, and in the metrics (docs/guarantees.md, "Redis must not evic
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
 
-from tests.chaos.system import RedisServer
-from tests.integration.harness import WebProcess, WorkerProcess, free_port, wait_for
-from tests.ops.test_metrics import labelled, samples
-from tests.web.conftest import SECRET
+from tests.support.metrics import labelled, samples, scrape
+from tests.support.processes import WebProcess, WorkerProcess, free_port
+from tests.support.receiver import WEBHOOK_SECRET
+from tests.support.redis_server import EVICTING_POLICY, RedisServer
+from tests.support.settings import new_tag
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
-POLICY = "allkeys-lru"
-WARNING = f"maxmemory-policy is '{POLICY}', not 'noeviction'"
-
-
-@pytest.fixture
-def evicting_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    """A redis-server of the test's own that evicts under memory pressure."""
-    server = RedisServer(tmp_path / "redis", extra_args=("--maxmemory-policy", POLICY)).start()
-    yield server
-    server.stop()
-
-
-def scrape(url: str) -> str | None:
-    try:
-        answer = requests.get(url, timeout=5)
-    except requests.RequestException:
-        return None
-    return answer.text if answer.status_code == 200 else None
+WARNING = f"maxmemory-policy is '{EVICTING_POLICY}', not 'noeviction'"
 
 
 def test_an_evicting_redis_is_named_in_logs_healthz_and_metrics(
@@ -43,7 +26,7 @@ def test_an_evicting_redis_is_named_in_logs_healthz_and_metrics(
     """Given a Redis with maxmemory-policy allkeys-lru, the worker and the receiver say so
     when they start, /healthz reports it (200, "degraded": Redis still answers), and both
     metrics endpoints carry the policy and an unsafe flag to alert on."""
-    tag = uuid.uuid4().hex[:8]
+    tag = new_tag()
     metrics_port = free_port()
     env = {
         "REDIS_URL": evicting_redis.url(0),
@@ -52,7 +35,7 @@ def test_an_evicting_redis_is_named_in_logs_healthz_and_metrics(
         "TANGO_BASE_URL": "http://127.0.0.1:9/raas/v2",  # never called: nothing is queued
         "TANGO_PLATFORM_NAME": "evict-platform",
         "TANGO_PLATFORM_KEY": "evict-key-Pw3",
-        "WEBHOOK_SECRET": SECRET,
+        "WEBHOOK_SECRET": WEBHOOK_SECRET,
         "METRICS_PORT": str(metrics_port),
         "LOG_LEVEL": "INFO",
     }
@@ -71,7 +54,7 @@ def test_an_evicting_redis_is_named_in_logs_healthz_and_metrics(
         health = requests.get(f"{web.url}/healthz", timeout=5)
         assert health.status_code == 200
         answer = health.json()
-        assert (answer["status"], answer["redis_maxmemory_policy"]) == ("degraded", POLICY)
+        assert (answer["status"], answer["redis_maxmemory_policy"]) == ("degraded", EVICTING_POLICY)
         assert len(answer["warnings"]) == 1 and WARNING in answer["warnings"][0]
 
         web_metrics = wait_for(lambda: scrape(f"{web.url}/metrics"), timeout=10, what="/metrics")
@@ -85,7 +68,7 @@ def test_an_evicting_redis_is_named_in_logs_healthz_and_metrics(
             assert types["tango_resend_redis_eviction_unsafe"] == "gauge"
             assert values[("tango_resend_redis_eviction_unsafe", ())] == 1.0
             assert labelled(values, "tango_resend_redis_maxmemory_policy", "policy") == {
-                POLICY: 1.0
+                EVICTING_POLICY: 1.0
             }
     finally:
         web.stop()

@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from pathlib import Path
 
 import pytest
 import requests
 
+from tests.support.processes import piped_python
 from worker.sandbox import SandboxControl, SandboxServer
 
 TIMEOUT = 5.0
 ORDER = "RA240101-0001-01"
-REPO_ROOT = Path(__file__).resolve().parents[2]
 PLATFORM = ("sandbox-platform", "sandbox-key")
 
 
@@ -219,16 +215,7 @@ def test_main_serve_announces_itself_and_stops_on_sigterm() -> None:
         "from worker.sandbox.server import main_serve; "
         f"main_serve('127.0.0.1', 0, 2.0, orders=[{ORDER!r}], last_sent_format='epoch-ms')"
     )
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    process = subprocess.Popen(
-        [sys.executable, "-c", code],
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    with piped_python(["-c", code]) as process:
         assert process.stdout is not None
         line = process.stdout.readline()
         assert line.startswith("Tango sandbox listening on http://127.0.0.1:")
@@ -245,13 +232,6 @@ def test_main_serve_announces_itself_and_stops_on_sigterm() -> None:
 
         # Then it exits cleanly
         assert process.wait(timeout=TIMEOUT) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        for stream in (process.stdout, process.stderr):
-            if stream is not None:
-                stream.close()
 
 
 def test_utc_rendering_is_independent_of_local_zone() -> None:

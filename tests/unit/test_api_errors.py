@@ -6,17 +6,14 @@ import pytest
 
 import tango_resend
 import worker
-from tests.integration.harness import free_port
-from worker.core.settings import reset_settings_cache
-from worker.runtime import reset_runtime
+from tests.support.redis_db import unreachable_redis_url
+from tests.support.settings import apply_settings
 
 
 @pytest.fixture
 def redis_down(monkeypatch: pytest.MonkeyPatch) -> None:
     """REDIS_URL names a port nothing listens on."""
-    monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
-    reset_settings_cache()
-    reset_runtime()
+    apply_settings({"REDIS_URL": unreachable_redis_url()}, monkeypatch.setenv)
 
 
 def test_enqueue_error_is_a_redis_unavailable() -> None:

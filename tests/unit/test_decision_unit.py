@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.support.policy import POLICY, fixed
 from worker.resend.decision import (
     MIN_DEFER_MARGIN_SECONDS,
     Deferred,
@@ -33,20 +34,7 @@ from worker.tango.errors import (
 )
 from worker.tango.timeparse import ParsedInstant, parse_tango_instant
 
-POLICY = ResendPolicy(
-    window_seconds=30.0,
-    max_retries=5,
-    backoff_base_seconds=1.0,
-    backoff_max_seconds=60.0,
-    defer_jitter_seconds=0.05,
-    max_cooldown_deferrals=10,
-)
 JITTER_AT_ZERO = MIN_DEFER_MARGIN_SECONDS
-
-
-def fixed(value: float):  # type: ignore[no-untyped-def]
-    """A pinned source of randomness."""
-    return lambda: value
 
 
 def instant(text: str) -> ParsedInstant:
@@ -289,7 +277,7 @@ def test_an_ambiguous_failure_is_never_retried_before_window_plus_jitter(rand: f
 
 def test_an_ambiguous_failure_late_in_backoff_keeps_the_longer_backoff() -> None:
     # 7th failure with max_retries 10: ceiling 60, rand 0.999 -> 59.97, more than 30.001.
-    policy = ResendPolicy(30.0, 10, 1.0, 60.0, 0.05, 10)
+    policy = dataclasses.replace(POLICY, max_retries=10)
 
     outcome = decide(transient(ambiguous=True), History(transient_failures=6), policy, fixed(0.999))
 
@@ -342,7 +330,7 @@ def test_an_exhausted_budget_after_an_ambiguous_failure_holds_the_window() -> No
 
 
 def test_max_retries_zero_fails_the_first_transient_failure() -> None:
-    policy = ResendPolicy(30.0, 0, 1.0, 60.0, 0.05, 10)
+    policy = dataclasses.replace(POLICY, max_retries=0)
 
     outcome = decide(transient(), History(), policy, fixed(0.0))
 
@@ -400,7 +388,9 @@ def test_backoff_sequence_with_pinned_randomness(rand: float, sequence: list[flo
 
 
 def test_backoff_follows_the_policys_base_and_cap() -> None:
-    policy = ResendPolicy(30.0, 5, 2.0, 10.0, 0.0, 10)
+    policy = dataclasses.replace(
+        POLICY, backoff_base_seconds=2.0, backoff_max_seconds=10.0, defer_jitter_seconds=0.0
+    )
 
     delays = [backoff_seconds(failures, policy, fixed(0.0)) for failures in range(1, 6)]
 

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from datetime import timedelta
 
 import pytest
-import redis
 
-from tests.conftest import TEST_REDIS_URL
+from tests.support.scripted_tango import (
+    CREATED,
+    ORDER,
+    ScriptedTango,
+    executor_with,
+    new_request,
+)
 from tests.support.window import window_of
-from worker.core.settings import load_settings
 from worker.resend.executor import Done, ResendExecutor
 from worker.runtime import Runtime
 from worker.state.gate import Verdict
-from worker.state.records import BeginVerdict, ResendRecord, ResendStatus
-from worker.tango.client import TangoAnswer
+from worker.state.records import BeginVerdict, ResendStatus
 from worker.tango.errors import (
     TangoAuthenticationError,
     TangoCooldownError,
@@ -23,74 +25,6 @@ from worker.tango.errors import (
     TangoPermanentError,
     TangoTransientError,
 )
-
-ORDER = "RA251125-9101-01"
-
-
-class ScriptedTango:
-    """Answers calls from a script; an exception in the script is raised. `during_call` runs
-    while a call is "in flight", to interleave other processes' work with it."""
-
-    longest_call_seconds = 1.0
-
-    def __init__(self, *answers: TangoAnswer | BaseException) -> None:
-        self.answers = list(answers)
-        self.calls: list[tuple[str, dict[str, str]]] = []
-        self.authorizations: list[str] = []
-        self.during_call: Callable[[], None] | None = None
-        self.token_error: TangoError | None = None
-
-    def authorization(self) -> str:
-        if self.token_error is not None:
-            raise self.token_error
-        self.authorizations.append(f"Bearer token-{len(self.authorizations) + 1}")
-        return self.authorizations[-1]
-
-    def renew(self, authorization: str) -> bool:
-        return True
-
-    def resend(self, order: str, body: dict[str, str], authorization: str) -> TangoAnswer:
-        self.calls.append((order, body))
-        if self.during_call is not None:
-            self.during_call()
-        answer = self.answers.pop(0)
-        if isinstance(answer, BaseException):
-            raise answer
-        return answer
-
-
-CREATED = TangoAnswer(
-    status=201, body={"id": 1}, request_id="t-1", tango_time=None, elapsed_seconds=0.01
-)
-
-
-@pytest.fixture
-def runtime(redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> Iterator[Runtime]:
-    monkeypatch.setenv("REDIS_URL", TEST_REDIS_URL)
-    monkeypatch.setenv("REDIS_KEY_PREFIX", "executor-test")
-    monkeypatch.setenv("RESEND_COOLDOWN_SECONDS", "30")
-    monkeypatch.setenv("TANGO_RATE_LIMIT", "0")
-    built = Runtime(load_settings())
-    yield built
-    built.redis.close()
-
-
-def new_request(runtime: Runtime, request_id: str = "req-1") -> ResendRecord:
-    now = runtime.clock.now()
-    record = ResendRecord(
-        id=request_id,
-        reference_order_id=ORDER,
-        request={"newEtid": "E000001"},
-        created_at=now,
-        updated_at=now,
-    )
-    runtime.records.create(record, None, 60, lease_seconds=5)
-    return record
-
-
-def executor_with(runtime: Runtime, tango: ScriptedTango) -> ResendExecutor:
-    runtime.tango = tango  # type: ignore[assignment]
-    return ResendExecutor(runtime, rand=lambda: 0.0)
 
 
 def test_sent_holds_the_window_for_a_full_window(runtime: Runtime) -> None:

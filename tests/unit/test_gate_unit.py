@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from tests.conftest import TEST_REDIS_URL
+from tests.support.redis_db import TEST_REDIS_URL
 from worker.state.gate import CallGate, Verdict
 from worker.state.keys import RedisKeys
 from worker.state.records import RecordStore, ResendRecord

@@ -4,24 +4,22 @@ counted in the step that stores them: against Redis (the second review's finding
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
-import redis
 import requests
 
-from tests.conftest import TEST_REDIS_URL
-from tests.support.window import window_of
-from tests.unit.test_executor_unit import (
+from tests.support.metrics import stored_counts
+from tests.support.runtime import RuntimeFactory
+from tests.support.scripted_tango import (
     CREATED,
     ORDER,
     ScriptedTango,
     executor_with,
     new_request,
 )
-from worker.core.settings import load_settings
+from tests.support.window import window_of
 from worker.queueing.scheduler import DueReleaser
 from worker.resend.callbacks import CLAIM_LEASE_SECONDS, OutcomeDeliverer
 from worker.resend.executor import Done
@@ -33,22 +31,20 @@ HOOK = "http://127.0.0.1:9/hook"
 
 
 @pytest.fixture
-def runtime(redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> Iterator[Runtime]:
-    monkeypatch.setenv("REDIS_URL", TEST_REDIS_URL)
-    monkeypatch.setenv("REDIS_KEY_PREFIX", "issue17")
-    monkeypatch.setenv("RESEND_COOLDOWN_SECONDS", "30")
-    monkeypatch.setenv("RESEND_MAX_RETRIES", "2")
-    monkeypatch.setenv("TANGO_RATE_LIMIT", "0")
-    monkeypatch.setenv("RESULT_WEBHOOK_URL", HOOK)
-    monkeypatch.setenv("RESULT_WEBHOOK_SECRET", "whsec_" + "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3")
-    monkeypatch.setenv("RESULT_WEBHOOK_MAX_ATTEMPTS", "3")
-    built = Runtime(load_settings())
-    yield built
-    built.redis.close()
+def runtime(make_runtime: RuntimeFactory) -> Runtime:
+    return make_runtime(
+        REDIS_KEY_PREFIX="issue17",
+        RESEND_COOLDOWN_SECONDS="30",
+        TANGO_RATE_LIMIT="0",
+        RESEND_MAX_RETRIES="2",
+        RESULT_WEBHOOK_URL=HOOK,
+        RESULT_WEBHOOK_SECRET="whsec_" + "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3",
+        RESULT_WEBHOOK_MAX_ATTEMPTS="3",
+    )
 
 
 def metrics(runtime: Runtime) -> dict[str, float]:
-    return {str(k): float(v) for k, v in runtime.redis.hgetall(runtime.keys.metrics).items()}
+    return stored_counts(runtime.redis, runtime.keys)
 
 
 def finished_request(runtime: Runtime, request_id: str = "req-1") -> None:

@@ -11,12 +11,12 @@ from email.utils import format_datetime
 
 import pytest
 
+from tests.support.policy import PROBING_POLICY
 from worker.resend.decision import (
     CallContext,
     Deferred,
     Failed,
     History,
-    ResendPolicy,
     Retrying,
     Sent,
     cooldown_proves_sent,
@@ -26,16 +26,6 @@ from worker.resend.decision import (
 from worker.tango.error_mapping import error_for_response
 from worker.tango.errors import TangoCooldownError, TangoPermanentError, TangoTransientError
 
-POLICY = ResendPolicy(
-    window_seconds=30,
-    max_retries=5,
-    backoff_base_seconds=1,
-    backoff_max_seconds=60,
-    defer_jitter_seconds=0.0,
-    max_cooldown_deferrals=10,
-    probe_delay_seconds=3.0,
-    longest_send_seconds=13.05,
-)
 # Tango's clock: our first call reached it at T0 + transit; these are Tango-clock readings.
 T0 = datetime(2026, 3, 25, 22, 46, 39, 300000, tzinfo=UTC)
 
@@ -150,7 +140,7 @@ def probe_call(since: float) -> CallContext:
 
 def test_a_proving_probe_is_sent_confirmed_by_cooldown_and_keeps_tangos_window() -> None:
     error = cooldown(T0 + timedelta(seconds=0.3), T0 + timedelta(seconds=10.01), "iso")
-    outcome = decide(error, History(1, 0), POLICY, lambda: 0.0, probe_call(10.0))
+    outcome = decide(error, History(1, 0), PROBING_POLICY, lambda: 0.0, probe_call(10.0))
     assert isinstance(outcome, Sent) and outcome.confirmed_by == "cooldown"
     assert outcome.response is None
     assert outcome.window_seconds == pytest.approx(30 - 9.71, abs=0.002)
@@ -158,8 +148,8 @@ def test_a_proving_probe_is_sent_confirmed_by_cooldown_and_keeps_tangos_window()
 
 def test_an_inconclusive_probe_waits_out_tangos_window_without_counting_a_cooldown() -> None:
     error = cooldown(T0 + timedelta(seconds=0.3), T0 + timedelta(seconds=10.01), "iso-minutes")
-    history = History(1, POLICY.max_cooldown_deferrals)  # a cooldown budget already spent
-    outcome = decide(error, history, POLICY, lambda: 0.0, probe_call(10.0))
+    history = History(1, PROBING_POLICY.max_cooldown_deferrals)  # a cooldown budget already spent
+    outcome = decide(error, history, PROBING_POLICY, lambda: 0.0, probe_call(10.0))
     assert isinstance(outcome, Deferred), "not a cooldown of ours: the budget is not used"
     assert outcome.delay_seconds >= outcome.window_seconds > 0
     assert outcome.reason.startswith("probe inconclusive")
@@ -169,7 +159,7 @@ def test_a_probes_201_is_the_resend() -> None:
     from worker.tango.client import TangoAnswer
 
     answer = TangoAnswer(201, {"id": 1}, "t-1", None, 0.01)
-    outcome = decide(answer, History(1, 0), POLICY, lambda: 0.0, probe_call(10.0))
+    outcome = decide(answer, History(1, 0), PROBING_POLICY, lambda: 0.0, probe_call(10.0))
     assert outcome == Sent({"id": 1}, 30)
 
 
@@ -177,29 +167,29 @@ def test_a_probes_own_failure_never_gives_the_window_back() -> None:
     """The earlier call may still have resent: a 503 or a 404 answering the probe holds the
     window (one window from now), where a plain call's would release it."""
     unavailable = TangoTransientError("HTTP 503", status=503)
-    plain = decide(unavailable, History(1, 0), POLICY, lambda: 0.0)
+    plain = decide(unavailable, History(1, 0), PROBING_POLICY, lambda: 0.0)
     assert isinstance(plain, Retrying) and plain.window_seconds is None
-    probed = decide(unavailable, History(1, 0), POLICY, lambda: 0.0, probe_call(10.0))
+    probed = decide(unavailable, History(1, 0), PROBING_POLICY, lambda: 0.0, probe_call(10.0))
     assert isinstance(probed, Retrying) and probed.window_seconds == 30
     missing = TangoPermanentError("Order not found", status=404)
-    failed = decide(missing, History(1, 0), POLICY, lambda: 0.0, probe_call(10.0))
+    failed = decide(missing, History(1, 0), PROBING_POLICY, lambda: 0.0, probe_call(10.0))
     assert isinstance(failed, Failed) and failed.window_seconds == 30
 
 
 def test_an_ambiguous_outcome_is_probed_soon_inside_the_window() -> None:
     timeout = TangoTransientError("ReadTimeout: no answer", ambiguous=True)
-    outcome = decide(timeout, History(), POLICY, lambda: 0.0, CallContext(10.0))
+    outcome = decide(timeout, History(), PROBING_POLICY, lambda: 0.0, CallContext(10.0))
     assert isinstance(outcome, Retrying)
     assert outcome.window_seconds == 30, "the window stays held"
     assert outcome.delay_seconds == pytest.approx(3.0 + 0.001)
-    without_context = decide(timeout, History(), POLICY, lambda: 0.0)
+    without_context = decide(timeout, History(), PROBING_POLICY, lambda: 0.0)
     assert isinstance(without_context, Retrying) and without_context.delay_seconds > 30
 
 
 def test_the_probe_delay_is_capped_so_the_probe_lands_inside_the_window() -> None:
     """Sent after the first call's elapsed time plus the delay, and taking at most one send,
     the probe must reach Tango less than a window after the first call started."""
-    assert probe_delay(10.0, POLICY) == 3.0  # 30 - 10 - 13.05 = 6.95 of room
-    assert probe_delay(15.0, POLICY) == pytest.approx(1.95)
-    assert probe_delay(20.0, POLICY) == 0.0  # no room: at once (never worse than waiting)
-    assert probe_delay(1.0, POLICY) == 3.0
+    assert probe_delay(10.0, PROBING_POLICY) == 3.0  # 30 - 10 - 13.05 = 6.95 of room
+    assert probe_delay(15.0, PROBING_POLICY) == pytest.approx(1.95)
+    assert probe_delay(20.0, PROBING_POLICY) == 0.0  # no room: at once (never worse than waiting)
+    assert probe_delay(1.0, PROBING_POLICY) == 3.0

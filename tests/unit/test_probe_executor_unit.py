@@ -5,26 +5,22 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-import pytest
 import redis
 
-from tests.support.window import window_of
-from tests.unit.test_executor_unit import (
+from tests.support.scripted_tango import (
     CREATED,
     ORDER,
     ScriptedTango,
     executor_with,
     new_request,
 )
-from tests.unit.test_executor_unit import runtime as runtime_fixture
+from tests.support.window import window_of
 from worker.resend.executor import Done
 from worker.runtime import Runtime
 from worker.state.records import ResendStatus
 from worker.tango.client import TangoAnswer
 from worker.tango.error_mapping import error_for_response
 from worker.tango.errors import TangoCooldownError, TangoTransientError
-
-runtime = pytest.fixture(runtime_fixture.__wrapped__, name="runtime")  # type: ignore[attr-defined]
 
 
 class ProbingTango(ScriptedTango):

@@ -133,3 +133,17 @@ def test_any_record_reads_back_equal(
         reason=reason,
     )
     assert round_trip(record) == record
+
+
+def test_window_deferrals_is_the_code_name_of_the_public_lock_deferrals() -> None:
+    """The record's JSON keeps `lock_deferrals` (stored records, every API); code counts
+    window deferrals under the glossary's name, which reads and writes that field."""
+    record = waiting()
+    record.lock_deferrals = 0
+
+    record.window_deferrals += 2
+
+    assert record.lock_deferrals == 2
+    dumped = record.model_dump(mode="json")
+    assert dumped["lock_deferrals"] == 2 and "window_deferrals" not in dumped
+    assert round_trip(record).window_deferrals == 2

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.support.logs import captured_logger
 from worker.core.redaction import (
     RedactingFilter,
     install_redaction,
@@ -94,17 +95,13 @@ def test_redact_is_idempotent() -> None:
 @pytest.fixture
 def captured() -> Iterator[tuple[logging.Logger, io.StringIO]]:
     """A logger of its own with one real stream handler carrying the filter."""
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
-    handler.addFilter(RedactingFilter())
-    logger = logging.getLogger(f"test.redaction.{uuid.uuid4().hex}")
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    logger.propagate = False
-    yield logger, stream
-    logger.removeHandler(handler)
-    handler.close()
+    with captured_logger(
+        f"test.redaction.{uuid.uuid4().hex}",
+        fmt="%(levelname)s %(message)s",
+        level=logging.DEBUG,
+        filters=[RedactingFilter()],
+    ) as captured:
+        yield captured
 
 
 def test_filter_masks_contact_data_passed_as_arguments(

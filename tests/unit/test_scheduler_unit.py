@@ -9,14 +9,11 @@ not when its reply is lost and replayed, not when a publish fails mid-batch.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import redis
 
-from tests.conftest import TEST_REDIS_URL
-from worker.core.settings import load_settings
+from tests.support.runtime import RuntimeFactory
 from worker.queueing import scheduler
 from worker.queueing.app import app as celery_app
 from worker.queueing.scheduler import DueReleaser
@@ -40,14 +37,12 @@ class Broker:
 
 
 @pytest.fixture
-def runtime(redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> Iterator[Runtime]:
-    monkeypatch.setenv("REDIS_URL", TEST_REDIS_URL)
-    monkeypatch.setenv("REDIS_KEY_PREFIX", "scheduler-test")
-    monkeypatch.setenv("RESEND_QUEUE", "scheduler-test-queue")
-    monkeypatch.setenv("RESEND_LEASE_SECONDS", "1")
-    built = Runtime(load_settings())
-    yield built
-    built.redis.close()
+def runtime(make_runtime: RuntimeFactory) -> Runtime:
+    return make_runtime(
+        REDIS_KEY_PREFIX="scheduler-test",
+        RESEND_QUEUE="scheduler-test-queue",
+        RESEND_LEASE_SECONDS="1",
+    )
 
 
 @pytest.fixture

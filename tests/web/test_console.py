@@ -11,10 +11,10 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from tests.web.conftest import API_TOKEN
+from tests.support.receiver import API_TOKEN
+from tests.support.settings import apply_settings
 from worker import enqueue_resend, get_resend
 from worker.core.settings import reset_settings_cache
-from worker.runtime import reset_runtime
 from worker.web.app import create_app
 
 READ_TOKEN = "read-only-token-Q8w3-console-tests-0987654"
@@ -23,9 +23,7 @@ ORDER = "RA251125-3001-01"
 
 @pytest.fixture
 def console(web_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> TestClient:
-    monkeypatch.setenv("API_READ_TOKEN", READ_TOKEN)
-    reset_settings_cache()
-    reset_runtime()
+    apply_settings({"API_READ_TOKEN": READ_TOKEN}, monkeypatch.setenv)
     return TestClient(create_app(), follow_redirects=False)
 
 

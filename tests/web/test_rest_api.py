@@ -10,7 +10,9 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from tests.web.conftest import API_TOKEN
+from tests.support.receiver import API_TOKEN
+from tests.support.redis_db import unreachable_redis_url
+from tests.support.settings import apply_settings
 from worker import get_resend
 from worker.core.settings import ConfigurationError, get_settings, reset_settings_cache
 from worker.runtime import current_runtime, reset_runtime
@@ -24,9 +26,7 @@ READ = {"Authorization": f"Bearer {READ_TOKEN}"}
 
 @pytest.fixture
 def api(web_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> TestClient:
-    monkeypatch.setenv("API_READ_TOKEN", READ_TOKEN)
-    reset_settings_cache()
-    reset_runtime()
+    apply_settings({"API_READ_TOKEN": READ_TOKEN}, monkeypatch.setenv)
     return TestClient(create_app())
 
 
@@ -134,9 +134,7 @@ def test_without_a_valid_token_every_route_is_401(api: TestClient, headers: dict
 def test_redis_down_is_503_with_retry_after(
     web_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")  # nothing listens on port 1
-    reset_settings_cache()
-    reset_runtime()
+    apply_settings({"REDIS_URL": unreachable_redis_url()}, monkeypatch.setenv)
     with TestClient(create_app()) as dead:
         created = dead.post("/resends", json={"referenceOrderID": order(1)}, headers=WRITE)
         listed = dead.get("/resends", headers=WRITE)

@@ -8,8 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from worker.core.settings import reset_settings_cache
-from worker.runtime import reset_runtime
+from tests.support.settings import apply_settings
 from worker.web.app import create_app
 
 
@@ -24,9 +23,7 @@ def test_no_server_errors_and_answers_match_the_schema(
     """
     if mode in {"unsigned", "api"}:
         monkeypatch.delenv("WEBHOOK_SECRET")
-        monkeypatch.setenv("WEBHOOK_ALLOW_UNSIGNED", "true")
-        reset_settings_cache()
-        reset_runtime()
+        apply_settings({"WEBHOOK_ALLOW_UNSIGNED": "true"}, monkeypatch.setenv)
     schema = schemathesis.openapi.from_asgi("/openapi.json", create_app())
     operations = [result.ok() for result in schema.get_all_operations()]
     assert {op.path for op in operations} >= {
@@ -60,9 +57,7 @@ def test_stateful_webhook_then_read_back(
     GET /resends/{id}, its cancel and its retry: sequences of calls, not just single ones,
     never give a 5xx and always match the schema."""
     monkeypatch.delenv("WEBHOOK_SECRET")
-    monkeypatch.setenv("WEBHOOK_ALLOW_UNSIGNED", "true")
-    reset_settings_cache()
-    reset_runtime()
+    apply_settings({"WEBHOOK_ALLOW_UNSIGNED": "true"}, monkeypatch.setenv)
     schema = schemathesis.openapi.from_asgi("/openapi.json", create_app())
     base = schema.as_state_machine()
     token = web_env["API_TOKEN"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from tests.web.conftest import Signer, body_of
+from tests.support.receiver import Signer, webhook_body
 
 ROUTE = "/webhooks/resends"
 
@@ -13,7 +13,7 @@ ROUTE = "/webhooks/resends"
 def test_a_new_webhook_identical_to_a_pending_request_is_coalesced_not_duplicate(
     client: TestClient, signed: Signer
 ) -> None:
-    body = body_of(newEmail="pat@example.com")
+    body = webhook_body(newEmail="pat@example.com")
     first = client.post(ROUTE, content=body, headers=signed(body, webhook_id="msg_first"))
     other = client.post(ROUTE, content=body, headers=signed(body, webhook_id="msg_other"))
     redelivered = client.post(ROUTE, content=body, headers=signed(body, webhook_id="msg_other"))

@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from tests.integration.harness import wait_for
-from tests.web.conftest import API_TOKEN, ORDER, OTHER_SECRET, SECRET, Signer, body_of
+from tests.support.receiver import (
+    API_TOKEN,
+    OTHER_SECRET,
+    WEBHOOK_ORDER,
+    WEBHOOK_SECRET,
+    Signer,
+    webhook_body,
+)
+from tests.support.redis_db import unreachable_redis_url
+from tests.support.settings import apply_settings
+from tests.support.waiting import wait_for
 from worker import cancel_resend, get_resend
 from worker.core.settings import ConfigurationError, reset_settings_cache
-from worker.runtime import reset_runtime
 from worker.state.keys import RedisKeys
 from worker.web.app import create_app
 from worker.web.webhook_signature import REPLAY_WINDOW_SECONDS, sign
@@ -25,7 +34,7 @@ def stored_keys(redis_client: redis.Redis) -> set[str]:
 
 
 def test_a_signed_webhook_is_queued(client: TestClient, signed: Signer) -> None:
-    body = body_of(newEmail="pat@example.com", newEtid="E000123")
+    body = webhook_body(newEmail="pat@example.com", newEtid="E000123")
     response = client.post(ROUTE, content=body, headers=signed(body))
 
     assert response.status_code == 202
@@ -39,7 +48,7 @@ def test_a_signed_webhook_is_queued(client: TestClient, signed: Signer) -> None:
 def test_a_redelivered_webhook_returns_the_same_id_and_queues_nothing_new(
     client: TestClient, signed: Signer, redis_client: redis.Redis
 ) -> None:
-    body = body_of()
+    body = webhook_body()
     headers = signed(body, webhook_id="msg_redelivered")
     first = client.post(ROUTE, content=body, headers=headers)
     keys_after_first = stored_keys(redis_client)
@@ -53,56 +62,56 @@ def test_a_redelivered_webhook_returns_the_same_id_and_queues_nothing_new(
 def test_rotation_accepts_any_one_valid_signature_among_several(
     client: TestClient, signed: Signer
 ) -> None:
-    body = body_of()
+    body = webhook_body()
     headers = signed(body, secret=OTHER_SECRET)
-    good = sign(SECRET, headers["webhook-id"], int(headers["webhook-timestamp"]), body)
+    good = sign(WEBHOOK_SECRET, headers["webhook-id"], int(headers["webhook-timestamp"]), body)
     headers["webhook-signature"] = f"{headers['webhook-signature']} {good}"
     assert client.post(ROUTE, content=body, headers=headers).status_code == 202
 
 
-@pytest.mark.parametrize(
-    "spoil",
-    [
-        "wrong key",
-        "missing signature",
-        "missing id",
-        "missing timestamp",
-        "stale",
-        "from the future",
-        "tampered body",
-        "tampered id",
-        "garbage signature",
-        "signature without version",
-        "non-numeric timestamp",
-    ],
-)
+# A spoiler turns a well-signed webhook (body, headers) into a badly signed one.
+Spoiler = Callable[[Signer, bytes, dict[str, str]], tuple[bytes, dict[str, str]]]
+
+
+def without(header: str) -> Spoiler:
+    return lambda signed, body, headers: (body, {k: v for k, v in headers.items() if k != header})
+
+
+def replacing(header: str, value: str) -> Spoiler:
+    return lambda signed, body, headers: (body, {**headers, header: value})
+
+
+def signed_at(offset_seconds: int) -> Spoiler:
+    return lambda signed, body, headers: (
+        body,
+        signed(body, timestamp=int(time.time()) + offset_seconds),
+    )
+
+
+SPOILERS: dict[str, Spoiler] = {
+    "wrong key": lambda signed, body, headers: (body, signed(body, secret=OTHER_SECRET)),
+    "missing signature": without("webhook-signature"),
+    "missing id": without("webhook-id"),
+    "missing timestamp": without("webhook-timestamp"),
+    "stale": signed_at(-6 * 60),
+    "from the future": signed_at(6 * 60),
+    "tampered body": lambda signed, body, headers: (
+        webhook_body(newEmail="attacker@example.com"),
+        headers,
+    ),
+    "tampered id": replacing("webhook-id", "msg_other"),
+    "garbage signature": replacing("webhook-signature", "v1,@@@not-base64@@@"),
+    "signature without version": replacing("webhook-signature", "nocomma"),
+    "non-numeric timestamp": replacing("webhook-timestamp", "yesterday"),
+}
+
+
+@pytest.mark.parametrize("spoil", list(SPOILERS))
 def test_bad_signatures_are_refused_with_401_and_store_nothing(
     client: TestClient, signed: Signer, redis_client: redis.Redis, spoil: str
 ) -> None:
-    body = body_of()
-    headers = signed(body, secret=OTHER_SECRET if spoil == "wrong key" else SECRET)
-    now = int(time.time())
-    sent = body
-    if spoil == "missing signature":
-        del headers["webhook-signature"]
-    elif spoil == "missing id":
-        del headers["webhook-id"]
-    elif spoil == "missing timestamp":
-        del headers["webhook-timestamp"]
-    elif spoil == "stale":
-        headers = signed(body, timestamp=now - 6 * 60)
-    elif spoil == "from the future":
-        headers = signed(body, timestamp=now + 6 * 60)
-    elif spoil == "tampered body":
-        sent = body_of(newEmail="attacker@example.com")
-    elif spoil == "tampered id":
-        headers["webhook-id"] = "msg_other"
-    elif spoil == "garbage signature":
-        headers["webhook-signature"] = "v1,@@@not-base64@@@"
-    elif spoil == "signature without version":
-        headers["webhook-signature"] = "nocomma"
-    elif spoil == "non-numeric timestamp":
-        headers["webhook-timestamp"] = "yesterday"
+    body = webhook_body()
+    sent, headers = SPOILERS[spoil](signed, body, signed(body))
     before = stored_keys(redis_client)
 
     response = client.post(ROUTE, content=sent, headers=headers)
@@ -126,11 +135,11 @@ def test_malformed_json_is_400(client: TestClient, signed: Signer) -> None:
 @pytest.mark.parametrize(
     "body",
     [
-        f'{{"referenceOrderID": "{ORDER}", "referenceOrderID": "RA251125-1101-02"}}',
-        f'{{"referenceOrderID": "{ORDER}", "newEmail": "pat@example.com", '
+        f'{{"referenceOrderID": "{WEBHOOK_ORDER}", "referenceOrderID": "RA251125-1101-02"}}',
+        f'{{"referenceOrderID": "{WEBHOOK_ORDER}", "newEmail": "pat@example.com", '
         '"newEmail": "eve@example.com"}',
-        f'{{"referenceOrderID": "{ORDER}", "newEtid": "E000001", "newEtid": "E000001"}}',
-        f'{{"referenceOrderID": "{ORDER}", "extra": {{"a": 1, "a": 2}}}}',
+        f'{{"referenceOrderID": "{WEBHOOK_ORDER}", "newEtid": "E000001", "newEtid": "E000001"}}',
+        f'{{"referenceOrderID": "{WEBHOOK_ORDER}", "extra": {{"a": 1, "a": 2}}}}',
     ],
     ids=["order", "email", "same value twice", "nested"],
 )
@@ -165,10 +174,8 @@ def test_a_replay_after_the_idempotency_ttl_is_still_the_same_request(
     """Given RESEND_IDEMPOTENCY_TTL_SECONDS=1, a signed webhook replayed 2 s later (its
     signature still valid) answers the first id and queues nothing: a webhook-id is kept as
     long as its signature can be accepted (REPLAY_WINDOW_SECONDS), whatever that TTL says."""
-    monkeypatch.setenv("RESEND_IDEMPOTENCY_TTL_SECONDS", "1")
-    reset_settings_cache()
-    reset_runtime()
-    body = body_of(newEtid="E000321")
+    apply_settings({"RESEND_IDEMPOTENCY_TTL_SECONDS": "1"}, monkeypatch.setenv)
+    body = webhook_body(newEtid="E000321")
     headers = signed(body, webhook_id="msg_captured")
     queue = web_env["RESEND_QUEUE"]
     with TestClient(create_app()) as client:
@@ -197,7 +204,7 @@ def test_a_replay_after_the_idempotency_ttl_is_still_the_same_request(
 def test_invalid_fields_are_422_naming_each(
     client: TestClient, signed: Signer, redis_client: redis.Redis
 ) -> None:
-    body = body_of(
+    body = webhook_body(
         referenceOrderID="RA251125-1101-01/../x",
         newEmail="nope",
         newDeliveryMethod="FAX",
@@ -222,13 +229,13 @@ def test_a_body_that_is_not_an_object_is_422(
 def test_an_oversized_body_is_413_from_its_declared_length(
     client: TestClient, signed: Signer
 ) -> None:
-    body = body_of(padding="x" * (70 * 1024))
+    body = webhook_body(padding="x" * (70 * 1024))
     response = client.post(ROUTE, content=body, headers=signed(body))
     assert response.status_code == 413
 
 
 def test_an_oversized_body_without_a_length_is_cut_off(client: TestClient, signed: Signer) -> None:
-    body = body_of(padding="x" * (70 * 1024))
+    body = webhook_body(padding="x" * (70 * 1024))
 
     def chunks():  # type: ignore[no-untyped-def]
         for start in range(0, len(body), 4096):
@@ -244,12 +251,10 @@ def test_redis_down_is_503_and_nothing_is_stored(
     monkeypatch: pytest.MonkeyPatch,
     redis_client: redis.Redis,
 ) -> None:
-    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")  # nothing listens on port 1
-    reset_settings_cache()
-    reset_runtime()
+    apply_settings({"REDIS_URL": unreachable_redis_url()}, monkeypatch.setenv)
     before = stored_keys(redis_client)
     with TestClient(create_app()) as dead:
-        body = body_of()
+        body = webhook_body()
         response = dead.post(ROUTE, content=body, headers=signed(body))
         health = dead.get("/healthz")
     assert response.status_code == 503 and response.headers["Retry-After"] == "5"
@@ -265,7 +270,7 @@ def test_healthz(client: TestClient) -> None:
 
 
 def test_reading_a_record_needs_the_api_token(client: TestClient, signed: Signer) -> None:
-    body = body_of()
+    body = webhook_body()
     request_id = client.post(ROUTE, content=body, headers=signed(body)).json()["id"]
 
     assert client.get(f"/resends/{request_id}").status_code == 401
@@ -275,7 +280,7 @@ def test_reading_a_record_needs_the_api_token(client: TestClient, signed: Signer
     )
     auth = {"Authorization": f"Bearer {API_TOKEN}"}
     found = client.get(f"/resends/{request_id}", headers=auth)
-    assert found.status_code == 200 and found.json()["reference_order_id"] == ORDER
+    assert found.status_code == 200 and found.json()["reference_order_id"] == WEBHOOK_ORDER
     assert client.get("/resends/nope", headers=auth).status_code == 404
 
 
@@ -308,7 +313,7 @@ def test_unsigned_mode_must_be_explicit_and_says_so(
     monkeypatch.setenv("WEBHOOK_ALLOW_UNSIGNED", "true")
     reset_settings_cache()
     with TestClient(create_app()) as client:
-        response = client.post(ROUTE, content=body_of())
+        response = client.post(ROUTE, content=webhook_body())
     assert response.status_code == 202
     assert "UNSIGNED" in caplog.text
 
@@ -321,4 +326,4 @@ def test_a_malformed_secret_names_the_variable(
     with pytest.raises(ConfigurationError, match="WEBHOOK_SECRET") as raised:
         create_app()
     assert "hunter2" not in str(raised.value)
-    assert SECRET not in str(raised.value)
+    assert WEBHOOK_SECRET not in str(raised.value)

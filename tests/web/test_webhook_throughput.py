@@ -16,8 +16,8 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from tests.conftest import TEST_REDIS_URL
-from tests.web.conftest import ORDER, Signer
+from tests.support.receiver import WEBHOOK_ORDER, Signer
+from tests.support.redis_db import TEST_REDIS_URL
 from worker import get_resend
 from worker.web.server import tcp_listener
 
@@ -73,7 +73,7 @@ def test_a_webhook_is_stored_queued_and_counted_in_one_round_trip(
     command for it (the create script), and that script stored the record, pushed its task
     message to the queue and counted it: a 202 means stored and queued, atomically."""
     # The first webhook opens the connections and declares the queue; the second is a storm's.
-    warm_up = json.dumps({"referenceOrderID": ORDER, "newEtid": "E000001"}).encode()
+    warm_up = json.dumps({"referenceOrderID": WEBHOOK_ORDER, "newEtid": "E000001"}).encode()
     assert client.post(ROUTE, content=warm_up, headers=signed(warm_up)).status_code == 202
     body = json.dumps({"referenceOrderID": "RA251125-1101-02"}).encode()
     headers = signed(body)
@@ -111,7 +111,7 @@ def test_the_webhook_route_runs_on_the_event_loop_not_a_thread(
         return await real(*args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(web, "submit_resend_async", watching)
-    body = json.dumps({"referenceOrderID": ORDER}).encode()
+    body = json.dumps({"referenceOrderID": WEBHOOK_ORDER}).encode()
     assert client.post(ROUTE, content=body, headers=signed(body)).status_code == 202
     assert len(threads) == 1 and not threads[0].startswith("AnyIO worker thread")
 
@@ -157,6 +157,6 @@ def test_without_the_lifespan_each_webhook_opens_and_closes_its_own_client(
     """An app served without its lifespan (some test clients, some ASGI servers) still works,
     and leaves no connection behind on a closed event loop (warnings are errors here)."""
     for n in range(3):
-        body = json.dumps({"referenceOrderID": ORDER, "newEtid": f"E00000{n}"}).encode()
+        body = json.dumps({"referenceOrderID": WEBHOOK_ORDER, "newEtid": f"E00000{n}"}).encode()
         response = no_lifespan_client.post(ROUTE, content=body, headers=signed(body))
         assert response.status_code == 202

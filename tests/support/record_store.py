@@ -9,7 +9,14 @@ from datetime import UTC, datetime
 import redis
 
 from worker.state.keys import RedisKeys
-from worker.state.records import Creation, RecordStore, ResendRecord, ResendStatus, TaskMessage
+from worker.state.records import (
+    Creation,
+    RecordStore,
+    ResendRecord,
+    ResendStatus,
+    TaskMessage,
+    new_request_id,
+)
 
 KEYS = RedisKeys("test")
 ORDER = "RA180426-1401-64"
@@ -34,7 +41,7 @@ def new_record(
 ) -> ResendRecord:
     """A queued request; by default each one has fields of its own, so none coalesce."""
     return ResendRecord(
-        id=uuid.uuid4().hex,
+        id=new_request_id(order),
         reference_order_id=order,
         request=request if request is not None else {"newEmail": f"{uuid.uuid4().hex}@ex.com"},
         created_at=created_at,
@@ -59,13 +66,23 @@ def due(client: redis.Redis, request_id: str) -> float | None:
 
 
 def fifo(client: redis.Redis, order: str = ORDER) -> list[str]:
-    """The order's queue of unfinished requests, head first."""
-    return client.zrange(KEYS.order_fifo(order), 0, -1)
+    """The order's queue of unfinished requests, head first (the waiting members of the order's
+    sorted set: lib/order_queue.lua)."""
+    return client.zrangebyscore(KEYS.order_fifo(order), "(0", "+inf")
+
+
+def finished_in_history(client: redis.Redis, order: str = ORDER) -> list[str]:
+    """The order's finished requests, oldest first (kept for listings)."""
+    return client.zrevrangebyscore(KEYS.order_fifo(order), "(0", "-inf")
 
 
 def pending(client: redis.Redis, order: str = ORDER) -> dict[str, str]:
-    """The order's pending requests by fingerprint (what coalescing looks up)."""
-    return client.hgetall(KEYS.order_pending(order))
+    """The order's waiting requests by fingerprint (what coalescing compares: each record
+    keeps its own, `fp`)."""
+    return {
+        str(client.hget(KEYS.record(request_id), "fp")): request_id
+        for request_id in fifo(client, order)
+    }
 
 
 def as_status(record: ResendRecord, status: ResendStatus) -> ResendRecord:

@@ -93,7 +93,10 @@ def test_cancel_is_refused_while_a_call_is_in_flight_and_allowed_once_it_is_past
     assert store.cancel(head.id, MARGIN) == "in_flight"
 
     assert redis_client.hget(key, "status") == "queued"
-    assert redis_client.hget(key, "doc") == before["doc"]
+    assert redis_client.hgetall(key) == {
+        **before,
+        "calling_until": redis_client.hget(key, "calling_until"),
+    }
     assert due(redis_client, head.id) == head_due
     assert due(redis_client, behind.id) == math.inf
     assert fifo(redis_client) == [head.id, behind.id]

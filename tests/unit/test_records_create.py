@@ -6,7 +6,8 @@ from __future__ import annotations
 import redis
 
 from tests.support.record_store import KEYS, ORDER, TTL, create, new_record
-from worker.state.records import Creation, RecordStore, ResendRecord, ResendStatus
+from worker.state import record_codec
+from worker.state.records import Creation, RecordStore, ResendStatus
 
 
 def test_a_created_record_reads_back_equal(store: RecordStore) -> None:
@@ -21,7 +22,7 @@ def test_an_unknown_id_reads_as_none(store: RecordStore) -> None:
     assert store.get("nope") is None
 
 
-def test_a_record_is_a_hash_of_doc_status_and_merges(
+def test_a_record_is_a_hash_of_its_document_status_and_fingerprint(
     store: RecordStore, redis_client: redis.Redis
 ) -> None:
     record = new_record()
@@ -29,9 +30,11 @@ def test_a_record_is_a_hash_of_doc_status_and_merges(
     create(store, record)
 
     stored = redis_client.hgetall(KEYS.record(record.id))
-    assert stored.keys() == {"doc", "status", "merges"}
-    assert ResendRecord.model_validate_json(stored["doc"]) == record
-    assert (stored["status"], stored["merges"]) == ("queued", "0")
+    chunks = {f"d{i}" for i in range(1, int(stored["dn"]) + 1)}
+    assert stored.keys() == {"status", "fp", "dn"} | chunks  # `merges` comes with a merge
+    doc = record_codec.stored_doc(stored)
+    assert doc is not None and record_codec.decode(doc, record.id, "queued", 0) == record
+    assert (stored["status"], stored["fp"]) == ("queued", record.fingerprint())
 
 
 def test_get_takes_status_and_merges_from_the_hash_fields(
@@ -54,12 +57,7 @@ def test_create_sets_the_record_ttl_on_every_key_of_the_request(
 
     create(store, record)
 
-    for key in (
-        KEYS.record(record.id),
-        KEYS.order_requests(ORDER),
-        KEYS.order_fifo(ORDER),
-        KEYS.order_pending(ORDER),
-    ):
+    for key in (KEYS.record(record.id), KEYS.order_fifo(ORDER)):
         assert TTL - 5 <= redis_client.ttl(key) <= TTL, key
     assert redis_client.ttl(KEYS.due_index) == -1  # live work only: no TTL
 

@@ -466,18 +466,23 @@ class RecordStore:
         return str(head[0]) if head else None
 
     def ids_for_order(self, reference_order_id: str) -> list[str]:
-        """Request ids for one order: its finished ones oldest first, then the waiting ones
-        in their turn (lib/order_queue.lua), after any an earlier version listed apart."""
+        """Request ids for one order, oldest first (by creation time)."""
         keys = self._keys
         with self._client.pipeline(transaction=False) as pipe:
-            pipe.zrange(keys.order_requests(reference_order_id), 0, -1)
+            pipe.zrange(keys.order_requests(reference_order_id), 0, -1, withscores=True)
             pipe.zrange(keys.order_fifo(reference_order_id), 0, -1, withscores=True)
             legacy, entries = pipe.execute()
-        finished = sorted((-score, str(member)) for member, score in entries if score < 0)
+        # An earlier version's history scores creation times; the order's sorted set scores a
+        # finished request minus its creation time and a waiting one its place in the queue,
+        # whose creation time the time index holds (none there: older than the TTL, first).
+        created = {str(member): float(score) for member, score in legacy}
+        created.update({str(member): -float(score) for member, score in entries if score < 0})
         waiting = [str(member) for member, score in entries if score > 0]
-        ids = [str(member) for member in legacy]
-        seen = set(ids)
-        return ids + [i for i in [r for _, r in finished] + waiting if i not in seen]
+        if waiting:
+            times = self._client.zmscore(keys.requests_by_time, waiting)
+            for request_id, at in zip(waiting, times, strict=True):
+                created[request_id] = -math.inf if at is None else float(at)
+        return [request_id for request_id, _ in sorted(created.items(), key=lambda e: (e[1], e[0]))]
 
 
 def _window_arg(window: WindowAction) -> str:

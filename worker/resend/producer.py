@@ -5,18 +5,20 @@ from __future__ import annotations
 import contextlib
 import logging
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 
 from worker.queueing.app import RESEND_TASK_NAME, app
-from worker.queueing.task_messages import build_task_message
+from worker.queueing.task_messages import build_task_message, build_template
 from worker.resend.callbacks import notify_finished
 from worker.resend.validation import InvalidResendRequest, validate_resend
 from worker.runtime import AsyncCreate, Runtime, current_runtime
 from worker.state.records import (
     PROMOTE_MARGIN_SECONDS,
+    CreateArguments,
     Creation,
     ResendRecord,
     ResendStatus,
@@ -149,12 +151,65 @@ async def submit_resend_async(
     return _submitted(pending.record, creation, origin)
 
 
+def submit_many(
+    requests: Sequence[tuple[dict[str, Any], str | None]],
+    *,
+    idempotency_ttl_seconds: int | None = None,
+    origin: str | None = None,
+) -> list[Submission | InvalidResendRequest | EnqueueError]:
+    """`submit_resend` for many requests at once, each given as (fields, idempotency key):
+    one round trip to Redis for all of them (`RecordStore.create_many`), and their task
+    messages built from one template. They are stored in the order given, exactly as if each
+    had been submitted in turn: a repeated key, or a request identical to one before it, is
+    "idempotent" or "merged" the same way.
+
+    Returns one result per request, in order, and raises nothing for a single request: its
+    `Submission`; the `InvalidResendRequest` that refused it (nothing stored for it; the
+    others go on); or the `EnqueueError` of a Redis failure. When Redis refused one request
+    alone, the ones after it were still stored; when the round trip failed as a whole (Redis
+    unreachable, the connection lost), every valid request has that `EnqueueError`, and
+    which of them were stored is unknown (resubmit them under the same idempotency keys).
+    """
+    runtime = current_runtime()
+    results: list[Submission | InvalidResendRequest | EnqueueError | None] = [None] * len(requests)
+    pending: list[tuple[int, _Pending]] = []
+    message = _message_builder(runtime.settings.resend_queue)
+    failure: EnqueueError | None = None
+    for index, (fields, key) in enumerate(requests):
+        try:
+            if failure is not None:  # the clock could not be read: Redis is failing
+                validate_resend(fields)
+                results[index] = failure
+                continue
+            prepared = _prepare(runtime, fields, key, None, idempotency_ttl_seconds, message)
+        except InvalidResendRequest as error:
+            results[index] = error
+            continue
+        except EnqueueError as error:
+            results[index] = failure = error
+            continue
+        pending.append((index, prepared))
+    try:
+        creations = runtime.records.create_many([item.arguments for _, item in pending])
+    except redis.RedisError as error:
+        creations = [error] * len(pending)
+    for (index, item), creation in zip(pending, creations, strict=True):
+        if isinstance(creation, redis.RedisError):
+            results[index] = EnqueueError(f"could not store the request: {creation}")
+        else:
+            results[index] = _submitted(item.record, creation, origin)
+    return [result for result in results if result is not None]
+
+
 @dataclass(frozen=True)
 class _Pending:
     """A validated request, ready for the create script."""
 
     record: ResendRecord
-    arguments: tuple[ResendRecord, str | None, int, float, TaskMessage | None]
+    arguments: CreateArguments
+
+
+MessageBuilder = Callable[[str], TaskMessage | None]
 
 
 def _prepare(
@@ -163,8 +218,10 @@ def _prepare(
     idempotency_key: str | None,
     retry_of: str | None,
     idempotency_ttl_seconds: int | None,
+    message: MessageBuilder | None = None,
 ) -> _Pending:
-    """Validate and build the record and its task message; no I/O but the clock's."""
+    """Validate and build the record and its task message (by `message`, given the request's
+    id; by default `_task_message`); no I/O but the clock's."""
     request = validate_resend(fields)
     if idempotency_key is not None and not _usable_key(idempotency_key):
         raise InvalidResendRequest({"idempotency_key": "must be text of 1 to 255 characters"})
@@ -189,7 +246,9 @@ def _prepare(
             idempotency_key,
             idempotency_ttl_seconds or settings.resend_idempotency_ttl_seconds,
             settings.resend_lease_seconds,
-            _task_message(record.id, settings.resend_queue),
+            message(record.id)
+            if message is not None
+            else _task_message(record.id, settings.resend_queue),
         ),
     )
 
@@ -224,6 +283,18 @@ def _task_message(request_id: str, queue: str) -> TaskMessage | None:
             "request=%s: task message not built (%s); the scheduler publishes it", request_id, error
         )
         return None
+
+
+def _message_builder(queue: str) -> MessageBuilder:
+    """Task messages for many requests: rendered from one template (`build_template`, checked
+    against Celery's own message), or each built by `_task_message` when no template can be
+    made."""
+    try:
+        template = build_template(app, RESEND_TASK_NAME, queue)
+    except Exception as error:  # the broker may be down, or kombu may lay messages out anew
+        logger.warning("task message template not built (%s); building each message", error)
+        return lambda request_id: _task_message(request_id, queue)
+    return template.render
 
 
 def _from(origin: str | None) -> str:

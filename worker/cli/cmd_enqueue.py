@@ -126,7 +126,8 @@ def enqueue(
 
     try:
         if csv_file is not None:
-            total = count_rows(csv_file) if not as_json else None
+            # The bar's total costs a read of the whole file: only when there is a bar.
+            total = count_rows(csv_file) if not as_json and sys.stderr.isatty() else None
             with _progress(not as_json, "rows", total) as step:
                 summary = enqueue_file(
                     csv_file,

@@ -209,6 +209,29 @@ def test_without_a_template_each_message_is_built_as_before(
     assert json.loads(payload)["headers"]["id"] == results[0].request_id
 
 
+def test_with_the_broker_unreachable_requests_are_stored_for_the_scheduler_to_publish(
+    broker: str, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As `submit_resend` does when its message cannot be built: stored without one, due
+    at once. The template is tried once, not once per request (each try waits out kombu's
+    publish retries)."""
+    tries = []
+
+    def unreachable(*_: Any) -> Any:
+        tries.append(1)
+        raise ConnectionError("Error 111 connecting to the broker")
+
+    monkeypatch.setattr(producer, "build_template", unreachable)
+    monkeypatch.setattr(producer, "build_task_message", unreachable)
+    orders = [f"RA251201-4102-{n:02d}" for n in range(5)]
+    results = submit_many([({"referenceOrderID": order}, None) for order in orders])
+    assert all(isinstance(result, Submission) and result.created for result in results)
+    assert tries == [1] and redis_client.llen(broker) == 0
+    runtime = current_runtime()
+    due = redis_client.zrange(runtime.keys.due_index, 0, -1, withscores=True)
+    assert len(due) == 5 and all(score < float("inf") for _, score in due)
+
+
 def test_a_round_trip_lost_as_a_whole_fails_every_valid_request_and_only_those(
     broker: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -12,9 +12,9 @@ from typing import Any
 import redis
 
 from worker.queueing.app import RESEND_TASK_NAME, app
-from worker.queueing.task_messages import build_task_message, build_template
+from worker.queueing.task_messages import MessageNotCaptured, build_task_message, build_template
 from worker.resend.callbacks import notify_finished
-from worker.resend.validation import InvalidResendRequest, validate_resend
+from worker.resend.validation import InvalidResendRequest, ResendRequest, validate_resend
 from worker.runtime import AsyncCreate, Runtime, current_runtime
 from worker.state.records import (
     PROMOTE_MARGIN_SECONDS,
@@ -166,7 +166,7 @@ def submit_many(
     Returns one result per request, in order, and raises nothing for a single request: its
     `Submission`; the `InvalidResendRequest` that refused it (nothing stored for it; the
     others go on); or the `EnqueueError` of a Redis failure. When Redis refused one request
-    alone, the ones after it were still stored; when the round trip failed as a whole (Redis
+    alone, the others still ran; when the round trip failed as a whole (Redis
     unreachable, the connection lost), every valid request has that `EnqueueError`, and
     which of them were stored is unknown (resubmit them under the same idempotency keys).
     """
@@ -178,7 +178,7 @@ def submit_many(
     for index, (fields, key) in enumerate(requests):
         try:
             if failure is not None:  # the clock could not be read: Redis is failing
-                validate_resend(fields)
+                _validated(fields, key)
                 results[index] = failure
                 continue
             prepared = _prepare(runtime, fields, key, None, idempotency_ttl_seconds, message)
@@ -198,7 +198,10 @@ def submit_many(
             results[index] = EnqueueError(f"could not store the request: {creation}")
         else:
             results[index] = _submitted(item.record, creation, origin)
-    return [result for result in results if result is not None]
+    answered = [result for result in results if result is not None]
+    if len(answered) != len(requests):
+        raise AssertionError("a request of submit_many was left without a result")
+    return answered
 
 
 @dataclass(frozen=True)
@@ -222,9 +225,7 @@ def _prepare(
 ) -> _Pending:
     """Validate and build the record and its task message (by `message`, given the request's
     id; by default `_task_message`); no I/O but the clock's."""
-    request = validate_resend(fields)
-    if idempotency_key is not None and not _usable_key(idempotency_key):
-        raise InvalidResendRequest({"idempotency_key": "must be text of 1 to 255 characters"})
+    request = _validated(fields, idempotency_key)
     settings = runtime.settings
     try:
         now = runtime.clock.now()
@@ -251,6 +252,13 @@ def _prepare(
             else _task_message(record.id, settings.resend_queue),
         ),
     )
+
+
+def _validated(fields: dict[str, Any], idempotency_key: str | None) -> ResendRequest:
+    request = validate_resend(fields)
+    if idempotency_key is not None and not _usable_key(idempotency_key):
+        raise InvalidResendRequest({"idempotency_key": "must be text of 1 to 255 characters"})
+    return request
 
 
 def _submitted(record: ResendRecord, creation: Creation, origin: str | None) -> Submission:
@@ -287,13 +295,18 @@ def _task_message(request_id: str, queue: str) -> TaskMessage | None:
 
 def _message_builder(queue: str) -> MessageBuilder:
     """Task messages for many requests: rendered from one template (`build_template`, checked
-    against Celery's own message), or each built by `_task_message` when no template can be
-    made."""
+    against Celery's own message); each built by `_task_message` when kombu lays messages out
+    otherwise; none when the broker cannot be reached (as `_task_message`: the requests are
+    then due at once, for the scheduler to publish; trying each would wait out kombu's
+    retries once per request)."""
     try:
         template = build_template(app, RESEND_TASK_NAME, queue)
-    except Exception as error:  # the broker may be down, or kombu may lay messages out anew
-        logger.warning("task message template not built (%s); building each message", error)
+    except MessageNotCaptured as error:
+        logger.warning("task message template not usable (%s); building each message", error)
         return lambda request_id: _task_message(request_id, queue)
+    except Exception as error:  # the first build declares the queue: the broker may be down
+        logger.warning("task messages not built (%s); the scheduler publishes them", error)
+        return lambda _: None
     return template.render
 
 

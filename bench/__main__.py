@@ -19,6 +19,7 @@ from bench import plots, report
 from bench.config import BenchParams, full, quick
 from bench.harness import RedisProbe
 from bench.scenarios import (
+    bulk,
     deploy,
     kill,
     lateness,
@@ -47,6 +48,7 @@ SCENARIOS: dict[str, Runner] = {
     "deploy": lambda ctx, p: deploy.run(ctx, p.deploy),
     "kill": lambda ctx, p: kill.run(ctx, p.kill),
     "webhook": lambda ctx, p: webhook.run(ctx, p.webhook),
+    "bulk": lambda ctx, p: bulk.run(ctx, p.bulk),
 }
 
 

@@ -155,6 +155,16 @@ class WebhookParams:
 
 
 @dataclass(frozen=True)
+class BulkParams:
+    """A CSV file of `rows` distinct resends queued by `tango-resend enqueue --file`, against
+    a plain loop of Celery `send_task` calls for the same rows; `repeats` turns of each."""
+
+    rows: int
+    repeats: int = 1
+    timeout_seconds: float = 900.0
+
+
+@dataclass(frozen=True)
 class BenchParams:
     mode: str
     overhead: OverheadParams
@@ -167,6 +177,7 @@ class BenchParams:
     deploy: DeployParams
     kill: KillParams
     webhook: WebhookParams
+    bulk: BulkParams
     notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -207,6 +218,7 @@ def full() -> BenchParams:
             slow_call_seconds=5.0,
         ),
         webhook=WebhookParams(webhooks=2000, rounds=5),
+        bulk=BulkParams(rows=100_000),
     )
 
 
@@ -237,8 +249,10 @@ def quick() -> BenchParams:
             slow_call_seconds=5.0,
         ),
         webhook=WebhookParams(webhooks=2000, rounds=3),
+        bulk=BulkParams(rows=20_000),
         notes=[
             "quick mode: smaller sizes than the issue's (e.g. 5,000 parked requests instead of "
             "50,000 and 2,000 waiting requests instead of 10,000); run `make bench` for those",
+            "quick mode: the bulk file has 20,000 rows instead of the issue's 100,000",
         ],
     )

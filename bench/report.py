@@ -161,6 +161,22 @@ FIGURES = (
         "≥ 1.6",
         lambda v: v >= 1.6,
     ),
+    Figure(
+        "bulk_enqueue_ratio",
+        "bulk",
+        "`enqueue --file` (validated, stored, queued) rows/s over a plain `send_task` loop's",
+        "x",
+        "≥ 0.8",
+        lambda v: v >= 0.8,
+    ),
+    Figure("bulk_enqueue_rows_per_s", "bulk", "`enqueue --file`: rows queued per second", "/s"),
+    Figure(
+        "bulk_plain_send_task_per_s",
+        "bulk",
+        "plain loop of Celery `send_task`: messages per second",
+        "/s",
+    ),
+    Figure("bulk_peak_rss_mb", "bulk", "`enqueue --file`: peak resident memory", "MB"),
 )
 
 
@@ -230,6 +246,8 @@ def _format(value: Any, unit: str) -> str:
         return f"{value:.1f} MB"
     if unit == "B":
         return f"{value:,.0f} B"
+    if unit == "/s":
+        return f"{value:,.0f}/s"
     return f"{value:,.1f}"
 
 

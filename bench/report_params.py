@@ -79,4 +79,9 @@ _SCENARIO_LINES: dict[str, Lines] = {
         "keep-alive senders, {rounds} rounds of each receiver in turn (medians), {warmup} "
         "warm-up webhooks first"
     ),
+    "bulk": _line(
+        "- bulk: a CSV of {rows:,} rows (distinct orders, each with a new email address), "
+        "`enqueue --file` and the plain `send_task` loop in turns, {repeats} of each, no "
+        "worker running"
+    ),
 }

@@ -10,11 +10,17 @@ from typing import Any
 import pytest
 import redis
 
+from tests.support.broker import producer_broker
 from tests.support.cli import CliRun, explain, json_out
-from worker.resend.producer import EnqueueError, submit_resend
+from tests.support.redis_db import TEST_REDIS_URL
+from tests.support.redis_server import RedisServer
+from worker.cli import bulk
+from worker.core.settings import reset_settings_cache
+from worker.queueing.app import app as celery_app
+from worker.resend.producer import EnqueueError, submit_many, submit_resend
 from worker.runtime import current_runtime
 from worker.sandbox import SandboxControl
-from worker.state.records import PROMOTE_MARGIN_SECONDS, ResendStatus
+from worker.state.records import PROMOTE_MARGIN_SECONDS, RecordStore, ResendStatus
 from worker.tango.client import TangoAnswer, TangoClient
 from worker.tango.errors import TangoTransientError
 
@@ -50,14 +56,16 @@ def test_a_file_stopped_by_redis_says_where_and_a_rerun_queues_only_the_rest(
     csv_file = rows_file(tmp_path / "rows.csv")
     calls = {"n": 0}
 
-    def failing_at_row(fields: dict[str, str], **options: Any) -> Any:
-        calls["n"] += 1
-        if calls["n"] == STOP_AT:
-            raise EnqueueError("could not store the request: Connection refused")
-        return submit_resend(fields, **options)
+    def failing_at_row(requests: list[Any], **options: Any) -> list[Any]:
+        """The rows before STOP_AT are stored; from it on, Redis fails."""
+        first = calls["n"] + 1
+        calls["n"] += len(requests)
+        stored = max(0, min(len(requests), STOP_AT - first))
+        error = EnqueueError("could not store the request: Connection refused")
+        return submit_many(requests[:stored], **options) + [error] * (len(requests) - stored)
 
     patch = pytest.MonkeyPatch()
-    patch.setattr("worker.cli.bulk.submit_resend", failing_at_row)
+    patch.setattr("worker.cli.bulk.submit_many", failing_at_row)
     first = run_cli("enqueue", "--file", str(csv_file), "--json")
     assert first.exit_code == 3, explain(first)
     summary = json_out(first)
@@ -81,6 +89,100 @@ def test_a_file_stopped_by_redis_says_where_and_a_rerun_queues_only_the_rest(
     assert "stopped" not in rerun
     runtime = current_runtime()
     assert runtime.redis.zcard(runtime.keys.requests_by_time) == ROWS, "no row queued twice"
+
+
+PER_ROUND_TRIP = 10
+
+
+@pytest.mark.parametrize("moment", ["before", "during"])
+def test_redis_going_away_mid_file_stops_where_and_a_rerun_queues_the_rest(
+    run_cli: CliRun, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, moment: str
+) -> None:
+    """A redis-server of the test's own stops at the third round trip of 10 rows: `before`
+    it is sent (nothing of it stored), or `during` it (it ran, its reply was lost). The run
+    stops at row 21 with exit 3 and says so; once Redis is back, the same file queues the
+    rest, and the rows the lost round trip did store are found already queued."""
+    # Celery reads its configuration once per process: read it now, from the tests' Redis,
+    # so that `producer_broker` gives it back to the tests that follow (not this server's).
+    monkeypatch.setenv("REDIS_URL", TEST_REDIS_URL)
+    reset_settings_cache()
+    assert celery_app.conf.broker_url
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        env = {"REDIS_URL": server.url(0), "REDIS_KEY_PREFIX": "cut", "RESEND_QUEUE": "cut-q"}
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setattr(bulk, "ROWS_PER_ROUND_TRIP", PER_ROUND_TRIP)
+        csv_file = rows_file(tmp_path / "rows.csv")
+        original = RecordStore.create_many
+        round_trips = {"n": 0}
+
+        def redis_goes_away(store: RecordStore, requests: Any) -> Any:
+            round_trips["n"] += 1
+            if round_trips["n"] < 3:
+                return original(store, requests)
+            if moment == "before":
+                server.stop()
+                return original(store, requests)
+            original(store, requests)
+            server.stop()
+            raise redis.ConnectionError("Connection closed by server.")
+
+        with producer_broker(), monkeypatch.context() as cut:
+            cut.setattr(RecordStore, "create_many", redis_goes_away)
+            first = run_cli("enqueue", "--file", str(csv_file), "--json")
+        assert first.exit_code == 3, explain(first)
+        summary = json_out(first)
+        queued = 2 * PER_ROUND_TRIP
+        assert summary["accepted"] == queued and len(summary["requests"]) == queued
+        assert summary["stopped"]["row"] == queued + 1, summary["stopped"]
+        assert summary["stopped"]["reason"] == "redis"
+
+        server.start()
+        with producer_broker():
+            again = run_cli("enqueue", "--file", str(csv_file), "--json")
+        assert again.exit_code == 0, explain(again)
+        rerun = json_out(again)
+        stored = queued + (PER_ROUND_TRIP if moment == "during" else 0)
+        assert (rerun["accepted"], rerun["already_queued"]) == (ROWS - stored, stored)
+        runtime = current_runtime()
+        assert runtime.redis.zcard(runtime.keys.requests_by_time) == ROWS, "each row once"
+        assert runtime.redis.llen("cut-q") == ROWS, "one task message per request"
+    finally:
+        server.stop()
+
+
+def test_a_row_redis_refuses_stops_the_file_there_without_losing_the_rows_after_it(
+    settings_env: dict[str, str],
+    run_cli: CliRun,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Row 25's create script fails alone (its order's pending hash is a string: WRONGTYPE),
+    in the middle of a round trip of 10: the run stops at row 25 and counts the 24 before
+    it; rows 26-30, in the same round trip, were stored all the same, and the rerun (once
+    the key is repaired) finds them already queued and queues row 25 and the rest."""
+    monkeypatch.setattr(bulk, "ROWS_PER_ROUND_TRIP", PER_ROUND_TRIP)
+    csv_file = rows_file(tmp_path / "rows.csv")
+    runtime = current_runtime()
+    broken = runtime.keys.order_pending("RA251125-7025-01")
+    runtime.redis.set(broken, "not a hash")
+
+    first = run_cli("enqueue", "--file", str(csv_file), "--json")
+    assert first.exit_code == 3, explain(first)
+    summary = json_out(first)
+    assert summary["accepted"] == 24
+    assert summary["stopped"]["row"] == 25 and "WRONGTYPE" in summary["stopped"]["error"]
+    runtime = current_runtime()
+    assert runtime.redis.zcard(runtime.keys.requests_by_time) == 29, "rows 26-30 stored"
+
+    runtime.redis.delete(broken)
+    again = run_cli("enqueue", "--file", str(csv_file), "--json")
+    assert again.exit_code == 0, explain(again)
+    rerun = json_out(again)
+    assert (rerun["accepted"], rerun["already_queued"]) == (ROWS - 29, 29)
+    runtime = current_runtime()
+    assert runtime.redis.zcard(runtime.keys.requests_by_time) == ROWS, "each row once"
 
 
 def test_a_batch_id_keys_rows_on_it_instead_of_the_content(

@@ -13,6 +13,7 @@ import redis
 from tests.support.cli import CliRun, explain, json_out
 from tests.support.processes import REPO_ROOT, child_env
 from worker import get_resend
+from worker.cli import bulk
 from worker.runtime import current_runtime
 
 pytestmark = pytest.mark.integration
@@ -67,9 +68,18 @@ def prefixed_keys(client: redis.Redis, env: dict[str, str]) -> set[str]:
     }
 
 
+@pytest.mark.parametrize("per_round_trip", [1, 3, bulk.ROWS_PER_ROUND_TRIP])
 def test_good_bad_and_duplicate_rows(
-    settings_env: dict[str, str], run_cli: CliRun, redis_client: redis.Redis, tmp_path: Path
+    settings_env: dict[str, str],
+    run_cli: CliRun,
+    redis_client: redis.Redis,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    per_round_trip: int,
 ) -> None:
+    """The same outcome whether rows go to Redis one per round trip, a few (bad rows among
+    good ones, and duplicates, inside one round trip and across two) or all at once."""
+    monkeypatch.setattr(bulk, "ROWS_PER_ROUND_TRIP", per_round_trip)
     csv_file = write_csv(tmp_path / "resends.csv", HEADER, ROWS)
 
     dry = run_cli("enqueue", "--file", str(csv_file), "--dry-run", "--json")

@@ -128,6 +128,11 @@ def run_record_scripts(runtime: Runtime) -> None:
     first, second = new_record(runtime, "lua-1", "E000001"), new_record(runtime, "lua-2", "E000002")
     assert records.create(first, "key-1", 60, 5).outcome == "created"
     records.create(second, None, 60, 5)
+    # The same script in a pipeline (bulk files): the same names, checked the same way.
+    third = new_record(runtime, "lua-3", "E000003")
+    assert [c.outcome for c in records.create_many([(third, "key-1", 60, 5, None)])] == [
+        "idempotent"
+    ]
     records.release_unpublished(first.id, 1)
     begun = records.begin(first.id, 5, None)
     assert begun.verdict == "ok" and begun.token

@@ -1,10 +1,11 @@
 """Many resends at once: a CSV file, or every order Tango sent in a time range.
 
-Both stream: rows and orders are read, checked and queued one at a time, so memory stays flat
-for a file of any length. A file is first copied aside (and hashed) in one read; every row of
-the copy is validated before any is queued, then the copy is queued, so a file changed
-meanwhile cannot mix two versions (the change is reported). Only the first
-`REJECTED_SHOWN` rejected rows are kept in full; the rest are counted.
+Both stream: rows and orders are read, checked and queued as they come (a file's rows
+`ROWS_PER_ROUND_TRIP` at a time, in one round trip to Redis), so memory stays flat for a file
+of any length. A file is first copied aside (and hashed) in one read; every row of the copy is
+validated before any is queued, then the copy is queued, so a file changed meanwhile cannot
+mix two versions (the change is reported). Only the first `REJECTED_SHOWN` rejected rows are
+kept in full; the rest are counted.
 
 Reruns are safe. Each row carries an idempotency key made of the file's content (SHA-256) or
 a `--batch-id`, and the row's number, kept as long as a record: running the same file again
@@ -16,8 +17,10 @@ one whose recovery failed or was cancelled is queued again.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
+import itertools
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -28,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from worker.core.errors import TangoResendError
-from worker.resend.producer import RedisUnavailable, Submission, submit_resend
+from worker.resend.producer import RedisUnavailable, Submission, submit_many, submit_resend
 from worker.resend.validation import InvalidResendRequest, validate_resend
 from worker.runtime import Runtime, current_runtime
 from worker.state.records import ResendStatus, SubmissionOutcome, request_fingerprint
@@ -38,6 +41,10 @@ CSV_COLUMNS = ("referenceOrderID", "newEmail", "newMobile", "newEtid", "newDeliv
 MAX_DAYS_PER_QUERY = 100  # Tango's order listing takes ranges of at most 100 days
 ELEMENTS_PER_BLOCK = 100  # and pages of at most 100 orders
 
+# Rows of a file queued per round trip to Redis (a pipeline of create scripts): enough to
+# make the round trip's cost negligible, few enough that Redis serves other clients between
+# pipelines within milliseconds, and that memory stays flat.
+ROWS_PER_ROUND_TRIP = 500
 # Rejected rows reported in full (row and errors); beyond these they are only counted.
 REJECTED_SHOWN = 1000
 # A dry run predicts in-file repeats exactly for this many distinct rows (8 bytes each).
@@ -166,30 +173,48 @@ def enqueue_file(
                 validate_resend(fields)
             except InvalidResendRequest as error:
                 summary.reject(number, error)
-        predicted: set[int] = set()  # dry run: fingerprints seen, to predict coalescing
-        ttl = None if dry_run else current_runtime().settings.resend_record_ttl_seconds
-        for number, fields in _rows(copy, path):
-            if progress:
-                progress(1)
-            try:
-                if dry_run:
+        if dry_run:
+            predicted: set[int] = set()  # fingerprints seen, to predict coalescing
+            for _, fields in _rows(copy, path):
+                if progress:
+                    progress(1)
+                with contextlib.suppress(InvalidResendRequest):  # rejected above
                     _predict(summary, predicted, fields)
-                    continue
-                submission = submit_resend(
-                    fields, idempotency_key=f"bulk:{batch}:{number}", idempotency_ttl_seconds=ttl
-                )
-            except InvalidResendRequest:
-                continue  # rejected above (the copy cannot change between its two reads)
-            except RedisUnavailable as error:
-                summary.stopped = {"row": number, "reason": StopReason.REDIS, "error": str(error)}
-                break
-            _count(summary, number, submission)
+        else:
+            _queue_rows(summary, _rows(copy, path), batch, progress)
     if _identity(path) != before:
         summary.file_changed = (
             f"{path} changed while it was being read: the version read at the start "
             f"(sha256 {digest}) was the one queued; changes made since were not"
         )
     return summary
+
+
+def _queue_rows(
+    summary: BulkSummary,
+    rows: Iterator[tuple[int, dict[str, str]]],
+    batch: str,
+    progress: Progress | None,
+) -> None:
+    """Queue the rows `ROWS_PER_ROUND_TRIP` at a time (`submit_many`: one round trip to
+    Redis for them all, each row stored as if on its own), counting each in file order. The
+    first row that Redis did not store stops the run there; rows after it in the same round
+    trip may have been stored too, and a rerun finds them by their keys (already queued)."""
+    ttl = current_runtime().settings.resend_record_ttl_seconds
+    while chunk := list(itertools.islice(rows, ROWS_PER_ROUND_TRIP)):
+        results = submit_many(
+            [(fields, f"bulk:{batch}:{number}") for number, fields in chunk],
+            idempotency_ttl_seconds=ttl,
+        )
+        for (number, _), result in zip(chunk, results, strict=True):
+            if isinstance(result, InvalidResendRequest):
+                continue  # rejected above (the copy cannot change between its two reads)
+            if isinstance(result, RedisUnavailable):
+                summary.stopped = {"row": number, "reason": StopReason.REDIS, "error": str(result)}
+                return
+            _count(summary, number, result)
+        if progress:
+            progress(len(chunk))
 
 
 def _identity(path: Path) -> tuple[int, int] | None:

@@ -166,7 +166,8 @@ def _enqueue_file(
 ) -> BulkSummary:
     from worker.cli.bulk import count_rows, enqueue_file
 
-    total = count_rows(csv_file) if not as_json else None
+    # The bar's total costs a read of the whole file: only when there is a bar.
+    total = count_rows(csv_file) if not as_json and sys.stderr.isatty() else None
     with _progress(not as_json, "rows", total) as step:
         return enqueue_file(
             csv_file, dry_run=dry_run, progress=step, batch_id=batch_id, keep_requests=as_json

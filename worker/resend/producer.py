@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,13 +15,14 @@ import redis
 from worker.core.errors import RedisUnavailable as RedisUnavailable
 from worker.core.errors import TangoResendError
 from worker.queueing.app import RESEND_TASK_NAME, app
-from worker.queueing.task_messages import build_task_message
+from worker.queueing.task_messages import MessageNotCaptured, build_task_message, build_template
 from worker.resend.callbacks import notify_finished
-from worker.resend.validation import InvalidResendRequest, validate_resend
+from worker.resend.validation import InvalidResendRequest, ResendRequest, validate_resend
 from worker.runtime import AsyncCreate, Runtime, current_runtime
 from worker.state.records import (
     PROMOTE_MARGIN_SECONDS,
     CancelResult,
+    CreateArguments,
     Creation,
     ResendRecord,
     ResendStatus,
@@ -151,12 +153,68 @@ async def submit_resend_async(
     return _submitted(pending.record, creation, origin)
 
 
+def submit_many(
+    requests: Sequence[tuple[dict[str, Any], str | None]],
+    *,
+    idempotency_ttl_seconds: int | None = None,
+    origin: str | None = None,
+) -> list[Submission | InvalidResendRequest | EnqueueError]:
+    """`submit_resend` for many requests at once, each given as (fields, idempotency key):
+    one round trip to Redis for all of them (`RecordStore.create_many`), and their task
+    messages built from one template. They are stored in the order given, exactly as if each
+    had been submitted in turn: a repeated key, or a request identical to one before it, is
+    "idempotent" or "merged" the same way.
+
+    Returns one result per request, in order, and raises nothing for a single request: its
+    `Submission`; the `InvalidResendRequest` that refused it (nothing stored for it; the
+    others go on); or the `EnqueueError` of a Redis failure. When Redis refused one request
+    alone, the others still ran; when the round trip failed as a whole (Redis
+    unreachable, the connection lost), every valid request has that `EnqueueError`, and
+    which of them were stored is unknown (resubmit them under the same idempotency keys).
+    """
+    runtime = current_runtime()
+    results: list[Submission | InvalidResendRequest | EnqueueError | None] = [None] * len(requests)
+    pending: list[tuple[int, _Pending]] = []
+    message = _message_builder(runtime.settings.resend_queue)
+    failure: EnqueueError | None = None
+    for index, (fields, key) in enumerate(requests):
+        try:
+            if failure is not None:  # the clock could not be read: Redis is failing
+                _validated(fields, key)
+                results[index] = failure
+                continue
+            prepared = _prepare(runtime, fields, key, None, idempotency_ttl_seconds, message)
+        except InvalidResendRequest as error:
+            results[index] = error
+            continue
+        except EnqueueError as error:
+            results[index] = failure = error
+            continue
+        pending.append((index, prepared))
+    try:
+        creations = runtime.records.create_many([item.arguments for _, item in pending])
+    except redis.RedisError as error:
+        creations = [error] * len(pending)
+    for (index, item), creation in zip(pending, creations, strict=True):
+        if isinstance(creation, redis.RedisError):
+            results[index] = EnqueueError(f"could not store the request: {creation}")
+        else:
+            results[index] = _submitted(item.record, creation, origin)
+    answered = [result for result in results if result is not None]
+    if len(answered) != len(requests):
+        raise AssertionError("a request of submit_many was left without a result")
+    return answered
+
+
 @dataclass(frozen=True)
 class _Pending:
     """A validated request, ready for the create script."""
 
     record: ResendRecord
-    arguments: tuple[ResendRecord, str | None, int, float, TaskMessage | None]
+    arguments: CreateArguments
+
+
+MessageBuilder = Callable[[str], TaskMessage | None]
 
 
 def _prepare(
@@ -165,11 +223,11 @@ def _prepare(
     idempotency_key: str | None,
     retry_of: str | None,
     idempotency_ttl_seconds: int | None,
+    message: MessageBuilder | None = None,
 ) -> _Pending:
-    """Validate and build the record and its task message; no I/O but the clock's."""
-    request = validate_resend(fields)
-    if idempotency_key is not None and not _usable_key(idempotency_key):
-        raise InvalidResendRequest({"idempotency_key": "must be text of 1 to 255 characters"})
+    """Validate and build the record and its task message (by `message`, given the request's
+    id; by default `_task_message`); no I/O but the clock's."""
+    request = _validated(fields, idempotency_key)
     settings = runtime.settings
     try:
         now = runtime.clock.now()
@@ -191,9 +249,18 @@ def _prepare(
             idempotency_key,
             idempotency_ttl_seconds or settings.resend_idempotency_ttl_seconds,
             settings.resend_lease_seconds,
-            _task_message(record.id, settings.resend_queue),
+            message(record.id)
+            if message is not None
+            else _task_message(record.id, settings.resend_queue),
         ),
     )
+
+
+def _validated(fields: dict[str, Any], idempotency_key: str | None) -> ResendRequest:
+    request = validate_resend(fields)
+    if idempotency_key is not None and not _usable_key(idempotency_key):
+        raise InvalidResendRequest({"idempotency_key": "must be text of 1 to 255 characters"})
+    return request
 
 
 def _submitted(record: ResendRecord, creation: Creation, origin: str | None) -> Submission:
@@ -226,6 +293,23 @@ def _task_message(request_id: str, queue: str) -> TaskMessage | None:
             "request=%s: task message not built (%s); the scheduler publishes it", request_id, error
         )
         return None
+
+
+def _message_builder(queue: str) -> MessageBuilder:
+    """Task messages for many requests: rendered from one template (`build_template`, checked
+    against Celery's own message); each built by `_task_message` when kombu lays messages out
+    otherwise; none when the broker cannot be reached (as `_task_message`: the requests are
+    then due at once, for the scheduler to publish; trying each would wait out kombu's
+    retries once per request)."""
+    try:
+        template = build_template(app, RESEND_TASK_NAME, queue)
+    except MessageNotCaptured as error:
+        logger.warning("task message template not usable (%s); building each message", error)
+        return lambda request_id: _task_message(request_id, queue)
+    except Exception as error:  # the first build declares the queue: the broker may be down
+        logger.warning("task messages not built (%s); the scheduler publishes them", error)
+        return lambda _: None
+    return template.render
 
 
 def _from(origin: str | None) -> str:

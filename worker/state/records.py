@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -54,6 +54,11 @@ class SubmissionOutcome(StrEnum):
     CREATED = "created"  # a new request
     IDEMPOTENT = "idempotent"  # its idempotency key was seen before: that request's id
     MERGED = "merged"  # coalesced into an identical pending request of the order
+
+
+CreateArguments = tuple[ResendRecord, str | None, int, float, TaskMessage | None]
+"""`RecordStore.create`'s arguments: record, idempotency key, its TTL in seconds, lease in
+seconds, task message."""
 
 
 @dataclass(frozen=True)
@@ -184,6 +189,29 @@ class RecordStore:
             record, idempotency_key, idempotency_ttl_seconds, lease_seconds, message
         )
         return creation_from_reply(self._create(keys=keys, args=args))
+
+    def create_many(self, requests: Sequence[CreateArguments]) -> list[Creation | redis.RedisError]:
+        """`create` for many requests in one round trip: a pipeline (not a transaction) of
+        create scripts, run in the order given, each atomic on its own, so a request sees the
+        ones before it exactly as if they had been created one by one (a repeated idempotency
+        key, an identical request of the same order). One reply per request, in order: its
+        `Creation`, or the error Redis answered for that request alone (the others ran).
+
+        Raises:
+            redis.RedisError: the pipeline failed as a whole (Redis unreachable, the
+                connection lost): which requests ran, if any, is unknown.
+        """
+        if not requests:
+            return []
+        with self._client.pipeline(transaction=False) as pipe:
+            for arguments in requests:
+                keys, args = self.create_arguments(*arguments)
+                self._create.queue(pipe, keys, args)
+            replies = pipe.execute(raise_on_error=False)
+        return [
+            reply if isinstance(reply, redis.RedisError) else creation_from_reply(reply)
+            for reply in replies
+        ]
 
     def create_arguments(
         self,

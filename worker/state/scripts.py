@@ -37,7 +37,9 @@ class ScriptCallError(TangoResendError, TypeError):
 
 
 class _Registered(Protocol):
-    def __call__(self, keys: list[str], args: list[ScriptValue]) -> Any: ...
+    def __call__(
+        self, keys: list[str], args: list[ScriptValue], client: Any | None = None
+    ) -> Any: ...
 
 
 class _Registrar(Protocol):
@@ -67,13 +69,25 @@ class BoundScript:
         self._registered = registered
 
     def __call__(self, keys: Mapping[str, str], args: Mapping[str, ScriptValue]) -> Any:
+        ordered_keys, ordered_args = self._ordered(keys, args)
+        return self._registered(keys=ordered_keys, args=ordered_args)
+
+    def queue(
+        self, pipeline: Any, keys: Mapping[str, str], args: Mapping[str, ScriptValue]
+    ) -> None:
+        """Add a call to a pipeline of this script's client (`client.pipeline()`): it runs
+        when the pipeline is executed, atomically on its own and in order with the
+        pipeline's other commands, and its reply takes its place in `execute()`'s list."""
+        ordered_keys, ordered_args = self._ordered(keys, args)
+        self._registered(keys=ordered_keys, args=ordered_args, client=pipeline)
+
+    def _ordered(
+        self, keys: Mapping[str, str], args: Mapping[str, ScriptValue]
+    ) -> tuple[list[str], list[ScriptValue]]:
         script = self.script
         _check_names(script, "KEYS", script.key_names, keys)
         _check_names(script, "ARGV", script.arg_names, args)
-        return self._registered(
-            keys=[keys[name] for name in script.key_names],
-            args=[args[name] for name in script.arg_names],
-        )
+        return [keys[name] for name in script.key_names], [args[name] for name in script.arg_names]
 
 
 def _check_names(

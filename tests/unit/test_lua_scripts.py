@@ -18,7 +18,7 @@ import redis
 import requests
 import responses
 
-from tests.conftest import TEST_REDIS_URL
+from tests.support.redis_db import TEST_REDIS_URL
 from worker.core.settings import load_settings
 from worker.queueing.app import app as celery_app
 from worker.queueing.scheduler import DueReleaser

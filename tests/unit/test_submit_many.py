@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 import redis
-from tests.chaos.system import producer_broker
 
-from tests.conftest import TEST_REDIS_URL
+from tests.support.broker import producer_broker
+from tests.support.redis_db import TEST_REDIS_URL
 from worker.core.settings import reset_settings_cache
 from worker.queueing.app import RESEND_TASK_NAME
 from worker.queueing.app import app as celery_app

@@ -25,7 +25,7 @@ from worker.queueing.scheduler import DueReleaser
 from worker.resend.callbacks import OutcomeDeliverer
 from worker.runtime import AsyncCreate, Runtime
 from worker.state import scripts
-from worker.state.records import ResendRecord, ResendStatus
+from worker.state.records import ResendRecord, ResendStatus, new_request_id
 from worker.state.scripts import BoundScript, ScriptCallError
 from worker.tango.auth import SharedTokenAuthorizer
 
@@ -145,6 +145,12 @@ def run_record_scripts(runtime: Runtime) -> None:
     first.status = ResendStatus.SENT
     assert records.finish(first, 0.1, token=begun.token)
     assert records.cancel(second.id, 0.1) == "cancelled"
+    fourth = new_record(runtime, new_request_id(ORDER), "E000004")
+    records.create(fourth, None, 60, 5)
+    begun, _ = gate.begin_and_try_start(
+        ORDER, fourth.id, 5, None, 1.0, call_seconds=0.5, due_tolerance_seconds=0.002
+    )
+    assert begun.verdict == "ok"
     runtime.redis.hset(runtime.keys.unfinished_orders, "gone", ORDER)
     assert records.drop_orphan("gone", 0.1)
 

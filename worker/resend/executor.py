@@ -8,6 +8,7 @@ task messages of one request alive at once only the newest run changes it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import time
@@ -33,6 +34,7 @@ from worker.resend.decision import (
 from worker.runtime import Runtime
 from worker.state.gate import GateVerdict, Verdict
 from worker.state.metrics import DeferralReason, ProbeResult
+from worker.state.record_model import order_in_request_id
 from worker.state.records import (
     KEEP_WINDOW,
     PROMOTE_MARGIN_SECONDS,
@@ -40,6 +42,7 @@ from worker.state.records import (
     AttemptEntry,
     AttemptOutcome,
     BeginVerdict,
+    Begun,
     ResendRecord,
     ResendStatus,
     WindowAction,
@@ -109,7 +112,7 @@ class ResendExecutor:
     def run(self, request_id: str, dispatch: int | None = None) -> Done:
         """Run the request once; `dispatch` is the number its task message carried."""
         runtime = self._runtime
-        begun = runtime.records.begin(request_id, runtime.settings.resend_lease_seconds, dispatch)
+        begun, gated, authorization = self._begin(request_id, dispatch)
         if begun.verdict is BeginVerdict.UNKNOWN:
             if runtime.records.drop_orphan(request_id, PROMOTE_MARGIN_SECONDS):
                 logger.warning("request=%s has no record; took it off its queue", request_id)
@@ -121,6 +124,8 @@ class ResendExecutor:
         run = _Run(begun.record, begun.token)
         now = runtime.clock.now()
         record = run.record
+        if gated is not None:  # the run began at the gate: nothing needed a look first
+            return self._pass_gate_and_call(run, now, authorization, gated)
         if begun.interrupted_call_started_at is not None:
             _note_interrupted_call(record, begun.interrupted_call_started_at, now)
         if record.next_attempt_at and now + _DUE_TOLERANCE < record.next_attempt_at:
@@ -128,19 +133,55 @@ class ResendExecutor:
             return self._wait(run, (record.next_attempt_at - now).total_seconds(), now)
         return self._pass_gate_and_call(run, now)
 
-    def _pass_gate_and_call(self, run: _Run, now: datetime) -> Done:
+    def _begin(
+        self, request_id: str, dispatch: int | None
+    ) -> tuple[Begun, GateVerdict | None, str | None]:
+        """Begin the run; when its id names its order and the authorization is at hand, pass
+        the gate in the same round trip if the run needs no look first (start.lua). Returns
+        the run, the gate's verdict (None: not passed yet) and the authorization (None: to
+        be had, or to fail, on the usual path)."""
+        runtime = self._runtime
+        lease = runtime.settings.resend_lease_seconds
+        order = order_in_request_id(request_id)
+        if order is not None:
+            # Authorise before the gate: waiting for the fleet's shared OAuth token (or
+            # fetching it) then never eats into the window hold.
+            with contextlib.suppress(TangoError):  # the usual path asks again, and reports it
+                authorization = runtime.tango.authorization()
+                call_seconds = runtime.tango.longest_call_seconds
+                begun, verdict = runtime.gate.begin_and_try_start(
+                    order,
+                    request_id,
+                    lease,
+                    dispatch,
+                    self._policy.window_seconds + call_seconds,
+                    call_seconds=call_seconds,
+                    due_tolerance_seconds=_DUE_TOLERANCE.total_seconds(),
+                )
+                return begun, verdict, authorization
+        return runtime.records.begin(request_id, lease, dispatch), None, None
+
+    def _pass_gate_and_call(
+        self,
+        run: _Run,
+        now: datetime,
+        authorization: str | None = None,
+        first_verdict: GateVerdict | None = None,
+    ) -> Done:
         runtime = self._runtime
         record = run.record
-        # Authorise before the gate: waiting for the fleet's shared OAuth token (or fetching
-        # it) then never eats into the window hold, and a failure here cannot be a resend.
-        try:
-            authorization = runtime.tango.authorization()
-        except TangoError as error:
-            return self._authorization_failed(run, error, now)
+        if authorization is None:
+            # Authorise before the gate: waiting for the fleet's shared OAuth token (or
+            # fetching it) then never eats into the window hold, and a failure here cannot
+            # be a resend.
+            try:
+                authorization = runtime.tango.authorization()
+            except TangoError as error:
+                return self._authorization_failed(run, error, now)
         # A probe: an earlier call's outcome is unknown, and this call asks Tango about it.
         probe = record.unresolved_call_started_at is not None
         for renewed in (False, True):
-            verdict = self._gate(run, probe)
+            verdict = self._gate(run, probe, None if renewed else first_verdict)
             if verdict.verdict is not Verdict.GO:
                 return self._not_now(run, verdict, now)
             through_gate = time.monotonic()
@@ -177,7 +218,11 @@ class ResendExecutor:
             return self._carry_out(run, result, outcome, probe=probe, started_at=started_at)
         raise AssertionError("unreachable: the loop returns on its second pass")
 
-    def _gate(self, run: _Run, probe: bool = False) -> GateVerdict:
+    def _gate(
+        self, run: _Run, probe: bool = False, first: GateVerdict | None = None
+    ) -> GateVerdict:
+        """Pass the gate (`first`: the verdict it already gave this run), waiting in-thread
+        for a rate slot a moment away."""
         runtime, record = self._runtime, run.record
         # The window is held for a window plus the longest call; the call counts as in flight
         # (`calling_until`) only for the longest call itself, so that after a worker's death
@@ -185,7 +230,7 @@ class ResendExecutor:
         call_seconds = runtime.tango.longest_call_seconds
         hold = self._policy.window_seconds + call_seconds
         order, request_id = record.reference_order_id, record.id
-        verdict = runtime.gate.try_start(
+        verdict = first or runtime.gate.try_start(
             order, request_id, hold, run.token, call_seconds=call_seconds, probe=probe
         )
         for _ in range(_SHORT_RATE_WAIT_TRIES):

@@ -13,11 +13,13 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 import redis
 
 from worker.state import scripts
 from worker.state.keys import RedisKeys
+from worker.state.records import BeginVerdict, Begun, begun_from_reply
 from worker.state.window import window_milliseconds
 
 # Tango measures its own rate at arrival; a little headroom keeps network jitter from ever
@@ -47,12 +49,19 @@ class GateVerdict:
     started_at: float | None = None
 
 
+def _verdict_from_reply(verdict: Any, wait_ms: Any, started: Any = "") -> GateVerdict:
+    kind = Verdict(str(verdict))
+    started_at = int(started) / 1000 if kind is Verdict.GO and str(started) else None
+    return GateVerdict(kind, int(wait_ms) / 1000, started_at)
+
+
 class CallGate:
     """Admits calls to Tango: one per order per window, in order, within the rate limit."""
 
     def __init__(self, client: redis.Redis, keys: RedisKeys, rate_limit: float) -> None:
         self._keys = keys
         self._start = scripts.load("gate_start").bind(client)
+        self._begin_and_start = scripts.load("start").bind(client)
         self._pause = scripts.load("gate_pause").bind(client)
         self._reserve = scripts.load("gate_reserve").bind(client)
         self._interval_ms = int(1000 * RATE_HEADROOM / rate_limit + 0.999) if rate_limit else 0
@@ -107,9 +116,53 @@ class CallGate:
                 "probe": "1" if probe else "",
             },
         )
-        kind = Verdict(str(verdict))
-        started = int(rest[0]) / 1000 if kind is Verdict.GO and rest else None
-        return GateVerdict(kind, int(wait_ms) / 1000, started)
+        return _verdict_from_reply(verdict, wait_ms, *rest)
+
+    def begin_and_try_start(
+        self,
+        reference_order_id: str,
+        request_id: str,
+        lease_seconds: float,
+        dispatch: int | None,
+        hold_seconds: float,
+        *,
+        call_seconds: float,
+        due_tolerance_seconds: float,
+    ) -> tuple[Begun, GateVerdict | None]:
+        """`RecordStore.begin` and, in the same round trip, `try_start` with the new run's
+        token, when the run needs no look first (start.lua): no interrupted call, no probe
+        owed, not woken more than `due_tolerance_seconds` before its next attempt. The
+        verdict is None when the gate was not passed (then pass it with `try_start`)."""
+        keys = self._keys
+        reply = self._begin_and_start(
+            keys={
+                "record_key": keys.record(request_id),
+                "due_key": keys.due_index,
+                "dispatched_key": keys.dispatched,
+                "consumed_key": keys.dispatch_consumed,
+                "window_key": keys.order_window(reference_order_id),
+                "order_key": keys.order_fifo(reference_order_id),
+                "limiter_key": keys.rate_limiter,
+                "reservation_key": keys.rate_reservation(request_id),
+                "recent_calls_key": keys.rate_recent_calls,
+                "pause_key": keys.rate_pause,
+            },
+            args={
+                "id": request_id,
+                "lease": lease_seconds,
+                "carried_dispatch": "" if dispatch is None else dispatch,
+                "hold_ms": window_milliseconds(hold_seconds),
+                "interval_ms": self._interval_ms,
+                "span_ms": self._span_ms,
+                "allowed_per_span": self._allowed_per_span,
+                "call_bound_ms": max(1, int(call_seconds * 1000)),
+                "due_tolerance": due_tolerance_seconds,
+            },
+        )
+        begun = begun_from_reply(request_id, reply)
+        if begun.verdict is not BeginVerdict.OK or not str(reply[6]):
+            return begun, None
+        return begun, _verdict_from_reply(*reply[6:9])
 
     def reserve_slot(self, label: str = "call") -> float:
         """Take the fleet's next rate-limit slot for a call outside a resend (an order

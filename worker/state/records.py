@@ -103,6 +103,17 @@ class Begun:
     interrupted_call_started_at: float | None = None
 
 
+def begun_from_reply(request_id: str, reply: Any) -> Begun:
+    """What lib/begin_run.lua's reply says (begin.lua's, and the start of start.lua's)."""
+    verdict = BeginVerdict(str(reply[0]))
+    if verdict is not BeginVerdict.OK:
+        return Begun(verdict)
+    token, doc, status, merges, interrupted = reply[1:6]
+    record = record_codec.decode(str(doc), request_id, str(status), int(merges))
+    started = int(interrupted) / 1000 if str(interrupted) not in ("", "0") else None
+    return Begun(BeginVerdict.OK, str(token), record, started)
+
+
 class FinishResult(StrEnum):
     """The FINISH script's answer, when it is not the final status the request already had
     (`finish_result_from_reply`)."""
@@ -287,13 +298,7 @@ class RecordStore:
                 "carried_dispatch": "" if dispatch is None else dispatch,
             },
         )
-        verdict = BeginVerdict(str(reply[0]))
-        if verdict is not BeginVerdict.OK:
-            return Begun(verdict)
-        _, token, doc, status, merges, interrupted = reply
-        record = record_codec.decode(str(doc), request_id, str(status), int(merges))
-        started = int(interrupted) / 1000 if str(interrupted) not in ("", "0") else None
-        return Begun(BeginVerdict.OK, str(token), record, started)
+        return begun_from_reply(request_id, reply)
 
     def drop_orphan(self, request_id: str, promote_margin_seconds: float) -> bool:
         """Take a request whose record has gone off every index, and let its order's next
@@ -352,6 +357,10 @@ class RecordStore:
                     "window_action": _window_arg(window),
                     "run_token": token,
                     "run_counts": self._counts_to_send(),
+                    "not_before": (
+                        "" if record.next_attempt_at is None else record.next_attempt_at.timestamp()
+                    ),
+                    "probe_next": "1" if record.unresolved_call_started_at is not None else "",
                 },
             )
         )

@@ -1,11 +1,5 @@
--- The gate every call to Tango passes: the order's turn, its window and the fleet's rate
--- limit, decided at once on Redis's clock (worker/state/gate.py says why).
--- Returns {verdict, wait_ms, call start (Redis ms, `go` only)}; verdicts: go, turn, window,
--- rate, final, unknown, stale.
--- On `go` the record gets `calling_until` (start + call bound: the call is over by then) and
--- `call_started_at` (kept if already there: the start of a call whose outcome nobody stored,
--- which a probe must still account for). A probe passes the window its own request holds: it
--- is the prompt second call that asks Tango whether an ambiguous first one acted.
+-- The gate every call to Tango passes (lib/pass_gate.lua), for a run that has begun.
+-- Returns {verdict, wait_ms, call start (Redis ms, `go` only)}.
 local window_key = KEYS[1]
 local order_key = KEYS[2]                  -- the order's requests (lib/order_queue.lua)
 local record_key = KEYS[3]
@@ -22,66 +16,9 @@ local allowed_per_span = tonumber(ARGV[5])
 local run_token = ARGV[6]                  -- '' = no check
 local call_bound_ms = tonumber(ARGV[7])
 local probe = ARGV[8]                      -- '1' or ''
---! include is_final
---! include now
---! include order_queue
+--! include pass_gate
 
-local record = redis.call('HMGET', record_key, 'status', 'run', 'calling_until')
-local status = record[1]
-if not status then return {'unknown', 0} end
-if is_final(status) then return {'final', 0} end
--- A newer run of this request holds it (fencing): this one must change nothing.
-if run_token ~= '' and record[2] ~= run_token then return {'stale', 0} end
-if run_token ~= '' and record[3] and redis.call('GET', window_key) == id then
-  -- This very run was let through already: redis-py replayed the script after its reply was
-  -- lost. Say `go` again rather than making the run wait out its own hold.
-  if tonumber(record[3]) > now_seconds() then
-    local started = redis.call('HGET', record_key, 'call_started_at') or '0'
-    return {'go', 0, started}
-  end
-end
-local head = first_waiting(order_key)
-if head and head ~= id then
-  -- Not its turn: it waits, with no task, until the request ahead finishes and promotes it.
-  redis.call('ZADD', due_key, '+inf', id)
-  return {'turn', 0}
-end
-local window_ms = redis.call('PTTL', window_key)
-if window_ms > 0 and not (probe == '1' and redis.call('GET', window_key) == id) then
-  return {'window', window_ms}
-end
-local now = now_milliseconds()
-if interval_ms > 0 then
-  local paused_ms = redis.call('PTTL', pause_key)
-  if paused_ms > 0 then return {'rate', paused_ms} end
-  local reserved = tonumber(redis.call('GET', reservation_key) or '-1')
-  if reserved >= 0 then
-    if reserved > now then return {'rate', reserved - now} end
-  else
-    local slot = math.max(tonumber(redis.call('GET', limiter_key) or '0'), now)
-    redis.call(
-      'SET', limiter_key, slot + interval_ms, 'PX', math.max(slot + interval_ms - now, 1) + 60000)
-    if slot > now then
-      redis.call('SET', reservation_key, slot, 'PX', slot - now + 3600000)
-      return {'rate', slot - now}
-    end
-  end
-  -- Tango counts arrivals in a sliding window. Slots keep the average under the limit; this
-  -- keeps a slot reached late (a busy worker, a slow wake-up) from crowding one window.
-  redis.call('ZREMRANGEBYSCORE', recent_calls_key, '-inf', now - span_ms)
-  if redis.call('ZCARD', recent_calls_key) >= allowed_per_span then
-    local oldest = tonumber(redis.call('ZRANGE', recent_calls_key, 0, 0, 'WITHSCORES')[2])
-    local allowed_at = oldest + span_ms + 1
-    -- Keep the slot this request already advanced the limiter for: it comes back at
-    -- `allowed_at` as the holder of a reservation, instead of taking (and losing) another.
-    redis.call('SET', reservation_key, allowed_at, 'PX', allowed_at - now + 3600000)
-    return {'rate', allowed_at - now}
-  end
-  redis.call('DEL', reservation_key)
-  redis.call('ZADD', recent_calls_key, now, id .. '@' .. now)
-  redis.call('PEXPIRE', recent_calls_key, span_ms + 60000)
-end
-redis.call('SET', window_key, id, 'PX', hold_ms)
-redis.call('HSET', record_key, 'calling_until', (now + call_bound_ms) / 1000)
-redis.call('HSETNX', record_key, 'call_started_at', now)
-return {'go', 0, now}
+return pass_gate(
+  window_key, order_key, record_key, limiter_key, reservation_key, due_key, recent_calls_key,
+  pause_key, id, hold_ms, interval_ms, span_ms, allowed_per_span, run_token, call_bound_ms, probe
+)

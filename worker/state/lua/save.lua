@@ -12,6 +12,8 @@ local due_score = ARGV[4]                  -- '' keeps the request's score
 local window_action = ARGV[5]              -- see set_window
 local run_token = ARGV[6]                  -- '' = no check
 local run_counts = ARGV[7]                 -- JSON {metrics field: amount} the run recorded; '' = none
+local not_before = ARGV[8]                 -- the next attempt's time (epoch s); '' = none
+local probe_next = ARGV[9]                 -- '1': the next call is a probe
 --! include is_final
 --! include set_window
 --! include doc
@@ -25,6 +27,11 @@ if run_token ~= '' and redis.call('HGET', record_key, 'run') ~= run_token then r
 set_window(window_key, id, window_action)
 redis.call('HSET', record_key, 'status', status)
 write_doc(record_key, doc)
+-- What start.lua needs to know without reading the document: kept only while they hold.
+if not_before ~= '' then redis.call('HSET', record_key, 'nb', not_before)
+else redis.call('HDEL', record_key, 'nb') end
+if probe_next ~= '' then redis.call('HSET', record_key, 'pr', '1')
+else redis.call('HDEL', record_key, 'pr') end
 -- The run stores what became of its call (an unresolved one is in the doc from now on).
 redis.call('HDEL', record_key, 'calling_until', 'call_started_at')
 if due_score ~= '' then redis.call('ZADD', due_key, due_score, id) end

@@ -1,0 +1,44 @@
+-- A worker takes a request's task message, for one run with a fencing token (begin.lua, and
+-- start.lua). Returns {'unknown'}, {'final', status}, {'busy', ms until the call in flight
+-- must be over} or {'ok', run token, doc, status, merges, interrupted call's start (Redis ms;
+-- '' when none)}. An interrupted call is one that passed the gate and whose outcome nobody
+-- stored (its worker died mid-call): `calling_until` is still on the record but past. The
+-- fields stay until a run stores an outcome (save.lua), so a run that dies before that leaves
+-- the evidence to the next one.
+--! include is_final
+--! include now
+--! include doc
+
+local function begin_run(record_key, due_key, dispatched_key, consumed_key, id, lease, carried_dispatch)
+  local stored = tonumber(redis.call('HGET', dispatched_key, id) or '-1')
+  -- A message pushed by the create script carries no number: the one stored for it is its own.
+  local dispatch = stored
+  if carried_dispatch ~= '' then dispatch = tonumber(carried_dispatch) end
+  if dispatch >= 0 then
+    if stored == dispatch then redis.call('HDEL', dispatched_key, id) end
+    if dispatch > tonumber(redis.call('GET', consumed_key) or '0') then
+      redis.call('SET', consumed_key, dispatch)
+    end
+  end
+  local fields = redis.call('HMGET', record_key, 'status', 'merges', 'calling_until', 'call_started_at')
+  local status = fields[1]
+  if not status then return {'unknown'} end
+  if is_final(status) then return {'final', status} end
+  local now = now_seconds()
+  local calling_until = tonumber(fields[3] or '0')
+  if calling_until > now then
+    -- A run is calling Tango for it (maybe on a worker that died): that run is responsible
+    -- until the call must be over; then the request is released again, not before.
+    local score = redis.call('ZSCORE', due_key, id)
+    if score == false or tonumber(score) < calling_until then
+      redis.call('ZADD', due_key, calling_until, id)
+    end
+    return {'busy', math.ceil((calling_until - now) * 1000)}
+  end
+  local token = redis.call('HINCRBY', record_key, 'run', 1)
+  -- If this run dies before it saves the request, the scheduler releases it after the lease.
+  redis.call('ZADD', due_key, now + lease, id)
+  local interrupted = ''
+  if fields[3] then interrupted = fields[4] or '' end
+  return {'ok', token, read_doc(record_key), status, fields[2] or '0', interrupted}
+end

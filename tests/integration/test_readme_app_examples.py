@@ -28,6 +28,7 @@ from tests.support.redis_db import TEST_REDIS_URL, unreachable_redis_url
 from tests.support.settings import apply_settings, new_tag
 from worker.core.settings import Settings
 from worker.runtime import current_runtime
+from worker.state import scripts
 
 pytestmark = pytest.mark.integration
 ORDER = "RA251125-1401-01"
@@ -179,7 +180,10 @@ def test_the_install_snippet_builds_a_wheel_with_the_clash_free_package(tmp_path
             timeout=300,
         )
         assert done.returncode == 0, f"{command}\n{done.stdout}\n{done.stderr}"
-    wheel = project / "dist" / "tango_resend-0.1.0-py3-none-any.whl"
+    (wheel,) = (project / "dist").glob("tango_resend-*-py3-none-any.whl")
     with zipfile.ZipFile(wheel) as archive:
-        top_level = {name.split("/", 1)[0] for name in archive.namelist()}
-    assert {"tango_resend", "worker", "tasks"} <= top_level
+        names = archive.namelist()
+    assert {"tango_resend", "worker", "tasks"} <= {name.split("/", 1)[0] for name in names}
+    # The Lua scripts are package data: a wheel without them could not store a request.
+    shipped = {name for name in names if name.startswith("worker/state/lua/")}
+    assert {f"worker/state/lua/{script}.lua" for script in scripts.script_names()} <= shipped

@@ -12,6 +12,7 @@ dependency, and its signature checked before anything is parsed.
 # time, and they name a dependency built inside `_add_webhook_route`.
 
 import gc
+import importlib.metadata
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -107,12 +108,19 @@ def create_app() -> FastAPI:
     return app
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("tango-resend")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout never installed
+        return "0+unknown"
+
+
 def _bare_app() -> FastAPI:
     """The app with no route yet: its OpenAPI title, its Redis client's lifetime, and every
     `HttpProblem` answered as a JSON problem."""
     app = FastAPI(
         title="tango-resend",
-        version="0.1.0",
+        version=_version(),
         description="Signed webhooks that queue Tango order resends.",
         lifespan=_webhook_redis,
     )

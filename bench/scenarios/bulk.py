@@ -33,8 +33,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.config import BulkParams
-from bench.harness import REPO_ROOT, child_env, worker_settings
+from bench.harness import worker_settings
 from bench.scenarios.common import Context, ScenarioResult, order_ids, prefix
+from tests.support.processes import REPO_ROOT, child_env
 from worker.state.keys import RedisKeys
 
 _SUMMARY = re.compile(r"^(\d+) queued, (\d+) coalesced into pending requests, (\d+) rejected")

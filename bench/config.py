@@ -225,7 +225,7 @@ def full() -> BenchParams:
 def quick() -> BenchParams:
     return BenchParams(
         mode="quick",
-        overhead=OverheadParams(orders=1000, repeats=2, capacity_probe_seconds=2.0),
+        overhead=OverheadParams(orders=1000, repeats=3, capacity_probe_seconds=2.0),
         lateness=LatenessParams(orders=60, resends_per_order=4, window_seconds=1.5),
         makespan=MakespanParams(
             regimes=(

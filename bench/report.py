@@ -31,7 +31,8 @@ FIGURES = (
     Figure(
         "overhead_ratio",
         "overhead",
-        "throughput over a plain Celery task (same call, pool, concurrency)",
+        "throughput over a plain Celery task (same call, pool, concurrency): median of the "
+        "repeats, each side by side (`details.overhead.overhead_ratio_spread`)",
         "x",
         "≥ 0.9",
         lambda v: v >= 0.9,

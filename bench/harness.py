@@ -50,10 +50,11 @@ def new_tag() -> str:
     return uuid.uuid4().hex[:8]
 
 
-def child_env(settings: Mapping[str, str]) -> dict[str, str]:
-    """A child's environment: ours without any tango-resend setting, the repo importable."""
+def child_env(settings: Mapping[str, str], root: Path = REPO_ROOT) -> dict[str, str]:
+    """A child's environment: ours without any tango-resend setting, the repo (`root`, this
+    checkout unless another one's code runs) importable first."""
     env = {key: value for key, value in os.environ.items() if key not in SETTING_NAMES}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
     env["PYTHONUNBUFFERED"] = "1"
     env.update(settings)
     return env
@@ -293,14 +294,24 @@ def tree_cpu_seconds(root: psutil.Process) -> float:
 
 
 class WorkerProcess:
-    """A Celery worker subprocess (ours or the plain/naive peer), its output in a log file."""
+    """A Celery worker subprocess (ours or the plain/naive peer), its output in a log file.
 
-    def __init__(self, arguments: Sequence[str], settings: Mapping[str, str], log_path: Path):
+    `python` and `root`: another checkout's interpreter and code (bench/cost_before.py)."""
+
+    def __init__(
+        self,
+        arguments: Sequence[str],
+        settings: Mapping[str, str],
+        log_path: Path,
+        *,
+        python: str = sys.executable,
+        root: Path = REPO_ROOT,
+    ):
         self.log_path = log_path
         self._log = log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, *arguments],
-            env=child_env(settings),
+            [python, *arguments],
+            env=child_env(settings, root),
             cwd=log_path.parent,
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -378,11 +389,13 @@ def start_our_worker(
     name: str = "w1",
     pool: str = "threads",
     wrapper: Sequence[str] = (),
+    python: str = sys.executable,
+    root: Path = REPO_ROOT,
 ) -> WorkerProcess:
     """`python -m worker worker`; ready once its scheduler subscribed to the wake-up channel.
 
     `wrapper` runs it under another module (the profiler), e.g. `["-m", "bench.profile_worker",
-    "--out", path, "--"]`.
+    "--out", path, "--"]`, in place of `-m worker`. `python` and `root`: another checkout's.
     """
     channel = f"{settings['REDIS_KEY_PREFIX']}:scheduler:wakeup"
     before = probe.subscribers(channel)
@@ -396,7 +409,9 @@ def start_our_worker(
         f"--hostname={name}-{new_tag()}@%h",
         f"--loglevel={settings.get('LOG_LEVEL', 'WARNING')}",
     ]
-    worker = WorkerProcess(arguments, settings, log_dir / f"{name}-{new_tag()}.log")
+    worker = WorkerProcess(
+        arguments, settings, log_dir / f"{name}-{new_tag()}.log", python=python, root=root
+    )
     return worker.wait_ready(lambda: probe.subscribers(channel) > before)
 
 
@@ -407,13 +422,15 @@ def start_peer_worker(
     *,
     concurrency: int,
     name: str = "peer",
+    wrapper: Sequence[str] = (),
 ) -> WorkerProcess:
-    """A worker of `bench.naive_app` (the plain and the naive task), same pool and options."""
+    """A worker of `bench.naive_app` (the plain and the naive task), same pool and options.
+
+    `wrapper` runs it under another module in place of `-m celery` (the cost sampler)."""
     ready_key = f"{settings['RESEND_QUEUE']}:ready"
     before = int(probe.client.get(ready_key) or 0)
     arguments = [
-        "-m",
-        "celery",
+        *(wrapper or ["-m", "celery"]),
         "-A",
         "bench.naive_app",
         "worker",

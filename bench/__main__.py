@@ -19,6 +19,7 @@ from bench import plots, report
 from bench.config import BenchParams, full, quick
 from bench.harness import REPO_ROOT, RedisProbe
 from bench.scenarios import (
+    cost,
     deploy,
     kill,
     lateness,
@@ -43,6 +44,7 @@ SCENARIOS: dict[str, Runner] = {
     "parked": lambda ctx, p: parked.run(ctx, p.parked),
     "redis_ops": lambda ctx, p: redis_ops.run(ctx, p.redis_ops),
     "profile": lambda ctx, p: profile.run(ctx, p.profile),
+    "cost": lambda ctx, p: cost.run(ctx, p.cost),
     "deploy": lambda ctx, p: deploy.run(ctx, p.deploy),
     "kill": lambda ctx, p: kill.run(ctx, p.kill),
     "webhook": lambda ctx, p: webhook.run(ctx, p.webhook),

@@ -21,6 +21,7 @@ from bench.cost_sampler import (
     Classifier,
     Sampler,
 )
+from bench.scenarios.cost import interpolate
 
 ROOT = "/srv/tango-resend"
 STDLIB = "/usr/lib/python3.11"
@@ -155,3 +156,11 @@ def test_the_sampler_charges_a_busy_threads_cpu_to_its_code() -> None:
 
 def _run(spin: Callable[[float], None], until: float) -> None:
     spin(until)
+
+
+def test_interpolate_between_samples_and_clamp_outside() -> None:
+    times, values = [1.0, 2.0, 4.0], [10.0, 20.0, 40.0]
+    assert interpolate(times, values, 1.5) == pytest.approx(15.0)
+    assert interpolate(times, values, 3.0) == pytest.approx(30.0)
+    assert interpolate(times, values, 0.0) == 10.0
+    assert interpolate(times, values, 9.0) == 40.0

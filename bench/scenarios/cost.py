@@ -297,6 +297,21 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def paired_ratios(runs: list[dict[str, Any]], others: list[dict[str, Any]]) -> dict[str, float]:
+    """Median over the repeats of one kind's figure over another's in the same repeat (the
+    runs next to each other): less moved by the machine's load, which changes from one
+    repeat to the next, than a ratio of medians."""
+
+    def ratio(key: str | None) -> float:
+        def figure(run: dict[str, Any]) -> float:
+            return float(run["total_ms_per_resend"] if key is None else run["ms_per_resend"][key])
+
+        pairs = zip(runs, others, strict=False)
+        return statistics.median(figure(one) / figure(other) for one, other in pairs)
+
+    return {"total": ratio(None), **{name: ratio(name) for name in CATEGORIES if name != OURS}}
+
+
 def measure_in_turns(
     ctx: Context, p: CostParams, kinds: dict[str, Tree]
 ) -> dict[str, list[dict[str, Any]]]:

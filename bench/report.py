@@ -321,7 +321,10 @@ def cost_section(results: dict[str, Any], plot_prefix: str = "") -> str:
             f" Before: commit `{before['commit'][:7]}`, measured {before['generated_at']} "
             "(`bench/results/cost_before.json`; that run measured after at "
             f"{before['same_run_after_total_ms_per_resend']:.2f} ms and the plain task at "
-            f"{before['same_run_plain_total_ms_per_resend']:.2f} ms)."
+            f"{before['same_run_plain_total_ms_per_resend']:.2f} ms; before over after, "
+            "repeat by repeat in that run: "
+            f"{before['before_over_after_paired']['total']:.2f} in total, "
+            f"{before['before_over_after_paired']['Redis client']:.2f} for the Redis client)."
             if before
             else ""
         ),

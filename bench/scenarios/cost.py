@@ -363,6 +363,7 @@ def run(ctx: Context, p: CostParams) -> ScenarioResult:
             # The same run's figures for this checkout, for comparing runs of different days.
             "same_run_after_total_ms_per_resend": before_file["after"]["total_ms_per_resend"],
             "same_run_plain_total_ms_per_resend": before_file["plain"]["total_ms_per_resend"],
+            "before_over_after_paired": before_file["before_over_after_paired"],
         }
     else:
         ctx.say(f"no {BEFORE_FILE}: the plot has no 'before' bar (python -m bench.cost_before)")
@@ -375,7 +376,8 @@ def run(ctx: Context, p: CostParams) -> ScenarioResult:
             "splits": splits,
             "switch_interval_seconds": p.switch_interval_seconds,
             "before_label": (
-                f"{before_file['commit'][:7]}, measured {before_file['generated_at']}"
+                f"{before_file['commit'][:7]}, from another run: {before_file['generated_at']},\n"
+                f"where after was {before_file['after']['total_ms_per_resend']:.2f} ms"
                 if before_file
                 else ""
             ),

@@ -315,8 +315,9 @@ def cost_section(results: dict[str, Any], plot_prefix: str = "") -> str:
         "**Per-resend cost.** CPU per resend by where it went, in ms: the worker process by "
         "the code its threads were running (a sampler inside it; our Python includes the "
         "standard library and packages such as pydantic that it calls), and Redis's own "
-        "(`INFO cpu`, server-wide). Same workload as the overhead figure; the sampler's "
-        "caveats are in [bench/README.md](bench/README.md)."
+        "(`INFO cpu`, server-wide). Same workload as the overhead figure; sampled, the worker "
+        "switches threads more often and uses about a fifth more CPU than there; the "
+        "sampler's caveats are in [bench/README.md](bench/README.md)."
         + (
             f" Before: commit `{before['commit'][:7]}`, measured {before['generated_at']} "
             "(`bench/results/cost_before.json`; that run measured after at "

@@ -20,6 +20,7 @@ from bench.config import BenchParams, full, quick
 from bench.harness import RedisProbe
 from bench.scenarios import (
     bulk,
+    cost,
     deploy,
     kill,
     lateness,
@@ -45,6 +46,7 @@ SCENARIOS: dict[str, Runner] = {
     "parked": lambda ctx, p: parked.run(ctx, p.parked),
     "redis_ops": lambda ctx, p: redis_ops.run(ctx, p.redis_ops),
     "profile": lambda ctx, p: profile.run(ctx, p.profile),
+    "cost": lambda ctx, p: cost.run(ctx, p.cost),
     "deploy": lambda ctx, p: deploy.run(ctx, p.deploy),
     "kill": lambda ctx, p: kill.run(ctx, p.kill),
     "webhook": lambda ctx, p: webhook.run(ctx, p.webhook),

@@ -104,6 +104,27 @@ class ProfileParams:
 
 
 @dataclass(frozen=True)
+class CostParams:
+    """CPU per resend by category (bench/cost_sampler.py): the overhead workload (N distinct
+    orders queued first, 0 ms latency, no rate limit, one worker, threads x C) for ours and
+    the plain task, in turns; tango-resend before this round from bench/results/cost_before.json.
+    """
+
+    orders: int
+    repeats: int = 1
+    concurrency: int = 16
+    window_seconds: float = 1.5
+    # The sampler's period; the figures are the CPU between these two fractions of the answers
+    # (the steady drain: no start-up, no tail with fewer tasks than threads).
+    interval_seconds: float = 0.001
+    # The worker's GIL switch interval while sampled (bench/cost_sampler.py says why: at
+    # Python's 5 ms every sample lands on an I/O call); its extra switches cost CPU too.
+    switch_interval_seconds: float = 0.0001
+    from_fraction: float = 0.1
+    to_fraction: float = 0.9
+
+
+@dataclass(frozen=True)
 class DeployParams:
     """A rate-limited backlog across a rolling deploy: a new worker under a new name, then
     SIGTERM (warm shutdown) to the old one, mid-backlog."""
@@ -174,6 +195,7 @@ class BenchParams:
     parked: ParkedParams
     redis_ops: RedisOpsParams
     profile: ProfileParams
+    cost: CostParams
     deploy: DeployParams
     kill: KillParams
     webhook: WebhookParams
@@ -205,6 +227,7 @@ def full() -> BenchParams:
         parked=ParkedParams(idle_requests=10_000, parked_requests=50_000, idle_measure_seconds=30),
         redis_ops=RedisOpsParams(orders=1000, queued_orders=200),
         profile=ProfileParams(orders=1500),
+        cost=CostParams(orders=2000, repeats=3),
         deploy=DeployParams(
             backlog_orders=30, windowed_orders=3, window_seconds=20.0, deploy_after_calls=14
         ),
@@ -238,6 +261,7 @@ def quick() -> BenchParams:
         parked=ParkedParams(idle_requests=2_000, parked_requests=5_000, idle_measure_seconds=8),
         redis_ops=RedisOpsParams(orders=300, queued_orders=60),
         profile=ProfileParams(orders=400),
+        cost=CostParams(orders=1000, repeats=2),
         deploy=DeployParams(
             backlog_orders=20, windowed_orders=3, window_seconds=12.0, deploy_after_calls=9
         ),

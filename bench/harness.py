@@ -21,7 +21,7 @@ import psutil
 import redis
 
 from tests.support import waiting
-from tests.support.processes import LoggedProcess, child_env, worker_arguments
+from tests.support.processes import REPO_ROOT, LoggedProcess, child_env, worker_arguments
 from tests.support.redis_db import redis_now
 from tests.support.sandbox import resend_settings
 from tests.support.settings import SETTING_NAMES, apply_settings, new_tag
@@ -268,12 +268,24 @@ def tree_cpu_seconds(root: psutil.Process) -> float:
 
 class WorkerProcess(LoggedProcess):
     """A Celery worker subprocess (ours or the plain/naive peer), its output in a log file in
-    the run's log directory (also its working directory: no developer's .env is read)."""
+    the run's log directory (also its working directory: no developer's .env is read).
+
+    `python` and `root`: another checkout's interpreter and code (bench/cost_before.py)."""
 
     what = "the worker"
 
-    def __init__(self, arguments: Sequence[str], settings: Mapping[str, str], log_path: Path):
-        super().__init__(settings, log_path, arguments, cwd=log_path.parent)
+    def __init__(
+        self,
+        arguments: Sequence[str],
+        settings: Mapping[str, str],
+        log_path: Path,
+        *,
+        python: str = sys.executable,
+        root: Path = REPO_ROOT,
+    ):
+        super().__init__(
+            settings, log_path, arguments, cwd=log_path.parent, python=python, root=root
+        )
         self.ps = psutil.Process(self.process.pid)
 
     def wait_ready(self, probe: Callable[[], bool], timeout: float = 60.0) -> WorkerProcess:
@@ -308,11 +320,13 @@ def start_our_worker(
     name: str = "w1",
     pool: str = "threads",
     wrapper: Sequence[str] = (),
+    python: str = sys.executable,
+    root: Path = REPO_ROOT,
 ) -> WorkerProcess:
     """`python -m worker worker`; ready once its scheduler subscribed to the wake-up channel.
 
     `wrapper` runs it under another module (the profiler), e.g. `["-m", "bench.profile_worker",
-    "--out", path, "--"]`.
+    "--out", path, "--"]`, in place of `-m worker`. `python` and `root`: another checkout's.
     """
     channel = f"{settings['REDIS_KEY_PREFIX']}:scheduler:wakeup"
     before = probe.subscribers(channel)
@@ -325,7 +339,9 @@ def start_our_worker(
             f"{name}-{new_tag()}", concurrency=concurrency, pool=pool, loglevel=loglevel
         ),
     ]
-    worker = WorkerProcess(arguments, settings, log_dir / f"{name}-{new_tag()}.log")
+    worker = WorkerProcess(
+        arguments, settings, log_dir / f"{name}-{new_tag()}.log", python=python, root=root
+    )
     return worker.wait_ready(lambda: probe.subscribers(channel) > before)
 
 
@@ -336,13 +352,15 @@ def start_peer_worker(
     *,
     concurrency: int,
     name: str = "peer",
+    wrapper: Sequence[str] = (),
 ) -> WorkerProcess:
-    """A worker of `bench.naive_app` (the plain and the naive task), same pool and options."""
+    """A worker of `bench.naive_app` (the plain and the naive task), same pool and options.
+
+    `wrapper` runs it under another module in place of `-m celery` (the cost sampler)."""
     ready_key = f"{settings['RESEND_QUEUE']}:ready"
     before = int(probe.client.get(ready_key) or 0)
     arguments = [
-        "-m",
-        "celery",
+        *(wrapper or ["-m", "celery"]),
         "-A",
         "bench.naive_app",
         "worker",

@@ -247,6 +247,67 @@ def redis_ops(series: dict[str, Any], path: Path) -> None:
     _save(figure, path)
 
 
+# The cost split's categories (bench/cost_sampler.py), always in these colours.
+COST_COLOURS = {
+    "tango-resend (our Python)": OURS,
+    "Redis client": PEER,
+    "Redis server": "#ff9896",
+    "HTTP": "#2ca02c",
+    "Celery": "#ff7f0e",
+    "other": GREY,
+}
+_LIGHT = {"Redis server"}
+_COST_ROWS = (
+    ("plain", "plain Celery task"),
+    ("before", "tango-resend before"),
+    ("after", "tango-resend after"),
+)
+
+
+def cost(series: dict[str, Any], path: Path) -> None:
+    """Stacked bars: CPU per resend by category, one bar per kind (plain, before, after)."""
+    rows = [(key, label) for key, label in _COST_ROWS if key in series["splits"]]
+    labels = [
+        f"{label}\n({series['before_label']})" if key == "before" else label for key, label in rows
+    ]
+    figure, ax = plt.subplots(figsize=(12, 1.9 + 0.75 * len(rows)))
+    lefts = [0.0] * len(rows)
+    for category in series["categories"]:
+        values = [float(series["splits"][key][category]) for key, _ in rows]
+        ax.barh(labels, values, left=lefts, color=COST_COLOURS[category], label=category)
+        for index, value in enumerate(values):
+            if value >= 0.25:
+                ax.annotate(
+                    f"{value:.2f}",
+                    (lefts[index] + value / 2, index),
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="black" if category in _LIGHT else "white",
+                    weight="bold",
+                )
+        lefts = [left + value for left, value in zip(lefts, values, strict=True)]
+    for index, total in enumerate(lefts):
+        ax.annotate(f" {total:.2f} ms", (total, index), va="center", fontsize=9)
+    ax.invert_yaxis()  # plain on top, after at the bottom
+    ax.set_xlim(right=max(lefts) * 1.12)
+    ax.set_xlabel("CPU per resend (ms): the worker process by code, and Redis's own (INFO cpu)")
+    ax.set_title(
+        "Where a resend's CPU goes: one worker, threads x 16, 0 ms latency, no rate limit\n"
+        "(sampled inside the worker at a GIL switch interval of "
+        f"{1000 * series['switch_interval_seconds']:g} ms; bench/README.md)",
+        fontsize=10,
+    )
+    ax.legend(
+        fontsize=8,
+        ncol=len(series["categories"]),
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.22 - 0.15 / len(rows)),
+        frameon=False,
+    )
+    _save(figure, path)
+
+
 _MOMENTS = {
     "new_worker_starting": ("new worker starting", "#9467bd"),
     "sigterm": ("SIGTERM to the old worker", PEER),
@@ -345,6 +406,7 @@ PLOTTERS = {
     "redis_ops": ("redis_ops.png", redis_ops),
     "deploy": ("deploy.png", deploy),
     "kill": ("kill.png", kill),
+    "cost": ("cost_split.png", cost),
 }
 
 

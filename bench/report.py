@@ -315,6 +315,52 @@ def throughput_paragraph(results: dict[str, Any]) -> str:
     )
 
 
+_COST_COLUMNS = (
+    ("plain", "plain Celery task"),
+    ("before", "tango-resend before"),
+    ("after", "tango-resend after"),
+)
+
+
+def cost_section(results: dict[str, Any], plot_prefix: str = "") -> str:
+    """The `cost` scenario's split: a table and its plot (empty if it did not run)."""
+    cost = results.get("details", {}).get("cost")
+    if not cost or not cost.get("ms_per_resend"):
+        return ""
+    splits = cost["ms_per_resend"]
+    columns = [(key, label) for key, label in _COST_COLUMNS if key in splits]
+    before = cost.get("before")
+    lines = [
+        "**Per-resend cost.** CPU per resend by where it went, in ms: the worker process by "
+        "the code its threads were running (a sampler inside it; our Python includes the "
+        "standard library and packages such as pydantic that it calls), and Redis's own "
+        "(`INFO cpu`, server-wide). Same workload as the overhead figure; sampled, the worker "
+        "switches threads more often and uses about a fifth more CPU than there; the "
+        "sampler's caveats are in [bench/README.md](bench/README.md)."
+        + (
+            f" Before: commit `{before['commit'][:7]}`, measured {before['generated_at']} "
+            "(`bench/results/cost_before.json`; that run measured after at "
+            f"{before['same_run_after_total_ms_per_resend']:.2f} ms and the plain task at "
+            f"{before['same_run_plain_total_ms_per_resend']:.2f} ms; before over after, "
+            "repeat by repeat in that run: "
+            f"{before['before_over_after_paired']['total']:.2f} in total, "
+            f"{before['before_over_after_paired']['Redis client']:.2f} for the Redis client)."
+            if before
+            else ""
+        ),
+        "",
+        "| ms of CPU per resend | " + " | ".join(label for _, label in columns) + " |",
+        "|---|" + "---:|" * len(columns),
+    ]
+    for category in cost["categories"]:
+        values = " | ".join(f"{float(splits[key][category]):.2f}" for key, _ in columns)
+        lines.append(f"| {category} | {values} |")
+    totals = " | ".join(f"**{sum(map(float, splits[key].values())):.2f}**" for key, _ in columns)
+    lines.append(f"| **total** | {totals} |")
+    lines += ["", f"![CPU per resend by category]({plot_prefix}cost_split.png)"]
+    return "\n".join(lines)
+
+
 PLOTS = (
     ("overhead.png", "throughput, ours vs the plain task"),
     ("lateness.png", "lateness distribution and timeline, ours vs naive"),
@@ -341,6 +387,8 @@ def markdown(results: dict[str, Any], plot_prefix: str = "") -> str:
         f"Wall time: {results.get('wall_seconds', {}).get('total', 0):.0f} s.",
         "",
         throughput_paragraph(results),
+        "",
+        cost_section(results, plot_prefix),
         "",
         "Parameters:",
         "",
@@ -371,6 +419,8 @@ def readme_block(results: dict[str, Any]) -> str:
             table(results),
             "",
             throughput_paragraph(results),
+            "",
+            cost_section(results, "bench/results/"),
             "",
             *[f"![{what}](bench/results/{name})" for name, what in PLOTS],
             "",

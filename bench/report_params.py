@@ -62,6 +62,13 @@ _SCENARIO_LINES: dict[str, Lines] = {
         "- Redis commands: {orders:,} distinct orders (and {queued_orders} orders x 2 for the "
         "queued path)"
     ),
+    "cost": _line(
+        "- cost: {orders:,} distinct orders, latency 0, no rate limit, threads x {concurrency}, "
+        "{repeats} repeat(s) each of ours and the plain task in turns (medians), sampled every "
+        "{interval_seconds:g} s with a GIL switch interval of {switch_interval_seconds:g} s, "
+        "CPU between the answers at {from_fraction:.0%} and {to_fraction:.0%} of the run; "
+        "before: bench/results/cost_before.json"
+    ),
     "deploy": _line(
         "- deploy: backlog of {backlog_orders} orders and {windowed_orders} orders waiting out "
         "a portal resend's window (W={window_seconds:g} s), R={rate_limit:g}/s (sandbox: "

@@ -28,15 +28,16 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def child_env(settings: Mapping[str, str]) -> dict[str, str]:
+def child_env(settings: Mapping[str, str], root: Path = REPO_ROOT) -> dict[str, str]:
     """A child's environment: ours without pytest's variables and without any tango-resend
-    setting (a child has only the settings it is given), the repo importable, then `settings`."""
+    setting (a child has only the settings it is given), the repo (`root`: this checkout,
+    unless another one's code runs) importable first, then `settings`."""
     env = {
         key: value
         for key, value in os.environ.items()
         if not key.startswith("PYTEST") and key not in SETTING_NAMES
     }
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
     env["PYTHONUNBUFFERED"] = "1"
     env.update(settings)
     return env
@@ -112,12 +113,16 @@ class LoggedProcess:
         arguments: Sequence[str],
         *,
         cwd: Path = REPO_ROOT,
+        python: str = sys.executable,
+        root: Path = REPO_ROOT,
     ) -> None:
+        """`python` and `root`: another checkout's interpreter and code (bench/cost_before.py
+        measures the code before a change with them)."""
         self.log_path = log_path
         self._log = log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, *arguments],
-            env=child_env(settings),
+            [python, *arguments],
+            env=child_env(settings, root),
             cwd=cwd,
             stdout=self._log,
             stderr=subprocess.STDOUT,

@@ -78,11 +78,14 @@ def finished_in_history(client: redis.Redis, order: str = ORDER) -> list[str]:
 
 def pending(client: redis.Redis, order: str = ORDER) -> dict[str, str]:
     """The order's waiting requests by fingerprint (what coalescing compares: each record
-    keeps its own, `fp`)."""
-    return {
-        str(client.hget(KEYS.record(request_id), "fp")): request_id
-        for request_id in fifo(client, order)
-    }
+    keeps the first 16 hex digits of its own, `fp`), read back from their records."""
+    found = {}
+    for request_id in fifo(client, order):
+        record = record_store(client).get(request_id)
+        if record is not None:
+            assert client.hget(KEYS.record(request_id), "fp") == record.fingerprint()[:16]
+            found[record.fingerprint()] = request_id
+    return found
 
 
 def as_status(record: ResendRecord, status: ResendStatus) -> ResendRecord:

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from worker.resend import executor
 from worker.state import record_codec
 from worker.state.record_model import AttemptEntry, AttemptOutcome, ResendRecord, ResendStatus
 
@@ -19,7 +21,7 @@ T0 = datetime(2026, 11, 29, 19, 43, 4, 53294, tzinfo=UTC)
 
 def waiting() -> ResendRecord:
     return ResendRecord(
-        id="3f9a0c1b2d4e5f60.RA251125-1001-12",
+        id="3f9a0c1b2d4e.RA251125-1001-12",
         reference_order_id="RA251125-1001-12",
         request={"newEmail": "jane@example.com"},
         status=ResendStatus.DEFERRED,
@@ -55,7 +57,7 @@ def finished() -> ResendRecord:
     ]
     record.confirmed_by = "cooldown"
     record.unresolved_call_started_at = 0.0
-    record.retry_of = "0123456789abcdef.RA251125-1001-12"
+    record.retry_of = "0123456789ab.RA251125-1001-12"
     return record
 
 
@@ -95,6 +97,24 @@ def test_a_document_an_earlier_version_stored_as_an_object_still_reads() -> None
     assert record_codec.decode(legacy, record.id, "sent", 3) == record.model_copy(
         update={"merges": 3}
     )
+
+
+@pytest.mark.parametrize("reason", [*record_codec._COMMON_REASONS, "cooldown: retry at 12:00:05"])
+def test_a_common_reason_is_stored_as_a_number_and_any_reason_reads_back(reason: str) -> None:
+    record = waiting()
+    record.reason = reason
+    stored = json.loads(record_codec.encode(record))[11]
+
+    assert stored == record_codec._REASON_CODES.get(reason, reason)
+    assert round_trip(record).reason == reason
+
+
+def test_the_executors_reasons_are_the_common_ones() -> None:
+    """The sentences the executor writes most: a change of wording there stores the new
+    wording whole (nothing breaks), but loses the saving, so the two are kept together."""
+    source = (Path(executor.__file__)).read_text()
+    for reason in record_codec._COMMON_REASONS[:3]:
+        assert f'"{reason}"' in source
 
 
 def test_an_unknown_format_is_refused_not_misread() -> None:

@@ -34,7 +34,7 @@ def test_a_record_is_a_hash_of_its_document_status_and_fingerprint(
     assert stored.keys() == {"status", "fp", "dn"} | chunks  # `merges` comes with a merge
     doc = record_codec.stored_doc(stored)
     assert doc is not None and record_codec.decode(doc, record.id, "queued", 0) == record
-    assert (stored["status"], stored["fp"]) == ("queued", record.fingerprint())
+    assert (stored["status"], stored["fp"]) == ("queued", record.fingerprint()[:16])
 
 
 def test_get_takes_status_and_merges_from_the_hash_fields(

@@ -188,7 +188,7 @@ def test_a_request_id_names_its_order_and_ids_of_other_shapes_name_none() -> Non
     request_id = new_request_id(ORDER)
 
     assert order_in_request_id(request_id) == ORDER
-    assert len(request_id.split(".")[0]) == 16
+    assert len(request_id.split(".")[0]) == 12
     assert order_in_request_id("9b2d6c2e-0f55-4f7e-9d1f-4b8d1e0d3c11") is None
     assert order_in_request_id("req-1") is None
 

@@ -104,7 +104,7 @@ class TaskMessageTemplate:
     def render(self, request_id: str, delivery_tag: str | None = None) -> TaskMessage:
         """The message for `request_id`, as `build_task_message` builds it (with
         `delivery_tag`, or a new one). Ids are ASCII letters, digits, dots and dashes (what
-        request ids are: 16 hex digits, a dot, the order; UUIDs before), which every encoding
+        request ids are: 12 hex digits, a dot, the order; UUIDs before), which every encoding
         on the way leaves as they are.
 
         Raises:

@@ -76,6 +76,18 @@ _DEFAULTS: tuple[Any, ...] = (
 )
 _ATTEMPT_DEFAULTS: tuple[Any, ...] = (_KEPT, _KEPT, None, None, None, 0)
 
+# Reasons a waiting request says most often (worker/resend/executor.py, records.py), stored as
+# their place here: a million requests waiting for their windows hold one small number each,
+# not the sentence. Only ever append: stored documents name reasons by their place. Any other
+# reason (or one whose wording changed) is stored as it is.
+_COMMON_REASONS = (
+    "the order's window is held",
+    "waiting for its rate-limit slot",
+    "waiting for an earlier request of the same order",
+    "cancelled before it was sent",
+)
+_REASON_CODES = {reason: code for code, reason in enumerate(_COMMON_REASONS)}
+
 
 def encode(record: ResendRecord) -> str:
     """The stored document of `record` (without its id, status and merges)."""
@@ -92,7 +104,7 @@ def encode(record: ResendRecord) -> str:
         record.lock_deferrals,
         _since(record.sent_at, record.created_at),
         _since(record.next_attempt_at, record.created_at),
-        record.reason,
+        _REASON_CODES.get(record.reason, record.reason) if record.reason else record.reason,
         record.error,
         record.response,
         record.tango_request_ids,
@@ -163,7 +175,7 @@ def decode(doc: str, request_id: str, status: str, merges: int) -> ResendRecord:
         sent_at=None if sent is None else _at(sent, created),
         next_attempt_at=None if next_attempt is None else _at(next_attempt, created),
         error=error,
-        reason=reason,
+        reason=_COMMON_REASONS[reason] if isinstance(reason, int) else reason,
         response=response,
         tango_request_ids=tango_request_ids or [],
         attempt_log=[_decode_attempt(entry, created) for entry in attempt_log or ()],

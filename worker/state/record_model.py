@@ -111,15 +111,17 @@ def request_fingerprint(reference_order_id: str, fields: dict[str, str]) -> str:
 
 
 def new_request_id(reference_order_id: str) -> str:
-    """A new request's id: 16 random hex digits, a dot, its order
-    (`3f9a0c1b2d4e5f60.RA251125-1001-12`). Random first, so a few leading characters tell
-    requests apart (the CLI takes a unique prefix of 8); the order after, so a request's order
-    is known from its id alone, even once its record is gone: repairing the order's queue then
-    needs no index of its own. Ids of other shapes (earlier versions made UUIDs) stay valid."""
-    return f"{secrets.token_hex(8)}.{reference_order_id}"
+    """A new request's id: 12 random hex digits, a dot, its order
+    (`3f9a0c1b2d4e.RA251125-1001-12`). 48 random bits: the id only has to be unique among the
+    requests of one order, and every index holds it, so each character counts a million
+    times over. Random first, so a few leading characters tell requests apart (the CLI takes
+    a unique prefix of 8); the order after, so a request's order is known from its id alone,
+    even once its record is gone: repairing the order's queue then needs no index of its own.
+    Ids of other shapes (earlier versions made UUIDs) stay valid."""
+    return f"{secrets.token_hex(6)}.{reference_order_id}"
 
 
 def order_in_request_id(request_id: str) -> str | None:
     """The order a `new_request_id` names, or None for an id of another shape."""
     random_part, dot, order = request_id.partition(".")
-    return order if dot and len(random_part) == 16 and order.startswith("RA") else None
+    return order if dot and len(random_part) == 12 and order.startswith("RA") else None

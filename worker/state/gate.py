@@ -19,7 +19,8 @@ import redis
 
 from worker.state import scripts
 from worker.state.keys import RedisKeys
-from worker.state.records import BeginVerdict, Begun, begun_from_reply
+from worker.state.records import BeginVerdict, Begun, begin_arguments, begun_from_reply
+from worker.state.scripts import ScriptValue
 from worker.state.window import window_milliseconds
 
 # Tango measures its own rate at arrival; a little headroom keeps network jitter from ever
@@ -91,32 +92,44 @@ class CallGate:
         flight for `call_seconds` (default: the hold). With a run's fencing `token`, a run
         that a newer one has replaced gets `stale` and must stop. A `probe` may pass the
         window its own request holds (it still takes a rate-limit slot)."""
-        keys = self._keys
+        bound = hold_seconds if call_seconds is None else call_seconds
         verdict, wait_ms, *rest = self._start(
             keys={
-                "window_key": keys.order_window(reference_order_id),
-                "order_key": keys.order_fifo(reference_order_id),
-                "record_key": keys.record(request_id),
-                "limiter_key": keys.rate_limiter,
-                "reservation_key": keys.rate_reservation(request_id),
-                "due_key": keys.due_index,
-                "recent_calls_key": keys.rate_recent_calls,
-                "pause_key": keys.rate_pause,
+                **self._gate_keys(reference_order_id, request_id),
+                "record_key": self._keys.record(request_id),
+                "due_key": self._keys.due_index,
             },
             args={
-                "id": request_id,
-                "hold_ms": window_milliseconds(hold_seconds),
-                "interval_ms": self._interval_ms,
-                "span_ms": self._span_ms,
-                "allowed_per_span": self._allowed_per_span,
+                **self._gate_args(request_id, hold_seconds, bound),
                 "run_token": token,
-                "call_bound_ms": max(
-                    1, int((hold_seconds if call_seconds is None else call_seconds) * 1000)
-                ),
                 "probe": "1" if probe else "",
             },
         )
         return _verdict_from_reply(verdict, wait_ms, *rest)
+
+    def _gate_keys(self, reference_order_id: str, request_id: str) -> dict[str, str]:
+        """The keys the gate reads besides the record and the due index (which begin shares)."""
+        keys = self._keys
+        return {
+            "window_key": keys.order_window(reference_order_id),
+            "order_key": keys.order_fifo(reference_order_id),
+            "limiter_key": keys.rate_limiter,
+            "reservation_key": keys.rate_reservation(request_id),
+            "recent_calls_key": keys.rate_recent_calls,
+            "pause_key": keys.rate_pause,
+        }
+
+    def _gate_args(
+        self, request_id: str, hold_seconds: float, call_seconds: float
+    ) -> dict[str, ScriptValue]:
+        return {
+            "id": request_id,
+            "hold_ms": window_milliseconds(hold_seconds),
+            "interval_ms": self._interval_ms,
+            "span_ms": self._span_ms,
+            "allowed_per_span": self._allowed_per_span,
+            "call_bound_ms": max(1, int(call_seconds * 1000)),
+        }
 
     def begin_and_try_start(
         self,
@@ -133,29 +146,12 @@ class CallGate:
         token, when the run needs no look first (start.lua): no interrupted call, no probe
         owed, not woken more than `due_tolerance_seconds` before its next attempt. The
         verdict is None when the gate was not passed (then pass it with `try_start`)."""
-        keys = self._keys
+        begin_keys, begin_args = begin_arguments(self._keys, request_id, lease_seconds, dispatch)
         reply = self._begin_and_start(
-            keys={
-                "record_key": keys.record(request_id),
-                "due_key": keys.due_index,
-                "dispatched_key": keys.dispatched,
-                "consumed_key": keys.dispatch_consumed,
-                "window_key": keys.order_window(reference_order_id),
-                "order_key": keys.order_fifo(reference_order_id),
-                "limiter_key": keys.rate_limiter,
-                "reservation_key": keys.rate_reservation(request_id),
-                "recent_calls_key": keys.rate_recent_calls,
-                "pause_key": keys.rate_pause,
-            },
+            keys={**begin_keys, **self._gate_keys(reference_order_id, request_id)},
             args={
-                "id": request_id,
-                "lease": lease_seconds,
-                "carried_dispatch": "" if dispatch is None else dispatch,
-                "hold_ms": window_milliseconds(hold_seconds),
-                "interval_ms": self._interval_ms,
-                "span_ms": self._span_ms,
-                "allowed_per_span": self._allowed_per_span,
-                "call_bound_ms": max(1, int(call_seconds * 1000)),
+                **begin_args,
+                **self._gate_args(request_id, hold_seconds, call_seconds),
                 "due_tolerance": due_tolerance_seconds,
             },
         )

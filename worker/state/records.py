@@ -103,6 +103,25 @@ class Begun:
     interrupted_call_started_at: float | None = None
 
 
+def begin_arguments(
+    keys: RedisKeys, request_id: str, lease_seconds: float, dispatch: int | None
+) -> tuple[dict[str, str], dict[str, ScriptValue]]:
+    """KEYS and ARGV of lib/begin_run.lua, for begin.lua and start.lua alike."""
+    return (
+        {
+            "record_key": keys.record(request_id),
+            "due_key": keys.due_index,
+            "dispatched_key": keys.dispatched,
+            "consumed_key": keys.dispatch_consumed,
+        },
+        {
+            "id": request_id,
+            "lease": lease_seconds,
+            "carried_dispatch": "" if dispatch is None else dispatch,
+        },
+    )
+
+
 def begun_from_reply(request_id: str, reply: Any) -> Begun:
     """What lib/begin_run.lua's reply says (begin.lua's, and the start of start.lua's)."""
     verdict = BeginVerdict(str(reply[0]))
@@ -284,20 +303,8 @@ class RecordStore:
                 scheduler releases the request again.
             dispatch: the dispatch number its task message carried, if any.
         """
-        keys = self._keys
-        reply = self._begin(
-            keys={
-                "record_key": keys.record(request_id),
-                "due_key": keys.due_index,
-                "dispatched_key": keys.dispatched,
-                "consumed_key": keys.dispatch_consumed,
-            },
-            args={
-                "id": request_id,
-                "lease": lease_seconds,
-                "carried_dispatch": "" if dispatch is None else dispatch,
-            },
-        )
+        keys, args = begin_arguments(self._keys, request_id, lease_seconds, dispatch)
+        reply = self._begin(keys=keys, args=args)
         return begun_from_reply(request_id, reply)
 
     def drop_orphan(self, request_id: str, promote_margin_seconds: float) -> bool:

@@ -131,7 +131,7 @@ class ResendExecutor:
         if record.next_attempt_at and now + _DUE_TOLERANCE < record.next_attempt_at:
             # Woke early: a message redelivered or released ahead of a backoff's end.
             return self._wait(run, (record.next_attempt_at - now).total_seconds(), now)
-        return self._pass_gate_and_call(run, now)
+        return self._pass_gate_and_call(run, now, authorization)
 
     def _begin(
         self, request_id: str, dispatch: int | None

@@ -48,6 +48,16 @@ def create(store: RecordStore, record: ResendRecord) -> str:
     return store.create(record, None, 300, lease_seconds=30, message=MESSAGE).request_id
 
 
+def store_as_0_1_did(client: redis.Redis, record: ResendRecord, merges: int = 0) -> None:
+    """The record as 0.1 stored a waiting request: its JSON whole in `doc`, `status` and
+    `merges` beside it, and its place in the order's queue."""
+    client.hset(
+        KEYS.record(record.id),
+        mapping={"doc": record.model_dump_json(), "status": "queued", "merges": merges},
+    )
+    client.zadd(KEYS.order_fifo(record.reference_order_id), {record.id: 1})
+
+
 def order_entries(client: redis.Redis, order: str = ORDER) -> list[tuple[str, float]]:
     return [(str(m), s) for m, s in client.zrange(KEYS.order_fifo(order), 0, -1, withscores=True)]
 
@@ -94,10 +104,7 @@ def test_a_record_an_earlier_version_stored_whole_is_read_and_rewritten_in_chunk
 ) -> None:
     record = new_record("jane@example.com")
     key = KEYS.record(record.id)
-    redis_client.hset(
-        key, mapping={"doc": record.model_dump_json(), "status": "queued", "merges": 2}
-    )
-    redis_client.zadd(KEYS.order_fifo(ORDER), {record.id: 1})
+    store_as_0_1_did(redis_client, record, merges=2)
 
     begun = store.begin(record.id, 30, None)
     assert begun.record == record.model_copy(update={"merges": 2})
@@ -172,11 +179,7 @@ def test_a_request_an_earlier_version_stored_merges_through_its_pending_hash(
     store: RecordStore, redis_client: redis.Redis
 ) -> None:
     legacy = new_record("jane@example.com")
-    key = KEYS.record(legacy.id)
-    redis_client.hset(
-        key, mapping={"doc": legacy.model_dump_json(), "status": "queued", "merges": 0}
-    )
-    redis_client.zadd(KEYS.order_fifo(ORDER), {legacy.id: 1})
+    store_as_0_1_did(redis_client, legacy)
     redis_client.hset(KEYS.order_pending(ORDER), legacy.fingerprint(), legacy.id)
 
     creation = store.create(new_record("jane@example.com"), None, 300, 30, MESSAGE)

@@ -23,6 +23,7 @@ from bench.scenarios.common import (
     order_ids,
     wait_ours_finished,
 )
+from worker.state.gate import RATE_HEADROOM
 
 
 def run(ctx: Context, p: RateLimitParams) -> ScenarioResult:
@@ -68,8 +69,9 @@ def run(ctx: Context, p: RateLimitParams) -> ScenarioResult:
             "calls": len(calls),
             "sent": len(analysis.sent(calls)),
             "span_seconds": span,
-            # At most 1/1.03 by design: tango-resend spaces its slots 3% wider than the limit.
-            "design_ceiling": 1 / 1.03,
+            # At most 1/RATE_HEADROOM by design: tango-resend spaces its slots that much wider
+            # than the limit.
+            "design_ceiling": 1 / RATE_HEADROOM,
             "calls_over_limit_by_arrival_times": analysis.sliding_window_excess(
                 arrivals, p.rate_limit
             ),

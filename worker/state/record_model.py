@@ -26,9 +26,6 @@ class ResendStatus(StrEnum):
         return self in (ResendStatus.SENT, ResendStatus.FAILED, ResendStatus.CANCELLED)
 
 
-FINAL_STATUSES = [status.value for status in ResendStatus if status.is_final]
-
-
 class AttemptOutcome(StrEnum):
     """What became of one call to Tango, as a line of the attempt log (stored in the record's
     JSON, shown by the CLI and the console: the values are a public contract)."""

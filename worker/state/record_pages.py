@@ -158,9 +158,8 @@ def _order_entries_after(
 ) -> list[Position]:
     """An order's requests (a handful: one resend per window) as positions in the time index,
     newest first, from `low` on and after `after`."""
-    records = runtime.records.get_many(runtime.records.ids_for_order(order))
     entries = sorted(
-        (Position(record.created_at.timestamp(), record.id) for record in records),
+        (Position(at, request_id) for request_id, at in runtime.records.order_history_times(order)),
         key=lambda entry: (entry.score, entry.request_id),
         reverse=True,
     )

@@ -25,7 +25,6 @@ from worker.state.metrics import SUBMISSION_COUNTERS, outcome_fields
 
 # The record's model lives in record_model; these names are re-exported for the many modules
 # (and users' code) that have always imported them from here.
-from worker.state.record_model import FINAL_STATUSES as FINAL_STATUSES
 from worker.state.record_model import AttemptEntry as AttemptEntry
 from worker.state.record_model import AttemptOutcome as AttemptOutcome
 from worker.state.record_model import ConfirmedBy as ConfirmedBy
@@ -511,6 +510,11 @@ class RecordStore:
 
     def ids_for_order(self, reference_order_id: str) -> list[str]:
         """Request ids for one order, oldest first (by creation time)."""
+        return [request_id for request_id, _ in self.order_history_times(reference_order_id)]
+
+    def order_history_times(self, reference_order_id: str) -> list[tuple[str, float]]:
+        """(request id, creation time in epoch seconds) for every request of one order,
+        oldest first: the scores the time index gives them, read without their records."""
         keys = self._keys
         with self._client.pipeline(transaction=False) as pipe:
             pipe.zrange(keys.order_requests(reference_order_id), 0, -1, withscores=True)
@@ -526,7 +530,7 @@ class RecordStore:
             times = self._client.zmscore(keys.requests_by_time, waiting)
             for request_id, at in zip(waiting, times, strict=True):
                 created[request_id] = -math.inf if at is None else float(at)
-        return [request_id for request_id, _ in sorted(created.items(), key=lambda e: (e[1], e[0]))]
+        return sorted(created.items(), key=lambda entry: (entry[1], entry[0]))
 
 
 def _window_arg(window: WindowAction) -> str:

@@ -8,8 +8,9 @@ for their windows or rate slots. Every wait is in Redis, and a worker takes one 
 thread (prefetch 1, acks late), so what a SIGKILL can strand outside a call is a task the
 worker has begun but is not calling Tango for: a run waiting in-thread for its rate slot (it
 wakes 50 ms before it) or passing the gate. The kill is timed for such a moment (Redis is
-polled for a message in kombu's `unacked` hash whose request is neither calling nor final and
-whose due score is a fresh lease), within `catch_held_seconds` after the slow calls are in
+polled for a request whose task message a worker has taken (its dispatch number is no longer
+in `dispatched`: the run consumed it) and which is neither calling nor final, with a fresh lease
+as its due score), within `catch_held_seconds` after the slow calls are in
 flight, else it happens then anyway (`details.caught_held_request` says which). A replacement
 starts under a new name. The visibility timeout is the production one (300 s), so the broker's
 redelivery cannot be what recovers anything; the lease is the default (`RESEND_LEASE_SECONDS`).
@@ -28,7 +29,6 @@ into the call); `details.probes` counts the probes, `details.probe_answers` thei
 
 from __future__ import annotations
 
-import json
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -51,16 +51,13 @@ from worker.core.settings import Settings
 from worker.state.keys import RedisKeys
 
 
-def _unacked_task_ids(ctx: Context) -> set[str]:
-    """Task ids (= request ids) of the messages delivered to a worker and not acknowledged."""
-    ids: set[str] = set()
-    for raw in ctx.probe.client.hvals("unacked"):
-        try:
-            message = json.loads(raw)[0]
-            ids.add(str(message["headers"]["id"]))
-        except (ValueError, KeyError, IndexError, TypeError):
-            continue
-    return ids
+def _taken_task_ids(ctx: Context, keys: RedisKeys, request_ids: list[str]) -> set[str]:
+    """Requests whose task message a worker took: a run consumed its dispatch number (resend
+    tasks leave no trace in kombu's `unacked` hash; worker/queueing/transport.py)."""
+    waiting = ctx.probe.client.hmget(keys.dispatched, request_ids) if request_ids else []
+    return {
+        request_id for request_id, number in zip(request_ids, waiting, strict=True) if not number
+    }
 
 
 def _snapshot(
@@ -68,7 +65,7 @@ def _snapshot(
 ) -> dict[str, Any]:
     """What Redis says of every request right after the kill."""
     now = ctx.probe.now()
-    held = _unacked_task_ids(ctx)
+    held = _taken_task_ids(ctx, keys, request_ids)
     pipe = ctx.probe.client.pipeline()
     for request_id in request_ids:
         pipe.hmget(keys.record(request_id), "status", "calling_until")
@@ -83,7 +80,7 @@ def _snapshot(
             kind = "finished"
         elif calling > now:
             kind = "in_flight"
-        elif request_id in held and score is not None and score > now + lease - 2:
+        elif request_id in held and score is not None and now + lease - 2 < score <= now + lease:
             kind = "held_by_dead_worker"  # begun (a fresh lease), not calling
         elif score is None:
             kind = "unscheduled"
@@ -105,9 +102,11 @@ def _snapshot(
     return state
 
 
-def _held_outside_a_call(ctx: Context, keys: RedisKeys, lease: float) -> bool:
+def _held_outside_a_call(
+    ctx: Context, keys: RedisKeys, request_ids: list[str], lease: float
+) -> bool:
     """The worker holds a task it has begun (due score = a fresh lease) and is not calling for."""
-    held = sorted(_unacked_task_ids(ctx))
+    held = sorted(_taken_task_ids(ctx, keys, request_ids))
     if not held:
         return False
     pipe = ctx.probe.client.pipeline()
@@ -123,7 +122,7 @@ def _held_outside_a_call(ctx: Context, keys: RedisKeys, lease: float) -> bool:
             continue
         if calling_until and float(calling_until) > now:
             continue
-        if score is not None and score != float("inf") and score > now + lease - 2:
+        if score is not None and now + lease - 2 < score <= now + lease:
             return True
     return False
 
@@ -235,11 +234,13 @@ def _kill_and_replace(
     return _Run(request_of, killed_at, state, caught, rescuer_ready, statuses, calls)
 
 
-def _wait_for_a_held_task(ctx: Context, keys: RedisKeys, lease: float, seconds: float) -> bool:
+def _wait_for_a_held_task(
+    ctx: Context, keys: RedisKeys, ids: list[str], lease: float, seconds: float
+) -> bool:
     """Whether the worker came to hold a task outside a call within `seconds`."""
     try:
         wait_for(
-            lambda: _held_outside_a_call(ctx, keys, lease),
+            lambda: _held_outside_a_call(ctx, keys, ids, lease),
             timeout=seconds,
             interval=0.002,
             what="a task begun outside a call",

@@ -6,6 +6,7 @@ from itertools import pairwise
 from typing import Any
 
 import pytest
+import redis
 
 from tests.support.calls import LATENESS_ALLOWED, resend_calls
 from tests.support.processes import WorkerFactory
@@ -205,3 +206,25 @@ def test_a_502_after_tango_acted_is_confirmed_by_a_probe_and_resent_once(
         ("retrying", False),
         ("confirmed", True),
     ]
+
+
+def test_a_running_resend_leaves_nothing_in_the_brokers_unacked_hash(
+    control: SandboxControl, start_worker: WorkerFactory, test_db: redis.Redis
+) -> None:
+    """A resend task's acknowledgement lives in the worker's memory (our lease covers the
+    message): while its call is in flight kombu's `unacked` hash and index stay empty, and
+    the request still finishes and is acknowledged (nothing is left in the queue)."""
+    control.add_order(ORDER)
+    control.inject_fault(ORDER, delay_seconds=1.0, delay_phase="after")
+    start_worker()
+    request_id = enqueue_resend(ORDER)
+    wait_for(
+        lambda: any(c["status"] is None for c in resend_calls(control, ORDER)),
+        timeout=10,
+        what="the call in flight",
+    )
+    assert test_db.hlen("unacked") == 0 and test_db.zcard("unacked_index") == 0
+    (record,) = wait_for(lambda: finished([request_id]), timeout=10, what="sent")
+    assert record.status.value == "sent"
+    assert [c["status"] for c in resend_calls(control, ORDER)] == [201]
+    assert test_db.hlen("unacked") == 0

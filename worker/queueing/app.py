@@ -13,9 +13,12 @@ from celery import Celery, signals
 
 from worker.core.logging_setup import configure_handlers
 from worker.core.settings import ConfigurationError, Settings, get_settings
+from worker.queueing import transport
+from worker.queueing.task_names import DELIVER_TASK_NAME, RESEND_TASK_NAME
 
-RESEND_TASK_NAME = "tango_resend.send_resend"
-DELIVER_TASK_NAME = "tango_resend.deliver_outcome"
+__all__ = ["DELIVER_TASK_NAME", "RESEND_TASK_NAME", "app", "celery_config", "publish_resend"]
+
+transport.register()
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -23,6 +26,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     visibility_timeout = settings.broker_visibility_timeout_seconds
     return {
         "broker_url": str(settings.redis_url),
+        **_transport(str(settings.redis_url)),
         "broker_transport_options": {
             # A message unacknowledged this long (its worker died) goes back to the queue.
             "visibility_timeout": visibility_timeout,
@@ -57,6 +61,15 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "enable_utc": True,
         "timezone": "UTC",
     }
+
+
+def _transport(url: str) -> dict[str, str]:
+    """kombu's Redis transport, with resend tasks' acknowledgements kept in memory (our own
+    lease covers them: `transport.py`). Only for `redis://`: kombu sets up TLS (`rediss://`)
+    from the URL's scheme, so other schemes keep its own transport, bookkeeping included."""
+    if url.startswith("redis://"):
+        return {"broker_transport": transport.TRANSPORT_NAME}
+    return {}
 
 
 def publish_resend(request_id: str, dispatch: int, queue: str) -> None:

@@ -1,0 +1,148 @@
+"""The broker transport: resend tasks skip kombu's `unacked` bookkeeping in Redis, and
+everything that bookkeeping did in the worker (prefetch, ack, requeue, putting back at
+shutdown) still happens. Real Redis, real kombu channels."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+from kombu import Connection, Exchange, Queue
+
+from tests.support.redis_db import TEST_REDIS_URL
+from worker.core.settings import Settings
+from worker.queueing.app import DELIVER_TASK_NAME, RESEND_TASK_NAME, celery_config
+from worker.queueing.transport import LeasedTransport
+
+QUEUE = "transport-test"
+
+
+@pytest.fixture
+def connection(redis_client: redis.Redis) -> Iterator[Connection]:
+    with Connection(TEST_REDIS_URL, transport=LeasedTransport) as conn:
+        yield conn
+
+
+def _publish(connection: Connection, task: str, task_id: str) -> None:
+    exchange = Exchange(QUEUE, type="direct")
+    queue = Queue(QUEUE, exchange, routing_key=QUEUE)
+    with connection.Producer() as producer:
+        producer.publish(
+            {"args": [task_id]},
+            exchange=exchange,
+            routing_key=QUEUE,
+            declare=[queue],
+            headers={"task": task, "id": task_id},
+            serializer="json",
+        )
+
+
+def _take(channel: Any) -> Any:
+    message = channel.basic_get(QUEUE, no_ack=False)
+    assert message is not None
+    return message
+
+
+def _queued_ids(client: redis.Redis) -> list[str]:
+    return [json.loads(raw)["headers"]["id"] for raw in client.lrange(QUEUE, 0, -1)]
+
+
+def test_a_resend_task_leaves_nothing_in_the_unacked_hash_and_its_ack_costs_no_write(
+    connection: Connection, redis_client: redis.Redis
+) -> None:
+    _publish(connection, RESEND_TASK_NAME, "r1")
+    channel = connection.channel()
+    message = _take(channel)
+    assert redis_client.hlen("unacked") == 0
+    assert redis_client.zcard("unacked_index") == 0
+    assert channel.qos.get(message.delivery_tag) is message  # still counted, in memory
+    message.ack()
+    channel.close()
+    assert redis_client.llen(QUEUE) == 0  # acked: not put back at close
+
+
+def test_other_tasks_keep_kombus_bookkeeping(
+    connection: Connection, redis_client: redis.Redis
+) -> None:
+    _publish(connection, DELIVER_TASK_NAME, "d1")
+    channel = connection.channel()
+    message = _take(channel)
+    assert redis_client.hlen("unacked") == 1
+    assert redis_client.zcard("unacked_index") == 1
+    message.ack()
+    assert redis_client.hlen("unacked") == 0
+    channel.close()
+
+
+def test_a_rejected_resend_task_goes_back_to_its_queue_marked_redelivered(
+    connection: Connection, redis_client: redis.Redis
+) -> None:
+    for task_id in ("r1", "r2"):
+        _publish(connection, RESEND_TASK_NAME, task_id)
+    channel = connection.channel()
+    first = _take(channel)
+    first.reject(requeue=True)
+    queued = {
+        payload["headers"]["id"]: payload
+        for payload in map(json.loads, redis_client.lrange(QUEUE, 0, -1))
+    }
+    assert sorted(queued) == ["r1", "r2"]
+    assert queued["r1"]["headers"]["redelivered"] is True
+    assert redis_client.hlen("unacked") == 0
+    for _ in range(2):
+        _take(channel).reject(requeue=False)
+    channel.close()
+    assert redis_client.llen(QUEUE) == 0
+
+
+def test_what_was_taken_and_not_acknowledged_goes_back_when_the_channel_closes(
+    connection: Connection, redis_client: redis.Redis
+) -> None:
+    for task_id in ("r1", "r2", "r3"):
+        _publish(connection, RESEND_TASK_NAME, task_id)
+    channel = connection.channel()
+    taken = [_take(channel) for _ in range(2)]
+    taken[0].ack()
+    channel.close()  # a worker's warm shutdown closes its channel like this
+    assert sorted(_queued_ids(redis_client)) == ["r2", "r3"]
+    assert redis_client.hlen("unacked") == 0
+
+
+def test_the_prefetch_limit_still_counts_resend_tasks(
+    connection: Connection, redis_client: redis.Redis
+) -> None:
+    for task_id in ("r1", "r2"):
+        _publish(connection, RESEND_TASK_NAME, task_id)
+    channel = connection.channel()
+    channel.basic_qos(prefetch_size=0, prefetch_count=1, apply_global=False)
+    message = _take(channel)
+    assert not channel.qos.can_consume()
+    message.ack()
+    channel.qos._flush()
+    assert channel.qos.can_consume()
+    channel.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "transport"),
+    [
+        ("redis://127.0.0.1:6379/3", "tango-redis"),
+        ("rediss://redis.example.com:6380/0", None),
+    ],
+)
+def test_the_app_uses_the_transport_for_redis_urls_only(url: str, transport: str | None) -> None:
+    # TLS keeps kombu's own transport: kombu sets up TLS from the URL's scheme.
+    config = celery_config(Settings(redis_url=url))
+    assert config.get("broker_transport") == transport
+
+
+def test_connections_still_read_as_redis_urls_in_logs() -> None:
+    # "consumer: Cannot connect to redis://..." is what operators (and our chaos tests) look for.
+    with Connection("redis://127.0.0.1:6379/3") as kombus:
+        shown = kombus.as_uri()
+    with Connection("redis://127.0.0.1:6379/3", transport="tango-redis") as conn:
+        assert conn.as_uri() == shown == "redis://:**@127.0.0.1:6379/3"
+        assert conn.get_transport_cls() is LeasedTransport

@@ -24,6 +24,7 @@ from importlib import resources
 from typing import Any, Protocol
 
 from worker.core.errors import TangoResendError
+from worker.state.thread_connections import ThreadConnections, thread_connections
 
 ScriptValue = str | int | float
 
@@ -57,19 +58,28 @@ class LuaScript:
 
     def bind(self, client: _Registrar) -> BoundScript:
         """The script registered on a Redis client (sync or asyncio: an asyncio client's
-        script returns an awaitable)."""
-        return BoundScript(self, client.register_script(self.source))
+        script returns an awaitable). A plain sync client's calls go over a connection of
+        the calling thread's own (`thread_connections`)."""
+        return BoundScript(self, client.register_script(self.source), thread_connections(client))
 
 
 class BoundScript:
     """A script on one client, called with named KEYS and ARGV."""
 
-    def __init__(self, script: LuaScript, registered: _Registered) -> None:
+    def __init__(
+        self,
+        script: LuaScript,
+        registered: _Registered,
+        connections: ThreadConnections | None = None,
+    ) -> None:
         self.script = script
         self._registered = registered
+        self._connections = connections
 
     def __call__(self, keys: Mapping[str, str], args: Mapping[str, ScriptValue]) -> Any:
         ordered_keys, ordered_args = self._ordered(keys, args)
+        if self._connections is not None:
+            return self._connections.evalsha(self._registered, ordered_keys, ordered_args)
         return self._registered(keys=ordered_keys, args=ordered_args)
 
     def queue(

@@ -214,7 +214,7 @@ def _kill_and_replace(
             return len(calls) >= len(slow) and all(c["answered_at"] is None for c in calls)
 
         wait_for(slow_in_flight, timeout=30, what="the slow calls to be in flight")
-        caught = _wait_for_a_held_task(ctx, keys, lease, p.catch_held_seconds)
+        caught = _wait_for_a_held_task(ctx, keys, ids, lease, p.catch_held_seconds)
         killed_at = doomed.kill()
         state = _snapshot(ctx, keys, ids, lease)
         rescuer = start_our_worker(

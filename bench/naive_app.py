@@ -27,7 +27,7 @@ from celery import Celery, signals
 
 from worker.core.settings import get_settings
 from worker.queueing import app as ours
-from worker.queueing.app import resultless
+from worker.queueing.app import ResultlessTask
 from worker.tango.client import build_session
 
 PLAIN_TASK = "bench.plain_resend"
@@ -73,17 +73,15 @@ def _post(order: str, body: dict[str, str]) -> requests.Response:
     )
 
 
-# The same shared result backend as tango-resend's tasks (`resultless`): without it, each pool
-# thread builds one on its first task, which would count against the peer.
-@resultless
-@app.task(name=PLAIN_TASK, acks_late=True)
+# The same shared result backend as tango-resend's tasks (`ResultlessTask`): without it, each
+# pool thread builds one on its first task, which would count against the peer.
+@app.task(base=ResultlessTask, name=PLAIN_TASK, acks_late=True)
 def plain_resend(order: str, body: dict[str, str]) -> int:
     """The same HTTP call as tango-resend's, and nothing else."""
     return _post(order, body).status_code
 
 
-@resultless
-@app.task(name=NAIVE_TASK, autoretry_for=(TangoCooldown,), retry_backoff=True)
+@app.task(base=ResultlessTask, name=NAIVE_TASK, autoretry_for=(TangoCooldown,), retry_backoff=True)
 def naive_resend(order: str, body: dict[str, str]) -> int:
     """Call Tango; on its cooldown error, let Celery retry with exponential backoff."""
     response = _post(order, body)

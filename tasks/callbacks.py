@@ -4,11 +4,10 @@ outbox, so callbacks never wait in (or hold) the resend queue's pool."""
 
 from __future__ import annotations
 
-from worker.queueing.app import DELIVER_TASK_NAME, app, resultless
+from worker.queueing.app import DELIVER_TASK_NAME, ResultlessTask, app
 
 
-@resultless
-@app.task(name=DELIVER_TASK_NAME, acks_late=True, reject_on_worker_lost=True)
+@app.task(base=ResultlessTask, name=DELIVER_TASK_NAME, acks_late=True, reject_on_worker_lost=True)
 def deliver_outcome(request_id: str) -> str:
     """A message an older version's scheduler published during a rolling deploy. It delivers
     nothing: the entry is still in the outbox, and a delivery thread claims it there (once)."""

@@ -9,7 +9,7 @@ import redis
 from celery import Task
 from celery.exceptions import Reject
 
-from worker.queueing.app import RESEND_TASK_NAME, app, resultless
+from worker.queueing.app import RESEND_TASK_NAME, ResultlessTask, app
 from worker.resend.executor import ResendExecutor
 from worker.runtime import current_runtime
 
@@ -19,8 +19,8 @@ logger = logging.getLogger("tango_resend.task")
 _INFRASTRUCTURE_BACKOFF_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0)
 
 
-@resultless
 @app.task(
+    base=ResultlessTask,
     bind=True,
     name=RESEND_TASK_NAME,
     acks_late=True,

@@ -58,7 +58,9 @@ def test_a_held_window_defers_without_calling_and_without_using_the_budget(
     # Parked in the due index for the window's end (never early), for any worker to take.
     score = runtime.redis.zscore(runtime.keys.due_index, "req-1")
     window_end = runtime.clock.now().timestamp() + window_of(runtime).remaining_seconds(ORDER)
-    assert score is not None and window_end < score < window_end + 0.1
+    # PTTL counts whole milliseconds from the current one: this reading of the window's end
+    # can be up to 1 ms past the real one.
+    assert score is not None and window_end - 0.001 <= score < window_end + 0.1
 
 
 def test_every_wait_is_parked_in_the_due_index_however_short(runtime: Runtime) -> None:

@@ -183,7 +183,10 @@ class ResendExecutor:
         for renewed in (False, True):
             verdict = self._gate(run, probe, None if renewed else first_verdict)
             if verdict.verdict is not Verdict.GO:
-                return self._not_now(run, verdict, now)
+                # The gate's wait counts from its own moment: a due time counted from the
+                # `now` read before it would wake the request that much before the window's
+                # end, for one more round through the scheduler and the gate.
+                return self._not_now(run, verdict, runtime.clock.now())
             through_gate = time.monotonic()
             started_at = verdict.started_at or runtime.clock.now().timestamp()
             result, sent = self._call(record, authorization, probe)

@@ -91,7 +91,11 @@ class RedisProbe:
         return {name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in info.items()}
 
     def used_memory(self) -> int:
-        return int(self.client.info("memory")["used_memory"])
+        """Redis's memory less its clients' buffers (`mem_clients_normal`, about 20 KB per
+        connection): those are per connection, not per request, and a worker keeps one
+        connection per thread (worker/state/thread_connections.py)."""
+        info = self.client.info("memory")
+        return int(info["used_memory"]) - int(info.get("mem_clients_normal", 0))
 
     def version(self) -> str:
         return str(self.client.info("server")["redis_version"])

@@ -50,31 +50,24 @@ def _queued_ids(client: redis.Redis) -> list[str]:
     return [json.loads(raw)["headers"]["id"] for raw in client.lrange(QUEUE, 0, -1)]
 
 
-def test_a_resend_task_leaves_nothing_in_the_unacked_hash_and_its_ack_costs_no_write(
-    connection: Connection, redis_client: redis.Redis
+@pytest.mark.parametrize(
+    ("task", "kept_in_redis"),
+    [(RESEND_TASK_NAME, 0), (DELIVER_TASK_NAME, 1)],
+    ids=["resend-task-in-memory-only", "other-tasks-keep-kombus-bookkeeping"],
+)
+def test_only_resend_tasks_skip_the_unacked_hash(
+    connection: Connection, redis_client: redis.Redis, task: str, kept_in_redis: int
 ) -> None:
-    _publish(connection, RESEND_TASK_NAME, "r1")
+    _publish(connection, task, "t1")
     channel = connection.channel()
     message = _take(channel)
-    assert redis_client.hlen("unacked") == 0
-    assert redis_client.zcard("unacked_index") == 0
-    assert channel.qos.get(message.delivery_tag) is message  # still counted, in memory
-    message.ack()
-    channel.close()
-    assert redis_client.llen(QUEUE) == 0  # acked: not put back at close
-
-
-def test_other_tasks_keep_kombus_bookkeeping(
-    connection: Connection, redis_client: redis.Redis
-) -> None:
-    _publish(connection, DELIVER_TASK_NAME, "d1")
-    channel = connection.channel()
-    message = _take(channel)
-    assert redis_client.hlen("unacked") == 1
-    assert redis_client.zcard("unacked_index") == 1
+    assert redis_client.hlen("unacked") == kept_in_redis
+    assert redis_client.zcard("unacked_index") == kept_in_redis
+    assert channel.qos.get(message.delivery_tag) is message  # counted in memory either way
     message.ack()
     assert redis_client.hlen("unacked") == 0
     channel.close()
+    assert redis_client.llen(QUEUE) == 0  # acknowledged: not put back at close
 
 
 def test_a_rejected_resend_task_goes_back_to_its_queue_marked_redelivered(

@@ -92,6 +92,14 @@ class Runtime:
     def clock(self) -> RedisClock:
         return RedisClock(self.redis)
 
+    def warm_up(self) -> None:
+        """Build what every run uses and load every script into Redis now, so that a fresh
+        worker's first tasks do not do it while its first calls are on their way to Tango."""
+        _ = (self.records, self.gate, self.metrics, self.tango)
+        self.clock.timestamp()
+        for name in scripts.script_names():
+            self.redis.script_load(scripts.load(name).source)
+
     @cached_property
     def tango(self) -> TangoClient:
         session = build_session(self.settings.worker_concurrency)

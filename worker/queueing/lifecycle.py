@@ -8,16 +8,30 @@ modules; producers, the CLI and the web app never do.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from celery import signals
 from prometheus_client import start_http_server
+from redis.exceptions import RedisError
 
 from worker.queueing.scheduler import SchedulerThread
 from worker.resend.callbacks import CallbackThread
 from worker.runtime import current_runtime
 from worker.state.metrics import build_registry
 from worker.state.redis_health import warn_if_evicting
+
+logger = logging.getLogger("tango_resend.worker")
+
+
+@signals.worker_ready.connect
+def _warm_up(**_: Any) -> None:
+    """Build what every run uses, and load the scripts, before the first tasks do it in the
+    middle of their first calls (`Runtime.warm_up`)."""
+    try:
+        current_runtime().warm_up()
+    except RedisError as error:  # the first tasks build it instead
+        logger.warning("could not warm up before the first tasks: %s", error)
 
 
 @signals.worker_ready.connect

@@ -7,6 +7,7 @@ import gc
 import os
 import threading
 import uuid
+import weakref
 from typing import Any
 
 import redis
@@ -136,3 +137,13 @@ def test_a_forked_child_opens_its_own_connection(redis_client: redis.Redis) -> N
     assert os.waitstatus_to_exitcode(status) == 0
     assert touch({"counter": "c"}, {}) == 3
     client.close()
+
+
+def test_a_client_no_longer_used_is_not_kept_alive(redis_client: redis.Redis) -> None:
+    client, _ = _named_client()
+    touch = _touch(client)
+    touch({"counter": "c"}, {})
+    gone = weakref.ref(client)
+    del client, touch
+    gc.collect()
+    assert gone() is None

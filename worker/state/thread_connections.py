@@ -28,7 +28,9 @@ class ThreadConnections:
     """A connection of `client`'s pool for each thread that calls a script through it."""
 
     def __init__(self, client: redis.Redis) -> None:
-        self._client = client
+        # The pool, not the client: this object is the client's value in a weak-keyed map, and
+        # a reference back to its key would keep the client (and its connections) alive.
+        self._pool = client.connection_pool
         self._local = threading.local()
 
     def evalsha(self, script: Any, keys: list[str], args: list[Any]) -> Any:
@@ -54,8 +56,7 @@ class ThreadConnections:
         held: _Held | None = getattr(self._local, "held", None)
         # A forked child must not use its parent's socket: the pool itself starts over there.
         if held is None or held.pid != os.getpid():
-            pool = self._client.connection_pool
-            held = self._local.held = _Held(pool, pool.get_connection())
+            held = self._local.held = _Held(self._pool, self._pool.get_connection())
         return held.connection
 
 

@@ -97,8 +97,10 @@ class Runtime:
         worker's first tasks do not do it while its first calls are on their way to Tango."""
         _ = (self.records, self.gate, self.metrics, self.tango)
         self.clock.timestamp()
-        for name in scripts.script_names():
-            self.redis.script_load(scripts.load(name).source)
+        with self.redis.pipeline(transaction=False) as pipe:
+            for name in scripts.script_names():
+                pipe.script_load(scripts.load(name).source)
+            pipe.execute()
 
     @cached_property
     def tango(self) -> TangoClient:

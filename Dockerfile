@@ -7,11 +7,16 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 WORKDIR /app
-COPY pyproject.toml README.md constraints.txt ./
+# Dependencies from uv.lock, every file checked against its hash; then the package alone.
+COPY pyproject.toml uv.lock README.md ./
+RUN pip install uv==0.13.9 \
+    && uv export --frozen --no-dev --no-emit-project --format requirements-txt > /tmp/locked.txt \
+    && pip install --require-hashes --no-deps -r /tmp/locked.txt \
+    && pip uninstall -y uv && rm /tmp/locked.txt
 COPY worker ./worker
 COPY tasks ./tasks
 COPY tango_resend ./tango_resend
-RUN pip install --constraint constraints.txt . \
+RUN pip install --no-deps . \
     && useradd --system --uid 10001 --no-create-home --home-dir /nonexistent tango
 
 # Celery refuses nothing as root but warns; nothing here needs root, so nothing runs as root.

@@ -2,9 +2,13 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
+# Every install comes from uv.lock (hashes for every package, runtime and dev), through a
+# pinned uv kept in .run/uv: a fresh clone installs the same versions next month as today.
+UV_VERSION := 0.13.9
+UV := .run/uv/bin/uv
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml uv.lock | cksum | cut -d' ' -f1)
 
-.PHONY: demo test lint typecheck unit integration chaos bench bench-quick audit redis venv clean run run-dev test-tools chromium
+.PHONY: demo test lint typecheck unit integration chaos bench bench-quick audit redis venv clean run run-dev test-tools chromium upgrade-deps
 
 demo: $(STAMP) redis
 	$(BIN)/tango-resend demo
@@ -78,11 +82,26 @@ redis: $(STAMP)
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+$(UV):
+	rm -rf .run/uv && $(PYTHON) -m venv .run/uv
+	.run/uv/bin/python -m pip install -q 'uv==$(UV_VERSION)'
+
+# --locked: a uv.lock that no longer matches pyproject.toml is an error, never re-resolved
+# on the quiet. --python: the machine's python3, so uv never downloads an interpreter.
+$(STAMP): pyproject.toml uv.lock | $(UV)
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --locked --extra dev --python $(PYTHON) --quiet
 	rm -f $(VENV)/.installed-* && touch $@
+
+# Newer releases of everything within pyproject.toml's ranges, then the checks that guard our
+# use of other packages' internals (kombu's Redis transport, redis-py's connections, typing).
+# Run it before a release, or when a dependency publishes a fix we need; commit uv.lock if the
+# checks pass.
+upgrade-deps: | $(UV)
+	$(UV) lock --upgrade --python $(PYTHON)
+	$(MAKE) $(STAMP) redis
+	$(BIN)/mypy
+	$(BIN)/python -m pytest tests/unit/test_broker_transport.py tests/integration/test_resend_flow.py
+	$(BIN)/python -m pytest -m chaos tests/chaos
 
 clean:
 	rm -rf $(VENV) .run .mypy_cache .ruff_cache .pytest_cache *.egg-info

@@ -190,10 +190,24 @@ def test_make_run_targets_go_through_the_launcher(target: str) -> None:
 
 def test_dockerfile_installs_the_package_pinned_and_runs_as_non_root() -> None:
     text = (ROOT / "Dockerfile").read_text()
-    assert re.search(r"pip install --constraint constraints.txt \.", text)
+    assert "uv export --frozen --no-dev" in text
+    assert re.search(r"pip install --require-hashes --no-deps -r \S+", text)
+    assert re.search(r"pip install --no-deps \.", text)
     users = re.findall(r"^USER\s+(\S+)", text, flags=re.MULTILINE)
     assert users and users[-1] not in {"root", "0"}
-    assert (ROOT / "constraints.txt").read_text().count("==") >= 10
+
+
+def test_the_readme_commands_install_from_the_lock_file() -> None:
+    """`make demo`, `make test` and CI all go through one venv recipe, which syncs uv.lock
+    with --locked: a lock that no longer matches pyproject.toml fails instead of re-resolving."""
+    text = (ROOT / "Makefile").read_text()
+    recipe = text.split("\n$(STAMP): ", 1)[1].split("\n\n", 1)[0]
+    assert "sync --locked" in recipe and "pip install" not in recipe
+    for target in ("demo", "test"):
+        assert "$(STAMP)" in text.split(f"\n{target}: ", 1)[1].split("\n", 1)[0]
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
+    lock = (ROOT / "uv.lock").read_text()
+    assert lock.count("hash = ") > 100
 
 
 def test_readme_examples_use_the_orders_the_dev_sandbox_knows() -> None:

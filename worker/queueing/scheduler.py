@@ -126,9 +126,7 @@ class SchedulerThread(threading.Thread):
         while not self._stopped.is_set():
             try:
                 if pubsub is None:
-                    pubsub = self._runtime.redis.pubsub(  # type: ignore[no-untyped-call]
-                        ignore_subscribe_messages=True
-                    )
+                    pubsub = self._runtime.redis.pubsub(ignore_subscribe_messages=True)
                     pubsub.subscribe(self._runtime.keys.scheduler_wakeup)
                 _, next_in = self._releaser.release_due()
                 # Sleep until the next due time or a wake-up, whichever is first.

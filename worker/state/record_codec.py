@@ -45,6 +45,11 @@ _FIELDS = (
     "retry_of",
     "confirmed_by",
     "unresolved_call_started_at",
+    "origin",
+    "requested_by",
+    "forced",
+    "cancelled_by",
+    "cancelled_at",
 )
 _HELD_ELSEWHERE = ("id", "status", "merges")
 _ATTEMPT_FIELDS = ("at", "outcome", "status", "i18n_key", "tango_request_id", "probe")
@@ -73,6 +78,11 @@ _DEFAULTS: tuple[Any, ...] = (
     None,  # retry_of
     None,  # confirmed_by
     None,  # unresolved_call_started_at
+    None,  # origin
+    None,  # requested_by
+    0,  # forced
+    None,  # cancelled_by
+    None,  # cancelled_at (since creation)
 )
 _ATTEMPT_DEFAULTS: tuple[Any, ...] = (_KEPT, _KEPT, None, None, None, 0)
 
@@ -112,6 +122,11 @@ def encode(record: ResendRecord) -> str:
         record.retry_of,
         record.confirmed_by,
         record.unresolved_call_started_at,
+        record.origin,
+        record.requested_by,
+        1 if record.forced else 0,
+        record.cancelled_by,
+        _since(record.cancelled_at, record.created_at),
     ]
     return json.dumps(_trimmed(values, _DEFAULTS), separators=(",", ":"), ensure_ascii=False)
 
@@ -156,6 +171,11 @@ def decode(doc: str, request_id: str, status: str, merges: int) -> ResendRecord:
         retry_of,
         confirmed_by,
         unresolved,
+        origin,
+        requested_by,
+        forced,
+        cancelled_by,
+        cancelled_at,
     ) = values
     created = _EPOCH + created_us * _MICROSECOND
     # Built without validation: every value was validated when the record was made, and
@@ -182,6 +202,11 @@ def decode(doc: str, request_id: str, status: str, merges: int) -> ResendRecord:
         retry_of=retry_of,
         confirmed_by=confirmed_by,
         unresolved_call_started_at=unresolved,
+        origin=origin,
+        requested_by=requested_by,
+        forced=bool(forced),
+        cancelled_by=cancelled_by,
+        cancelled_at=None if cancelled_at is None else _at(cancelled_at, created),
     )
 
 

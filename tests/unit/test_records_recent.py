@@ -160,7 +160,9 @@ def test_asks_at_the_same_moment_cannot_both_pass(
     start = threading.Barrier(20)
 
     def one() -> None:
-        own = RecordStore(redis.Redis.from_url(_url(redis_client), decode_responses=True), KEYS, 1000)
+        own = RecordStore(
+            redis.Redis.from_url(_url(redis_client), decode_responses=True), KEYS, 1000
+        )
         record = new_record(redis_client, {"newEmail": "pat@example.com"})
         start.wait()
         answers.append(ask(own, record))

@@ -403,17 +403,33 @@ def retry_resend(request_id: str, *, by: str | None = None, force: bool = False)
     if old.status is not ResendStatus.FAILED:
         raise NotRetryable(f"request {request_id} is {old.status.value}, not failed")
     fields = {"referenceOrderID": old.reference_order_id, **old.request}
+    key = retry_key(old.id)
+    if force and _answered_as_recent(runtime, key, old.id):
+        # The retry was answered with a request sent moments before: a forced retry is a
+        # retry of its own, once (its own key), and never a second one.
+        key += ":forced"
     # The key is taken in the create script, so concurrent retries race safely; it lives as
     # long as a record (longer than the failed one it names), so the answer never changes.
     return submit_resend(
         fields,
-        idempotency_key=retry_key(old.id),
+        idempotency_key=key,
         retry_of=old.id,
         idempotency_ttl_seconds=runtime.settings.resend_record_ttl_seconds,
         origin=origins.retry_of(old.id),
         requested_by=by,
         force=force,
     )
+
+
+def _answered_as_recent(runtime: Runtime, key: str, request_id: str) -> bool:
+    """Whether the retry key of `request_id` names a request that is not its retry: the
+    recent-resend guard answered the retry with an earlier request of the order."""
+    try:
+        answered = runtime.redis.get(runtime.keys.idempotency(key))
+        record = None if answered is None else runtime.records.get(str(answered))
+    except redis.RedisError as error:
+        raise RedisUnavailable(f"could not read the request: {error}") from error
+    return record is not None and record.retry_of != request_id
 
 
 def cancel_resend(request_id: str, *, by: str | None = None) -> CancelResult:

@@ -17,7 +17,8 @@ from pydantic import SecretStr
 ROLES = ("write", "read")
 DEFAULT_NAME = "default"  # API_TOKEN's name
 READ_NAME = "read"  # API_READ_TOKEN's name
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+# Short enough that "console <name>" fits the record's audit field (worker/resend/origins.py).
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,39}$")
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ def parse_named_tokens(text: str, min_length: int) -> tuple[NamedToken, ...]:
         if not colon or not secret:
             raise ValueError(f"{where}: must be name:token:role")
         if not _NAME.match(name):
-            raise ValueError(f"{where}: a name is 1 to 64 letters, digits, or _ . @ -")
+            raise ValueError(f"{where}: a name is 1 to 40 letters, digits, or _ . @ -")
         if role not in ROLES:
             raise ValueError(f"{where}: the role must be write or read, not {role!r}")
         if len(secret) < min_length:

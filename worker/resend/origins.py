@@ -10,25 +10,38 @@ from __future__ import annotations
 import getpass
 import socket
 
-MAX_ORIGIN_CHARS = 200
+# Kept whole in a field of the record's hash, which stays compact only with small values
+# (worker/state/record_codec.py, AUDIT_VALUE_MAX_BYTES).
+MAX_ORIGIN_BYTES = 60
+_ELLIPSIS = "…"
 
 
-def _bounded(text: str) -> str:
-    # An origin is shown on one line everywhere: no control characters, bounded length.
+def bounded(text: str) -> str:
+    """One printable line of at most MAX_ORIGIN_BYTES in UTF-8; a longer one keeps its start
+    and its end (a file's row number, an id's order) around an ellipsis."""
     cleaned = "".join(char if char.isprintable() else "?" for char in text)
-    return cleaned[:MAX_ORIGIN_CHARS]
+    if len(cleaned.encode()) <= MAX_ORIGIN_BYTES:
+        return cleaned
+    budget = MAX_ORIGIN_BYTES - len(_ELLIPSIS.encode())
+    head, tail = cleaned[: len(cleaned) // 2], cleaned[len(cleaned) // 2 :]
+    while len((head + tail).encode()) > budget:
+        if len(head.encode()) >= len(tail.encode()):
+            head = head[:-1]
+        else:
+            tail = tail[1:]
+    return head + _ELLIPSIS + tail
 
 
 def webhook(webhook_id: str | None) -> str:
-    return _bounded(f"webhook {webhook_id}" if webhook_id else "webhook unsigned")
+    return bounded(f"webhook {webhook_id}" if webhook_id else "webhook unsigned")
 
 
 def api(token_name: str) -> str:
-    return _bounded(f"api {token_name}")
+    return bounded(f"api {token_name}")
 
 
 def console(agent: str) -> str:
-    return _bounded(f"console {agent}")
+    return bounded(f"console {agent}")
 
 
 def cli_user() -> str:
@@ -41,20 +54,20 @@ def cli_user() -> str:
 
 
 def cli() -> str:
-    return _bounded(f"cli {cli_user()}")
+    return bounded(f"cli {cli_user()}")
 
 
 def bulk(file_name: str, row: int) -> str:
-    return _bounded(f"bulk {file_name}:{row}")
+    return bounded(f"bulk {file_name}:{row}")
 
 
 def recovery(span: str) -> str:
-    return _bounded(f"recovery {span}")
+    return bounded(f"recovery {span}")
 
 
 def retry_of(request_id: str) -> str:
-    return _bounded(f"retry of {request_id}")
+    return bounded(f"retry of {request_id}")
 
 
 def python(given: str | None) -> str:
-    return _bounded(f"python {given}" if given else "python")
+    return bounded(f"python {given}" if given else "python")

@@ -276,8 +276,8 @@ def _prepare(
         created_at=now,
         updated_at=now,
         retry_of=retry_of,
-        origin=asker.origin,
-        requested_by=asker.requested_by,
+        origin=origins.bounded(asker.origin) if asker.origin else None,
+        requested_by=origins.bounded(asker.requested_by) if asker.requested_by else None,
         forced=asker.force and settings.resend_recent_seconds > 0,
     )
     return _Pending(

@@ -290,6 +290,7 @@ class RecordStore:
             "recent_seconds": recent_seconds,
             "recipient": recipient_key(record.request),
             "counter_recent": RECENT_COUNTER,
+            "audit": json.dumps(record_codec.audit_values(record)),
         }
         return script_keys, args
 
@@ -433,6 +434,16 @@ class RecordStore:
         record.cancelled_by = by
         result = self._finish_script(record, promote_margin_seconds, only_if_cancellable=True)
         if result is FinishResult.DONE:
+            # Who cancelled and when, beside the record's document (record_codec's audit
+            # fields): only the cancel that won writes them.
+            self._client.hset(
+                self._keys.record(request_id),
+                mapping={
+                    key: value
+                    for key, value in record_codec.audit_values(record).items()
+                    if key in ("cb", "ca")
+                },
+            )
             return CancelResult.CANCELLED, True
         # `unknown`, `in_flight` or the final status it reached meanwhile (never `stale`: a
         # cancel passes no run token).
@@ -493,7 +504,8 @@ class RecordStore:
             if doc is None or status is None:
                 continue
             merges = int(fields.get("merges") or 0)
-            records.append(record_codec.decode(doc, request_id, str(status), merges))
+            record = record_codec.decode(doc, request_id, str(status), merges)
+            records.append(record_codec.with_audit(record, fields))
         return records
 
     def ids_by_time(

@@ -33,6 +33,7 @@ local message = ARGV[12]                   -- '' = none: the scheduler publishes
 local recent_seconds = tonumber(ARGV[13])  -- the guard's span; 0 = off (or forced)
 local recipient = ARGV[14]                 -- see recipient_of: the request's effective recipient
 local counter_recent = ARGV[15]
+local audit = ARGV[16]                     -- JSON {hash field: value}: who asked (record_codec)
 --! include is_final
 --! include now
 --! include doc
@@ -128,6 +129,7 @@ if idempotency_key ~= '' then redis.call('SET', idempotency_key, id, 'EX', idemp
 -- `merges` appears with the first merge; the fingerprint is kept for the ones to come.
 redis.call('HSET', record_key, 'status', 'queued', 'fp', short_fingerprint)
 write_doc(record_key, doc)
+for field, value in pairs(cjson.decode(audit)) do redis.call('HSET', record_key, field, value) end
 redis.call('EXPIRE', record_key, ttl)
 redis.call('ZADD', by_time_key, created_at, id)
 redis.call('ZREMRANGEBYSCORE', by_time_key, '-inf', created_at - ttl)

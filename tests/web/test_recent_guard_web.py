@@ -185,3 +185,24 @@ def test_an_older_resend_is_not_shown(app: TestClient) -> None:
     first = post(app, WRITE)
     mark_sent(first["id"], minutes_ago=25 * 60)
     assert "last resent" not in app.get(f"/console/orders/{ORDER}").text
+
+
+def test_rest_a_retry_of_an_order_just_sent_names_that_send_unless_forced(
+    app: TestClient,
+) -> None:
+    failed = post(app, WRITE)
+    record = get_resend(failed["id"])
+    assert record is not None
+    current_runtime().records.finish(
+        record.model_copy(update={"status": ResendStatus.FAILED}), PROMOTE_MARGIN_SECONDS
+    )
+    sent = post(app, WRITE)
+    mark_sent(sent["id"])
+
+    answer = app.post(f"/resends/{failed['id']}/retry", headers=AS_ALICE)
+    assert answer.status_code == 202
+    assert answer.json() == {"id": sent["id"], "retry_of": failed["id"], "recent": True}
+    forced = app.post(f"/resends/{failed['id']}/retry?force=true", headers=AS_ALICE)
+    assert forced.status_code == 202 and forced.json()["recent"] is False
+    retry = get_resend(forced.json()["id"])
+    assert retry is not None and retry.retry_of == failed["id"] and retry.forced

@@ -111,6 +111,12 @@ class CancelRefused(BaseModel):
 class RetryAnswer(BaseModel):
     id: str
     retry_of: str
+    recent: bool = Field(
+        default=False,
+        description="True when the order was sent to the same recipient within "
+        "RESEND_RECENT_SECONDS: `id` is that sent request's and nothing was queued; "
+        "`?force=true` retries anyway.",
+    )
 
 
 class OrderResends(BaseModel):
@@ -259,9 +265,9 @@ def build_api_router(settings: Settings) -> APIRouter:
             **_problems(401, 403, 404, 409, 503),
         },
     )
-    def retry(request_id: str, who: Writer) -> RetryAnswer:
+    def retry(request_id: str, who: Writer, force: bool = False) -> RetryAnswer:
         """Queue a failed request again, once: asking again answers the same id."""
-        return _retry(request_id, origins.api(who.name))
+        return _retry(request_id, origins.api(who.name), force)
 
     @router.get(
         "/orders/{referenceOrderID}/resends",
@@ -416,18 +422,22 @@ def _cancel(request_id: str, by: str) -> JSONResponse:
     return JSONResponse({"result": result.value}, status_code=status_code)
 
 
-def _retry(request_id: str, by: str) -> RetryAnswer:
+def _retry(request_id: str, by: str, force: bool) -> RetryAnswer:
     try:
         if get_resend(request_id) is None:
             raise _not_found()
-        submission = retry_resend(request_id, by=by)
+        submission = retry_resend(request_id, by=by, force=force)
     except NotRetryable as error:
         raise HttpProblem(409, "not_failed", str(error)) from None
     except InvalidResendRequest as error:
         raise HttpProblem(409, "not_retryable", str(error)) from None
     except RedisUnavailable:
         raise unavailable("the retry could not be stored; retry later") from None
-    return RetryAnswer(id=submission.request_id, retry_of=request_id)
+    return RetryAnswer(
+        id=submission.request_id,
+        retry_of=request_id,
+        recent=submission.outcome == SubmissionOutcome.RECENT,
+    )
 
 
 def _order(reference_order_id: str) -> OrderResends:

@@ -206,3 +206,34 @@ def test_rest_a_retry_of_an_order_just_sent_names_that_send_unless_forced(
     assert forced.status_code == 202 and forced.json()["recent"] is False
     retry = get_resend(forced.json()["id"])
     assert retry is not None and retry.retry_of == failed["id"] and retry.forced
+
+
+def test_send_anyway_on_an_order_not_resent_lately_just_sends(app: TestClient) -> None:
+    sign_in(app, ALICE)
+    csrf = csrf_of(app.get("/console").text)
+    answer = app.post(
+        "/console/resends", data={"csrf": csrf, "referenceOrderID": ORDER, "force": "1"}
+    )
+    assert answer.status_code == 303
+    record = get_resend(answer.headers["location"].split("/")[-1].split("?")[0])
+    assert record is not None and not record.forced and record.origin == "console alice"
+
+
+def test_a_console_retry_of_an_order_just_sent_shows_that_send(app: TestClient) -> None:
+    failed = post(app, WRITE)
+    record = get_resend(failed["id"])
+    assert record is not None
+    current_runtime().records.finish(
+        record.model_copy(update={"status": ResendStatus.FAILED}), PROMOTE_MARGIN_SECONDS
+    )
+    sent = post(app, WRITE)
+    mark_sent(sent["id"])
+    sign_in(app, ALICE)
+    confirm = app.get(f"/console/requests/{failed['id']}/retry")
+    answer = app.post(
+        f"/console/requests/{failed['id']}/retry", data={"csrf": csrf_of(confirm.text)}
+    )
+    assert answer.status_code == 303
+    assert answer.headers["location"] == f"/console/requests/{sent['id']}?recent=1"
+    page = app.get(answer.headers["location"])
+    assert "already sent to the same recipient" in page.text

@@ -172,7 +172,9 @@ def _resend(
     guard_on = core.settings.resend_recent_seconds > 0
     force = guard_on and form.get("force") == "1"
     if force and form.get("confirmed") != "1":
-        return _confirm_send_anyway(core, request, session, form)
+        if _last(fields.get("referenceOrderID")) is not None:
+            return _confirm_send_anyway(core, request, session, form)
+        force = False  # nothing sent in the last day: nothing to send anyway
     try:
         submission = producer.submit_resend(
             fields, origin=origins.console(session.agent), force=force

@@ -191,3 +191,14 @@ def test_a_send_stored_by_an_earlier_version_is_read_without_error(
 def _url(client: redis.Redis) -> str:
     kwargs = client.connection_pool.connection_kwargs
     return f"redis://{kwargs['host']}:{kwargs['port']}/{kwargs['db']}"
+
+
+def test_python_and_the_script_build_the_same_recipient(
+    store: RecordStore, redis_client: redis.Redis
+) -> None:
+    """`recipient_key` folds ASCII case only, as Lua does: an address with other letters is
+    the same recipient written the same way, and only then."""
+    first = sent(store, redis_client, {"newEmail": "Zoë@Example.com", "newDeliveryMethod": "EMAIL"})
+    same = new_record(redis_client, {"newEmail": "zoë@example.COM", "newDeliveryMethod": "EMAIL"})
+    assert ask(store, same).request_id == first.id
+    assert recipient_key({"newEmail": "ZOË@x.y"}) == "zoË@x.y\n\n"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+import string
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
@@ -114,16 +115,21 @@ class ResendRecord(BaseModel):
         return request_fingerprint(self.reference_order_id, self.request)
 
 
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+_ASCII_UPPER = str.maketrans(string.ascii_lowercase, string.ascii_uppercase)
+
+
 def recipient_key(fields: dict[str, str]) -> str:
     """Who a request's resend reaches: its email (any case), mobile and delivery method, an
     empty one meaning the order's own. Two requests with the same key are "the same
     recipient" for the recent-resend guard (create.lua's `recipient_of` builds the same text
     from a stored request); the template (`newEtid`) does not change who receives it."""
+    # ASCII case only, as Lua's string.lower and string.upper fold it.
     return "\n".join(
         (
-            fields.get("newEmail", "").lower(),
+            fields.get("newEmail", "").translate(_ASCII_LOWER),
             fields.get("newMobile", ""),
-            fields.get("newDeliveryMethod", "").upper(),
+            fields.get("newDeliveryMethod", "").translate(_ASCII_UPPER),
         )
     )
 

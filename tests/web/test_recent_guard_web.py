@@ -237,3 +237,16 @@ def test_a_console_retry_of_an_order_just_sent_shows_that_send(app: TestClient) 
     assert answer.headers["location"] == f"/console/requests/{sent['id']}?recent=1"
     page = app.get(answer.headers["location"])
     assert "already sent to the same recipient" in page.text
+
+
+def test_a_console_cancel_records_the_agent_and_the_page_shows_it(app: TestClient) -> None:
+    sign_in(app, ALICE)
+    request_id = post(app, WRITE)["id"]
+    confirm = app.get(f"/console/requests/{request_id}/cancel")
+    done = app.post(f"/console/requests/{request_id}/cancel", data={"csrf": csrf_of(confirm.text)})
+    assert done.status_code == 303
+    record = get_resend(request_id)
+    assert record is not None and record.cancelled_by == "console alice"
+    page = app.get(f"/console/requests/{request_id}").text
+    assert re.search(r'id="cancelled-by">[^<]*Z by <span class="mono">console alice', page)
+    assert "api default" in page

@@ -16,8 +16,8 @@ import redis.asyncio as redis_asyncio
 
 from worker.core.settings import Settings, get_settings
 from worker.state import scripts
-from worker.state.clock import RedisClock
 from worker.state.call_marker import CallMarker
+from worker.state.clock import RedisClock
 from worker.state.gate import MARKER_KEEP_SECONDS, CallGate
 from worker.state.keys import RedisKeys
 from worker.state.metrics import MetricsRecorder

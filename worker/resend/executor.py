@@ -18,15 +18,18 @@ from datetime import datetime
 
 from worker.resend.decision import CallContext, Random, decide
 from worker.resend.run.begin import DUE_TOLERANCE, Done, HeldRun, begin_run, policy_from
-from worker.resend.run.call import call_tango
+from worker.resend.run.call import call_tango, note_call_answer
 from worker.resend.run.gate import not_now, pass_gate
 from worker.resend.run.probe import (
     note_interrupted_call,
+    note_late_probe,
     probe_owed,
+    refusal_marker_check,
     seconds_since_unresolved_call,
 )
 from worker.resend.run.settle import Settler, attempt_entry
 from worker.runtime import Runtime
+from worker.state.call_marker import MarkerVerdict
 from worker.state.gate import GateVerdict, Verdict
 from worker.state.records import (
     KEEP_WINDOW,
@@ -104,6 +107,11 @@ class ResendExecutor:
             through_gate = time.monotonic()
             started_at = verdict.started_at or runtime.clock.now().timestamp()
             result, sent = call_tango(runtime, record, authorization, probe)
+            answered = time.monotonic()
+            # Every answer goes into the order's call marker (in Lua), before anything else.
+            gate_ms = round(started_at * 1000)
+            check = refusal_marker_check(runtime, self._policy, result, probe, gate_ms)
+            marker = note_call_answer(runtime, record, gate_ms, result, check)
             if (
                 isinstance(result, TangoAuthenticationError)
                 and not renewed
@@ -128,7 +136,25 @@ class ResendExecutor:
             # probe left (Tango judged it later still).
             sent_at = started_at + (sent - through_gate)
             since = seconds_since_unresolved_call(record, sent_at) if probe else None
-            call = CallContext(time.monotonic() - through_gate, since)
+            answer_since = None
+            if probe:
+                answer_since = seconds_since_unresolved_call(
+                    record, started_at + (answered - through_gate)
+                )
+                note_late_probe(record, answer_since, self._policy.window_seconds)
+            call = CallContext(
+                answered - through_gate,
+                since,
+                probe_answer_since_seconds=answer_since,
+                marker_clear=marker.verdict is MarkerVerdict.CLEAR,
+            )
+            if check is not None and marker.verdict is not MarkerVerdict.CLEAR:
+                logger.info(
+                    "request=%s order=%s refusal proves nothing: %s",
+                    record.id,
+                    record.reference_order_id,
+                    marker.detail or marker.verdict.value,
+                )
             outcome = decide(result, settle.history(record), self._policy, settle.rand, call)
             return settle.carry_out(run, result, outcome, probe=probe, started_at=started_at)
         raise AssertionError("unreachable: the loop returns on its second pass")

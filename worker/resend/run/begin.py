@@ -44,6 +44,7 @@ def policy_from(runtime: Runtime) -> ResendPolicy:
         defer_jitter_seconds=settings.resend_defer_jitter_seconds,
         max_cooldown_deferrals=settings.resend_max_cooldown_deferrals,
         probe_delay_seconds=settings.resend_probe_delay_seconds,
+        exclusive=settings.resend_exclusive,
         longest_send_seconds=(
             settings.tango_connect_timeout_seconds + settings.tango_timeout_seconds
         ),

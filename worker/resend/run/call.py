@@ -1,13 +1,15 @@
-"""The call: one send to Tango's resend endpoint, on the slot and window the gate granted."""
+"""The call: one send to Tango's resend endpoint, on the slot and window the gate granted,
+and what its answer says of when it could have acted (the order's call marker)."""
 
 from __future__ import annotations
 
 import time
 
 from worker.runtime import Runtime
+from worker.state.call_marker import CallAnswer, MarkerCheck, MarkerResult
 from worker.state.records import ResendRecord
 from worker.tango.client import TangoAnswer
-from worker.tango.errors import TangoError, TangoTransientError
+from worker.tango.errors import TangoAuthenticationError, TangoError, TangoTransientError
 
 
 def call_tango(
@@ -31,3 +33,34 @@ def call_tango(
         # Tango says the fleet is too fast: hold every worker back, not just this request.
         runtime.gate.pause(result.retry_after or runtime.gate.rate_interval_seconds)
     return result, started_at
+
+
+def call_answer(result: TangoAnswer | TangoError) -> CallAnswer:
+    """When the call could have acted, as its answer tells. Tango's answer (any status, a
+    201, a 4xx, a 500) ends its work on the call; so does a gateway's that waited for it.
+    A 401 or a 429 is refused before any resend, and a connection never made sent nothing:
+    exempt. A timeout, a reset or a 502/504 leaves Tango possibly still working: unknown."""
+    if isinstance(result, TangoAnswer):
+        return CallAnswer.ANSWERED
+    if isinstance(result, TangoAuthenticationError):
+        return CallAnswer.EXEMPT
+    if isinstance(result, TangoTransientError):
+        if result.ambiguous:
+            return CallAnswer.UNKNOWN
+        if result.status == 429 or result.status is None:
+            return CallAnswer.EXEMPT
+    return CallAnswer.ANSWERED
+
+
+def note_call_answer(
+    runtime: Runtime,
+    record: ResendRecord,
+    gate_ms: int,
+    result: TangoAnswer | TangoError,
+    check: MarkerCheck | None = None,
+) -> MarkerResult:
+    """Write the call's answer into its order's call marker, in Lua, judging first (with
+    `check`) the refusal proof's marker conditions for a refused probe."""
+    return runtime.call_marker.answered(
+        record.reference_order_id, record.id, gate_ms, call_answer(result), check
+    )

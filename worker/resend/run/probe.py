@@ -11,9 +11,14 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from worker.resend.decision import ResendOutcome, Sent
+from worker.resend.decision import ResendOutcome, ResendPolicy, Sent
+from worker.resend.refusal import REFUSAL_MARGIN_SECONDS, refusal_window_seconds
+from worker.runtime import Runtime
+from worker.state.call_marker import MarkerCheck
 from worker.state.metrics import ProbeResult
 from worker.state.records import AttemptEntry, AttemptOutcome, ResendRecord
+from worker.tango.client import TangoAnswer
+from worker.tango.errors import TangoCooldownError, TangoError
 
 logger = logging.getLogger("tango_resend.executor")
 
@@ -28,6 +33,45 @@ def seconds_since_unresolved_call(record: ResendRecord, sent_at: float) -> float
     if record.unresolved_call_started_at is None:
         return None
     return sent_at - record.unresolved_call_started_at
+
+
+def refusal_marker_check(
+    runtime: Runtime,
+    policy: ResendPolicy,
+    result: TangoAnswer | TangoError,
+    probe: bool,
+    gate_ms: int,
+) -> MarkerCheck | None:
+    """What to ask the order's call marker along with a probe's answer: the refusal proof's
+    conditions 2 and 4, for a probe Tango refused on a RESEND_EXCLUSIVE deployment whose
+    stated window passes condition 1 (worker/resend/refusal.py). None: nothing to ask."""
+    if not (probe and policy.exclusive and isinstance(result, TangoCooldownError)):
+        return None
+    tango_window = refusal_window_seconds(result, policy.window_seconds)
+    if tango_window is None:
+        return None
+    settings = runtime.settings
+    return MarkerCheck(
+        probe_gate_ms=gate_ms,
+        tango_window_seconds=tango_window,
+        margin_seconds=REFUSAL_MARGIN_SECONDS,
+        late_seconds=runtime.tango.longest_call_seconds + settings.resend_stall_bound_seconds,
+    )
+
+
+def note_late_probe(record: ResendRecord, answer_since: float | None, window: float) -> None:
+    """A probe answered a window or more after the unknown call's gate: had that call acted,
+    Tango's window was over and the probe was a second resend. Said loudly: the gate gives
+    probes a slot ahead of every reservation, so only a 429 pause or a stall gets here."""
+    if answer_since is not None and answer_since >= window:
+        logger.warning(
+            "request=%s order=%s probe answered %.3fs after the unknown call's gate, past the "
+            "%.3fs window",
+            record.id,
+            record.reference_order_id,
+            answer_since,
+            window,
+        )
 
 
 def note_unresolved_call(record: ResendRecord, started_at: float) -> None:

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
 
 from tests.support.redis_db import TEST_REDIS_URL
+from tests.support.redis_server import RedisServer
 from worker.state.call_marker import CallAnswer, CallMarker, MarkerCheck, MarkerVerdict, call_id
 from worker.state.gate import CallGate, Verdict
 from worker.state.keys import RedisKeys
@@ -211,42 +213,59 @@ def test_a_call_answered_a_window_and_margin_before_the_probe_no_longer_counts(
     ).verdict is (MarkerVerdict.OTHER_CALL)
 
 
-def test_a_redis_that_did_not_write_the_marker_proves_nothing(
-    client: redis.Redis, gate: CallGate, marker: CallMarker
+def test_a_restarted_redis_proves_nothing_until_a_call_it_lost_could_no_longer_act(
+    tmp_path: Path,
 ) -> None:
-    """Condition 4: the marker's run_id (and the fleet's epoch) name another Redis, as after a
-    restart or a failover that may have lost the last writes: no proof; and a fresh epoch
-    proves nothing until a call lost with the old Redis could no longer act."""
-    age_the_epoch(client)
-    ours = new_request(client, "req-ours")
-    first = go(gate, ours)
-    client.hset(KEYS.call_marker(ORDER), "run_id", "0" * 40)
-    probe_gate = int(time.time() * 1000) + 10_000
-    result = marker.answered(ORDER, ours, first, CallAnswer.UNKNOWN, check(probe_gate))
-    assert result.verdict is MarkerVerdict.RESTARTED
-    # The same with the epoch: another run_id wrote it.
-    client.hset(KEYS.call_marker_epoch, "run_id", "0" * 40)
-    result = marker.answered(ORDER, ours, None, CallAnswer.UNKNOWN, check(probe_gate))
-    assert result.verdict is MarkerVerdict.RESTARTED
-    # That answer started a new epoch now; a probe within longest call + stall of it: no proof.
-    since = int(client.hget(KEYS.call_marker_epoch, "since") or 0)
-    assert client.hget(KEYS.call_marker_epoch, "run_id") == run_id(client)
-    soon = since + int(1000 * (WINDOW + MARGIN + CALL_SECONDS + STALL_SECONDS)) - 1
-    assert marker.answered(ORDER, ours, None, CallAnswer.UNKNOWN, check(soon)).verdict is (
-        MarkerVerdict.RESTARTED
-    )
-    later = soon + 1
-    assert marker.answered(ORDER, ours, None, CallAnswer.UNKNOWN, check(later)).verdict is (
-        MarkerVerdict.CLEAR
-    )
+    """Condition 4, with a redis-server of the test's own, restarted from its files (which
+    may lose the last writes): the marker's run_id names the old process, so a probe whose
+    answer comes after the restart proves nothing; nor does one until a call that passed
+    the gate before the restart could no longer act (its start + longest call + stall)."""
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        client = server.client()
+        gate = CallGate(client, KEYS, 0, stall_seconds=STALL_SECONDS, marker_keep_seconds=60)
+        ours = new_request(client, "req-ours")
+        first = go(gate, ours)
+        old_run_id = run_id(client)
+        server.restart()
+        client = server.client()
+        marker = CallMarker(client, KEYS, keep_seconds=60)
+        assert run_id(client) != old_run_id
+        now_ms = int(time.time() * 1000)
+        far = now_ms + 600_000  # a probe long after: only the run_id can defeat it
+        result = marker.answered(ORDER, ours, first, CallAnswer.UNKNOWN, check(far))
+        assert result.verdict is MarkerVerdict.RESTARTED
+        assert "not the one" in result.detail
+        # The epoch starts at the restart: a probe whose gate is within a window, a margin,
+        # the longest call and the stall bound of it proves nothing, one after it may.
+        gate = CallGate(client, KEYS, 0, stall_seconds=STALL_SECONDS, marker_keep_seconds=60)
+        probe = go(gate, ours, probe=True)
+        since = int(client.hget(KEYS.call_marker_epoch, "since") or 0)
+        assert now_ms - 2000 <= since <= now_ms + 10
+        reach = int(1000 * (WINDOW + MARGIN + CALL_SECONDS + STALL_SECONDS))
+        soon = marker.answered(ORDER, ours, None, CallAnswer.UNKNOWN, check(since + reach - 1))
+        assert soon.verdict is MarkerVerdict.RESTARTED
+        assert "complete only since" in soon.detail
+        later = marker.answered(ORDER, ours, probe, CallAnswer.ANSWERED, check(since + reach))
+        assert later.verdict is MarkerVerdict.CLEAR
+    finally:
+        server.stop()
 
 
-def test_a_lost_epoch_starts_again_now(client: redis.Redis, marker: CallMarker) -> None:
-    """The whole keyspace lost (a replica promoted empty, a restart without persistence):
-    the epoch is gone with it and starts again at the first look, never in the past."""
-    marker.open_epoch()
-    client.delete(KEYS.call_marker_epoch)
-    before = int(time.time() * 1000)
-    marker.open_epoch()
-    assert int(client.hget(KEYS.call_marker_epoch, "since") or 0) >= before - 5
-    assert client.pttl(KEYS.call_marker_epoch) > 24 * 3600 * 1000
+def test_an_epoch_lost_or_written_by_another_redis_starts_when_this_one_took_over(
+    client: redis.Redis, marker: CallMarker
+) -> None:
+    """The epoch gone (the keyspace lost) or another Redis's: it starts again when this
+    process started (whatever it lost, it lost before), never later than now."""
+    uptime_ms = 1000 * int(client.info("server")["uptime_in_seconds"])
+    for damage in ("gone", "another run_id"):
+        if damage == "gone":
+            client.delete(KEYS.call_marker_epoch)
+        else:
+            client.hset(KEYS.call_marker_epoch, mapping={"run_id": "0" * 40, "since": 1})
+        before = int(time.time() * 1000)
+        marker.open_epoch()
+        since = int(client.hget(KEYS.call_marker_epoch, "since") or 0)
+        assert before - uptime_ms - 1000 <= since <= before - uptime_ms + 1000
+        assert client.hget(KEYS.call_marker_epoch, "run_id") == run_id(client)
+        assert client.pttl(KEYS.call_marker_epoch) > 24 * 3600 * 1000

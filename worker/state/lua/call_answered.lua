@@ -23,14 +23,14 @@ local now = now_milliseconds()
 local verdict, detail = '', ''
 if check == '1' then
   local deadline = probe_gate_ms - tango_window_ms - margin_ms
-  local run_id = redis_run_id()
-  local epoch = redis.call('HMGET', epoch_key, 'run_id', 'since')
+  -- The marker's run_id is the Redis's that wrote it last (at the probe's own gate, at the
+  -- latest); another one means the Redis changed since, and may have lost those writes.
   local marker_run_id = redis.call('HGET', marker_key, MARKER_RUN_ID)
-  local since = tonumber(epoch[2] or '')
-  if epoch[1] ~= run_id or since == nil or (marker_run_id and marker_run_id ~= run_id) then
+  local run_id, since = marker_epoch(epoch_key, now)
+  if marker_run_id and marker_run_id ~= run_id then
     verdict, detail = 'restarted', 'the Redis holding the call marker is not the one that wrote it'
   elseif since + late_ms > deadline then
-    -- A call that passed the gate just before this Redis took over left no marker here.
+    -- A call that passed the gate before this Redis took over may have left no marker here.
     verdict, detail = 'restarted', 'the call marker is complete only since ' .. since
   else
     verdict = 'clear'

@@ -17,14 +17,28 @@ local function redis_run_id()
   return string.match(redis.call('INFO', 'server'), 'run_id:(%w+)')
 end
 
+-- When this Redis may have started holding data another one wrote last (Redis ms): a process
+-- that restarted (from its files) lost at most what came before its start, so calls that
+-- passed the gate then could act until its start + the longest call + the stall bound. A
+-- replica promoted to primary may have missed writes made up to its promotion, which INFO
+-- does not date: now. (`second_repl_offset` is -1 unless it was promoted.)
+local function took_over_at(now_ms)
+  local promoted = tonumber(string.match(redis.call('INFO', 'replication'), 'second_repl_offset:(%-?%d+)'))
+  if promoted ~= nil and promoted >= 0 then return now_ms end
+  local uptime = tonumber(string.match(redis.call('INFO', 'server'), 'uptime_in_seconds:(%d+)'))
+  if uptime == nil then return now_ms end
+  return now_ms - uptime * 1000
+end
+
 -- This Redis's run_id and since when it has held every marker (Redis ms). A Redis that did
--- not write the epoch (restarted, failed over, or the epoch lost with the data) starts it now.
+-- not write the epoch (restarted, failed over, or the epoch lost with the data) starts it when
+-- it took over.
 local function marker_epoch(epoch_key, now_ms)
   local run_id = redis_run_id()
   local stored = redis.call('HMGET', epoch_key, 'run_id', 'since')
   local since = tonumber(stored[2] or '')
   if stored[1] ~= run_id or since == nil then
-    since = now_ms
+    since = took_over_at(now_ms)
     redis.call('HSET', epoch_key, 'run_id', run_id, 'since', since)
   end
   redis.call('PEXPIRE', epoch_key, EPOCH_KEEP_MS)

@@ -9,6 +9,7 @@ moves the reservations back by as much; calls over the limit stay 0.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 
 import pytest
@@ -67,7 +68,7 @@ def test_a_probe_goes_ahead_of_a_backlog_of_reservations_and_the_backlog_moves_b
     moved = reservations(client)
     assert [member for member, _ in moved] == [member for member, _ in backlog]
     assert moved[0][1] >= probe_ms + interval_ms
-    gaps = [b[1] - a[1] for a, b in zip(moved, moved[1:], strict=False)]
+    gaps = [b[1] - a[1] for a, b in itertools.pairwise(moved)]
     assert min(gaps) >= interval_ms
     assert int(client.get(KEYS.rate_limiter) or 0) >= moved[-1][1] + interval_ms
 

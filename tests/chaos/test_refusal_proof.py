@@ -160,6 +160,9 @@ def test_a_portal_resend_then_our_502_then_a_refused_probe_ends_resent_to_the_ad
     [sent] = accepted_sends(calls)
     assert sent["body"]["newEmail"] == "asked-for@example.com"
     assert sent["received_at"] >= portal_at + window - 0.05
+    history = CliRunner().invoke(cli, ["history", order])
+    assert history.exit_code == 0, history.output
+    assert "sent (Tango's 201)" in history.output
 
 
 def backlog_and_ambiguous_order(

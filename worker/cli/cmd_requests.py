@@ -176,8 +176,10 @@ def history(order_id: str, as_json: bool) -> None:
     )
     for record in records:
         status = record.status.value
-        if record.confirmed_by:  # `sent`, known from Tango's cooldown answer to a probe
+        if record.confirmed_by:  # `sent`, known from Tango's refusal of a probe
             status += f" (confirmed by {record.confirmed_by})"
+        elif record.status.value == "sent":
+            status += " (Tango's 201)"
         table.add_row(record.id, _when(record.created_at), status, "", "", "", "", "")
         for attempt in record.attempt_log:
             table.add_row(

@@ -230,3 +230,54 @@ def test_the_probe_lands_inside_the_window_behind_a_backlog_of_30_rate_limited_r
     assert probe["answered_at"] - first["received_at"] < window
     assert all(r.status.value == "sent" for r in done), [r.reason for r in done]
     assert control.stats()["rate_limited"] == 0
+
+
+def test_an_earlier_request_that_acted_and_got_a_500_keeps_a_refusal_from_proving_the_next(
+    configure: Configure, control: SandboxControl, start_worker: WorkerFactory, test_db: redis.Redis
+) -> None:
+    """Review scenario, end to end, with RESEND_EXCLUSIVE and minute-precision times (so the
+    last-sent time can veto nothing): an earlier request of the order is resent by Tango but
+    answered 500 (its retry gets a 500 too, and it fails), releasing the window; the next request's call is
+    answered 502 by a gateway (it never reached Tango) and its probe is refused, because of
+    the earlier request's resend. The order's call marker still holds that call (answered,
+    never released): the refusal proves nothing, and the request is resent after Tango's
+    window instead of being recorded `sent` for a resend that never happened."""
+    window = 2.0
+    env = settings(
+        configure,
+        window,
+        RESEND_EXCLUSIVE="true",
+        RESEND_MAX_RETRIES="1",
+        RESEND_BACKOFF_BASE_SECONDS="0.2",
+        RESEND_PROBE_DELAY_SECONDS="0.3",
+    )
+    control.configure(cooldown_seconds=window, last_sent_format="java-messageformat")
+    order = "RA251206-2715-01"
+    control.add_order(order)
+    control.inject_fault(order, status=500, delay_phase="after")  # acts, then a 500
+    control.inject_fault(order, status=500)  # its retry: a 500 before acting
+    control.inject_fault(order, status=502)  # never reaches Tango
+    start_worker(env)
+
+    earlier = enqueue_resend(order, new_email="first@example.com")
+    ours = enqueue_resend(order, new_email="second@example.com")
+    failed, record = wait_all_final([earlier, ours], timeout=40)
+
+    assert failed.status.value == "failed", failed.reason
+    assert record.status.value == "sent", record.reason
+    assert record.confirmed_by is None, "a refusal explained by our own earlier call"
+    assert [(e.outcome, e.probe) for e in record.attempt_log] == [
+        ("retrying", False),
+        ("deferred", True),
+        ("sent", False),
+    ]
+    calls = answered_calls(control, order, 5)
+    assert [(c["status"], c["probe"]) for c in calls] == [
+        (500, False),
+        (500, False),
+        (502, False),
+        (403, True),
+        (201, False),
+    ]
+    assert calls[4]["body"]["newEmail"] == "second@example.com"
+    assert calls[4]["received_at"] - calls[0]["received_at"] >= window

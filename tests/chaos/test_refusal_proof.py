@@ -185,7 +185,7 @@ def backlog_and_ambiguous_order(
 
 @pytest.mark.parametrize(
     ("exclusive", "precision", "process_seconds"),
-    [(False, "iso", 0.3), (True, "java-messageformat", 0.0)],
+    [(False, "iso", 0.3), (True, "java-messageformat", 0.0), (True, "iso-seconds-offset", 0.0)],
 )
 def test_the_probe_lands_inside_the_window_behind_a_backlog_of_30_rate_limited_requests(
     configure: Configure,
@@ -233,15 +233,16 @@ def test_the_probe_lands_inside_the_window_behind_a_backlog_of_30_rate_limited_r
 
 
 def test_an_earlier_request_that_acted_and_got_a_500_keeps_a_refusal_from_proving_the_next(
-    configure: Configure, control: SandboxControl, start_worker: WorkerFactory, test_db: redis.Redis
+    configure: Configure, control: SandboxControl, start_worker: WorkerFactory
 ) -> None:
     """Review scenario, end to end, with RESEND_EXCLUSIVE and minute-precision times (so the
     last-sent time can veto nothing): an earlier request of the order is resent by Tango but
-    answered 500 (its retry gets a 500 too, and it fails), releasing the window; the next request's call is
-    answered 502 by a gateway (it never reached Tango) and its probe is refused, because of
-    the earlier request's resend. The order's call marker still holds that call (answered,
-    never released): the refusal proves nothing, and the request is resent after Tango's
-    window instead of being recorded `sent` for a resend that never happened."""
+    answered 500 (its retry gets a 500 too, and it fails), releasing the window; the next
+    request's call is answered 502 by a gateway (it never reached Tango) and its probe is
+    refused, because of the earlier request's resend. The order's call marker still holds
+    that call (answered, never released): the refusal proves nothing, and the request is
+    resent after Tango's window instead of being recorded `sent` for a resend that never
+    happened."""
     window = 2.0
     env = settings(
         configure,

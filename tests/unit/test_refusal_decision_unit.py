@@ -76,6 +76,10 @@ def test_our_call_acting_at_once_is_proved_by_the_refusal_at_any_precision(how: 
     assert isinstance(outcome, Sent), outcome
     assert outcome.confirmed_by == "refusal"
     assert outcome.response is None
+    # Our window is re-anchored to at most one window from now: our call acted after its
+    # gate, and Tango's window is no longer than ours (a minute-precision time alone would
+    # keep the order waiting up to two).
+    assert 0 < outcome.window_seconds <= EXCLUSIVE.window_seconds
 
 
 @pytest.mark.parametrize("how", FORMATS)

@@ -231,7 +231,10 @@ def decide(
         if policy.exclusive and refusal_proves_sent(
             result, policy.window_seconds, call.marker_clear, call.probe_answer_since_seconds
         ):
-            return Sent(response=None, window_seconds=remaining, confirmed_by="refusal")
+            # Our call acted after its gate, so Tango's window (no longer than ours) ends
+            # within one of ours from now, whatever a coarse last-sent time would allow.
+            held = min(remaining, policy.window_seconds)
+            return Sent(response=None, window_seconds=held, confirmed_by="refusal")
         # Not a cooldown of our making (it answers our question), so no deferral is counted:
         # today's path, the resend after Tango's window.
         return Deferred(

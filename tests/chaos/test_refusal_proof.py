@@ -68,7 +68,7 @@ def test_exclusive_acting_then_answering_late_resends_once_at_every_precision(
     and a coin flip at milliseconds), When the requests run, Then each order is resent once,
     each request `sent` and known from the probe's refusal (or, where milliseconds show it,
     from the cooldown's time), and `history` says which."""
-    window = 2.0
+    window = 3.0
     env = settings(configure, window, RESEND_EXCLUSIVE="true")
     control.configure(cooldown_seconds=window, last_sent_format=precision)
     orders = [f"RA251206-2710-{n:02d}" for n in range(3)]
@@ -108,7 +108,7 @@ def test_without_the_switch_a_coarse_time_proves_nothing_and_the_order_is_resent
     """Without RESEND_EXCLUSIVE, nothing changes: a refusal alone is never `sent`. At
     seconds or minutes the probe proves nothing, and the request is resent after Tango's
     window (at least once: the duplicate the switch is there to prevent)."""
-    window = 2.0
+    window = 3.0
     env = settings(configure, window)
     control.configure(cooldown_seconds=window, last_sent_format=precision)
     order = "RA251206-2711-01"
@@ -137,7 +137,7 @@ def test_a_portal_resend_then_our_502_then_a_refused_probe_ends_resent_to_the_ad
     Without the switch a refusal never proves anything; with it (the promise broken), the
     millisecond last-sent time shows a resend before our call started (condition 3). Either
     way the request ends resent after Tango's window, to the address it asked for."""
-    window = 2.0
+    window = 3.0
     env = settings(configure, window, RESEND_EXCLUSIVE=str(exclusive).lower())
     control.configure(cooldown_seconds=window, last_sent_format="iso")
     order = "RA251206-2712-01"
@@ -245,7 +245,7 @@ def test_an_earlier_request_that_acted_and_got_a_500_keeps_a_refusal_from_provin
     that call (answered, never released): the refusal proves nothing, and the request is
     resent after Tango's window instead of being recorded `sent` for a resend that never
     happened."""
-    window = 2.0
+    window = 3.0
     env = settings(
         configure,
         window,

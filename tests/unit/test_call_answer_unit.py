@@ -5,13 +5,17 @@ worker reads it."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import pytest
+import redis
 import requests
 from urllib3.exceptions import NewConnectionError
 
-from worker.resend.run.call import call_answer
-from worker.state.call_marker import CallAnswer
+from worker.resend.run.call import call_answer, note_call_answer
+from worker.runtime import Runtime
+from worker.state.call_marker import CallAnswer, MarkerCheck, MarkerVerdict
+from worker.state.records import ResendRecord
 from worker.tango.client import TangoAnswer
 from worker.tango.error_mapping import error_for_exception, error_for_response
 
@@ -59,3 +63,26 @@ def test_a_read_timeout_or_reset_is_unknown_and_a_connection_never_made_is_exemp
     )
     assert call_answer(error_for_exception(refused)) is CallAnswer.EXEMPT
     assert call_answer(error_for_exception(requests.ConnectTimeout("no"))) is CallAnswer.EXEMPT
+
+
+def test_redis_failing_on_the_marker_costs_no_answer_and_proves_nothing(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The marker's write after a call fails (Redis unreachable): the run carries on to store
+    the answer, the refusal proof's check counts as not clear, and the gate's bound stays."""
+
+    def unreachable(*args: object, **kwargs: object) -> None:
+        raise redis.ConnectionError("down")
+
+    monkeypatch.setattr(runtime.call_marker, "answered", unreachable)
+    now = datetime.now(UTC)
+    record = ResendRecord(
+        id="req-1", reference_order_id="RA251206-2720-01", created_at=now, updated_at=now
+    )
+    check = MarkerCheck(1, 30.0, 2.0, 13.0)
+    answer = TangoAnswer(
+        status=201, body=None, request_id=None, tango_time=None, elapsed_seconds=0.1
+    )
+    result = note_call_answer(runtime, record, 1, answer, check)
+    assert result.verdict is MarkerVerdict.NOT_ASKED
+    assert "ConnectionError" in result.detail

@@ -3,13 +3,18 @@ and what its answer says of when it could have acted (the order's call marker)."
 
 from __future__ import annotations
 
+import logging
 import time
 
+import redis
+
 from worker.runtime import Runtime
-from worker.state.call_marker import CallAnswer, MarkerCheck, MarkerResult
+from worker.state.call_marker import CallAnswer, MarkerCheck, MarkerResult, MarkerVerdict
 from worker.state.records import ResendRecord
 from worker.tango.client import TangoAnswer
 from worker.tango.errors import TangoAuthenticationError, TangoError, TangoTransientError
+
+logger = logging.getLogger("tango_resend.executor")
 
 
 def call_tango(
@@ -60,7 +65,20 @@ def note_call_answer(
     check: MarkerCheck | None = None,
 ) -> MarkerResult:
     """Write the call's answer into its order's call marker, in Lua, judging first (with
-    `check`) the refusal proof's marker conditions for a refused probe."""
-    return runtime.call_marker.answered(
-        record.reference_order_id, record.id, gate_ms, call_answer(result), check
-    )
+    `check`) the refusal proof's marker conditions for a refused probe.
+
+    Redis failing here costs no answer: the run goes on to store it (or fails there, as it
+    would have). The marker keeps the gate's bound, which only ever is later than the
+    answer's, and an unanswered check proves nothing."""
+    try:
+        return runtime.call_marker.answered(
+            record.reference_order_id, record.id, gate_ms, call_answer(result), check
+        )
+    except redis.RedisError as error:
+        logger.warning(
+            "request=%s order=%s call marker not written (%s); it keeps the gate's bound",
+            record.id,
+            record.reference_order_id,
+            type(error).__name__,
+        )
+        return MarkerResult(MarkerVerdict.NOT_ASKED, f"Redis failed: {type(error).__name__}")

@@ -16,8 +16,9 @@ import redis.asyncio as redis_asyncio
 
 from worker.core.settings import Settings, get_settings
 from worker.state import scripts
+from worker.state.call_marker import CallMarker
 from worker.state.clock import RedisClock
-from worker.state.gate import CallGate
+from worker.state.gate import MARKER_KEEP_SECONDS, CallGate
 from worker.state.keys import RedisKeys
 from worker.state.metrics import MetricsRecorder
 from worker.state.records import RecordStore
@@ -82,7 +83,26 @@ class Runtime:
 
     @cached_property
     def gate(self) -> CallGate:
-        return CallGate(self.redis, self.keys, self.settings.tango_rate_limit)
+        return CallGate(
+            self.redis,
+            self.keys,
+            self.settings.tango_rate_limit,
+            stall_seconds=self.settings.resend_stall_bound_seconds,
+            marker_keep_seconds=self.marker_keep_seconds,
+        )
+
+    @property
+    def marker_keep_seconds(self) -> float:
+        """How long the order's call marker keeps a call past the last moment it could act:
+        well past any window a refusal proof asks about."""
+        settings = self.settings
+        longest = settings.tango_connect_timeout_seconds + settings.tango_timeout_seconds
+        reach = settings.resend_window_seconds + longest + settings.resend_stall_bound_seconds
+        return MARKER_KEEP_SECONDS + 2 * reach
+
+    @cached_property
+    def call_marker(self) -> CallMarker:
+        return CallMarker(self.redis, self.keys, self.marker_keep_seconds)
 
     @cached_property
     def metrics(self) -> MetricsRecorder:
@@ -97,6 +117,7 @@ class Runtime:
         worker's first tasks do not do it while its first calls are on their way to Tango."""
         _ = (self.records, self.gate, self.metrics, self.tango)
         self.clock.timestamp()
+        self.call_marker.open_epoch()
         with self.redis.pipeline(transaction=False) as pipe:
             for name in scripts.script_names():
                 pipe.script_load(scripts.load(name).source)

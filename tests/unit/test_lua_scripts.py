@@ -25,6 +25,7 @@ from worker.queueing.scheduler import DueReleaser
 from worker.resend.callbacks import OutcomeDeliverer
 from worker.runtime import AsyncCreate, Runtime
 from worker.state import scripts
+from worker.state.call_marker import CallAnswer
 from worker.state.records import ResendRecord, ResendStatus, new_request_id
 from worker.state.scripts import BoundScript, ScriptCallError
 from worker.tango.auth import SharedTokenAuthorizer
@@ -137,7 +138,11 @@ def run_record_scripts(runtime: Runtime) -> None:
     begun = records.begin(first.id, 5, None)
     assert begun.verdict == "ok" and begun.token
     gate = runtime.gate
-    assert gate.try_start(ORDER, first.id, 1.0, begun.token).verdict == "go"
+    went = gate.try_start(ORDER, first.id, 1.0, begun.token)
+    assert went.verdict == "go" and went.started_at is not None
+    runtime.call_marker.answered(
+        ORDER, first.id, round(went.started_at * 1000), CallAnswer.ANSWERED
+    )
     gate.reserve_slot("listing")
     gate.pause(0.01)
     first.status = ResendStatus.DEFERRED

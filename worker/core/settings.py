@@ -113,6 +113,14 @@ class Settings(BaseSettings):
     # (a probe; its cooldown answer can prove the first call resent). Capped so the probe
     # still reaches Tango inside the first call's window (README, "Exactly once in practice").
     resend_probe_delay_seconds: float = Field(default=3.0, ge=0, le=60)
+    # The deployment declares that only tango-resend resends its orders (no portal use, no
+    # other integration or deployment on the account): a probe's refusal can then prove that
+    # our ambiguous call acted, whatever the last-sent time's precision (README, "Exactly
+    # once at any timestamp precision"). Off: only a precise last-sent time proves it.
+    resend_exclusive: bool = False
+    # How long after its longest call a call whose outcome is unknown may still act inside
+    # Tango (a stalled backend): until then it counts as possibly acting, for the refusal proof.
+    resend_stall_bound_seconds: float = Field(default=120.0, ge=0, le=3600)
     resend_record_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=60)
     resend_idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=1)
     # The recent-resend guard: a request for an order sent to the same recipient within this

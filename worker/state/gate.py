@@ -29,6 +29,9 @@ from worker.state.window import window_milliseconds
 # 8% of a second is 80 ms of such jitter. 3% (30 ms) was not enough on a loaded 2-core host
 # (an occasional 429 in tests and the bench); this costs 5% of the limit's throughput.
 RATE_HEADROOM = 1.08
+# How long the order's call marker keeps a call past the last moment it could act, at least:
+# the refusal proof asks only about calls that could act within a window before a probe.
+MARKER_KEEP_SECONDS = 3600.0
 
 
 class Verdict(StrEnum):
@@ -62,8 +65,21 @@ def _verdict_from_reply(verdict: Any, wait_ms: Any, started: Any = "") -> GateVe
 class CallGate:
     """Admits calls to Tango: one per order per window, in order, within the rate limit."""
 
-    def __init__(self, client: redis.Redis, keys: RedisKeys, rate_limit: float) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: RedisKeys,
+        rate_limit: float,
+        *,
+        stall_seconds: float = 0.0,
+        marker_keep_seconds: float = MARKER_KEEP_SECONDS,
+    ) -> None:
+        """`stall_seconds`: how long past its bound a call whose outcome is unknown may still
+        act (RESEND_STALL_BOUND_SECONDS), for the order's call marker, which keeps each call
+        `marker_keep_seconds` past the moment it could act last."""
         self._keys = keys
+        self._stall_ms = int(stall_seconds * 1000 + 0.999)
+        self._marker_keep_ms = int(marker_keep_seconds * 1000)
         self._start = scripts.load("gate_start").bind(client)
         self._begin_and_start = scripts.load("start").bind(client)
         self._pause = scripts.load("gate_pause").bind(client)
@@ -94,7 +110,9 @@ class CallGate:
         `hold_seconds` (re-anchor or release it after the call) and the call counts as in
         flight for `call_seconds` (default: the hold). With a run's fencing `token`, a run
         that a newer one has replaced gets `stale` and must stop. A `probe` may pass the
-        window its own request holds (it still takes a rate-limit slot)."""
+        window its own request holds, and goes ahead of every rate-limit reservation (it still
+        takes a slot: the others move back one). On `go` the order's call marker gets the
+        call (lib/call_marker.lua)."""
         bound = hold_seconds if call_seconds is None else call_seconds
         verdict, wait_ms, *rest = self._start(
             keys={
@@ -117,9 +135,11 @@ class CallGate:
             "window_key": keys.order_window(reference_order_id),
             "order_key": keys.order_fifo(reference_order_id),
             "limiter_key": keys.rate_limiter,
-            "reservation_key": keys.rate_reservation(request_id),
+            "reservations_key": keys.rate_reservations,
             "recent_calls_key": keys.rate_recent_calls,
             "pause_key": keys.rate_pause,
+            "marker_key": keys.call_marker(reference_order_id),
+            "epoch_key": keys.call_marker_epoch,
         }
 
     def _gate_args(
@@ -132,6 +152,8 @@ class CallGate:
             "span_ms": self._span_ms,
             "allowed_per_span": self._allowed_per_span,
             "call_bound_ms": max(1, int(call_seconds * 1000)),
+            "stall_ms": self._stall_ms,
+            "marker_keep_ms": self._marker_keep_ms,
         }
 
     def begin_and_try_start(

@@ -17,6 +17,7 @@ import redis.asyncio as redis_asyncio
 from worker.core.settings import Settings, get_settings
 from worker.state import scripts
 from worker.state.clock import RedisClock
+from worker.state.durability import ReplicaWait
 from worker.state.gate import CallGate
 from worker.state.keys import RedisKeys
 from worker.state.metrics import MetricsRecorder
@@ -49,9 +50,23 @@ class AsyncCreate:
     def __init__(self, settings: Settings) -> None:
         self._client = redis_asyncio.Redis.from_url(str(settings.redis_url), **_CLIENT_OPTIONS)
         self._script = scripts.load("create").bind(self._client)
+        self._wait = ReplicaWait.from_settings(settings)
 
     async def __call__(self, keys: dict[str, str], args: dict[str, scripts.ScriptValue]) -> Any:
-        return await self._script(keys=keys, args=args)
+        """The create script's reply; with REDIS_WAIT_REPLICAS set, only once the request is
+        on that many replicas (the script and WAIT in one pipeline, on one connection).
+
+        Raises:
+            NotReplicated: the request may be stored, but is not on the replicas yet.
+        """
+        if self._wait is None:
+            return await self._script(keys=keys, args=args)
+        async with self._client.pipeline(transaction=False) as pipe:
+            await self._script.queue_async(pipe, keys, args)
+            self._wait.queue(pipe)
+            reply, acknowledged = await pipe.execute()
+        self._wait.require(acknowledged, "the request")
+        return reply
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -78,11 +93,19 @@ class Runtime:
             callbacks=self.settings.result_webhook_url is not None,
             clock=self.clock,
             pending_counts=self.metrics.take_pending,
+            wait=self.replica_wait,
         )
 
     @cached_property
     def gate(self) -> CallGate:
-        return CallGate(self.redis, self.keys, self.settings.tango_rate_limit)
+        return CallGate(
+            self.redis, self.keys, self.settings.tango_rate_limit, wait=self.replica_wait
+        )
+
+    @cached_property
+    def replica_wait(self) -> ReplicaWait | None:
+        """REDIS_WAIT_REPLICAS and its timeout (None: 0, nothing waits for replicas)."""
+        return ReplicaWait.from_settings(self.settings)
 
     @cached_property
     def metrics(self) -> MetricsRecorder:

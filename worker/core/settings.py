@@ -70,6 +70,13 @@ class Settings(BaseSettings):
     )
     redis_key_prefix: str = Field(default="tango-resend", min_length=1, pattern=r"^[\w.\-:]+$")
     resend_queue: str = Field(default="tango-resend", min_length=1, pattern=r"^[\w.\-]+$")
+    # Durable before acting: with N > 0, a 202 (or a returned id), a call to Tango and a
+    # reported final status each wait until Redis says N replicas hold the write (`WAIT N
+    # timeout`); short of that, nothing is promised or called. 0 acts on the primary's word
+    # alone, which a failover can take back (docs/guarantees.md, "Redis set-ups").
+    redis_wait_replicas: int = Field(default=0, ge=0, le=16)
+    # Under the clients' 10 s socket timeout, so a WAIT is answered, never cut off.
+    redis_wait_timeout_ms: int = Field(default=500, ge=1, le=5_000)
 
     tango_base_url: AnyHttpUrl = Field(default=AnyHttpUrl(TANGO_SANDBOX_BASE_URL))
     tango_platform_name: str | None = None

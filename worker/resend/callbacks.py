@@ -150,7 +150,9 @@ class OutcomeDeliverer:
     def deliver(self, request_id: str, token: str) -> DeliveryOutcome:
         """Deliver one claimed entry; returns what became of it (see `DeliveryOutcome`)."""
         runtime = self._runtime
-        record = runtime.records.get(request_id)
+        # A final status not yet on REDIS_WAIT_REPLICAS replicas raises NotReplicated: the
+        # entry's claim lapses and it is delivered later, never a status Redis may take back.
+        record = runtime.records.get_reported(request_id)
         if record is None or not record.status.is_final:
             return self._settled(request_id, token, "gone", "record expired")
         body = json.dumps(event_body(record), separators=(",", ":"))

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
+
+import redis
 
 from worker.runtime import Runtime
 from worker.state.records import ResendRecord
@@ -29,5 +32,7 @@ def call_tango(
     runtime.metrics.tango_call(result.status, time.monotonic() - started_at)
     if isinstance(result, TangoTransientError) and result.status == 429:
         # Tango says the fleet is too fast: hold every worker back, not just this request.
-        runtime.gate.pause(result.retry_after or runtime.gate.rate_interval_seconds)
+        # Redis failing here must not cost the answer in hand (the slot gate still paces).
+        with contextlib.suppress(redis.RedisError):
+            runtime.gate.pause(result.retry_after or runtime.gate.rate_interval_seconds)
     return result, started_at

@@ -167,9 +167,7 @@ def test_a_final_status_not_on_the_replica_is_not_reported(
         wait_for(stored_on_primary, timeout=20, what="sent, on the primary")
         with pytest.raises(RedisUnavailable, match="replica"):
             get_resend(request_id)
-        wait_for(
-            lambda: "holds Tango's answer" in worker.log(), timeout=10, what="the run to hold"
-        )
+        wait_for(lambda: "holds Tango's answer" in worker.log(), timeout=10, what="the run to hold")
 
     record = get_resend(request_id)
     assert record is not None and record.status.value == "sent"

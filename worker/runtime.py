@@ -12,31 +12,17 @@ from functools import cached_property
 from typing import Any
 
 import redis
-import redis.asyncio as redis_asyncio
 
 from worker.core.settings import Settings, get_settings
 from worker.state import scripts
 from worker.state.clock import RedisClock
+from worker.state.connection import AsyncRedis, redis_client
 from worker.state.gate import CallGate
 from worker.state.keys import RedisKeys
 from worker.state.metrics import MetricsRecorder
 from worker.state.records import RecordStore
 from worker.tango.auth import build_authorizer
 from worker.tango.client import TangoClient, build_session
-
-# Bounded timeouts, so a dead Redis fails a call rather than hanging it.
-_CLIENT_OPTIONS: dict[str, Any] = {
-    "decode_responses": True,
-    "socket_timeout": 10,
-    "socket_connect_timeout": 5,
-    "health_check_interval": 15,
-    "retry_on_timeout": True,
-}
-
-
-def redis_client(settings: Settings) -> redis.Redis:
-    """The process's Redis client."""
-    return redis.Redis.from_url(str(settings.redis_url), **_CLIENT_OPTIONS)
 
 
 class AsyncCreate:
@@ -47,14 +33,14 @@ class AsyncCreate:
     """
 
     def __init__(self, settings: Settings) -> None:
-        self._client = redis_asyncio.Redis.from_url(str(settings.redis_url), **_CLIENT_OPTIONS)
-        self._script = scripts.load("create").bind(self._client)
+        self._redis = AsyncRedis(settings)
+        self._script = scripts.load("create").bind(self._redis.client)
 
     async def __call__(self, keys: dict[str, str], args: dict[str, scripts.ScriptValue]) -> Any:
         return await self._script(keys=keys, args=args)
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._redis.aclose()
 
 
 @dataclass

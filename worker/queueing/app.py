@@ -179,6 +179,22 @@ def _check_settings_at_start(**_: Any) -> None:
         raise SystemExit(2) from None
 
 
+# A worker's consumer waits this long for a new primary before Celery's own reconnection
+# backoff takes over (`transport.LeasedSentinelTransport`): Sentinel's default detection
+# (30 s) plus an election that had to be run twice.
+WORKER_PRIMARY_WAIT_SECONDS = 60.0
+
+
+@signals.worker_init.connect
+def _consume_again_as_soon_as_a_primary_answers(sender: Any = None, **_: Any) -> None:
+    """In workers only: under Sentinel, follow a failover within a fraction of a second."""
+    conf = (sender.app if sender is not None else app).conf
+    options = dict(conf.broker_transport_options or {})
+    if "sentinels" in options:
+        options.setdefault("primary_wait_seconds", WORKER_PRIMARY_WAIT_SECONDS)
+        conf.broker_transport_options = options
+
+
 @signals.after_setup_logger.connect
 @signals.after_setup_task_logger.connect
 def _configure_logging(logger: logging.Logger, **_: Any) -> None:

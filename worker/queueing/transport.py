@@ -24,8 +24,10 @@ sentinel in turn, keep one transport and follow the primary (see `worker.state.c
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+from celery.worker import state as worker_state
 from kombu import Connection
 from kombu.transport import TRANSPORT_ALIASES, virtual
 from kombu.transport import redis as kombu_redis
@@ -38,6 +40,8 @@ from worker.queueing.task_names import RESEND_TASK_NAME
 # worker's banner, "Cannot connect to redis://..."), the way kombu shows `pyamqp` as `amqp`.
 TRANSPORT_NAME = "tango-redis"
 SENTINEL_TRANSPORT_NAME = "tango-redis-sentinel"
+# How often a worker's consumer asks for the new primary during a failover.
+PRIMARY_POLL_SECONDS = 0.25
 
 
 def leased_by_us(message: Any) -> bool:
@@ -138,9 +142,34 @@ class LeasedSentinelChannel(kombu_redis.SentinelChannel):
 
 
 class LeasedSentinelTransport(kombu_redis.SentinelTransport):
-    """`broker_transport` of the app under Sentinel: kombu's with `LeasedSentinelChannel`."""
+    """`broker_transport` of the app under Sentinel: kombu's with `LeasedSentinelChannel`.
+
+    When a worker's consumer loses the primary, Celery reconnects after 2, 4, 6... seconds
+    (up to 30 between tries), so it finds the promoted replica up to that long after the
+    promotion: with Sentinel's default 30 s `down-after-milliseconds`, about 10 s late, and
+    later still after a slow election. With the transport option `primary_wait_seconds` (the
+    app sets it in workers only, see `app.py`) a connection attempt instead asks for the
+    primary every quarter second until one answers, and the worker consumes again within a
+    quarter second of the promotion. Producers (the web receiver, the CLI) keep failing fast:
+    they answer 503 or raise, and their caller retries."""
 
     Channel = LeasedSentinelChannel
+
+    def establish_connection(self) -> Any:
+        options = getattr(self.client, "transport_options", None) or {}
+        deadline = time.monotonic() + float(options.get("primary_wait_seconds", 0))
+        while True:
+            try:
+                return super().establish_connection()
+            except self.connection_errors:
+                if time.monotonic() >= deadline or _worker_stopping():
+                    raise
+                time.sleep(PRIMARY_POLL_SECONDS)
+
+
+def _worker_stopping() -> bool:
+    """A warm or cold shutdown was asked for (a SIGTERM, SIGINT or SIGQUIT)."""
+    return worker_state.should_stop is not None or worker_state.should_terminate is not None
 
 
 def register() -> None:

@@ -38,19 +38,33 @@ class ThreadConnections:
         loading it first if Redis does not have it (a restart, `SCRIPT FLUSH`)."""
         connection = self._connection()
         command = ("EVALSHA", script.sha, len(keys), *keys, *args)
+        dropped = False
 
         def attempt() -> Any:
+            if dropped:
+                # Reopen through `connect()`: under Sentinel that asks the sentinels where the
+                # primary is now. Sending on a closed connection would reopen it to the address
+                # it had (redis-py's `send_command` bypasses the Sentinel lookup), which after
+                # a failover is the dead primary, or a replica.
+                connection.connect()
             try:
                 connection.send_command(*command)
                 return connection.read_response()
             except NoScriptError:
+                # A restarted Redis, `SCRIPT FLUSH`, or a promoted replica: Redis 7 does not
+                # replicate the script cache, so a new primary knows none of our scripts.
                 connection.send_command("SCRIPT", "LOAD", script.script)
                 connection.read_response()
                 connection.send_command(*command)
                 return connection.read_response()
 
+        def drop(_: Exception) -> None:
+            nonlocal dropped
+            connection.disconnect()
+            dropped = True
+
         # As the client itself would: a broken connection is dropped and tried once more.
-        return connection.retry.call_with_retry(attempt, lambda _: connection.disconnect())
+        return connection.retry.call_with_retry(attempt, drop)
 
     def _connection(self) -> Any:
         held: _Held | None = getattr(self._local, "held", None)

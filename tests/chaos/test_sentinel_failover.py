@@ -24,7 +24,7 @@ import requests
 
 from tests.support.calls import duplicate_sends, resend_calls, windows_respected
 from tests.support.findings import report
-from tests.support.processes import WebFactory, WebProcess, WorkerFactory
+from tests.support.processes import WebFactory, WorkerFactory
 from tests.support.receiver import post_webhook
 from tests.support.records import wait_all_final
 from tests.support.redis_topology import SentinelTopology

@@ -12,11 +12,11 @@ from functools import cached_property
 from typing import Any
 
 import redis
-import redis.asyncio as redis_asyncio
 
 from worker.core.settings import Settings, get_settings
 from worker.state import scripts
 from worker.state.clock import RedisClock
+from worker.state.connection import AsyncRedis, redis_client
 from worker.state.durability import ReplicaWait
 from worker.state.gate import CallGate
 from worker.state.keys import RedisKeys
@@ -24,20 +24,6 @@ from worker.state.metrics import MetricsRecorder
 from worker.state.records import RecordStore
 from worker.tango.auth import build_authorizer
 from worker.tango.client import TangoClient, build_session
-
-# Bounded timeouts, so a dead Redis fails a call rather than hanging it.
-_CLIENT_OPTIONS: dict[str, Any] = {
-    "decode_responses": True,
-    "socket_timeout": 10,
-    "socket_connect_timeout": 5,
-    "health_check_interval": 15,
-    "retry_on_timeout": True,
-}
-
-
-def redis_client(settings: Settings) -> redis.Redis:
-    """The process's Redis client."""
-    return redis.Redis.from_url(str(settings.redis_url), **_CLIENT_OPTIONS)
 
 
 class AsyncCreate:
@@ -48,8 +34,8 @@ class AsyncCreate:
     """
 
     def __init__(self, settings: Settings) -> None:
-        self._client = redis_asyncio.Redis.from_url(str(settings.redis_url), **_CLIENT_OPTIONS)
-        self._script = scripts.load("create").bind(self._client)
+        self._redis = AsyncRedis(settings)
+        self._script = scripts.load("create").bind(self._redis.client)
         self._wait = ReplicaWait.from_settings(settings)
 
     async def __call__(self, keys: dict[str, str], args: dict[str, scripts.ScriptValue]) -> Any:
@@ -61,7 +47,7 @@ class AsyncCreate:
         """
         if self._wait is None:
             return await self._script(keys=keys, args=args)
-        async with self._client.pipeline(transaction=False) as pipe:
+        async with self._redis.client.pipeline(transaction=False) as pipe:
             await self._script.queue_async(pipe, keys, args)
             self._wait.queue(pipe)
             reply, acknowledged = await pipe.execute()
@@ -69,7 +55,7 @@ class AsyncCreate:
         return reply
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._redis.aclose()
 
 
 @dataclass

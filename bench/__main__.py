@@ -22,6 +22,8 @@ from bench.scenarios import (
     bulk,
     cost,
     deploy,
+    durable,
+    failover,
     kill,
     lateness,
     makespan,
@@ -51,6 +53,8 @@ SCENARIOS: dict[str, Runner] = {
     "kill": lambda ctx, p: kill.run(ctx, p.kill),
     "webhook": lambda ctx, p: webhook.run(ctx, p.webhook),
     "bulk": lambda ctx, p: bulk.run(ctx, p.bulk),
+    "durable": lambda ctx, p: durable.run(ctx, p.durable),
+    "failover": lambda ctx, p: failover.run(ctx, p.failover),
 }
 
 

@@ -70,6 +70,12 @@ class ReplicatedRedis:
         finally:
             self.thaw_replica()
 
+    def __enter__(self) -> ReplicatedRedis:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
     def stop(self) -> None:
         if self.frozen:
             self.thaw_replica()

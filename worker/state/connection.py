@@ -30,7 +30,9 @@ CLIENT_OPTIONS: dict[str, Any] = {
     "socket_timeout": 10,
     "socket_connect_timeout": 5,
     "health_check_interval": 15,
-    "retry_on_timeout": True,
+    # A timeout is retried like a lost connection: redis-py 6 does that by default, and warns
+    # (an error under our tests' filterwarnings) when `retry_on_timeout` is passed to a client
+    # built by its constructor rather than `from_url`.
 }
 
 # A sentinel that does not answer is skipped for the next one: a short wait for each, so a

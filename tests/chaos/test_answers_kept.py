@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,14 +33,14 @@ WINDOW = 2.0
 
 
 def _first_call_received(control: SandboxControl, order: str) -> float:
-    calls: list[dict[str, object]] = []
+    calls: list[dict[str, Any]] = []
 
     def received() -> bool:
         calls[:] = resend_calls(control, order)
         return bool(calls)
 
     wait_for(received, timeout=30, interval=0.02, what="the call to reach Tango")
-    return float(calls[0]["received_at"])  # type: ignore[arg-type]
+    return float(calls[0]["received_at"])
 
 
 def _sleep_until(moment: float) -> None:

@@ -152,3 +152,23 @@ def test_a_go_that_begins_the_run_is_taken_back_too(
         )
     assert redis_client.hget(KEYS.record(record.id), "calling_until") is None
     assert redis_client.get(KEYS.order_window(ORDER)) is None
+
+
+def test_a_client_without_per_thread_connections_waits_through_a_pipeline(
+    redis_client: redis.Redis,
+) -> None:
+    """A single-connection client has no per-thread connections: the script and WAIT go in
+    one pipeline instead, still on one connection."""
+    kwargs = redis_client.connection_pool.connection_kwargs
+    single = redis.Redis(
+        host=kwargs["host"], port=kwargs["port"], db=kwargs["db"], decode_responses=True,
+        single_connection_client=True,
+    )  # fmt: skip
+    try:
+        store = RecordStore(single, KEYS, ttl_seconds=TTL, wait=NO_REPLICA)
+        record = new_record()
+        with pytest.raises(NotReplicated):
+            create(store, record)
+        assert redis_client.hget(KEYS.record(record.id), "status") == "queued"
+    finally:
+        single.close()

@@ -38,6 +38,8 @@ class ScriptCallError(TangoResendError, TypeError):
 
 
 class _Registered(Protocol):
+    registered_client: Any
+
     def __call__(
         self, keys: list[str], args: list[ScriptValue], client: Any | None = None
     ) -> Any: ...
@@ -93,7 +95,12 @@ class BoundScript:
                 self._registered, ordered_keys, ordered_args, *command
             )
             return script_reply, command_reply
-        raise TypeError(f"{self.script.name}.lua: call_then needs a plain redis.Redis client")
+        # Any other sync client: a pipeline sends both on one connection, in one round trip.
+        with self._registered.registered_client.pipeline(transaction=False) as pipe:
+            self._registered(keys=ordered_keys, args=ordered_args, client=pipe)
+            pipe.execute_command(*command)
+            script_reply, command_reply = pipe.execute()
+        return script_reply, command_reply
 
     def queue(
         self, pipeline: Any, keys: Mapping[str, str], args: Mapping[str, ScriptValue]

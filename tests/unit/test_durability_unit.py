@@ -172,3 +172,37 @@ def test_a_client_without_per_thread_connections_waits_through_a_pipeline(
         assert redis_client.hget(KEYS.record(record.id), "status") == "queued"
     finally:
         single.close()
+
+
+def test_a_held_answer_is_stored_again_while_redis_is_away_and_a_bug_is_not_retried(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`keep_trying`: Redis unreachable, read-only (a replica before the failover is
+    followed) or not confirming is waited out; an error Redis answered for a bug is raised."""
+    from worker.resend.run import settle
+    from worker.resend.run.begin import HeldRun
+
+    pauses: list[float] = []
+    monkeypatch.setattr(settle.time, "sleep", pauses.append)
+    settler = settle.Settler(runtime=None, policy=None, rand=lambda: 0.0)  # type: ignore[arg-type]
+    run = HeldRun(new_record(), "1")
+    failures: list[Exception] = [
+        redis.ConnectionError("refused"),
+        redis.ReadOnlyError("You can't write against a read only replica."),
+        NotReplicated("the final status", 0, NO_REPLICA),
+        redis.ResponseError("NOREPLICAS Not enough good replicas to write."),
+    ]
+
+    def store() -> str:
+        if failures:
+            raise failures.pop(0)
+        return "stored"
+
+    assert settler.keep_trying(run, store) == "stored"
+    assert pauses == [0.1, 0.2, 0.5, 0.5]
+
+    def buggy() -> str:
+        raise redis.ResponseError("ERR user_script:1: Script attempted to access nonexistent key")
+
+    with pytest.raises(redis.ResponseError, match="user_script"):
+        settler.keep_trying(run, buggy)

@@ -7,6 +7,7 @@ until its next attempt, where a scheduler publishes its task again.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections.abc import Callable
@@ -31,6 +32,7 @@ from worker.resend.decision import (
 from worker.resend.run.begin import Done, HeldRun
 from worker.resend.run.probe import note_unresolved_call, probe_result
 from worker.runtime import Runtime
+from worker.state.durability import NotReplicated
 from worker.state.metrics import DeferralReason
 from worker.state.records import (
     KEEP_WINDOW,
@@ -54,6 +56,12 @@ logger = logging.getLogger("tango_resend.executor")
 HOLD_RETRY_SECONDS = (0.1, 0.2, 0.5)
 
 _Stored = TypeVar("_Stored")
+# While holding, a warning every this many tries (about half a minute), not every try.
+_HOLD_LOG_EVERY = 60
+# Answers of a Redis that is away, read-only or not yet confirming: what waiting mends. A
+# replica answers READONLY until it is promoted (or the client follows the failover); a
+# primary set with `min-replicas-to-write` answers NOREPLICAS; Sentinel says MASTERDOWN.
+_AWAY_ANSWERS = ("NOREPLICAS", "MASTERDOWN", "TRYAGAIN")
 
 
 class Settler:
@@ -131,11 +139,13 @@ class Settler:
         window and the longest call), and the request's call counts as in flight, so no other
         run calls for it; a replacement after this process's death finds what was stored, or
         else the call left in flight, which it probes."""
-        for attempt in range(1_000_000_000):
+        for attempt in itertools.count():
             try:
                 return store()
             except redis.RedisError as error:
-                if attempt == 0:
+                if not _redis_away(error):
+                    raise  # Redis answered, with an error no retry mends: a bug, reported
+                if attempt % _HOLD_LOG_EVERY == 0:
                     logger.warning(
                         "request=%s holds Tango's answer; Redis failed (%s): keeping it and "
                         "storing it again until Redis takes it",
@@ -280,6 +290,15 @@ class Settler:
         # its score is left alone here.
         self.runtime.records.save(record, None, KEEP_WINDOW, run.token)
         return Done(record.status)
+
+
+def _redis_away(error: redis.RedisError) -> bool:
+    """Whether a Redis error says "not now" (unreachable, read-only, loading, not confirming)
+    rather than "never" (a script's error: a bug, which retrying would only repeat)."""
+    away = NotReplicated | redis.ConnectionError | redis.TimeoutError | redis.ReadOnlyError
+    if isinstance(error, away):  # BusyLoadingError (LOADING) is a ConnectionError
+        return True
+    return str(error).startswith(_AWAY_ANSWERS)
 
 
 def _moment(epoch_seconds: float) -> datetime:

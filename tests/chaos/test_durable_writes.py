@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from tests.chaos.test_sentinel_failover import CALLBACK_SECRET, CallbackSink
 from tests.support.calls import resend_calls
 from tests.support.processes import WebFactory, WorkerFactory
 from tests.support.receiver import post_webhook
@@ -141,19 +142,33 @@ def test_no_call_to_tango_until_the_go_is_on_the_replica(
     assert [(c["status"], bool(c.get("probe"))) for c in calls] == [(201, False)]
 
 
+@pytest.fixture
+def sink() -> Iterator[CallbackSink]:
+    receiver = CallbackSink()
+    yield receiver
+    receiver.close()
+
+
 def test_a_final_status_not_on_the_replica_is_not_reported(
     pair: ReplicatedRedis,
     configure: Configure,
     control: SandboxControl,
     start_worker: WorkerFactory,
+    sink: CallbackSink,
 ) -> None:
     """Tango answers 201 while the replica is frozen: the primary stores `sent`, but
-    `get_resend` (the CLI's status, the API) will not say so until the replica has it; the
-    run holding the answer keeps confirming it meanwhile."""
+    `get_resend` (the CLI's status, the API) will not say so, nor is the outcome callback
+    delivered, until the replica has it; the run holding the answer keeps confirming it."""
     order = "RA251206-2305-01"
     control.add_order(order)
     control.inject_fault(order, delay_seconds=1.5, delay_phase="before")
-    env = configure(redis_url=pair.url(), TANGO_TIMEOUT_SECONDS="6", **WAIT_SETTINGS)
+    env = configure(
+        redis_url=pair.url(),
+        TANGO_TIMEOUT_SECONDS="6",
+        RESULT_WEBHOOK_URL=sink.url,
+        RESULT_WEBHOOK_SECRET=CALLBACK_SECRET,
+        **WAIT_SETTINGS,
+    )
     worker = start_worker(env, "w1", concurrency=2)
     request_id = enqueue_resend(order)
     wait_for(lambda: resend_calls(control, order), timeout=20, what="the call to Tango")
@@ -168,10 +183,20 @@ def test_a_final_status_not_on_the_replica_is_not_reported(
         with pytest.raises(RedisUnavailable, match="replica"):
             get_resend(request_id)
         wait_for(lambda: "holds Tango's answer" in worker.log(), timeout=10, what="the run to hold")
+        # The callback thread claims the entry and finds its status unconfirmed: not sent.
+        wait_for(
+            lambda: f"request={request_id} callback : unconfirmed" in worker.log(),
+            timeout=20,
+            what="a callback held back",
+        )
+        assert request_id not in sink.statuses
 
     record = get_resend(request_id)
     assert record is not None and record.status.value == "sent"
     assert len(resend_calls(control, order)) == 1
+    wait_for(
+        lambda: sink.statuses.get(request_id) == "sent", timeout=60, what="the callback, after"
+    )
 
 
 def test_not_replicated_is_a_redis_error_every_caller_already_handles() -> None:

@@ -206,3 +206,73 @@ def test_a_held_answer_is_stored_again_while_redis_is_away_and_a_bug_is_not_retr
 
     with pytest.raises(redis.ResponseError, match="user_script"):
         settler.keep_trying(run, buggy)
+
+
+def test_the_finished_hook_runs_only_once_the_final_status_is_confirmed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The run stores `sent`; the replicas do not confirm it at first: the `resend_finished`
+    hook waits, and runs once, when the store (asked again) says it is confirmed."""
+    from types import SimpleNamespace
+
+    from worker.resend.callbacks import resend_finished
+    from worker.resend.run import settle
+    from worker.resend.run.begin import HeldRun
+
+    monkeypatch.setattr(settle.time, "sleep", lambda _: None)
+    told: list[str] = []
+    answers: list[bool | NotReplicated] = [NotReplicated("final", 0, NO_REPLICA), True]
+
+    def finish(*_: object, **__: object) -> bool:
+        told.append(f"store:{len(told)}")
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    def receiver(record: object, **_: object) -> None:
+        told.append("hook")
+
+    runtime = SimpleNamespace(records=SimpleNamespace(finish=finish))
+    settler = settle.Settler(runtime=runtime, policy=None, rand=lambda: 0.0)  # type: ignore[arg-type]
+    record = new_record().model_copy(update={"status": ResendStatus.SENT})
+    resend_finished.connect(receiver)
+    try:
+        settler.finish(HeldRun(record, "1"), None, holding=True, answer_in_hand=True)
+    finally:
+        resend_finished.disconnect(receiver)
+    assert told == ["store:0", "store:1", "hook"]
+
+
+def test_a_callback_whose_status_is_unconfirmed_is_due_again_soon_with_no_attempt_counted(
+    redis_client: redis.Redis,
+) -> None:
+    from worker.state import scripts
+
+    claim = scripts.load("outbox_claim").bind(redis_client)
+    settle = scripts.load("outbox_settle").bind(redis_client)
+    outbox, claims, attempts = "t:callbacks:due", "t:callbacks:claims", "t:callbacks:attempts"
+    redis_client.zadd(outbox, {"r-1": 0})
+    _, token, _ = claim(keys={"outbox_key": outbox, "claims_key": claims},
+                        args={"lease": 30, "batch": 1})  # fmt: skip
+
+    def settled(claim_token: str) -> list[object]:
+        return list(
+            settle(
+                keys={"outbox_key": outbox, "claims_key": claims, "attempts_key": attempts},
+                args={
+                    "id": "r-1",
+                    "claim_token": claim_token,
+                    "result": "unconfirmed",
+                    "max_attempts": 3,
+                    "backoff_base": 1,
+                    "backoff_max": 60,
+                },
+            )
+        )
+
+    assert settled("not the claim")[0] == "stale"
+    assert settled(str(token)) == ["unconfirmed", 0, "1"]
+    due_in = float(redis_client.zscore(outbox, "r-1") or 0) - redis_client.time()[0]
+    assert 0 < due_in <= 2
+    assert redis_client.hget(attempts, "r-1") is None

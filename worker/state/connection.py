@@ -30,10 +30,11 @@ CLIENT_OPTIONS: dict[str, Any] = {
     "socket_timeout": 10,
     "socket_connect_timeout": 5,
     "health_check_interval": 15,
-    # A timeout is retried like a lost connection: redis-py 6 does that by default, and warns
-    # (an error under our tests' filterwarnings) when `retry_on_timeout` is passed to a client
-    # built by its constructor rather than `from_url`.
 }
+# A timeout is retried like a lost connection. A client built by redis-py's constructor does
+# that by default (and warns when told to); a Sentinel-managed one does not retry at all unless
+# told, and its one retry is what reopens a dropped connection through the sentinels.
+SENTINEL_DATA_NODE_OPTIONS: dict[str, Any] = {"retry_on_timeout": True}
 
 # A sentinel that does not answer is skipped for the next one: a short wait for each, so a
 # dead sentinel costs a second, not a data node's ten.
@@ -49,7 +50,10 @@ def redis_client(settings: Settings, **overrides: Any) -> redis.Redis:
             list(target.sentinels), sentinel_kwargs=sentinel_node_options(settings)
         )
         client: redis.Redis = manager.master_for(
-            settings.redis_sentinel_master, redis_class=redis.Redis, **options
+            settings.redis_sentinel_master,
+            redis_class=redis.Redis,
+            **options,
+            **SENTINEL_DATA_NODE_OPTIONS,
         )
         return client
     if target.scheme == "unix":
@@ -75,7 +79,10 @@ class AsyncRedis:
             )
             self._sentinels = list(manager.sentinels)
             self.client: redis_asyncio.Redis = manager.master_for(
-                settings.redis_sentinel_master, redis_class=redis_asyncio.Redis, **options
+                settings.redis_sentinel_master,
+                redis_class=redis_asyncio.Redis,
+                **options,
+                **SENTINEL_DATA_NODE_OPTIONS,
             )
         elif target.scheme == "unix":
             self.client = redis_asyncio.Redis(unix_socket_path=target.host, **options)

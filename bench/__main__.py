@@ -60,7 +60,7 @@ SCENARIOS: dict[str, Runner] = {
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="smaller sizes (about 3.5 minutes)")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes (about 8 minutes)")
     parser.add_argument(
         "--only",
         default="",

@@ -136,9 +136,11 @@ class Settler:
         """Store a held answer (`store`), again and again while Redis fails or cannot confirm
         it on REDIS_WAIT_REPLICAS replicas, for as long as this process lives: the answer is
         in no other place. Meanwhile the order's window stays as the gate left it (held for a
-        window and the longest call), and the request's call counts as in flight, so no other
-        run calls for it; a replacement after this process's death finds what was stored, or
-        else the call left in flight, which it probes."""
+        window and the longest call), and the request's call counts as in flight until its
+        bound, so no other run calls for it before then; a replacement (after this process's
+        death, or an outage longer than that bound) finds what was stored, or else the call
+        left in flight, which it probes. (The Redis client's own reconnection attempts come
+        on top of these pauses.)"""
         for attempt in itertools.count():
             try:
                 return store()

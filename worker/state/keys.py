@@ -139,6 +139,12 @@ class RedisKeys:
         return f"{self.prefix}:scheduler:claim:{claim_id}"
 
     @property
+    def replication_barrier(self) -> str:
+        """A key written only so that WAIT after it confirms every write before it
+        (`worker/state/durability.py`); expires after a minute."""
+        return f"{self.prefix}:durability:barrier"
+
+    @property
     def metrics(self) -> str:
         """The fleet's Prometheus counters and histogram buckets (a hash)."""
         return f"{self.prefix}:metrics"

@@ -3,6 +3,7 @@ and what its answer says of when it could have acted (the order's call marker)."
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 
@@ -36,7 +37,9 @@ def call_tango(
     runtime.metrics.tango_call(result.status, time.monotonic() - started_at)
     if isinstance(result, TangoTransientError) and result.status == 429:
         # Tango says the fleet is too fast: hold every worker back, not just this request.
-        runtime.gate.pause(result.retry_after or runtime.gate.rate_interval_seconds)
+        # Redis failing here must not cost the answer in hand (the slot gate still paces).
+        with contextlib.suppress(redis.RedisError):
+            runtime.gate.pause(result.retry_after or runtime.gate.rate_interval_seconds)
     return result, started_at
 
 

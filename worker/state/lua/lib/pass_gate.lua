@@ -31,6 +31,8 @@ local function pass_gate(
     -- lost. Say `go` again rather than making the run wait out its own hold.
     if tonumber(record[3]) > now_seconds() then
       local started = redis.call('HGET', record_key, 'call_started_at') or '0'
+      -- Written again (same value) so that a WAIT behind this reply covers the go.
+      redis.call('HSET', record_key, 'calling_until', record[3])
       return {'go', 0, started}
     end
   end

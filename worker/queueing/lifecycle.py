@@ -15,6 +15,7 @@ from celery import signals
 from prometheus_client import start_http_server
 from redis.exceptions import RedisError
 
+from worker.queueing.broker_logs import install_broker_loss_filter
 from worker.queueing.scheduler import SchedulerThread
 from worker.resend.callbacks import CallbackThread
 from worker.runtime import current_runtime
@@ -22,6 +23,12 @@ from worker.state.metrics import build_registry
 from worker.state.redis_health import warn_if_evicting
 
 logger = logging.getLogger("tango_resend.worker")
+
+
+@signals.worker_init.connect
+def _quiet_broker_loss(**_: Any) -> None:
+    """Redis lost: one line a minute, not a traceback a second (broker_logs.py)."""
+    install_broker_loss_filter()
 
 
 @signals.worker_ready.connect

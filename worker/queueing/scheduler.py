@@ -36,6 +36,11 @@ from typing import Any
 
 import redis
 
+from worker.core.conditions import (
+    REDIS_OUTAGE_ERRORS,
+    REDIS_UNREACHABLE,
+    redis_error_detail,
+)
 from worker.queueing.app import publish_resend
 from worker.runtime import Runtime
 from worker.state import scripts
@@ -129,9 +134,14 @@ class SchedulerThread(threading.Thread):
                     pubsub = self._runtime.redis.pubsub(ignore_subscribe_messages=True)
                     pubsub.subscribe(self._runtime.keys.scheduler_wakeup)
                 _, next_in = self._releaser.release_due()
+                REDIS_UNREACHABLE.clear()
                 # Sleep until the next due time or a wake-up, whichever is first.
                 pubsub.get_message(timeout=min(max(next_in, 0.0), MAX_IDLE_SECONDS))
-            except Exception:  # Redis down: try again shortly, never kill the worker
+            except REDIS_OUTAGE_ERRORS as error:  # Redis down: one line a minute, not a traceback
+                REDIS_UNREACHABLE.report(f"scheduler: {redis_error_detail(error)}")
+                pubsub = None
+                self._stopped.wait(1.0)
+            except Exception:  # a bug of ours: say so, try again shortly, never kill the worker
                 logger.warning("scheduler pass failed; will try again", exc_info=True)
                 pubsub = None
                 self._stopped.wait(1.0)

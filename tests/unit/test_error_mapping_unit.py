@@ -12,7 +12,13 @@ import pytest
 import requests
 from requests.structures import CaseInsensitiveDict
 
-from worker.tango.error_mapping import error_for_exception, error_for_response, parse_json_object
+from worker.tango.error_mapping import (
+    NeverReached,
+    error_for_exception,
+    error_for_response,
+    never_reached,
+    parse_json_object,
+)
 from worker.tango.errors import (
     TangoAuthenticationError,
     TangoCooldownError,
@@ -425,7 +431,9 @@ def test_a_refused_connection_is_transient_and_not_ambiguous() -> None:
 
     assert isinstance(error, TangoTransientError)
     assert error.ambiguous is False
-    assert error.message == "ConnectionError: no answer from Tango"
+    assert error.message.startswith("ConnectionError: no answer from Tango (")
+    assert "Connection refused" in error.message
+    assert never_reached(error) is NeverReached.UNREACHABLE
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis
-from kombu.exceptions import OperationalError
 
 REPEAT_SECONDS = 60.0
 
@@ -154,13 +153,17 @@ REDIS_UNREACHABLE = Condition(logging.getLogger("tango_resend.redis"), "Redis is
 TANGO_CREDENTIALS_REFUSED = Condition(
     logging.getLogger("tango_resend.tango"), "Tango refuses our credentials"
 )
+TOKEN_ENDPOINT_FAILING = Condition(
+    logging.getLogger("tango_resend.tango"), "Tango's OAuth token endpoint is failing"
+)
 TANGO_UNREACHABLE = Condition(
     logging.getLogger("tango_resend.tango"), "Tango is unreachable", level=logging.WARNING
 )
 
 
-# What a lost Redis raises: redis-py's errors, and kombu's when a publish to the broker fails.
-REDIS_OUTAGE_ERRORS: tuple[type[BaseException], ...] = (redis.RedisError, OperationalError)
+# What a lost Redis raises (redis-py's errors). The Celery glue adds kombu's OperationalError
+# where it publishes, which keeps kombu out of the layers below it.
+REDIS_OUTAGE_ERRORS: tuple[type[BaseException], ...] = (redis.RedisError,)
 
 
 def redis_error_detail(error: BaseException) -> str:

@@ -35,9 +35,9 @@ import uuid
 from typing import Any
 
 import redis
+from kombu.exceptions import OperationalError
 
 from worker.core.conditions import (
-    REDIS_OUTAGE_ERRORS,
     REDIS_UNREACHABLE,
     redis_error_detail,
 )
@@ -49,6 +49,8 @@ from worker.state.wakeup import MAX_IDLE_SECONDS
 logger = logging.getLogger("tango_resend.scheduler")
 
 _BATCH = 500
+# Redis lost: its client's errors, or kombu's when a publish to the broker (our Redis) fails.
+_REDIS_LOST: tuple[type[Exception], ...] = (redis.RedisError, OperationalError)
 _CLAIM_MEMO_SECONDS = 60
 
 
@@ -137,7 +139,7 @@ class SchedulerThread(threading.Thread):
                 REDIS_UNREACHABLE.clear()
                 # Sleep until the next due time or a wake-up, whichever is first.
                 pubsub.get_message(timeout=min(max(next_in, 0.0), MAX_IDLE_SECONDS))
-            except REDIS_OUTAGE_ERRORS as error:  # Redis down: one line a minute, not a traceback
+            except _REDIS_LOST as error:  # Redis down: one line a minute, not a traceback
                 REDIS_UNREACHABLE.report(f"scheduler: {redis_error_detail(error)}")
                 pubsub = None
                 self._stopped.wait(1.0)

@@ -17,6 +17,10 @@ class ResendStatus(StrEnum):
     QUEUED = "queued"
     DEFERRED = "deferred"
     RETRYING = "retrying"
+    # Tango is down for the whole fleet (unreachable, our credentials refused) or answered
+    # 503/429: no call reached it, and the request waits (its reason says on what) until
+    # TANGO_OUTAGE_PATIENCE_SECONDS after its first try.
+    WAITING = "waiting"
     SENT = "sent"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -87,6 +91,11 @@ class ResendRecord(BaseModel):
     # The start (Redis's clock, epoch seconds) of the earliest call whose outcome is unknown
     # (a timeout, a reset, a 502/504, a worker killed mid-call) and not yet settled by a probe.
     unresolved_call_started_at: float | None = None
+    # When a run first took the request to call Tango (Redis's clock, epoch seconds): calls
+    # that never reached Tango are retried until TANGO_OUTAGE_PATIENCE_SECONDS after it.
+    first_tried_at: float | None = None
+    # Calls in a row that never reached Tango (they use up no retries; they grow the backoff).
+    outage_failures: int = 0
 
     @property
     def window_deferrals(self) -> int:

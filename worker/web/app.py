@@ -20,6 +20,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.responses import PlainTextResponse, Response
+from kombu.exceptions import OperationalError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
@@ -121,7 +122,7 @@ def _answer_redis_loss(app: FastAPI, settings: Settings) -> None:
             return redis_unreachable_page(settings, request)
         return _problem_response(request, unavailable("Redis is unreachable; retry later"))
 
-    for kind in (*REDIS_OUTAGE_ERRORS, RedisUnavailable):
+    for kind in (*REDIS_OUTAGE_ERRORS, OperationalError, RedisUnavailable):
         app.add_exception_handler(kind, redis_lost)
 
 

@@ -45,6 +45,7 @@ class Condition:
         self,
         logger: logging.Logger,
         what: str,
+        ended: str,
         *,
         level: int = logging.ERROR,
         repeat_seconds: float = REPEAT_SECONDS,
@@ -54,11 +55,13 @@ class Condition:
         """Args:
         logger: where the lines go.
         what: the condition in words ("Redis is unreachable"), the start of every line.
+        ended: its end in words ("Redis answers again").
         level: the level of the first line; the "still" lines are WARNING, the end INFO.
         repeat_seconds: at most one "still" line per this many seconds.
         """
         self._logger = logger
         self._what = what
+        self._ended = ended
         self._level = level
         self._repeat = repeat_seconds
         self._clock = clock
@@ -123,7 +126,7 @@ class Condition:
             self._started = self._since = self._detail = None
             self._failures = self._hidden = 0
         self._logger.warning(
-            "%s no more: it lasted %s (%d failure(s))", self._what, _duration(lasted), failures
+            "%s after %s (%d failure(s) meanwhile)", self._ended, _duration(lasted), failures
         )
         return True
 
@@ -140,7 +143,7 @@ class Condition:
 
 def _duration(seconds: float) -> str:
     seconds = max(seconds, 0.0)
-    if seconds < 120:
+    if seconds < 600:
         return f"{seconds:.0f}s"
     if seconds < 7200:
         return f"{seconds / 60:.0f} min"
@@ -149,15 +152,24 @@ def _duration(seconds: float) -> str:
 
 # This process's conditions. Module-level on purpose: every thread and every Celery signal
 # handler of the process must report into the same one, and none reads the environment.
-REDIS_UNREACHABLE = Condition(logging.getLogger("tango_resend.redis"), "Redis is unreachable")
+REDIS_UNREACHABLE = Condition(
+    logging.getLogger("tango_resend.redis"), "Redis is unreachable", "Redis answers again"
+)
 TANGO_CREDENTIALS_REFUSED = Condition(
-    logging.getLogger("tango_resend.tango"), "Tango refuses our credentials"
+    logging.getLogger("tango_resend.tango"),
+    "Tango refuses our credentials",
+    "Tango accepts our credentials again",
 )
 TOKEN_ENDPOINT_FAILING = Condition(
-    logging.getLogger("tango_resend.tango"), "Tango's OAuth token endpoint is failing"
+    logging.getLogger("tango_resend.tango"),
+    "Tango's OAuth token endpoint is failing",
+    "Tango's OAuth token endpoint answers again",
 )
 TANGO_UNREACHABLE = Condition(
-    logging.getLogger("tango_resend.tango"), "Tango is unreachable", level=logging.WARNING
+    logging.getLogger("tango_resend.tango"),
+    "Tango is unreachable",
+    "Tango answers again",
+    level=logging.WARNING,
 )
 
 

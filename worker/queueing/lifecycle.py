@@ -66,7 +66,9 @@ def _start_scheduler(**_: Any) -> None:
             callbacks.start()
             _schedulers.append(callbacks)
     if runtime.settings.metrics_port:
-        registry = build_registry(runtime.redis, runtime.keys, runtime.settings.resend_queue)
+        registry = build_registry(
+            runtime.redis, runtime.keys, runtime.settings.resend_queue, runtime.outage
+        )
         start_http_server(runtime.settings.metrics_port, registry=registry)
 
 

@@ -210,9 +210,8 @@ async def _accept(
 
 
 def _add_metrics_route(app: FastAPI, settings: Settings) -> None:
-    registry = build_registry(
-        current_runtime().redis, current_runtime().keys, settings.resend_queue
-    )
+    runtime = current_runtime()
+    registry = build_registry(runtime.redis, runtime.keys, settings.resend_queue, runtime.outage)
 
     @app.get("/metrics", response_class=PlainTextResponse)
     def metrics() -> PlainTextResponse:

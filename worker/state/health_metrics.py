@@ -28,6 +28,7 @@ class HealthGauges:
         self._lock = threading.Lock()
         self._waiting: dict[OutageReason, int] = dict.fromkeys(OutageReason, 0)
         self._tango_up: bool | None = None
+        self._down_for: OutageReason | None = None
         self._last_success: float | None = None
 
     def collect(self, redis_up: bool) -> Iterator[Metric]:
@@ -36,8 +37,11 @@ class HealthGauges:
         with self._lock:
             waiting = dict(self._waiting)
             fleet_tango_up, last_success = self._tango_up, self._last_success
+            down_for = self._down_for
         own_tango_up = not (TANGO_UNREACHABLE.active or TANGO_CREDENTIALS_REFUSED.active)
         tango_up = fleet_tango_up if redis_up and fleet_tango_up is not None else own_tango_up
+        if not redis_up or fleet_tango_up is None:
+            down_for = _own_outage_reason()
         own_success = self._outage.last_success
         if own_success is not None and (last_success is None or own_success > last_success):
             last_success = own_success
@@ -58,6 +62,14 @@ class HealthGauges:
                 "When a call last got an answer from Tango that was not a refusal of us.",
                 value=last_success,
             )
+        outages = GaugeMetricFamily(
+            "tango_resend_tango_outage",
+            "1 for the reason Tango is marked down (unreachable, credentials_refused), else 0.",
+            labels=["reason"],
+        )
+        for reason in OutageReason:
+            outages.add_metric([reason.value], 1.0 if reason is down_for else 0.0)
+        yield outages
         family = GaugeMetricFamily(
             "tango_resend_waiting_on_outage",
             "Requests waiting on a Tango outage, by reason (unreachable, "
@@ -77,5 +89,15 @@ class HealthGauges:
             return  # the last known values stay
         with self._lock:
             self._tango_up = outage is None
+            self._down_for = None if outage is None else outage.reason
             self._last_success = last_success
             self._waiting = waiting
+
+
+def _own_outage_reason() -> OutageReason | None:
+    """What this process last saw of Tango, for when Redis cannot say."""
+    if TANGO_CREDENTIALS_REFUSED.active:
+        return OutageReason.CREDENTIALS_REFUSED
+    if TANGO_UNREACHABLE.active:
+        return OutageReason.UNREACHABLE
+    return None

@@ -202,15 +202,28 @@ def history(order_id: str, as_json: bool) -> None:
     default=None,
     help="With --all-failed: only those created within, e.g. 1h.",
 )
+@click.option(
+    "--include-permanent",
+    is_flag=True,
+    help="With --all-failed: retry permanent failures too (404 unknown order, 403.003, 400), "
+    "which are skipped otherwise: Tango would refuse them again.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print old and new ids as JSON.")
-def retry(request_id: str | None, all_failed: bool, since: timedelta | None, as_json: bool) -> None:
+def retry(
+    request_id: str | None,
+    all_failed: bool,
+    since: timedelta | None,
+    include_permanent: bool,
+    as_json: bool,
+) -> None:
     """Queue failed requests again, as new requests linked to the old ones.
 
     Each failed request is retried once: one already retried is not queued again, and its
-    retry's id is printed "(already retried)". REQUEST_ID may be a unique prefix of 8 or more
+    retry's id is printed "(already retried)". --all-failed skips the permanent failures
+    unless --include-permanent is given. REQUEST_ID may be a unique prefix of 8 or more
     characters."""
     settings_or_exit()
-    from worker.resend.producer import NotRetryable, retry_resend
+    from worker.resend.producer import NotRetryable, is_permanent_failure, retry_resend
     from worker.runtime import current_runtime
     from worker.state.queries import iter_requests
 
@@ -218,6 +231,7 @@ def retry(request_id: str | None, all_failed: bool, since: timedelta | None, as_
         fail("give a REQUEST_ID or --all-failed (not both)", EXIT_BAD_INPUT)
     if request_id:
         targets: list[ResendRecord] | None = None
+        skipped: list[ResendRecord] = []
         request_id = _full_id(request_id)
         try:
             submission = retry_resend(request_id)
@@ -226,7 +240,9 @@ def retry(request_id: str | None, all_failed: bool, since: timedelta | None, as_
             fail(str(error), code)
         pairs = [(request_id, submission)]
     else:
-        targets = list(iter_requests(current_runtime(), status=ResendStatus.FAILED, since=since))
+        failed = list(iter_requests(current_runtime(), status=ResendStatus.FAILED, since=since))
+        targets = [old for old in failed if include_permanent or not is_permanent_failure(old)]
+        skipped = [old for old in failed if old not in targets]
         pairs = [(old.id, retry_resend(old.id)) for old in targets]
     # A failed request is retried once; asking again answers its existing retry ("idempotent").
     if as_json:
@@ -241,12 +257,19 @@ def retry(request_id: str | None, all_failed: bool, since: timedelta | None, as_
             ]
         )
         return
+    for old_record in skipped:
+        click.echo(f"{old_record.id} skipped: failed permanently ({old_record.reason})")
     for old, new in pairs:
         note = " (already retried)" if new.outcome == SubmissionOutcome.IDEMPOTENT else ""
         click.echo(f"{old} -> {new.request_id}{note}")
     if targets is not None:
         again = sum(1 for _, new in pairs if new.outcome == SubmissionOutcome.IDEMPOTENT)
-        click.echo(f"{len(pairs) - again} failed request(s) queued again, {again} already retried")
+        summary = f"{len(pairs) - again} failed request(s) queued again, {again} already retried"
+        if skipped:
+            summary += (
+                f", {len(skipped)} permanent failure(s) skipped (--include-permanent retries them)"
+            )
+        click.echo(summary)
 
 
 @click.command(epilog=EXITS_CHANGE)

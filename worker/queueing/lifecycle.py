@@ -25,9 +25,10 @@ from worker.state.redis_health import warn_if_evicting
 logger = logging.getLogger("tango_resend.worker")
 
 
-@signals.worker_init.connect
+@signals.worker_ready.connect
 def _quiet_broker_loss(**_: Any) -> None:
-    """Redis lost: one line a minute, not a traceback a second (broker_logs.py)."""
+    """Redis lost: one line a minute, not a traceback a second (broker_logs.py). Installed
+    once logging is set up: Celery's setup turns its own deprecation warnings on."""
     install_broker_loss_filter()
 
 

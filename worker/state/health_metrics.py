@@ -42,9 +42,12 @@ class HealthGauges:
         tango_up = fleet_tango_up if redis_up and fleet_tango_up is not None else own_tango_up
         if not redis_up or fleet_tango_up is None:
             down_for = _own_outage_reason()
-        own_success = self._outage.last_success
-        if own_success is not None and (last_success is None or own_success > last_success):
-            last_success = own_success
+        if not redis_up:
+            # The fleet's value (written at most every few seconds) while Redis answers, so
+            # every endpoint serves the same; this process's own when Redis does not.
+            own_success = self._outage.last_success
+            if own_success is not None and (last_success is None or own_success > last_success):
+                last_success = own_success
         yield GaugeMetricFamily(
             "tango_resend_redis_up",
             "1 when this process reached Redis for this scrape, else 0 (from its own memory).",

@@ -188,9 +188,7 @@ class TangoOutage:
         return {reason: int(n) for reason, n in zip(OutageReason, counts, strict=True)}
 
     def last_success_at(self) -> float | None:
-        """The fleet's last success (Redis), or this process's own when later."""
+        """The fleet's last success as Redis holds it (written by each process at most every
+        few seconds), or None before any."""
         stored = self._client.get(self._keys.tango_last_success)
-        fleet = float(stored) if stored is not None else None
-        own = self.last_success
-        candidates = [value for value in (fleet, own) if value is not None]
-        return max(candidates) if candidates else None
+        return float(stored) if stored is not None else None

@@ -30,6 +30,8 @@ _MIN_MARK_TTL_SECONDS = 300
 # How often one process writes Tango's last success to Redis at most.
 _SUCCESS_WRITE_SECONDS = 5.0
 _WAITING_GRACE_SECONDS = 5.0
+# Every key of ours expires: a fleet silent this long has no last success worth showing.
+_LAST_SUCCESS_TTL_SECONDS = 30 * 86400
 
 
 class OutageReason(StrEnum):
@@ -144,14 +146,16 @@ class TangoOutage:
             with self._client.pipeline(transaction=False) as pipe:
                 pipe.delete(self._keys.tango_outage)
                 pipe.delete(self._keys.tango_outage_test)
-                pipe.set(self._keys.tango_last_success, repr(now))
+                pipe.set(self._keys.tango_last_success, repr(now), ex=_LAST_SUCCESS_TTL_SECONDS)
                 deleted, _, _ = pipe.execute()
             self._success_written = self._monotonic()
             return bool(deleted)
         if self._monotonic() - self._success_written >= _SUCCESS_WRITE_SECONDS:
             self._success_written = self._monotonic()
             with contextlib.suppress(redis.RedisError):  # a gauge only: never fails a run
-                self._client.set(self._keys.tango_last_success, repr(now))
+                self._client.set(
+                    self._keys.tango_last_success, repr(now), ex=_LAST_SUCCESS_TTL_SECONDS
+                )
         return False
 
     def take_test(self, interval_seconds: float) -> bool:

@@ -17,6 +17,7 @@ from worker.runtime import Runtime
 from worker.state.metrics import build_registry
 from worker.state.outage import OutageReason
 from worker.state.records import ResendRecord, ResendStatus
+from worker.tango.auth import TokenUnavailable
 from worker.tango.errors import (
     TangoAuthenticationError,
     TangoPermanentError,
@@ -215,3 +216,27 @@ def test_503_and_429_wait_without_marking_the_fleet(runtime: Runtime) -> None:
     assert reason is not None and reason.startswith("waiting: Tango is busy")
     assert stored(runtime, limited).transient_failures == 0
     assert runtime.outage.read() is None
+
+
+def test_an_oauth_client_refused_by_the_token_endpoint_waits_on_refused_credentials(
+    runtime: Runtime,
+) -> None:
+    """Given the token endpoint answering 401 (wrong TANGO_CLIENT_SECRET); Then no call is
+    made, the request waits on refused credentials, and the fleet marks Tango down."""
+    request_id = request_for(runtime, 1)
+    tango = ScriptedTango()
+    tango.token_error = TokenUnavailable(
+        "token request refused: Unauthorized", status=401, retry_after=5.0
+    )
+
+    assert executor_with(runtime, tango).run(request_id) == Done(ResendStatus.WAITING)
+
+    assert tango.calls == []
+    record = stored(runtime, request_id)
+    assert record.reason is not None
+    assert record.reason.startswith("waiting: credentials refused since ")
+    assert record.next_attempt_at is not None
+    wait = (record.next_attempt_at - runtime.clock.now()).total_seconds()
+    assert wait <= 4.0, "capped at TANGO_OUTAGE_RETRY_MAX_SECONDS"
+    outage = runtime.outage.read()
+    assert outage is not None and outage.reason is OutageReason.CREDENTIALS_REFUSED

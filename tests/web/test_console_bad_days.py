@@ -129,3 +129,34 @@ def test_the_consoles_retry_skips_a_permanent_failure_unless_ticked(
     )
     assert taken.status_code == 303
     assert "retry_of=" in taken.headers["location"]
+
+
+def test_a_request_waiting_on_an_outage_shows_its_own_status_and_reason(
+    web_env: dict[str, str],
+) -> None:
+    """The waiting state is its own status, with its reason, in the REST API and the
+    console (the CLI's `status`: tests/integration/test_bad_days_at_tango.py)."""
+    runtime = current_runtime()
+    waiting = enqueue_resend("RA251125-3902-01")
+    record = runtime.records.get(waiting)
+    assert record is not None
+    record.status = ResendStatus.WAITING
+    record.reason = "waiting: Tango unreachable since 14:02 UTC (ConnectionError: refused)"
+    assert runtime.records.save(record, runtime.clock.timestamp() + 30)
+    client = TestClient(create_app(), follow_redirects=False)
+
+    api = client.get(f"/resends/{waiting}", headers={"Authorization": f"Bearer {API_TOKEN}"})
+    assert api.status_code == 200
+    assert (api.json()["status"], api.json()["reason"]) == ("waiting", record.reason)
+    listed = client.get(
+        "/resends", params={"status": "waiting"}, headers={"Authorization": f"Bearer {API_TOKEN}"}
+    )
+    assert listed.status_code == 200, listed.text
+    assert waiting in listed.text
+    sign_in(client)
+    page = client.get(f"/console/requests/{waiting}")
+    assert page.status_code == 200
+    assert 'data-status="waiting"' in page.text
+    assert "waiting: Tango unreachable since 14:02 UTC" in page.text
+    fleet = client.get("/console/fleet")
+    assert "Tango to come back" in fleet.text

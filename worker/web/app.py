@@ -200,7 +200,8 @@ async def _accept(
     except InvalidResendRequest as error:
         raise HttpProblem(422, "invalid_request", str(error), fields=error.errors) from None
     except EnqueueError as error:
-        logger.warning("webhook refused, not stored: %s", error)
+        # Refused with a 503 the sender retries; logged as one condition, not once a webhook.
+        REDIS_UNREACHABLE.report(f"web: a webhook refused, not stored: {error}")
         raise unavailable("the request could not be stored; retry later") from None
     return Accepted(
         id=submission.request_id,

@@ -55,9 +55,15 @@ def outage_in_force(runtime: Runtime) -> Outage | None:
     """The fleet's outage mark (read at most once a second per process), None when Redis
     cannot say: the run then goes on as usual and meets whatever Redis does."""
     try:
-        return runtime.outage.current()
+        outage = runtime.outage.current()
     except redis.RedisError:
         return None
+    if outage is None:
+        # Another worker's call got through and cleared the mark: this process's own
+        # conditions end too (their last line), though it has made no call since.
+        TANGO_UNREACHABLE.clear()
+        TANGO_CREDENTIALS_REFUSED.clear()
+    return outage
 
 
 def take_test_call(runtime: Runtime, outage: Outage, policy: ResendPolicy, rand: Random) -> bool:

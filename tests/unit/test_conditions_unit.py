@@ -4,10 +4,15 @@ while it lasts, one when it ends; and Celery's broker-loss lines routed into the
 from __future__ import annotations
 
 import logging
+import socket
 
 import pytest
+import redis
 
-from worker.core.conditions import Condition
+from worker.core.conditions import REDIS_UNREACHABLE, TANGO_CREDENTIALS_REFUSED, Condition
+from worker.state.keys import RedisKeys
+from worker.state.metrics import build_registry
+from worker.state.outage import TangoOutage
 from worker.queueing.broker_logs import CONSUMER_LOGGER, BrokerLossFilter
 
 
@@ -79,8 +84,6 @@ def test_the_consumers_broker_loss_lines_become_one_condition(
 ) -> None:
     """Celery's "Cannot connect to redis://…" ERROR per reconnection, and its traceback on
     the loss, are dropped and reported to the process's Redis condition instead."""
-    from worker.core.conditions import REDIS_UNREACHABLE
-
     REDIS_UNREACHABLE.clear()
     caplog.set_level(logging.INFO)
     consumer = logging.getLogger(CONSUMER_LOGGER)
@@ -113,3 +116,33 @@ def test_the_consumers_broker_loss_lines_become_one_condition(
     assert not any(record.exc_info for record in caplog.records if record.name == CONSUMER_LOGGER)
     assert sum("Redis is unreachable: broker:" in message for message in messages) == 1
     assert "consumer: something else" in messages
+
+
+def test_with_redis_down_the_health_gauges_answer_from_the_processs_memory() -> None:
+    """Given no Redis at all and this process having seen Tango refuse our credentials;
+    Then a scrape still answers: redis_up 0, tango_up 0, the outage's reason, and Tango's
+    last success as this process saw it."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    nowhere = redis.Redis(port=port, socket_connect_timeout=0.5, decode_responses=True)
+    outage = TangoOutage(nowhere, RedisKeys("nowhere"))
+    outage.last_success = 1764979200.0
+    registry = build_registry(nowhere, RedisKeys("nowhere"), "q", outage)
+    TANGO_CREDENTIALS_REFUSED.report("401 at http://tango.example/raas/v2")
+    try:
+        values = {
+            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in registry.collect()
+            for sample in family.samples
+        }
+    finally:
+        TANGO_CREDENTIALS_REFUSED.clear()
+        REDIS_UNREACHABLE.clear()
+
+    assert values[("tango_resend_redis_up", ())] == 0.0
+    assert values[("tango_resend_tango_up", ())] == 0.0
+    assert values[("tango_resend_tango_outage", (("reason", "credentials_refused"),))] == 1.0
+    assert values[("tango_resend_tango_outage", (("reason", "unreachable"),))] == 0.0
+    assert values[("tango_resend_tango_last_success_timestamp_seconds", ())] == 1764979200.0
+    assert values[("tango_resend_waiting_on_outage", (("reason", "unreachable"),))] == 0.0

@@ -9,6 +9,7 @@ import redis
 from celery import Task
 from celery.exceptions import Reject
 
+from worker.core.conditions import REDIS_UNREACHABLE
 from worker.queueing.app import RESEND_TASK_NAME, ResultlessTask, app
 from worker.resend.executor import ResendExecutor
 from worker.runtime import current_runtime
@@ -39,7 +40,8 @@ def send_resend(self: Task[Any, Any], request_id: str, dispatch: int | None = No
             step = executor.run(request_id, dispatch)
     except redis.RedisError as error:
         attempt = min(self.request.retries, len(_INFRASTRUCTURE_BACKOFF_SECONDS) - 1)
-        logger.warning("request=%s Redis failed mid-run (%s); will run again", request_id, error)
+        # One line when Redis goes, one a minute, one when it is back: not one per task.
+        REDIS_UNREACHABLE.report(f"request={request_id} mid-run (will run again): {error}")
         _run_again(self, _INFRASTRUCTURE_BACKOFF_SECONDS[attempt])
     except Exception as error:
         # A bug of ours: fail this request visibly rather than crash-loop or drop it silently.

@@ -22,6 +22,7 @@ from worker.state.durability import ReplicaWait
 from worker.state.gate import MARKER_KEEP_SECONDS, CallGate
 from worker.state.keys import RedisKeys
 from worker.state.metrics import MetricsRecorder
+from worker.state.outage import TangoOutage
 from worker.state.records import RecordStore
 from worker.tango.auth import build_authorizer
 from worker.tango.client import TangoClient, build_session
@@ -115,6 +116,11 @@ class Runtime:
     @cached_property
     def metrics(self) -> MetricsRecorder:
         return MetricsRecorder(self.redis, self.keys)
+
+    @cached_property
+    def outage(self) -> TangoOutage:
+        """The fleet's mark that Tango is down (worker/state/outage.py)."""
+        return TangoOutage(self.redis, self.keys)
 
     @cached_property
     def clock(self) -> RedisClock:

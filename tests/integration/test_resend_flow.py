@@ -73,7 +73,9 @@ def test_503_then_500_then_success(control: SandboxControl, start_worker: Worker
 
     assert record.status.value == "sent"
     assert [c["status"] for c in resend_calls(control, ORDER)] == [503, 500, 201]
-    assert record.attempts == 3 and record.transient_failures == 2
+    # The 503 never reached Tango: it waited, using up no retry; the 500 used one.
+    assert record.attempts == 3 and record.transient_failures == 1
+    assert [e.outcome for e in record.attempt_log] == ["retrying", "retrying", "sent"]
     assert record.response is not None and "createdAt" in record.response
 
 

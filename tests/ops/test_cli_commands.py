@@ -27,6 +27,8 @@ pytestmark = pytest.mark.integration
 KNOWN = "RA251125-8101-01"
 UNKNOWN = "RA251125-8199-01"
 OTHER_UNKNOWN = "RA251125-8199-02"
+THIRD_UNKNOWN = "RA251125-8199-03"
+FLAKY = "RA251125-8301-01"  # a 500, with no retries left
 RETRIED = "RA251125-8102-01"  # refused once (400), then sent
 
 
@@ -153,14 +155,14 @@ def test_retry_all_failed_honours_since_and_never_duplicates(
     # A cut-off between the two: the newer one is younger, the older one over a second older.
     since = f"{redis_age_seconds(newer) + 0.5:.2f}s"
     assert redis_age_seconds(older) > redis_age_seconds(newer) + 1.0
-    recent = run_cli("retry", "--all-failed", "--since", since, "--json")
+    recent = run_cli("retry", "--all-failed", "--include-permanent", "--since", since, "--json")
     assert recent.exit_code == 0, explain(recent)
     (pair,) = json_out(recent)
     assert (pair["retried"], pair["already_retried"]) == (newer, False)
     retry_of_newer = pair["id"]
     assert get_resend(retry_of_newer).retry_of == newer  # type: ignore[union-attr]
 
-    every = run_cli("retry", "--all-failed")
+    every = run_cli("retry", "--all-failed", "--include-permanent")
     assert every.exit_code == 0, explain(every)
     lines = every.stdout.splitlines()
     assert lines[-1] == "1 failed request(s) queued again, 1 already retried"
@@ -172,7 +174,9 @@ def test_retry_all_failed_honours_since_and_never_duplicates(
     queued = json_out(run_cli("list", "--status", "queued", "--json"))
     assert sorted(r["id"] for r in queued) == sorted([retry_of_newer, mapping[older]])
 
-    none_failed = run_cli("retry", "--all-failed", "--since", "0.001s", "--json")
+    none_failed = run_cli(
+        "retry", "--all-failed", "--include-permanent", "--since", "0.001s", "--json"
+    )
     assert none_failed.exit_code == 0 and json_out(none_failed) == []
 
 
@@ -208,7 +212,7 @@ def test_retrying_a_failed_request_again_and_again_calls_tango_once_more(
         {"retried": failed_id, "id": retry_id, "already_retried": True, "recent": False}
     ]
     for _ in range(2):
-        every = run_cli("retry", "--all-failed")
+        every = run_cli("retry", "--all-failed", "--include-permanent")
         assert every.exit_code == 0, explain(every)
         assert every.stdout.splitlines() == [
             f"{failed_id} -> {retry_id} (already retried)",
@@ -225,6 +229,36 @@ def test_retrying_a_failed_request_again_and_again_calls_tango_once_more(
         (400, {"newEtid": "E000456"}),
         (201, {"newEtid": "E000456"}),
     ]
+
+
+def test_retry_all_failed_skips_permanent_failures_unless_asked(
+    control: SandboxControl, start_worker: WorkerFactory, run_cli: CliRun
+) -> None:
+    """Given one request Tango refused for good (404 unknown order) and one that failed for
+    a reason a retry can change (a 500 with no retries left); Then `retry --all-failed`
+    queues only the second and names the first as skipped; `--include-permanent` takes it."""
+    control.add_order(FLAKY)
+    control.inject_fault(FLAKY, status=500)
+    worker = start_worker(RESEND_MAX_RETRIES="0")
+    unknown, flaky = enqueue_resend(THIRD_UNKNOWN), enqueue_resend(FLAKY)
+    wait_for(lambda: finished([unknown, flaky]), timeout=15, what="both failures")
+    worker.stop()
+
+    default = run_cli("retry", "--all-failed")
+    assert default.exit_code == 0, explain(default)
+    lines = default.stdout.splitlines()
+    assert lines[0].startswith(f"{unknown} skipped: failed permanently (Tango refused")
+    assert lines[1].startswith(f"{flaky} -> ")
+    assert lines[-1] == (
+        "1 failed request(s) queued again, 0 already retried, 1 permanent failure(s) skipped "
+        "(--include-permanent retries them)"
+    )
+
+    everything = json_out(run_cli("retry", "--all-failed", "--include-permanent", "--json"))
+    assert {(pair["retried"], pair["already_retried"]) for pair in everything} == {
+        (unknown, False),
+        (flaky, True),
+    }
 
 
 def test_cancel_exit_codes_and_json_without_a_worker(

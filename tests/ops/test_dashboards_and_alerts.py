@@ -39,7 +39,10 @@ def promtool() -> str:
 def exported_names(client: redis.Redis) -> set[str]:
     """Every series name a scrape can hold, from the registry's metric families."""
     names: set[str] = set()
-    for family in build_registry(client, RedisKeys("dashboards-test"), "q").collect():
+    keys = RedisKeys("dashboards-test")
+    # Tango's last success is exported once one is known.
+    client.set(keys.tango_last_success, "1764979200.0")
+    for family in build_registry(client, keys, "q").collect():
         if family.type == "counter":
             names.add(f"{family.name}_total")
         elif family.type == "histogram":
@@ -64,7 +67,7 @@ def test_promtool_accepts_the_alert_rules(promtool: str) -> None:
         [promtool, "check", "rules", str(ALERTS)], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 6 rules found" in result.stdout
+    assert "SUCCESS: 11 rules found" in result.stdout
 
 
 def test_every_metric_the_dashboard_and_alerts_use_is_exported(
@@ -93,6 +96,9 @@ def test_the_dashboard_covers_what_operators_watch() -> None:
         "tango_resend_tango_latency_seconds_bucket",
         "tango_resend_tango_calls_total",  # Tango's statuses
         "tango_resend_callbacks_total",
+        "tango_resend_tango_up",  # the top row: Tango's and Redis's state
+        "tango_resend_redis_up",
+        "tango_resend_waiting_on_outage",
     } <= used
     # Every endpoint serves the fleet's numbers: summing instances would multiply them.
     assert not any(re.search(r"\bsum\((rate|increase)\(", expr) for expr in dashboard_expressions())
@@ -164,6 +170,110 @@ def test_the_alerts_fire_on_the_series_they_are_about(promtool: str, tmp_path: P
         [promtool, "test", "rules", str(path)], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def run_promtool_tests(promtool: str, tmp_path: Path, cases: list[dict[str, object]]) -> None:
+    """promtool's rule unit tests (`cases`) against the alert rules, annotations left out."""
+    rules = yaml.safe_load(ALERTS.read_text())
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            rule.pop("annotations", None)
+    bare_rules = tmp_path / "bad_day_alerts.yml"
+    bare_rules.write_text(yaml.safe_dump(rules))
+    path = tmp_path / "bad_day_alerts_test.yml"
+    tests = {"rule_files": [str(bare_rules)], "evaluation_interval": "1m", "tests": cases}
+    path.write_text(yaml.safe_dump(tests))
+    result = subprocess.run(
+        [promtool, "test", "rules", str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_bad_day_alerts_fire_at_a_few_resends_an_hour(promtool: str, tmp_path: Path) -> None:
+    """Given one failure in an hour, refused credentials, Tango down 3 minutes, Redis down
+    (and, in its own case, no metrics at all), requests waiting on an outage; Then the alert
+    about each fires, at its severity, and none fires on a quiet healthy hour."""
+    quiet = {
+        "interval": "1m",
+        "input_series": [
+            {"series": 'tango_resend_requests_total{outcome="failed"}', "values": "0x60"},
+            {"series": 'tango_resend_requests_total{outcome="sent"}', "values": "0+1x60"},
+            {"series": "tango_resend_tango_up", "values": "1x60"},
+            {"series": "tango_resend_redis_up", "values": "1x60"},
+            {"series": 'tango_resend_tango_outage{reason="credentials_refused"}', "values": "0x60"},
+            {"series": 'tango_resend_waiting_on_outage{reason="unreachable"}', "values": "0x60"},
+        ],
+        "alert_rule_test": [
+            {"eval_time": "59m", "alertname": name}
+            for name in (
+                "TangoResendAnyFailure",
+                "TangoResendCredentialsRefused",
+                "TangoResendTangoDown",
+                "TangoResendRedisDown",
+                "TangoResendWaitingOnOutage",
+                "TangoResendFailuresHigh",
+            )
+        ],
+    }
+    bad_day = {
+        "interval": "1m",
+        "input_series": [
+            # One failure at minute 30 of a quiet hour: the rate alert stays silent.
+            {"series": 'tango_resend_requests_total{outcome="failed"}', "values": "0x29 1x30"},
+            {"series": "tango_resend_tango_up", "values": "1x9 0x20 1x30"},
+            {"series": "tango_resend_redis_up", "values": "1x39 0x5 1x15"},
+            {
+                "series": 'tango_resend_tango_outage{reason="credentials_refused"}',
+                "values": "0x9 1x20 0x30",
+            },
+            {
+                "series": 'tango_resend_waiting_on_outage{reason="credentials_refused"}',
+                "values": "0x9 3x20 0x30",
+            },
+        ],
+        "alert_rule_test": [
+            {
+                "eval_time": "35m",
+                "alertname": "TangoResendAnyFailure",
+                "exp_alerts": [{"exp_labels": {"severity": "warning"}}],
+            },
+            {"eval_time": "35m", "alertname": "TangoResendFailuresHigh"},
+            {
+                "eval_time": "10m",
+                "alertname": "TangoResendCredentialsRefused",
+                "exp_alerts": [{"exp_labels": {"severity": "critical"}}],
+            },
+            {"eval_time": "11m", "alertname": "TangoResendTangoDown"},  # not 2 minutes yet
+            {
+                "eval_time": "13m",
+                "alertname": "TangoResendTangoDown",
+                "exp_alerts": [{"exp_labels": {"severity": "page"}}],
+            },
+            {
+                "eval_time": "16m",
+                "alertname": "TangoResendWaitingOnOutage",
+                "exp_alerts": [{"exp_labels": {"severity": "warning"}}],
+            },
+            {
+                "eval_time": "42m",
+                "alertname": "TangoResendRedisDown",
+                "exp_alerts": [{"exp_labels": {"severity": "page"}}],
+            },
+            {"eval_time": "50m", "alertname": "TangoResendTangoDown"},  # over
+        ],
+    }
+    no_metrics = {
+        "interval": "1m",
+        "input_series": [{"series": "tango_resend_queue_depth", "values": "0x10"}],
+        "alert_rule_test": [
+            {
+                "eval_time": "5m",
+                "alertname": "TangoResendRedisDown",
+                "exp_alerts": [{"exp_labels": {"severity": "page"}}],
+            }
+        ],
+    }
+    run_promtool_tests(promtool, tmp_path, [quiet, bad_day, no_metrics])
 
 
 def test_the_oldest_due_gauge_says_how_long_the_most_overdue_request_has_waited(

@@ -46,7 +46,7 @@ def test_worker_json_logs_carry_state_fields_and_no_contact_data(
 ) -> None:
     for order in (EMAIL_ORDER, PHONE_ORDER, RETRIED_ORDER):
         control.add_order(order)
-    control.inject_fault(RETRIED_ORDER, status=503)
+    control.inject_fault(RETRIED_ORDER, status=500)
     worker = start_worker(LOG_FORMAT="json")
     ids = {
         enqueue_resend(EMAIL_ORDER, new_email=EMAIL): ("sent", 1),

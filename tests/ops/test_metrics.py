@@ -135,7 +135,16 @@ def test_metrics_of_an_empty_fleet(web_client: TestClient) -> None:
         "tango_resend_oldest_due_overdue_seconds",
         "tango_resend_redis_eviction_unsafe",
         "tango_resend_redis_maxmemory_policy",
+        "tango_resend_redis_up",
+        "tango_resend_tango_up",
+        "tango_resend_tango_outage",
+        "tango_resend_waiting_on_outage",
     } == set(types)
+    # Up, and nothing waits on an outage; Tango's last success is exported once one is known.
+    assert values[("tango_resend_redis_up", ())] == 1.0
+    assert values[("tango_resend_tango_up", ())] == 1.0
+    assert set(labelled(values, "tango_resend_tango_outage", "reason").values()) == {0.0}
+    assert set(labelled(values, "tango_resend_waiting_on_outage", "reason").values()) == {0.0}
     assert values[("tango_resend_oldest_due_overdue_seconds", ())] == 0.0
     assert labelled(values, "tango_resend_requests_total", "outcome") == {}
     assert values[("tango_resend_tango_latency_seconds_count", ())] == 0.0

@@ -136,7 +136,8 @@ def test_the_app_uses_the_fast_transport_on_tcp_tls_and_sentinel(
 
 
 def test_connections_still_read_as_redis_urls_in_logs() -> None:
-    # "consumer: Cannot connect to redis://..." is what operators (and our chaos tests) look for.
+    # "Connected to redis://..." (and the broker-loss line of the Redis condition) is what
+    # operators read.
     with Connection("redis://127.0.0.1:6379/3") as kombus:
         shown = kombus.as_uri()
     with Connection("redis://127.0.0.1:6379/3", transport="tango-redis") as conn:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 from tests.support.policy import POLICY, fixed
 from worker.resend.decision import (
     MIN_DEFER_MARGIN_SECONDS,
+    CallContext,
     Deferred,
     Failed,
     History,
@@ -23,8 +25,10 @@ from worker.resend.decision import (
     decide,
     defer_jitter,
     delay_for_held_window,
+    outage_backoff_seconds,
 )
 from worker.tango.client import TangoAnswer
+from worker.tango.error_mapping import NeverReached, never_reached
 from worker.tango.errors import (
     TangoAuthenticationError,
     TangoCooldownError,
@@ -55,10 +59,10 @@ def cooldown(last_sent: str | None, tango_now: str | None) -> TangoCooldownError
 
 
 def transient(
-    *, ambiguous: bool = False, retry_after: float | None = None, status: int | None = 503
+    *, ambiguous: bool = False, retry_after: float | None = None, status: int | None = 500
 ) -> TangoTransientError:
     return TangoTransientError(
-        "Service Unavailable",
+        "Internal Server Error",
         status=status,
         request_id="req-t",
         ambiguous=ambiguous,
@@ -348,12 +352,103 @@ def test_cooldown_deferrals_do_not_count_against_the_retry_budget() -> None:
 # --- final refusals -----------------------------------------------------------------------
 
 
-def test_an_authentication_failure_fails_and_releases_the_window() -> None:
-    error = TangoAuthenticationError("Unauthorized", status=401, request_id="r-a")
+def never_reached_errors() -> list[TangoError]:
+    """One of each call that provably never reached Tango."""
+    refused = TangoTransientError("ConnectionError: no answer from Tango", ambiguous=False)
+    refused.url = "http://tango.example/raas/v2/orders/RA1-2-3/resends"
+    return [
+        refused,
+        TangoAuthenticationError("Unauthorized", status=401, i18n_key="401.001"),
+        TangoPermanentError("Authentication failed", status=403),
+        TangoTransientError("Service Unavailable", status=503),
+        TangoTransientError("Too Many Requests", status=429, retry_after=2.0),
+    ]
 
+
+@pytest.mark.parametrize("error", never_reached_errors(), ids=lambda e: str(e.status))
+def test_a_call_that_never_reached_tango_waits_with_capped_backoff_and_keeps_its_retries(
+    error: TangoError,
+) -> None:
+    """Given a call that never reached Tango, with retries long spent (transient failures
+    past the budget); Then the request waits (never fails for it) with backoff capped at
+    TANGO_OUTAGE_RETRY_MAX_SECONDS, and the window is released."""
+    policy = replace(POLICY, outage_retry_max_seconds=30.0, outage_patience_seconds=3600.0)
+    spent = History(transient_failures=99, outage_failures=40, since_first_try_seconds=600.0)
+
+    outcome = decide(error, spent, policy, fixed(0.999))
+
+    assert isinstance(outcome, Retrying)
+    assert outcome.waiting_on is never_reached(error)
+    assert outcome.window_seconds is None
+    assert 29.9 < outcome.delay_seconds <= 30.0
+
+
+def test_the_outage_backoff_grows_from_the_base_and_is_jittered() -> None:
+    """Equal jitter: half fixed, half random, doubling per call, capped."""
+    policy = replace(POLICY, backoff_base_seconds=1.0, outage_retry_max_seconds=30.0)
+
+    assert [outage_backoff_seconds(n, policy, fixed(0.0)) for n in (1, 2, 3, 6, 7)] == [
+        0.5,
+        1.0,
+        2.0,
+        15.0,
+        15.0,
+    ]
+    assert outage_backoff_seconds(3, policy, fixed(0.5)) == 3.0
+
+
+def test_the_last_try_before_patience_runs_out_lands_on_its_end() -> None:
+    """Given 10 s of patience left and a backoff of 30 s; Then the next try is in 10 s."""
+    policy = replace(POLICY, outage_retry_max_seconds=30.0, outage_patience_seconds=100.0)
+    error = TangoTransientError("Service Unavailable", status=503)
+
+    outcome = decide(
+        error, History(outage_failures=9, since_first_try_seconds=90.0), policy, fixed(0.9)
+    )
+
+    assert isinstance(outcome, Retrying)
+    assert outcome.delay_seconds == pytest.approx(10.0, abs=0.01)
+
+
+@pytest.mark.parametrize("error", never_reached_errors(), ids=lambda e: str(e.status))
+def test_patience_run_out_fails_naming_the_url_and_the_last_error(error: TangoError) -> None:
+    policy = replace(POLICY, outage_patience_seconds=60.0)
+
+    outcome = decide(error, History(since_first_try_seconds=60.0), policy, fixed(0.0))
+
+    assert isinstance(outcome, Failed)
+    assert outcome.window_seconds is None
+    assert str(error) in outcome.reason
+    assert "TANGO_OUTAGE_PATIENCE_SECONDS" in outcome.reason
+    if error.url:
+        assert error.url in outcome.reason
+
+
+def test_a_probe_that_never_reached_tango_waits_and_keeps_the_window() -> None:
+    """An earlier call's outcome is unknown: a refused probe waits, holding the window."""
+    error = TangoTransientError("ConnectionError: no answer from Tango", ambiguous=False)
+
+    outcome = decide(error, History(), POLICY, fixed(0.0), CallContext(0.1, 5.0))
+
+    assert isinstance(outcome, Retrying)
+    assert outcome.waiting_on is NeverReached.UNREACHABLE
+    assert outcome.window_seconds == POLICY.window_seconds
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        TangoPermanentError("Unknown order", status=404, i18n_key="404.017"),
+        TangoPermanentError("sendEmail=false", status=403, i18n_key="403.003"),
+        TangoPermanentError("newEtid: invalid", status=400, i18n_key="400.010"),
+    ],
+    ids=["404", "403.003", "400"],
+)
+def test_permanent_answers_still_fail_at_once(error: TangoError) -> None:
     outcome = decide(error, History(), POLICY, fixed(0.0))
 
-    assert outcome == Failed(reason=f"authentication failed: {error}", window_seconds=None)
+    assert isinstance(outcome, Failed)
+    assert never_reached(error) is None
 
 
 @pytest.mark.parametrize(

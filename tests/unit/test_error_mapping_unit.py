@@ -5,14 +5,22 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import requests
 from requests.structures import CaseInsensitiveDict
+from urllib3.exceptions import MaxRetryError, NameResolutionError
 
-from worker.tango.error_mapping import error_for_exception, error_for_response, parse_json_object
+from worker.tango.error_mapping import (
+    NeverReached,
+    error_for_exception,
+    error_for_response,
+    never_reached,
+    parse_json_object,
+)
 from worker.tango.errors import (
     TangoAuthenticationError,
     TangoCooldownError,
@@ -425,7 +433,9 @@ def test_a_refused_connection_is_transient_and_not_ambiguous() -> None:
 
     assert isinstance(error, TangoTransientError)
     assert error.ambiguous is False
-    assert error.message == "ConnectionError: no answer from Tango"
+    assert error.message.startswith("ConnectionError: no answer from Tango (")
+    assert "Connection refused" in error.message
+    assert never_reached(error) is NeverReached.UNREACHABLE
 
 
 @pytest.mark.parametrize(
@@ -469,3 +479,40 @@ def test_a_cooldown_error_keeps_the_window_its_message_states(
     error = error_for_response(403, {}, body)
     assert isinstance(error, TangoCooldownError)
     assert error.stated_window_seconds == stated
+
+
+def test_a_failed_tls_handshake_and_a_failed_dns_lookup_never_reached_tango() -> None:
+    """Given a loopback server that answers a TLS hello with plain text, and a DNS failure
+    as urllib3 reports it; Then both are unreachable Tango, never ambiguous."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        port = server.getsockname()[1]
+
+        def answer_plain_text() -> None:
+            connection, _ = server.accept()
+            with connection:
+                connection.recv(1024)
+                connection.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\nnot TLS")
+
+        thread = threading.Thread(target=answer_plain_text, daemon=True)
+        thread.start()
+        try:
+            requests.post(f"https://127.0.0.1:{port}/resends", timeout=2)
+        except requests.RequestException as caught:
+            handshake: requests.RequestException = caught
+        else:  # pragma: no cover - a plain-text server cannot complete a TLS handshake
+            pytest.fail("expected a TLS handshake failure")
+        thread.join(timeout=5)
+    dns = requests.ConnectionError(
+        MaxRetryError(
+            None,  # type: ignore[arg-type]
+            "/resends",
+            NameResolutionError("tango.invalid", None, OSError("Name or service not known")),  # type: ignore[arg-type]
+        )
+    )
+
+    for failure in (handshake, dns):
+        error = error_for_exception(failure)
+        assert error.ambiguous is False, failure
+        assert never_reached(error) is NeverReached.UNREACHABLE

@@ -231,11 +231,11 @@ def test_a_401_renews_the_token_and_passes_the_gate_again_for_its_second_send(
 
 def test_a_token_timeout_before_the_gate_is_not_ambiguous(runtime: Runtime) -> None:
     """Waiting for or fetching the OAuth token happens before the gate: a failure there
-    holds no window and retries after a plain backoff."""
+    holds no window, never reached Tango (the request waits) and retries after a backoff."""
     new_request(runtime)
     tango = ScriptedTango()
     tango.token_error = TangoTransientError("ReadTimeout: no answer", ambiguous=True)
-    assert executor_with(runtime, tango).run("req-1") == Done(ResendStatus.RETRYING)
+    assert executor_with(runtime, tango).run("req-1") == Done(ResendStatus.WAITING)
     assert tango.calls == [] and window_of(runtime).holder(ORDER) is None
     record = runtime.records.get("req-1")
     assert record is not None and record.next_attempt_at is not None

@@ -173,9 +173,9 @@ def test_a_probe_refused_for_other_reasons_keeps_the_window_and_probes_again(
     assert record is not None
     record.next_attempt_at = None
     assert runtime.records.save(record, 0)
-    tango.answers.append(TangoTransientError("HTTP 503", status=503))
+    tango.answers.append(TangoTransientError("HTTP 500", status=500))
     assert executor_with(runtime, tango).run("req-1") == Done(ResendStatus.RETRYING)
-    assert window_of(runtime).holder(ORDER) == "req-1", "a 503 to a probe gives nothing back"
+    assert window_of(runtime).holder(ORDER) == "req-1", "a 500 to a probe gives nothing back"
     again = runtime.records.get("req-1")
     assert again is not None and again.unresolved_call_started_at is not None
     counted = {str(k): v for k, v in runtime.redis.hgetall(runtime.keys.metrics).items()}

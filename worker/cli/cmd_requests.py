@@ -220,6 +220,12 @@ def history(order_id: str, as_json: bool) -> None:
     default=None,
     help="With --all-failed: only those created within, e.g. 1h.",
 )
+@click.option(
+    "--include-permanent",
+    is_flag=True,
+    help="With --all-failed: retry permanent failures too (404 unknown order, 403.003, 400), "
+    "which are skipped otherwise: Tango would refuse them again.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print old and new ids as JSON.")
 @click.option(
     "--force",
@@ -227,17 +233,23 @@ def history(order_id: str, as_json: bool) -> None:
     help="Send even if the order was just sent to the same recipient (RESEND_RECENT_SECONDS).",
 )
 def retry(
-    request_id: str | None, all_failed: bool, since: timedelta | None, as_json: bool, force: bool
+    request_id: str | None,
+    all_failed: bool,
+    since: timedelta | None,
+    include_permanent: bool,
+    as_json: bool,
+    force: bool,
 ) -> None:
     """Queue failed requests again, as new requests linked to the old ones.
 
     Each failed request is retried once: one already retried is not queued again, and its
-    retry's id is printed "(already retried)". With RESEND_RECENT_SECONDS set, an order sent
-    to the same recipient that recently is not sent again: the request that was sent is
-    printed "(recent)". REQUEST_ID may be a unique prefix of 8 or more characters."""
+    retry's id is printed "(already retried)". --all-failed skips the permanent failures
+    unless --include-permanent is given. With RESEND_RECENT_SECONDS set, an order sent to the
+    same recipient that recently is not sent again: the request that was sent is printed
+    "(recent)". REQUEST_ID may be a unique prefix of 8 or more characters."""
     settings_or_exit()
     from worker.resend import origins
-    from worker.resend.producer import NotRetryable, retry_resend
+    from worker.resend.producer import NotRetryable, is_permanent_failure, retry_resend
     from worker.runtime import current_runtime
     from worker.state.queries import iter_requests
 
@@ -245,6 +257,7 @@ def retry(
         fail("give a REQUEST_ID or --all-failed (not both)", EXIT_BAD_INPUT)
     if request_id:
         targets: list[ResendRecord] | None = None
+        skipped: list[ResendRecord] = []
         request_id = _full_id(request_id)
         try:
             submission = retry_resend(request_id, by=origins.cli(), force=force)
@@ -253,7 +266,9 @@ def retry(
             fail(str(error), code)
         pairs = [(request_id, submission)]
     else:
-        targets = list(iter_requests(current_runtime(), status=ResendStatus.FAILED, since=since))
+        failed = list(iter_requests(current_runtime(), status=ResendStatus.FAILED, since=since))
+        targets = [old for old in failed if include_permanent or not is_permanent_failure(old)]
+        skipped = [old for old in failed if old not in targets]
         by = origins.cli()
         pairs = [(old.id, retry_resend(old.id, by=by, force=force)) for old in targets]
     # A failed request is retried once; asking again answers its existing retry ("idempotent").
@@ -270,6 +285,8 @@ def retry(
             ]
         )
         return
+    for old_record in skipped:
+        click.echo(f"{old_record.id} skipped: failed permanently ({old_record.reason})")
     notes = {
         SubmissionOutcome.IDEMPOTENT: " (already retried)",
         SubmissionOutcome.RECENT: " (recent: sent to the same recipient moments ago)",
@@ -279,10 +296,16 @@ def retry(
     if targets is not None:
         again = sum(1 for _, new in pairs if new.outcome == SubmissionOutcome.IDEMPOTENT)
         recent = sum(1 for _, new in pairs if new.outcome == SubmissionOutcome.RECENT)
-        click.echo(
-            f"{len(pairs) - again - recent} failed request(s) queued again, {again} already "
-            f"retried" + (f", {recent} recent (not sent again)" if recent else "")
+        summary = (
+            f"{len(pairs) - again - recent} failed request(s) queued again, {again} already retried"
         )
+        if recent:
+            summary += f", {recent} recent (not sent again)"
+        if skipped:
+            summary += (
+                f", {len(skipped)} permanent failure(s) skipped (--include-permanent retries them)"
+            )
+        click.echo(summary)
 
 
 @click.command(epilog=EXITS_CHANGE)

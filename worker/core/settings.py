@@ -108,6 +108,13 @@ class Settings(BaseSettings):
     tango_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     tango_connect_timeout_seconds: float = Field(default=3.05, gt=0, le=60)
 
+    # A call that provably never reached Tango (unreachable, credentials refused, 503, 429)
+    # is tried again with capped, jittered backoff, capped at this many seconds ...
+    tango_outage_retry_max_seconds: float = Field(default=30.0, gt=0, le=3600)
+    # ... until this long after the request's first try; then it fails, naming the URL and
+    # the last error (docs/guarantees.md, "Bad days at Tango").
+    tango_outage_patience_seconds: float = Field(default=3600.0, gt=0, le=7 * 86400)
+
     # Fleet-wide calls per second to Tango (its guidance: 1 or less); 0 turns the limit off.
     tango_rate_limit: float = Field(default=1.0, ge=0, le=1000)
     # No longer used: every wait is parked in Redis's due index (README, "Scheduling model").

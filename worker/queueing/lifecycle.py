@@ -15,6 +15,7 @@ from celery import signals
 from prometheus_client import start_http_server
 from redis.exceptions import RedisError
 
+from worker.queueing.broker_logs import install_broker_loss_filter
 from worker.queueing.scheduler import SchedulerThread
 from worker.resend.callbacks import CallbackThread
 from worker.runtime import current_runtime
@@ -22,6 +23,13 @@ from worker.state.metrics import build_registry
 from worker.state.redis_health import warn_if_evicting
 
 logger = logging.getLogger("tango_resend.worker")
+
+
+@signals.worker_ready.connect
+def _quiet_broker_loss(**_: Any) -> None:
+    """Redis lost: one line a minute, not a traceback a second (broker_logs.py). Installed
+    once logging is set up: Celery's setup turns its own deprecation warnings on."""
+    install_broker_loss_filter()
 
 
 @signals.worker_ready.connect
@@ -59,7 +67,9 @@ def _start_scheduler(**_: Any) -> None:
             callbacks.start()
             _schedulers.append(callbacks)
     if runtime.settings.metrics_port:
-        registry = build_registry(runtime.redis, runtime.keys, runtime.settings.resend_queue)
+        registry = build_registry(
+            runtime.redis, runtime.keys, runtime.settings.resend_queue, runtime.outage
+        )
         start_http_server(runtime.settings.metrics_port, registry=registry)
 
 

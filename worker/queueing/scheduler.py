@@ -35,7 +35,12 @@ import uuid
 from typing import Any
 
 import redis
+from kombu.exceptions import OperationalError
 
+from worker.core.conditions import (
+    REDIS_UNREACHABLE,
+    redis_error_detail,
+)
 from worker.queueing.app import publish_resend
 from worker.runtime import Runtime
 from worker.state import scripts
@@ -44,6 +49,8 @@ from worker.state.wakeup import MAX_IDLE_SECONDS
 logger = logging.getLogger("tango_resend.scheduler")
 
 _BATCH = 500
+# Redis lost: its client's errors, or kombu's when a publish to the broker (our Redis) fails.
+_REDIS_LOST: tuple[type[Exception], ...] = (redis.RedisError, OperationalError)
 _CLAIM_MEMO_SECONDS = 60
 
 
@@ -129,9 +136,14 @@ class SchedulerThread(threading.Thread):
                     pubsub = self._runtime.redis.pubsub(ignore_subscribe_messages=True)
                     pubsub.subscribe(self._runtime.keys.scheduler_wakeup)
                 _, next_in = self._releaser.release_due()
+                REDIS_UNREACHABLE.clear()
                 # Sleep until the next due time or a wake-up, whichever is first.
                 pubsub.get_message(timeout=min(max(next_in, 0.0), MAX_IDLE_SECONDS))
-            except Exception:  # Redis down: try again shortly, never kill the worker
+            except _REDIS_LOST as error:  # Redis down: one line a minute, not a traceback
+                REDIS_UNREACHABLE.report(f"scheduler: {redis_error_detail(error)}")
+                pubsub = None
+                self._stopped.wait(1.0)
+            except Exception:  # a bug of ours: say so, try again shortly, never kill the worker
                 logger.warning("scheduler pass failed; will try again", exc_info=True)
                 pubsub = None
                 self._stopped.wait(1.0)

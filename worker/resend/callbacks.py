@@ -30,6 +30,11 @@ from typing import Any, Literal
 import requests
 from standardwebhooks.webhooks import Webhook
 
+from worker.core.conditions import (
+    REDIS_OUTAGE_ERRORS,
+    REDIS_UNREACHABLE,
+    redis_error_detail,
+)
 from worker.core.hooks import Hook
 from worker.runtime import Runtime
 from worker.state import scripts
@@ -250,9 +255,13 @@ class CallbackThread(threading.Thread):
         while not self._stopped.is_set():
             try:
                 _, next_in = self._deliverer.deliver_due()
+                REDIS_UNREACHABLE.clear()
                 if next_in > 0:
                     self._stopped.wait(min(next_in, _IDLE_SECONDS))
-            except Exception:  # Redis down: try again shortly, never kill the worker
+            except REDIS_OUTAGE_ERRORS as error:  # Redis down: one line a minute, not a traceback
+                REDIS_UNREACHABLE.report(f"callback delivery: {redis_error_detail(error)}")
+                self._stopped.wait(1.0)
+            except Exception:  # a bug of ours: say so, try again shortly, never kill the worker
                 logger.warning("callback delivery pass failed; will try again", exc_info=True)
                 self._stopped.wait(1.0)
 

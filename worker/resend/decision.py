@@ -13,8 +13,8 @@ from typing import Any
 from worker.resend.refusal import refusal_proves_sent
 from worker.state.records import ConfirmedBy
 from worker.tango.client import TangoAnswer
+from worker.tango.error_mapping import NeverReached, never_reached
 from worker.tango.errors import (
-    TangoAuthenticationError,
     TangoCooldownError,
     TangoError,
     TangoTransientError,
@@ -43,6 +43,10 @@ class ResendPolicy:
     # RESEND_EXCLUSIVE: the deployment is the sole sender of its orders' resends, so a
     # probe's refusal can prove our call acted (refusal.py).
     exclusive: bool = False
+    # Calls that never reached Tango (`never_reached`) are retried with backoff capped at
+    # this, until `outage_patience_seconds` after the request's first try.
+    outage_retry_max_seconds: float = 30.0
+    outage_patience_seconds: float = 3600.0
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,9 @@ class History:
 
     transient_failures: int = 0
     cooldown_deferrals: int = 0
+    # Calls in a row that never reached Tango, and the time since the request's first try.
+    outage_failures: int = 0
+    since_first_try_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -104,12 +111,14 @@ class Retrying:
     """A transient failure: try again after `delay_seconds`.
 
     `window_seconds` None means no resend can have happened, so the window is released;
-    otherwise the call was ambiguous and the window is held that long.
+    otherwise the call was ambiguous and the window is held that long. `waiting_on` says the
+    call never reached Tango (the request waits, with patience, instead of retrying).
     """
 
     delay_seconds: float
     window_seconds: float | None
     reason: str
+    waiting_on: NeverReached | None = None
 
 
 @dataclass(frozen=True)
@@ -247,10 +256,52 @@ def decide(
         # The earlier call may still have resent: never give its window back on a probe's
         # failure; hold it one window from now, which covers Tango's window of that call.
         if isinstance(outcome, Retrying):
-            return Retrying(outcome.delay_seconds, policy.window_seconds, outcome.reason)
+            return Retrying(
+                outcome.delay_seconds, policy.window_seconds, outcome.reason, outcome.waiting_on
+            )
         if isinstance(outcome, Failed):
             return Failed(outcome.reason, policy.window_seconds)
     return outcome
+
+
+def outage_backoff_seconds(failures: int, policy: ResendPolicy, rand: Random) -> float:
+    """Backoff after a call that never reached Tango: "equal jitter" as `backoff_seconds`,
+    from RESEND_BACKOFF_BASE_SECONDS, capped at TANGO_OUTAGE_RETRY_MAX_SECONDS."""
+    growth: float = 2.0 ** (min(failures, 64) - 1)
+    ceiling = min(policy.outage_retry_max_seconds, policy.backoff_base_seconds * growth)
+    return ceiling / 2 + ceiling / 2 * rand()
+
+
+def patience_left_seconds(history: History, policy: ResendPolicy) -> float:
+    """How long the request may still wait for Tango (0: its patience has run out)."""
+    return max(0.0, policy.outage_patience_seconds - history.since_first_try_seconds)
+
+
+def out_of_patience_reason(policy: ResendPolicy, last_error: str, url: str | None) -> str:
+    """A request's failure after its patience ran out: the URL (no credentials) and the
+    last error."""
+    where = f" at {url}" if url else ""
+    return (
+        f"Tango could not be reached{where} for {policy.outage_patience_seconds:g}s since "
+        f"the first try (TANGO_OUTAGE_PATIENCE_SECONDS); last error: {last_error}"
+    )
+
+
+def _wait_for_tango(
+    result: TangoError, kind: NeverReached, history: History, policy: ResendPolicy, rand: Random
+) -> ResendOutcome:
+    """A call that never reached Tango: wait and try again, or fail once patience is out."""
+    left = patience_left_seconds(history, policy)
+    if left <= 0:
+        return Failed(out_of_patience_reason(policy, str(result), result.url), None)
+    delay = outage_backoff_seconds(history.outage_failures + 1, policy, rand)
+    if isinstance(result, TangoTransientError) and result.retry_after is not None:
+        delay = max(delay, result.retry_after)
+    # The last try lands when patience runs out, not a whole backoff after it.
+    delay = min(delay, left + MIN_DEFER_MARGIN_SECONDS)
+    return Retrying(
+        delay_seconds=delay, window_seconds=None, reason=f"{kind.value}: {result}", waiting_on=kind
+    )
 
 
 def _decide_plain(
@@ -260,6 +311,9 @@ def _decide_plain(
     rand: Random,
     call: CallContext | None,
 ) -> ResendOutcome:
+    kind = never_reached(result)
+    if kind is not None:
+        return _wait_for_tango(result, kind, history, policy, rand)
     if isinstance(result, TangoCooldownError):
         remaining = cooldown_remaining_seconds(result, policy.window_seconds)
         if history.cooldown_deferrals + 1 > policy.max_cooldown_deferrals:
@@ -296,6 +350,4 @@ def _decide_plain(
             # Tango may have resent; asking again inside its window would only earn a 403.
             delay = max(delay, held + defer_jitter(policy, rand))
         return Retrying(delay_seconds=delay, window_seconds=held, reason=str(result))
-    if isinstance(result, TangoAuthenticationError):
-        return Failed(reason=f"authentication failed: {result}", window_seconds=None)
     return Failed(reason=f"Tango refused the resend: {result}", window_seconds=None)

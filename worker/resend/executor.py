@@ -20,6 +20,7 @@ from worker.resend.decision import CallContext, Random, decide
 from worker.resend.run.begin import DUE_TOLERANCE, Done, HeldRun, begin_run, policy_from
 from worker.resend.run.call import call_tango, note_call_answer
 from worker.resend.run.gate import not_now, pass_gate
+from worker.resend.run.outage import note_first_try, observe, outage_in_force, take_test_call
 from worker.resend.run.probe import (
     note_interrupted_call,
     note_late_probe,
@@ -50,12 +51,20 @@ class ResendExecutor:
     def __init__(self, runtime: Runtime, rand: Random = random.random) -> None:
         self._runtime = runtime
         self._policy = policy_from(runtime)
+        self._rand = rand
         self._settle = Settler(runtime, self._policy, rand)
 
     def run(self, request_id: str, dispatch: int | None = None) -> Done:
         """Run the request once; `dispatch` is the number its task message carried."""
         runtime = self._runtime
-        begun, gated, authorization = begin_run(runtime, self._policy, request_id, dispatch)
+        # Tango marked down by the fleet: only the one run that takes this interval's test
+        # calls it; the others begin without the gate and wait (run/outage.py).
+        outage = outage_in_force(runtime)
+        if outage is not None and take_test_call(runtime, outage, self._policy, self._rand):
+            outage = None
+        begun, gated, authorization = begin_run(
+            runtime, self._policy, request_id, dispatch, try_gate=outage is None
+        )
         if begun.verdict is BeginVerdict.UNKNOWN:
             if runtime.records.drop_orphan(request_id, PROMOTE_MARGIN_SECONDS):
                 logger.warning("request=%s has no record; took it off its queue", request_id)
@@ -67,6 +76,7 @@ class ResendExecutor:
         run = HeldRun(begun.record, begun.token)
         now = runtime.clock.now()
         record = run.record
+        note_first_try(record, now)
         if gated is not None:  # the run began at the gate: nothing needed a look first
             return self._pass_gate_and_call(run, now, authorization, gated)
         if begun.interrupted_call_started_at is not None:
@@ -74,6 +84,8 @@ class ResendExecutor:
         if record.next_attempt_at and now + DUE_TOLERANCE < record.next_attempt_at:
             # Woke early: a message redelivered or released ahead of a backoff's end.
             return self._settle.wait(run, (record.next_attempt_at - now).total_seconds(), now)
+        if outage is not None:
+            return self._settle.wait_on_outage(run, outage, now)
         return self._pass_gate_and_call(run, now, authorization)
 
     def _pass_gate_and_call(
@@ -134,6 +146,7 @@ class ResendExecutor:
             # Durations on Redis's clock: the gate stamped the call's start, and the monotonic
             # time from the gate to the send is added, so `sent_at` is at most the moment the
             # probe left (Tango judged it later still).
+            observe(runtime, result)
             sent_at = started_at + (sent - through_gate)
             since = seconds_since_unresolved_call(record, sent_at) if probe else None
             answer_since = None

@@ -387,12 +387,32 @@ class NotRetryable(TangoResendError, ValueError):
     """Raised when `retry_resend` is asked to retry a request that has not failed."""
 
 
+class PermanentFailure(NotRetryable):
+    """Raised when `retry_resend` skips a request Tango refused permanently (404 unknown
+    order, 403.003, 400) because it was not asked to include those."""
+
+
 def retry_key(request_id: str) -> str:
     """The idempotency key of the retry of a failed request: one retry per failed request."""
     return f"retry-of:{request_id}"
 
 
-def retry_resend(request_id: str, *, by: str | None = None, force: bool = False) -> Submission:
+def is_permanent_failure(record: ResendRecord) -> bool:
+    """Did Tango refuse the request in a way no retry can change (404 unknown order,
+    403.003 an email created with sendEmail=false, 400 validation)? A request that failed
+    for anything else (patience run out, retries spent, cooldown refusals) may go next time."""
+    if record.status is not ResendStatus.FAILED or not record.error:
+        return False
+    return record.error.get("kind") == "TangoPermanentError"
+
+
+def retry_resend(
+    request_id: str,
+    *,
+    by: str | None = None,
+    force: bool = False,
+    include_permanent: bool = True,
+) -> Submission:
     """Queue a failed request again, as a new request linked to it (`retry_of`), recorded as
     asked for `by` (e.g. "cli alice@host", "api ops-bot").
 
@@ -402,9 +422,12 @@ def retry_resend(request_id: str, *, by: str | None = None, force: bool = False)
     A failed request is retried once: asking again (twice, from two shells at once, or by
     `--all-failed` run again) returns the first retry's id with outcome "idempotent" and
     queues nothing, however that retry ended. To try again after a failed retry, retry it.
+    `include_permanent` False refuses a permanent failure (`is_permanent_failure`): a retry
+    would fail the same way.
 
     Raises:
-        NotRetryable: the request is unknown, or did not fail.
+        NotRetryable: the request is unknown, or did not fail (or failed permanently, with
+            `include_permanent` False).
         RedisUnavailable: Redis could not be reached (`EnqueueError`, a kind of it, when
             the retry could not be stored); nothing is stored.
     """
@@ -417,6 +440,11 @@ def retry_resend(request_id: str, *, by: str | None = None, force: bool = False)
         raise NotRetryable(f"no request {request_id!r} (unknown or expired)")
     if old.status is not ResendStatus.FAILED:
         raise NotRetryable(f"request {request_id} is {old.status.value}, not failed")
+    if not include_permanent and is_permanent_failure(old):
+        raise PermanentFailure(
+            f"request {request_id} failed permanently ({old.reason}); a retry would fail "
+            "the same way"
+        )
     fields = {"referenceOrderID": old.reference_order_id, **old.request}
     key = retry_key(old.id)
     if force and _answered_as_recent(runtime, key, old.id):

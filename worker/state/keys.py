@@ -185,6 +185,30 @@ class RedisKeys:
         successful fetch."""
         return f"{self.prefix}:oauth:last-failure"
 
+    @property
+    def tango_outage(self) -> str:
+        """The fleet's mark that Tango is down (a hash: reason, since, detail, url, failures):
+        while it holds, one call per interval tests Tango and every other request waits
+        (worker/state/outage.py). Expires unless failing tests keep it."""
+        return f"{self.prefix}:tango:outage"
+
+    @property
+    def tango_outage_test(self) -> str:
+        """The slot of the one call that tests Tango while it is marked down (set-if-absent,
+        expiring after the interval)."""
+        return f"{self.prefix}:tango:outage:test"
+
+    @property
+    def tango_last_success(self) -> str:
+        """When a call last got an answer from Tango that was not a refusal of us (epoch
+        seconds), for `tango_resend_tango_last_success_timestamp_seconds`."""
+        return f"{self.prefix}:tango:last-success"
+
+    def outage_waiting(self, reason: str) -> str:
+        """Sorted set of the requests waiting on a Tango outage of `reason`, scored by when
+        their wait ends: the metric counts the unexpired ones."""
+        return f"{self.prefix}:tango:outage:waiting:{reason}"
+
     def console_session(self, session_digest: str) -> str:
         """A support-console session (a hash: role, CSRF token), by the SHA-256 of its cookie;
         expires with the session."""

@@ -23,7 +23,10 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from worker.core.conditions import REDIS_UNREACHABLE, redis_error_detail
+from worker.state.health_metrics import HealthGauges
 from worker.state.keys import RedisKeys
+from worker.state.outage import TangoOutage
 from worker.state.redis_health import eviction_policy, evicts
 
 logger = logging.getLogger("tango_resend.metrics")
@@ -124,8 +127,8 @@ class MetricsRecorder:
                 for name, amount in fields.items():
                     pipe.hincrbyfloat(self._key, name, amount)
                 pipe.execute()
-        except redis.RedisError:
-            logger.warning("could not record metrics", exc_info=True)
+        except redis.RedisError as error:
+            REDIS_UNREACHABLE.report(f"metrics: {redis_error_detail(error)}")
 
 
 # The counters the create script adds for a submission that is new, merged into a pending
@@ -153,20 +156,27 @@ def _histogram_fields(name: str, value: float) -> dict[str, float]:
 
 
 class RedisMetricsCollector(Collector):
-    """Reads the fleet's metrics from Redis at scrape time."""
+    """Reads the fleet's metrics from Redis at scrape time; with Redis down, what this
+    process knows from its own memory (`health_metrics`)."""
 
-    def __init__(self, client: redis.Redis, keys: RedisKeys, queue: str) -> None:
+    def __init__(
+        self, client: redis.Redis, keys: RedisKeys, queue: str, outage: TangoOutage | None = None
+    ) -> None:
         self._client = client
         self._keys = keys
         self._queue = queue
+        self._health = HealthGauges(outage or TangoOutage(client, keys))
 
     def collect(self) -> Iterator[Metric]:
         try:
             raw = {str(k): float(v) for k, v in self._client.hgetall(self._keys.metrics).items()}
             depth, due_now, scheduled, waiting = self._gauges()
-        except redis.RedisError:
-            logger.warning("could not read metrics from Redis", exc_info=True)
+        except redis.RedisError as error:
+            REDIS_UNREACHABLE.report(f"metrics: {redis_error_detail(error)}")
+            yield from self._health.collect(redis_up=False)
             return
+        REDIS_UNREACHABLE.clear()
+        yield from self._health.collect(redis_up=True)
         yield _counter(
             raw,
             "requests_total",
@@ -265,8 +275,8 @@ def _overdue_metrics(client: redis.Redis, keys: RedisKeys) -> Iterator[Metric]:
     try:
         seconds, micros = client.time()
         oldest = client.zrange(keys.due_index, 0, 0, withscores=True)
-    except redis.RedisError:
-        logger.warning("could not read the due index", exc_info=True)
+    except redis.RedisError as error:
+        REDIS_UNREACHABLE.report(f"metrics: {redis_error_detail(error)}")
         return
     now = int(seconds) + int(micros) / 1e6
     due_at = float(oldest[0][1]) if oldest else now
@@ -283,8 +293,8 @@ def _eviction_metrics(client: redis.Redis) -> Iterator[Metric]:
     evict"). Read apart from the rest: a Redis that refuses INFO still gets its other metrics."""
     try:
         policy = eviction_policy(client)
-    except redis.RedisError:
-        logger.warning("could not read Redis's maxmemory-policy", exc_info=True)
+    except redis.RedisError:  # INFO refused (renamed by some managed services)
+        logger.debug("could not read Redis's maxmemory-policy", exc_info=True)
         return
     if policy is None:
         return
@@ -322,8 +332,11 @@ def _histogram(raw: dict[str, float], prefix: str, name: str, doc: str) -> Histo
     return family
 
 
-def build_registry(client: redis.Redis, keys: RedisKeys, queue: str) -> CollectorRegistry:
-    """A registry holding only the fleet's metrics (no per-process default collectors)."""
+def build_registry(
+    client: redis.Redis, keys: RedisKeys, queue: str, outage: TangoOutage | None = None
+) -> CollectorRegistry:
+    """A registry holding only the fleet's metrics (no per-process default collectors);
+    `outage`: this process's (its memory answers when Redis does not)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(RedisMetricsCollector(client, keys, queue))
+    registry.register(RedisMetricsCollector(client, keys, queue, outage))
     return registry

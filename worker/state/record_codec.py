@@ -45,6 +45,8 @@ _FIELDS = (
     "retry_of",
     "confirmed_by",
     "unresolved_call_started_at",
+    "first_tried_at",
+    "outage_failures",
 )
 _HELD_ELSEWHERE = (
     "id",
@@ -96,6 +98,8 @@ _DEFAULTS: tuple[Any, ...] = (
     None,  # retry_of
     None,  # confirmed_by
     None,  # unresolved_call_started_at
+    None,  # first_tried_at
+    0,  # outage_failures
 )
 _ATTEMPT_DEFAULTS: tuple[Any, ...] = (_KEPT, _KEPT, None, None, None, 0)
 
@@ -135,6 +139,8 @@ def encode(record: ResendRecord) -> str:
         record.retry_of,
         record.confirmed_by,
         record.unresolved_call_started_at,
+        record.first_tried_at,
+        record.outage_failures,
     ]
     return json.dumps(_trimmed(values, _DEFAULTS), separators=(",", ":"), ensure_ascii=False)
 
@@ -203,6 +209,8 @@ def decode(doc: str, request_id: str, status: str, merges: int) -> ResendRecord:
         retry_of,
         confirmed_by,
         unresolved,
+        first_tried_at,
+        outage_failures,
     ) = values
     created = _EPOCH + created_us * _MICROSECOND
     # Built without validation: every value was validated when the record was made, and
@@ -229,6 +237,8 @@ def decode(doc: str, request_id: str, status: str, merges: int) -> ResendRecord:
         retry_of=retry_of,
         confirmed_by=confirmed_by,
         unresolved_call_started_at=unresolved,
+        first_tried_at=first_tried_at,
+        outage_failures=outage_failures or 0,
     )
 
 

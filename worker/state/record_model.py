@@ -18,6 +18,10 @@ class ResendStatus(StrEnum):
     QUEUED = "queued"
     DEFERRED = "deferred"
     RETRYING = "retrying"
+    # Tango is down for the whole fleet (unreachable, our credentials refused) or answered
+    # 503/429: no call reached it, and the request waits (its reason says on what) until
+    # TANGO_OUTAGE_PATIENCE_SECONDS after its first try.
+    WAITING = "waiting"
     SENT = "sent"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -102,6 +106,11 @@ class ResendRecord(BaseModel):
     # Who cancelled it and when (a cancel from anywhere but the producer API says who).
     cancelled_by: str | None = None
     cancelled_at: datetime | None = None
+    # When a run first took the request to call Tango (Redis's clock, epoch seconds): calls
+    # that never reached Tango are retried until TANGO_OUTAGE_PATIENCE_SECONDS after it.
+    first_tried_at: float | None = None
+    # Calls in a row that never reached Tango (they use up no retries; they grow the backoff).
+    outage_failures: int = 0
 
     @property
     def window_deferrals(self) -> int:

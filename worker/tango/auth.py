@@ -11,15 +11,20 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import urlsplit
 
 import redis
 import requests
 
+from worker.core.conditions import TANGO_CREDENTIALS_REFUSED, TOKEN_ENDPOINT_FAILING
 from worker.core.settings import Settings
 from worker.state import scripts
 from worker.state.keys import RedisKeys
-from worker.tango.error_mapping import error_for_exception, error_for_response, parse_json_object
+from worker.tango.error_mapping import (
+    error_for_exception,
+    error_for_response,
+    parse_json_object,
+    shown_url,
+)
 from worker.tango.errors import TangoTransientError
 
 if TYPE_CHECKING:
@@ -184,6 +189,8 @@ class SharedTokenAuthorizer:
             if self._metrics is not None:
                 self._metrics.token_call(status, time.monotonic() - started)
         self._redis.delete(self._keys.oauth_fetch_failed, self._keys.oauth_last_failure)
+        TANGO_CREDENTIALS_REFUSED.clear()
+        TOKEN_ENDPOINT_FAILING.clear()
         return token
 
     def _failed(self, failure: TokenUnavailable) -> TokenUnavailable:
@@ -198,7 +205,7 @@ class SharedTokenAuthorizer:
         report = {
             "error": failure.message,
             "status": failure.status,
-            "url": _shown_url(str(self._settings.tango_token_url)),
+            "url": shown_url(str(self._settings.tango_token_url)),
             "failures": failures,
             "since": previous.get("since", now),
             "at": now,
@@ -207,13 +214,17 @@ class SharedTokenAuthorizer:
             pipe.set(keys.oauth_fetch_failed, json.dumps(report), px=int(cache * 1000))
             pipe.set(keys.oauth_last_failure, json.dumps(report), ex=_LAST_FAILURE_TTL_SECONDS)
             pipe.execute()
-        logger.error(
-            "OAuth token endpoint %s failed (%s; %d in a row): no request fails for it, they "
-            "wait and retry; check TANGO_TOKEN_URL and the client credentials",
-            report["url"],
-            failure,
-            failures,
-        )
+        detail = f"OAuth token endpoint {report['url']} failed ({failure}; {failures} in a row)"
+        if failure.status in (401, 403):
+            TANGO_CREDENTIALS_REFUSED.report(
+                detail,
+                "check TANGO_CLIENT_ID and TANGO_CLIENT_SECRET (requests wait, they "
+                "do not fail, until TANGO_OUTAGE_PATIENCE_SECONDS)",
+            )
+        else:
+            TOKEN_ENDPOINT_FAILING.report(
+                detail, "check TANGO_TOKEN_URL (requests wait and retry meanwhile)"
+            )
         return TokenUnavailable(
             f"the OAuth token endpoint failed: {failure.message}",
             status=failure.status,
@@ -284,14 +295,6 @@ def token_lifetime_seconds(value: object) -> float:
     if math.isnan(seconds) or seconds <= 0:
         return _DEFAULT_LIFETIME_SECONDS
     return min(max(seconds, _MIN_LIFETIME_SECONDS), _MAX_LIFETIME_SECONDS)
-
-
-def _shown_url(url: str) -> str:
-    """The token URL for logs and /healthz: scheme, host and path, never userinfo or query."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
 def last_token_failure(client: redis.Redis, keys: RedisKeys) -> dict[str, Any] | None:

@@ -13,7 +13,12 @@ from requests.adapters import HTTPAdapter
 
 from worker.core.settings import Settings
 from worker.tango.auth import Authorizer
-from worker.tango.error_mapping import error_for_exception, error_for_response, parse_json_object
+from worker.tango.error_mapping import (
+    error_for_exception,
+    error_for_response,
+    parse_json_object,
+    shown_url,
+)
 from worker.tango.errors import TangoAuthenticationError, TangoError
 from worker.tango.ids import REFERENCE_ORDER_ID
 from worker.tango.timeparse import ParsedInstant, parse_http_date
@@ -161,12 +166,15 @@ class TangoClient:
                 allow_redirects=False,
             )
         except requests.RequestException as error:
-            raise error_for_exception(error) from None
+            unanswered = error_for_exception(error)
+            unanswered.url = shown_url(self._base_url + path)
+            raise unanswered from None
         elapsed = time.monotonic() - started
         failure: TangoError | None = error_for_response(
             response.status_code, response.headers, response.text, response.reason
         )
         if failure is not None:
+            failure.url = shown_url(self._base_url + path)
             raise failure
         request_id = response.headers.get("X-REQUEST-ID")
         return TangoAnswer(

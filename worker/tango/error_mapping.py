@@ -6,11 +6,14 @@ import json
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
+from worker.state.outage import OutageReason
 from worker.tango.errors import (
     TangoAuthenticationError,
     TangoCooldownError,
@@ -99,11 +102,87 @@ def stated_window_seconds(message: str) -> float | None:
 
 
 def error_for_exception(error: requests.RequestException) -> TangoTransientError:
-    """Map a failure to get any answer at all; `ambiguous` when Tango may have acted."""
-    never_sent = isinstance(error, requests.ConnectTimeout) or _failed_to_connect(error)
+    """Map a failure to get any answer at all; `ambiguous` when Tango may have acted.
+
+    A refused connection, a failed DNS lookup, a connect timeout and a failed TLS handshake
+    all happen before a byte of the request is sent: never ambiguous."""
+    never_sent = isinstance(
+        error, requests.ConnectTimeout | requests.exceptions.SSLError
+    ) or _failed_to_connect(error)
     return TangoTransientError(
-        f"{type(error).__name__}: no answer from Tango", ambiguous=not never_sent
+        f"{type(error).__name__}: no answer from Tango ({_cause(error)})",
+        ambiguous=not never_sent,
     )
+
+
+class NeverReached(StrEnum):
+    """Why a call provably never reached Tango's resend logic: not ambiguous, not a failure
+    of the request. Such calls are retried with capped backoff until the request's patience
+    (TANGO_OUTAGE_PATIENCE_SECONDS) runs out."""
+
+    UNREACHABLE = "unreachable"  # refused, DNS, TLS handshake, connect timeout
+    CREDENTIALS_REFUSED = "credentials_refused"  # 401, or a 403 on authentication
+    BUSY = "busy"  # 503 (nothing behind the gateway) or 429 (too fast)
+
+    @property
+    def outage(self) -> OutageReason | None:
+        """The fleet-wide outage this means, if the whole fleet shares it (503 and 429 are
+        one request's answer, and the rate limiter already spreads 429s)."""
+        if self is NeverReached.UNREACHABLE:
+            return OutageReason.UNREACHABLE
+        if self is NeverReached.CREDENTIALS_REFUSED:
+            return OutageReason.CREDENTIALS_REFUSED
+        return None
+
+
+# A 403 that is about who we are, not about the order (403.003, 403.005 and other order
+# refusals are permanent or a cooldown).
+_AUTHENTICATION_WORDS = re.compile(
+    r"authenticat|credential|unauthori[sz]ed|not authori[sz]ed|invalid token|access denied",
+    re.IGNORECASE,
+)
+
+
+def never_reached(error: TangoError) -> NeverReached | None:
+    """Which kind of never-reached call `error` is, or None (answered, ambiguous, or a
+    refusal of the request itself)."""
+    if isinstance(error, TangoCooldownError):
+        return None
+    if isinstance(error, TangoAuthenticationError):
+        return NeverReached.CREDENTIALS_REFUSED
+    if error.status == 403 and (
+        (error.i18n_key or "").startswith("401") or _AUTHENTICATION_WORDS.search(error.message)
+    ):
+        return NeverReached.CREDENTIALS_REFUSED
+    if isinstance(error, TangoTransientError):
+        if error.status in (429, 503):
+            return NeverReached.BUSY
+        if error.status is None and not error.ambiguous:
+            return NeverReached.UNREACHABLE
+    return None
+
+
+def shown_url(url: str) -> str:
+    """A URL for logs, records and /healthz: scheme, host, port and path, never userinfo
+    (credentials) or a query."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+def _cause(error: requests.RequestException) -> str:
+    """The innermost reason of a requests failure in a few words, without the URL (it may
+    carry credentials) and without the connection object's repr."""
+    cause: object = error.args[0] if error.args else error
+    reason = getattr(cause, "reason", None) or cause
+    text = str(reason)
+    # urllib3 renders "<urllib3.connection.HTTPConnection object at 0x..>: Failed to ...".
+    if text.startswith("<") and ">: " in text:
+        text = text.split(">: ", 1)[1]
+    text = re.sub(r"\(Caused by .*\)$", "", text)
+    text = re.sub(r"https?://\S+", "<url>", text)
+    return (text.strip() or type(reason).__name__)[:200]
 
 
 def _failed_to_connect(error: requests.RequestException) -> bool:

@@ -26,6 +26,8 @@ class TangoError(TangoResendError):
         self.i18n_key = i18n_key
         self.request_id = request_id
         self.body = body
+        # The URL called, without credentials or query (set by the client that called it).
+        self.url: str | None = None
 
     def __str__(self) -> str:
         parts = [self.message]
@@ -39,13 +41,16 @@ class TangoError(TangoResendError):
 
     def as_dict(self) -> dict[str, Any]:
         """What a record keeps of this error (never the raw body: it may hold an email)."""
-        return {
+        kept: dict[str, Any] = {
             "kind": type(self).__name__,
             "message": self.message,
             "status": self.status,
             "i18n_key": self.i18n_key,
             "request_id": self.request_id,
         }
+        if self.url is not None:
+            kept["url"] = self.url
+        return kept
 
 
 class TangoCooldownError(TangoError):

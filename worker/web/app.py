@@ -19,10 +19,13 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Request
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import PlainTextResponse, Response
+from kombu.exceptions import OperationalError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
+from worker.core.conditions import REDIS_OUTAGE_ERRORS, REDIS_UNREACHABLE, redis_error_detail
+from worker.core.errors import RedisUnavailable
 from worker.core.settings import Settings, get_settings
 from worker.resend import origins
 from worker.resend.producer import EnqueueError, submit_resend_async
@@ -31,7 +34,7 @@ from worker.runtime import AsyncCreate, current_runtime
 from worker.state.metrics import build_registry
 from worker.state.records import SubmissionOutcome
 from worker.state.redis_health import warn_if_evicting
-from worker.web.console import build_console_router
+from worker.web.console import build_console_router, redis_unreachable_page
 from worker.web.health import add_health_route
 from worker.web.openapi import accepted, json_request_body, link
 from worker.web.problems import HttpProblem, problem_responses, unavailable
@@ -109,10 +112,25 @@ def create_app() -> FastAPI:
     if settings.api_enabled:
         app.include_router(build_api_router(settings))
         app.include_router(build_console_router(settings))
+    _answer_redis_loss(app, settings)
     # Everything built so far lives as long as the process: keep it out of the collector's
     # full passes, which otherwise rescan it during webhook storms (tail latency).
     gc.freeze()
     return app
+
+
+def _answer_redis_loss(app: FastAPI, settings: Settings) -> None:
+    """Redis lost in the middle of any route: a 503 that says so (the console's own page,
+    elsewhere a JSON problem with Retry-After), never a bare 500; logged as one condition."""
+
+    async def redis_lost(request: Request, error: Exception) -> Response:
+        REDIS_UNREACHABLE.report(f"web: {redis_error_detail(error)}")
+        if request.url.path.startswith("/console") and settings.api_token is not None:
+            return redis_unreachable_page(settings, request)
+        return _problem_response(request, unavailable("Redis is unreachable; retry later"))
+
+    for kind in (*REDIS_OUTAGE_ERRORS, OperationalError, RedisUnavailable):
+        app.add_exception_handler(kind, redis_lost)
 
 
 def _version() -> str:
@@ -189,7 +207,8 @@ async def _accept(
     except InvalidResendRequest as error:
         raise HttpProblem(422, "invalid_request", str(error), fields=error.errors) from None
     except EnqueueError as error:
-        logger.warning("webhook refused, not stored: %s", error)
+        # Refused with a 503 the sender retries; logged as one condition, not once a webhook.
+        REDIS_UNREACHABLE.report(f"web: a webhook refused, not stored: {error}")
         raise unavailable("the request could not be stored; retry later") from None
     recent = submission.outcome == SubmissionOutcome.RECENT
     return Accepted(
@@ -202,9 +221,8 @@ async def _accept(
 
 
 def _add_metrics_route(app: FastAPI, settings: Settings) -> None:
-    registry = build_registry(
-        current_runtime().redis, current_runtime().keys, settings.resend_queue
-    )
+    runtime = current_runtime()
+    registry = build_registry(runtime.redis, runtime.keys, settings.resend_queue, runtime.outage)
 
     @app.get("/metrics", response_class=PlainTextResponse)
     def metrics() -> PlainTextResponse:

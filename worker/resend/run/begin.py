@@ -48,19 +48,25 @@ def policy_from(runtime: Runtime) -> ResendPolicy:
         longest_send_seconds=(
             settings.tango_connect_timeout_seconds + settings.tango_timeout_seconds
         ),
+        outage_retry_max_seconds=settings.tango_outage_retry_max_seconds,
+        outage_patience_seconds=settings.tango_outage_patience_seconds,
     )
 
 
 def begin_run(
-    runtime: Runtime, policy: ResendPolicy, request_id: str, dispatch: int | None
+    runtime: Runtime,
+    policy: ResendPolicy,
+    request_id: str,
+    dispatch: int | None,
+    try_gate: bool = True,
 ) -> tuple[Begun, GateVerdict | None, str | None]:
     """Begin the run; when its id names its order and the authorization is at hand, pass the
     gate in the same round trip if the run needs no look first (start.lua). Returns the run,
     the gate's verdict (None: not passed yet) and the authorization (None: to be had, or to
-    fail, on the usual path)."""
+    fail, on the usual path). `try_gate` False: only begin (the run will not call Tango)."""
     lease = runtime.settings.resend_lease_seconds
     order = order_in_request_id(request_id)
-    if order is not None:
+    if order is not None and try_gate:
         # Authorise before the gate: waiting for the fleet's shared OAuth token (or fetching
         # it) then never eats into the window hold.
         with contextlib.suppress(TangoError):  # the usual path asks again, and reports it

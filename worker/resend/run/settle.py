@@ -7,6 +7,7 @@ until its next attempt, where a scheduler publishes its task again.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import time
@@ -28,12 +29,21 @@ from worker.resend.decision import (
     Sent,
     backoff_seconds,
     decide,
+    out_of_patience_reason,
+    patience_left_seconds,
 )
 from worker.resend.run.begin import Done, HeldRun
+from worker.resend.run.outage import (
+    note_not_waiting,
+    note_waiting,
+    outage_wait,
+    waiting_reason,
+)
 from worker.resend.run.probe import note_unresolved_call, probe_result
 from worker.runtime import Runtime
 from worker.state.durability import NotReplicated
 from worker.state.metrics import DeferralReason
+from worker.state.outage import Outage, OutageReason
 from worker.state.records import (
     KEEP_WINDOW,
     PROMOTE_MARGIN_SECONDS,
@@ -47,6 +57,7 @@ from worker.state.records import (
 from worker.state.wakeup import MAX_IDLE_SECONDS, notify_scheduled
 from worker.tango.auth import TokenUnavailable
 from worker.tango.client import TangoAnswer
+from worker.tango.error_mapping import NeverReached, shown_url
 from worker.tango.errors import TangoCooldownError, TangoError, TangoTransientError
 
 logger = logging.getLogger("tango_resend.executor")
@@ -73,7 +84,15 @@ class Settler:
         self.rand = rand
 
     def history(self, record: ResendRecord) -> History:
-        return History(record.transient_failures, record.cooldown_deferrals)
+        since_first_try = 0.0
+        if record.first_tried_at is not None:
+            since_first_try = self.runtime.clock.timestamp() - record.first_tried_at
+        return History(
+            record.transient_failures,
+            record.cooldown_deferrals,
+            record.outage_failures,
+            max(since_first_try, 0.0),
+        )
 
     def carry_out(
         self,
@@ -110,6 +129,10 @@ class Settler:
             window = RELEASE_WINDOW if outcome.window_seconds is None else outcome.window_seconds
 
         holding = window_touched
+        if isinstance(outcome, Retrying) and outcome.waiting_on is not None:
+            assert isinstance(result, TangoError)
+            return self.wait_on_tango(run, result, outcome, now, window)
+        note_not_waiting(self.runtime, record)
         if isinstance(outcome, Sent | Failed):
             stamp_final(record, outcome, now)
             self.finish(run, window, holding=holding, answer_in_hand=isinstance(outcome, Sent))
@@ -187,17 +210,77 @@ class Settler:
         if isinstance(error, TangoTransientError):
             error.ambiguous = False  # it failed before any resend could be sent
         if isinstance(error, TokenUnavailable):
-            # The token endpoint is broken or misconfigured (logged, and on /healthz): not
-            # this request's fault, so it waits with backoff and never fails for it, nor
-            # uses up its retries.
-            backoff = backoff_seconds(error.failures, self.policy, self.rand)
-            delay = max(error.retry_after or 0.0, backoff)
-            run.record.error = error.as_dict()
-            return self.defer(
-                run, delay, now, f"waiting for an OAuth token: {error}", ResendStatus.RETRYING
-            )
+            return self._wait_for_token(run, error, now)
         outcome = decide(error, self.history(run.record), self.policy, self.rand)
         return self.carry_out(run, error, outcome, window_touched=False)
+
+    def _wait_for_token(self, run: HeldRun, error: TokenUnavailable, now: datetime) -> Done:
+        """The token endpoint is broken or refuses our client credentials (logged, and on
+        /healthz): not this request's fault, so it waits with backoff, without using up its
+        retries, until its patience runs out."""
+        record = run.record
+        history = self.history(record)
+        if patience_left_seconds(history, self.policy) <= 0:
+            error.url = error.url or shown_url(str(self.runtime.settings.tango_token_url))
+            outcome = Failed(out_of_patience_reason(self.policy, str(error), error.url), None)
+            return self.carry_out(run, error, outcome, window_touched=False)
+        backoff = backoff_seconds(error.failures, self.policy, self.rand)
+        delay = min(max(error.retry_after or 0.0, backoff), self.policy.outage_retry_max_seconds)
+        record.error = error.as_dict()
+        if error.status in (401, 403):
+            kind = NeverReached.CREDENTIALS_REFUSED
+            with contextlib.suppress(redis.RedisError):
+                self.runtime.outage.mark_down(
+                    OutageReason.CREDENTIALS_REFUSED,
+                    str(error),
+                    error.url or shown_url(str(self.runtime.settings.tango_token_url)),
+                    self.runtime.settings.tango_outage_patience_seconds,
+                )
+            record.outage_failures += 1
+            reason = waiting_reason(self.runtime, kind, error)
+            note_waiting(self.runtime, kind, record.id, now.timestamp() + delay)
+            return self.defer(run, delay, now, reason, ResendStatus.WAITING)
+        return self.defer(
+            run, delay, now, f"waiting for an OAuth token: {error}", ResendStatus.RETRYING
+        )
+
+    def wait_on_tango(
+        self,
+        run: HeldRun,
+        result: TangoError,
+        outcome: Retrying,
+        now: datetime,
+        window: WindowAction,
+    ) -> Done:
+        """A call that never reached Tango: the request waits (its own status, its reason
+        saying on what), using up none of its retries."""
+        assert outcome.waiting_on is not None
+        record = run.record
+        record.outage_failures += 1
+        reason = waiting_reason(self.runtime, outcome.waiting_on, result)
+        until = now.timestamp() + outcome.delay_seconds
+        note_waiting(self.runtime, outcome.waiting_on, record.id, until)
+        return self.defer(
+            run, outcome.delay_seconds, now, reason, status=ResendStatus.WAITING, window=window
+        )
+
+    def wait_on_outage(self, run: HeldRun, outage: Outage, now: datetime) -> Done:
+        """Tango is marked down and another run tests it: wait without calling, or fail once
+        patience has run out."""
+        record = run.record
+        delay, failed = outage_wait(outage, self.history(record), self.policy, self.rand)
+        if failed is not None:
+            record.updated_at = now
+            record.error = {"kind": "TangoOutage", "message": outage.detail, "url": outage.url}
+            stamp_final(record, failed, now)
+            note_not_waiting(self.runtime, record)
+            self.finish(run, KEEP_WINDOW)
+            return Done(record.status)
+        kind = NeverReached(outage.reason.value)
+        note_waiting(self.runtime, kind, record.id, now.timestamp() + delay)
+        if record.outage_failures == 0:
+            record.outage_failures = 1  # counted among the waiting until it gets through
+        return self.defer(run, delay, now, outage.waiting_reason(), ResendStatus.WAITING)
 
     def finish(
         self,

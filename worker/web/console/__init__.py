@@ -8,7 +8,8 @@ live parts refresh themselves: without it, they refresh by a meta refresh instea
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
 
 from worker.core.settings import Settings
 from worker.web.console.actions import add_actions
@@ -23,3 +24,19 @@ def build_console_router(settings: Settings) -> APIRouter:
     add_pages(router, core)  # before the actions: /requests/{id}/live precedes /{action}
     add_actions(router, core)
     return router
+
+
+REDIS_UNREACHABLE_MESSAGE = "Redis is unreachable; nothing was changed. Try again in a moment."
+
+
+def redis_unreachable_page(settings: Settings, request: Request) -> HTMLResponse:
+    """The console's 503 page when Redis cannot be reached: the same look as every page,
+    without a session (reading one needs Redis)."""
+    return ConsoleCore(settings).render(
+        "message.html",
+        request,
+        None,
+        status=503,
+        title="Redis is unreachable",
+        message=REDIS_UNREACHABLE_MESSAGE,
+    )

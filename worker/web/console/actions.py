@@ -72,7 +72,12 @@ def add_actions(router: APIRouter, core: ConsoleCore) -> None:
     @router.post("/console/requests/{request_id}/retry", include_in_schema=False)
     def retry(request: Request, request_id: str, form: Form) -> Response:
         return _acting(
-            core, request, form, lambda session: _retry(core, request, session, request_id)
+            core,
+            request,
+            form,
+            lambda session: _retry(
+                core, request, session, request_id, form.get("include_permanent") == "1"
+            ),
         )
 
 
@@ -223,7 +228,10 @@ def _confirm(
     record = producer.get_resend(request_id) if action in {"cancel", "retry"} else None
     if record is None:
         return Response(status_code=404)
-    return core.render("confirm.html", request, session, record=record, action=action)
+    permanent = producer.is_permanent_failure(record)
+    return core.render(
+        "confirm.html", request, session, record=record, action=action, permanent=permanent
+    )
 
 
 def _cancel(core: ConsoleCore, request: Request, session: Session, request_id: str) -> Response:
@@ -234,9 +242,19 @@ def _cancel(core: ConsoleCore, request: Request, session: Session, request_id: s
     return redirect(f"/console/requests/{request_id}?cancel={result}")
 
 
-def _retry(core: ConsoleCore, request: Request, session: Session, request_id: str) -> Response:
+def _retry(
+    core: ConsoleCore,
+    request: Request,
+    session: Session,
+    request_id: str,
+    include_permanent: bool = False,
+) -> Response:
+    """Retry a failed request; a permanent failure only when the form says so (a checkbox on
+    the confirmation page): Tango would refuse it again."""
     try:
-        submission = producer.retry_resend(request_id, by=origins.console(session.agent))
+        submission = producer.retry_resend(
+            request_id, by=origins.console(session.agent), include_permanent=include_permanent
+        )
     except (producer.NotRetryable, InvalidResendRequest) as error:
         return core.render(
             "message.html", request, session, status=409, title="Not retried",

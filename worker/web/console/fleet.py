@@ -28,7 +28,7 @@ WORKERS_TIMEOUT_SECONDS = 0.5
 _SAMPLES_KEPT = 60
 _RATE_SPAN_SECONDS = 60.0
 
-WaitReason = Literal["window", "turn", "rate_limit", "backoff", "queued"]
+WaitReason = Literal["window", "turn", "rate_limit", "backoff", "outage", "queued"]
 
 # Why a request waits, in the words the fleet page uses.
 WAIT_REASONS: dict[WaitReason, str] = {
@@ -36,6 +36,7 @@ WAIT_REASONS: dict[WaitReason, str] = {
     "turn": "its turn behind an earlier request of the same order",
     "rate_limit": "a slot of the fleet's rate limit",
     "backoff": "a retry after a transient failure",
+    "outage": "Tango to come back (unreachable, credentials refused, 503 or 429)",
     "queued": "a worker to take it (due now)",
 }
 
@@ -58,6 +59,8 @@ def wait_reason(record: ResendRecord) -> WaitReason:
     reason = record.reason or ""
     if record.status is ResendStatus.RETRYING:
         return "backoff"
+    if record.status is ResendStatus.WAITING:
+        return "outage"
     if record.status is ResendStatus.QUEUED:
         return "queued"
     if reason.startswith(WAITING_FOR_TURN):

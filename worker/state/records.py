@@ -14,7 +14,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 import redis
 
@@ -140,6 +140,7 @@ class FinishResult(StrEnum):
     UNKNOWN = "unknown"  # no record
     IN_FLIGHT = "in_flight"  # a cancel while a call to Tango is under way: too late
     STALE = "stale"  # a newer run holds the request: this run's outcome is not stored
+    CHANGED = "changed"  # the stored document changed since the caller read it: read again
 
 
 def finish_result_from_reply(reply: Any) -> FinishResult | ResendStatus:
@@ -161,6 +162,10 @@ class CancelResult(StrEnum):
     FAILED = "failed"  # already final
     UNKNOWN = "unknown"  # no such request (never existed, or expired)
 
+
+# A compare-and-set that finds the record changed reads it again; a run stores a request a
+# few times a minute at most, so a handful of tries is plenty.
+_COMPARE_AND_SET_TRIES = 8
 
 # The next request of an order is released this long after the window ends, so it never
 # meets the window's last millisecond.
@@ -413,20 +418,67 @@ class RecordStore:
     ) -> tuple[CancelResult, bool]:
         """As `cancel`, and whether this very call did the cancelling (racing cancellers:
         exactly one gets True)."""
-        record = self.get(request_id)
-        if record is None:
-            return CancelResult.UNKNOWN, False
+        for _ in range(_COMPARE_AND_SET_TRIES):
+            result = self._finish_read_copy(
+                request_id,
+                promote_margin_seconds,
+                ResendStatus.CANCELLED,
+                "cancelled before it was sent",
+                only_if_cancellable=True,
+            )
+            if result is FinishResult.DONE:
+                return CancelResult.CANCELLED, True
+            if result is not FinishResult.CHANGED:
+                # `unknown`, `in_flight` or the final status it reached meanwhile (never
+                # `stale`: a cancel passes no run token).
+                return CancelResult(result.value), False
+        raise redis.RedisError(f"request {request_id} kept changing while it was cancelled")
+
+    def finish_unowned(
+        self, request_id: str, status: ResendStatus, reason: str, promote_margin_seconds: float
+    ) -> bool:
+        """Finish a request that no run of this process holds (a bug before the run began):
+        only when no call to Tango is in flight or of unknown outcome, and keeping whatever
+        a run stored meanwhile (status and reason are the only changes). True if stored."""
+        for _ in range(_COMPARE_AND_SET_TRIES):
+            result = self._finish_read_copy(
+                request_id, promote_margin_seconds, status, reason, only_if_cancellable=True
+            )
+            if result is not FinishResult.CHANGED:
+                return result is FinishResult.DONE
+        return False
+
+    def _finish_read_copy(
+        self,
+        request_id: str,
+        promote_margin_seconds: float,
+        status: ResendStatus,
+        reason: str,
+        *,
+        only_if_cancellable: bool,
+    ) -> FinishResult | ResendStatus:
+        """Read the record, set a final status and reason on it, and store it only if its
+        document is still the one read (compare-and-set): `changed` says to read it again."""
+        # A client of ours decodes replies (decode_responses): fields and values are str.
+        fields = cast(dict[str, str], self._client.hgetall(self._keys.record(request_id)))
+        stored, current = record_codec.stored_doc(fields), fields.get("status")
+        if stored is None or current is None:
+            return FinishResult.UNKNOWN
+        record = record_codec.decode(
+            stored, request_id, str(current), int(fields.get("merges") or 0)
+        )
         if record.status.is_final:
-            return CancelResult(record.status.value), False
-        record.status = ResendStatus.CANCELLED
-        record.reason = "cancelled before it was sent"
+            return record.status
+        record.status = status
+        record.reason = reason
+        record.next_attempt_at = None
         record.updated_at = self._clock.now()
-        result = self._finish_script(record, promote_margin_seconds, only_if_cancellable=True)
-        if result is FinishResult.DONE:
-            return CancelResult.CANCELLED, True
-        # `unknown`, `in_flight` or the final status it reached meanwhile (never `stale`: a
-        # cancel passes no run token).
-        return CancelResult(result.value), False
+        return self._finish_script(
+            record,
+            promote_margin_seconds,
+            only_if_cancellable=only_if_cancellable,
+            expected_doc=stored,
+        )
 
     def _finish_script(
         self,
@@ -437,6 +489,7 @@ class RecordStore:
         window: WindowAction = KEEP_WINDOW,
         token: str = "",
         send_delay_seconds: float | None = None,
+        expected_doc: str = "",
     ) -> FinishResult | ResendStatus:
         keys, order, status = self._keys, record.reference_order_id, record.status.value
         result = self._finish(
@@ -463,6 +516,7 @@ class RecordStore:
                 "metric_counts": json.dumps(outcome_fields(status, send_delay_seconds)),
                 "run_counts": self._counts_to_send(),
                 "created_at": record.created_at.timestamp(),
+                "expected_doc": expected_doc,
             },
         )
         return finish_result_from_reply(result)

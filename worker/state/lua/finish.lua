@@ -1,7 +1,8 @@
 -- Store the final record, take it off its order's queue, owe its callback, count its outcome
 -- and schedule the next request of the order for when the window ends: one atomic step.
--- Returns 'done', 'unknown', 'in_flight', 'stale' (a newer run holds the request) or the
--- final status the request already had.
+-- Returns 'done', 'unknown', 'in_flight', 'stale' (a newer run holds the request), 'changed'
+-- (the stored document is no longer the one the caller read: read it again) or the final
+-- status the request already had.
 local record_key = KEYS[1]
 local due_key = KEYS[2]
 local order_key = KEYS[3]                  -- the order's requests (lib/order_queue.lua)
@@ -22,6 +23,7 @@ local run_token = ARGV[8]                  -- '' = no check
 local metric_counts = ARGV[9]              -- JSON {metrics field: amount}; '' = none
 local created_at = tonumber(ARGV[10])      -- the request's, epoch seconds
 local run_counts = ARGV[11]                -- JSON {metrics field: amount} the run recorded; '' = none
+local expected_doc = ARGV[12]              -- the document the caller read and changed; '' = no check
 --! include is_final
 --! include set_window
 --! include now
@@ -32,13 +34,18 @@ local run_counts = ARGV[11]                -- JSON {metrics field: amount} the r
 
 -- What the run counted (its call) is counted even if its outcome is refused.
 add_counts(metrics_key, run_counts)
-local fields = redis.call('HMGET', record_key, 'status', 'run', 'calling_until')
+local fields = redis.call('HMGET', record_key, 'status', 'run', 'calling_until', 'pr')
 local current = fields[1]
 if not current then return 'unknown' end
 if is_final(current) then return current end
 if run_token ~= '' and fields[2] ~= run_token then return 'stale' end
+-- Too late to cancel while Tango may be acting on it: a call in flight, a call whose worker
+-- died mid-call (`calling_until` stays, past, until a run stores its outcome), or a call whose
+-- outcome is unknown and owes a probe (`pr`). Whether Tango resent is not known yet.
+if only_if_cancellable ~= '' and (fields[3] or fields[4]) then return 'in_flight' end
+-- Compare-and-set: a run that stored its outcome after the caller read the record is kept.
+if expected_doc ~= '' and read_doc(record_key) ~= expected_doc then return 'changed' end
 local now_s = now_seconds()
-if only_if_cancellable ~= '' and tonumber(fields[3] or '0') > now_s then return 'in_flight' end
 set_window(window_key, id, window_action)
 redis.call('HSET', record_key, 'status', status)
 write_doc(record_key, doc)

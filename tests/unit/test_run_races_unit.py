@@ -6,10 +6,18 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.scripted_tango import CREATED, ScriptedTango, executor_with, new_request
+from tests.support.lost_reply import reply_lost_once
+from tests.support.scripted_tango import (
+    CREATED,
+    ORDER,
+    ScriptedTango,
+    executor_with,
+    new_request,
+)
+from worker.resend.callbacks import resend_finished
 from worker.resend.executor import Done
 from worker.runtime import Runtime
-from worker.state.records import AttemptOutcome, ResendStatus
+from worker.state.records import AttemptOutcome, ResendRecord, ResendStatus, new_request_id
 from worker.tango.client import TangoAnswer
 from worker.tango.errors import TangoTransientError
 
@@ -120,3 +128,50 @@ def test_a_cancel_keeps_what_a_run_stored_after_the_cancel_read_the_record(
     assert record.attempts == 1
     assert record.tango_request_ids == ["tango-req-7"]
     assert [entry.outcome for entry in record.attempt_log] == [AttemptOutcome.RETRYING]
+
+
+# --- start.lua and finish.lua replayed by redis-py after a lost reply -----------------------
+
+
+def test_a_replayed_start_is_the_same_start_and_the_call_is_made(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Given the reply of the script that begins a run and passes the gate lost on the wire,
+    when redis-py runs it again, then the run gets the first reply (not `busy` from its own
+    call bound), calls Tango once and ends sent; no "interrupted" call is ever logged."""
+    request_id = new_request(runtime, new_request_id(ORDER)).id  # names its order: start.lua
+    tango = ScriptedTango(CREATED)
+    with reply_lost_once(monkeypatch, "start") as lost:
+        assert executor_with(runtime, tango).run(request_id) == Done(ResendStatus.SENT)
+    assert lost, "the reply was lost and the script replayed"
+    assert len(tango.calls) == 1
+    record = runtime.records.get(request_id)
+    assert record is not None and record.status is ResendStatus.SENT
+    assert [entry.outcome for entry in record.attempt_log] == [AttemptOutcome.SENT]
+
+
+def test_a_replayed_finish_is_done_once_hooks_hear_of_it_and_counts_are_added_once(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Given the reply of the script that stores a run's final outcome lost on the wire, when
+    redis-py runs it again, then the run still learns it stored the outcome: the in-process
+    hook hears of it once, and the run's counts (its call to Tango) are added once."""
+    new_request(runtime)
+    heard: list[str] = []
+
+    def receiver(sender: object, record: ResendRecord, **_: object) -> None:
+        heard.append(record.status.value)
+
+    resend_finished.connect(receiver)
+    try:
+        with reply_lost_once(monkeypatch, "finish") as lost, runtime.metrics.batch():
+            assert executor_with(runtime, ScriptedTango(CREATED)).run("req-1") == Done(
+                ResendStatus.SENT
+            )
+    finally:
+        resend_finished.disconnect(receiver)
+    assert lost, "the reply was lost and the script replayed"
+    assert heard == ["sent"]
+    counts = runtime.redis.hgetall(runtime.keys.metrics)
+    assert float(counts["tango_calls_total|201"]) == 1.0
+    assert float(counts["requests_total|sent"]) == 1.0

@@ -118,6 +118,12 @@ class RedisKeys:
         retried by redis-py) returns the same ids instead of stranding them."""
         return f"{self.prefix}:scheduler:claim:{claim_id}"
 
+    def script_reply(self, nonce: str) -> str:
+        """A run's begin or finish reply, kept a minute under the call's nonce, so a replayed
+        script (a lost reply retried by redis-py) answers what it first did instead of
+        judging its own writes as another run's."""
+        return f"{self.prefix}:reply:{nonce}"
+
     @property
     def metrics(self) -> str:
         """The fleet's Prometheus counters and histogram buckets (a hash)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -162,6 +163,10 @@ class CancelResult(StrEnum):
     FAILED = "failed"  # already final
     UNKNOWN = "unknown"  # no such request (never existed, or expired)
 
+
+# A begin or finish reply is kept this long under its call's nonce (`RedisKeys.script_reply`):
+# redis-py replays a script within its retries, seconds after the reply was lost.
+SCRIPT_REPLY_MEMO_SECONDS = 60
 
 # A compare-and-set that finds the record changed reads it again; a run stores a request a
 # few times a minute at most, so a handful of tries is plenty.
@@ -503,6 +508,7 @@ class RecordStore:
                 "dispatched_key": keys.dispatched,
                 "legacy_unfinished_key": keys.unfinished_orders,
                 "metrics_key": keys.metrics,
+                "memo_key": keys.script_reply(uuid.uuid4().hex),
             },
             args={
                 "id": record.id,
@@ -517,6 +523,7 @@ class RecordStore:
                 "run_counts": self._counts_to_send(),
                 "created_at": record.created_at.timestamp(),
                 "expected_doc": expected_doc,
+                "memo_ttl": SCRIPT_REPLY_MEMO_SECONDS,
             },
         )
         return finish_result_from_reply(result)

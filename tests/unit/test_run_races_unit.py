@@ -175,3 +175,55 @@ def test_a_replayed_finish_is_done_once_hooks_hear_of_it_and_counts_are_added_on
     counts = runtime.redis.hgetall(runtime.keys.metrics)
     assert float(counts["tango_calls_total|201"]) == 1.0
     assert float(counts["requests_total|sent"]) == 1.0
+
+
+# --- an unexpected error in a stale run -------------------------------------------------------
+
+
+class BrokenAuthorization(ScriptedTango):
+    """A bug of ours right after the run began: its authorisation raises."""
+
+    def authorization(self) -> str:
+        raise RuntimeError("bug")
+
+
+def test_an_unexpected_error_in_a_stale_run_leaves_the_live_runs_call_alone(
+    runtime: Runtime,
+) -> None:
+    """Given a run that began, hit a bug, and was replaced by a newer run (a redelivery), when
+    its task records the failure while the newer run's call is in flight, then nothing is
+    stored: the newer run's 201 makes the request sent (it used to be `failed`, and the
+    resend Tango made refused)."""
+    new_request(runtime)
+    stale = executor_with(runtime, BrokenAuthorization())
+    with pytest.raises(RuntimeError):
+        stale.run("req-1")
+
+    live_tango = ScriptedTango(CREATED)
+    live_tango.during_call = lambda: stale.fail_unexpectedly("req-1", RuntimeError("bug"))
+    assert executor_with(runtime, live_tango).run("req-1") == Done(ResendStatus.SENT)
+
+    record = runtime.records.get("req-1")
+    assert record is not None and record.status is ResendStatus.SENT
+    assert record.attempts == 1
+
+
+def test_an_unexpected_error_before_the_run_began_fails_it_only_when_no_call_is_under_way(
+    runtime: Runtime,
+) -> None:
+    """A bug before the run took the request (no token) fails it only while no call is in
+    flight or of unknown outcome, and keeps what runs stored; otherwise the request is left
+    to the run that holds it."""
+    new_request(runtime)
+    live_tango = ScriptedTango(CREATED)
+    fresh = executor_with(runtime, ScriptedTango())
+    live_tango.during_call = lambda: fresh.fail_unexpectedly("req-1", RuntimeError("bug"))
+    assert executor_with(runtime, live_tango).run("req-1") == Done(ResendStatus.SENT)
+    record = runtime.records.get("req-1")
+    assert record is not None and record.status is ResendStatus.SENT
+
+    new_request(runtime, "req-2")
+    executor_with(runtime, ScriptedTango()).fail_unexpectedly("req-2", RuntimeError("bug"))
+    record = runtime.records.get("req-2")
+    assert record is not None and record.status is ResendStatus.FAILED
+    assert record.reason == "internal error: RuntimeError"

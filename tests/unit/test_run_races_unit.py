@@ -4,17 +4,26 @@ unknown, never writes back a stale copy of the record, and never loses a run's o
 
 from __future__ import annotations
 
+import http.server
+import json
+import threading
+import time
+from collections.abc import Iterator
+
 import pytest
 
 from tests.support.lost_reply import reply_lost_once
+from tests.support.runtime import RuntimeFactory
 from tests.support.scripted_tango import (
     CREATED,
+    EXECUTOR_SETTINGS,
     ORDER,
     ScriptedTango,
     executor_with,
     new_request,
 )
-from worker.resend.callbacks import resend_finished
+from worker.resend import executor as executor_module
+from worker.resend.callbacks import OutcomeDeliverer, resend_finished
 from worker.resend.executor import Done
 from worker.runtime import Runtime
 from worker.state.records import AttemptOutcome, ResendRecord, ResendStatus, new_request_id
@@ -227,3 +236,96 @@ def test_an_unexpected_error_before_the_run_began_fails_it_only_when_no_call_is_
     record = runtime.records.get("req-2")
     assert record is not None and record.status is ResendStatus.FAILED
     assert record.reason == "internal error: RuntimeError"
+
+
+# --- the call is bound as a whole -------------------------------------------------------------
+
+
+def test_a_run_paused_between_the_gate_and_the_send_does_not_send(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Given a run that passed the gate and then stalled (a paused VM, a starved process)
+    for more than half the gate's bound on its call, when it comes back, then it does not
+    send: nothing reaches Tango, the outcome is not ambiguous, the window is given back, and
+    the request retries."""
+    new_request(runtime)
+    tango = ScriptedTango(CREATED)  # its longest call: 1 s
+    send = executor_module.call_tango
+
+    def stall_then_send(*args, **kwargs):  # type: ignore[no-untyped-def]
+        time.sleep(0.6)
+        return send(*args, **kwargs)
+
+    monkeypatch.setattr(executor_module, "call_tango", stall_then_send)
+    assert executor_with(runtime, tango).run("req-1") == Done(ResendStatus.RETRYING)
+
+    assert tango.calls == []
+    record = runtime.records.get("req-1")
+    assert record is not None and record.attempts == 0
+    assert record.unresolved_call_started_at is None, "nothing was sent: not ambiguous"
+    assert record.error is not None and "not sent" in str(record.error)
+    assert runtime.redis.get(runtime.keys.order_window(ORDER)) is None
+
+
+# --- callbacks are the fleet's, whoever finishes the request --------------------------------
+
+SECRET = "whsec_" + "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3"
+NO_WEBHOOK = {"RESULT_WEBHOOK_URL": "", "RESULT_WEBHOOK_SECRET": ""}
+
+
+class Receiver(http.server.ThreadingHTTPServer):
+    """A callback endpoint on loopback that keeps the events it was posted."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, object]] = []
+        events = self.events
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                events.append(json.loads(self.rfile.read(length)))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *_: object) -> None:
+                return
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server_address[1]}/hook"
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    server = Receiver()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_cancel_by_an_application_without_the_webhook_settings_still_owes_the_callback(
+    make_runtime: RuntimeFactory, receiver: Receiver
+) -> None:
+    """Given a fleet whose workers deliver outcome callbacks, when an application process
+    that has only REDIS_URL (as the README shows) cancels a request, then `resend.cancelled`
+    is owed all the same, and the fleet's deliverer posts it."""
+    webhook = {"RESULT_WEBHOOK_URL": receiver.url, "RESULT_WEBHOOK_SECRET": SECRET}
+    worker = make_runtime(**EXECUTOR_SETTINGS, **webhook)
+    assert worker.records is not None  # a worker builds its record store when it starts
+    application = make_runtime(**EXECUTOR_SETTINGS, **NO_WEBHOOK)
+    new_request(application)
+
+    assert application.records.cancel("req-1", 0.0) == "cancelled"
+
+    assert outbox(application) == ["req-1"]
+    assert OutcomeDeliverer(worker).deliver_due()[0] == 1
+    assert [event["type"] for event in receiver.events] == ["resend.cancelled"]
+
+
+def test_without_a_webhook_anywhere_in_the_fleet_no_callback_is_owed(
+    make_runtime: RuntimeFactory,
+) -> None:
+    application = make_runtime(**EXECUTOR_SETTINGS, **NO_WEBHOOK)
+    new_request(application)
+    assert application.records.cancel("req-1", 0.0) == "cancelled"
+    assert outbox(application) == []

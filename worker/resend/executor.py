@@ -108,7 +108,7 @@ class ResendExecutor:
                 return not_now(settle, run, verdict, runtime.clock.now())
             through_gate = time.monotonic()
             started_at = verdict.started_at or runtime.clock.now().timestamp()
-            result, sent = call_tango(runtime, record, authorization, probe)
+            result, sent = call_tango(runtime, record, authorization, probe, through_gate)
             if (
                 isinstance(result, TangoAuthenticationError)
                 and not renewed

@@ -135,6 +135,13 @@ class RedisKeys:
         return f"{self.prefix}:callbacks:due"
 
     @property
+    def callbacks_fleet(self) -> str:
+        """Set while the fleet delivers outcome callbacks (some process of it has
+        RESULT_WEBHOOK_URL): every process that finishes a request then owes its callback,
+        one with only REDIS_URL (an application's cancel) too."""
+        return f"{self.prefix}:callbacks:fleet"
+
+    @property
     def callback_attempts(self) -> str:
         """Delivery attempts so far, by request id (removed with the outbox entry)."""
         return f"{self.prefix}:callbacks:attempts"

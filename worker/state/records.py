@@ -9,6 +9,7 @@ scripts that cancel or finish a request change it atomically with the order's qu
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import uuid
@@ -168,6 +169,11 @@ class CancelResult(StrEnum):
 # redis-py replays a script within its retries, seconds after the reply was lost.
 SCRIPT_REPLY_MEMO_SECONDS = 60
 
+# The fleet's word that it delivers outcome callbacks lasts this long after its last finish
+# (or start) in a process with RESULT_WEBHOOK_URL: a fleet that stops delivering them stops
+# owing them a day later.
+CALLBACKS_FLEET_SECONDS = 24 * 3600
+
 # A compare-and-set that finds the record changed reads it again; a run stores a request a
 # few times a minute at most, so a handful of tries is plenty.
 _COMPARE_AND_SET_TRIES = 8
@@ -202,7 +208,12 @@ class RecordStore:
         self._clock = clock or RedisClock(client)
         self._keys = keys
         self._ttl_seconds = ttl_seconds
-        self._outbox = keys.callbacks_due if callbacks else ""
+        # Whether callbacks are owed is the fleet's fact, kept in Redis (`callbacks_fleet`):
+        # a process that delivers them says so, and every process's finish reads it.
+        self._callbacks_here = callbacks
+        if callbacks:
+            with contextlib.suppress(redis.RedisError):  # said again by each finish here
+                client.set(keys.callbacks_fleet, "1", ex=CALLBACKS_FLEET_SECONDS)
         self._create = scripts.load("create").bind(client)
         self._save = scripts.load("save").bind(client)
         self._finish = scripts.load("finish").bind(client)
@@ -504,11 +515,12 @@ class RecordStore:
                 "order_key": keys.order_fifo(order),
                 "legacy_pending_key": keys.order_pending(order),
                 "window_key": keys.order_window(order),
-                "outbox_key": self._outbox,
+                "outbox_key": keys.callbacks_due,
                 "dispatched_key": keys.dispatched,
                 "legacy_unfinished_key": keys.unfinished_orders,
                 "metrics_key": keys.metrics,
                 "memo_key": keys.script_reply(uuid.uuid4().hex),
+                "callbacks_fleet_key": keys.callbacks_fleet,
             },
             args={
                 "id": record.id,
@@ -524,6 +536,8 @@ class RecordStore:
                 "created_at": record.created_at.timestamp(),
                 "expected_doc": expected_doc,
                 "memo_ttl": SCRIPT_REPLY_MEMO_SECONDS,
+                "callbacks_here": "1" if self._callbacks_here else "",
+                "callbacks_ttl": CALLBACKS_FLEET_SECONDS,
             },
         )
         return finish_result_from_reply(result)

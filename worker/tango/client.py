@@ -9,12 +9,20 @@ from typing import Any
 from urllib.parse import quote
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 
 from worker.core.settings import Settings
 from worker.tango.auth import Authorizer
+from worker.tango.deadline import (
+    POOL_CLASSES_BY_SCHEME,
+    CallDeadline,
+    NotSentInTime,
+    check_send_by,
+    current_deadline,
+)
 from worker.tango.error_mapping import error_for_exception, error_for_response, parse_json_object
-from worker.tango.errors import TangoAuthenticationError, TangoError
+from worker.tango.errors import TangoAuthenticationError, TangoError, TangoTransientError
 from worker.tango.ids import REFERENCE_ORDER_ID
 from worker.tango.timeparse import ParsedInstant, parse_http_date
 
@@ -34,10 +42,19 @@ class TangoAnswer:
     elapsed_seconds: float
 
 
+class _DeadlineAdapter(HTTPAdapter):
+    """Pools whose connections check the thread's call deadline before sending
+    (`worker.tango.deadline`)."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = POOL_CLASSES_BY_SCHEME
+
+
 def build_session(pool_size: int) -> requests.Session:
     """One pooled session per process; no automatic retries (retry policy is ours)."""
     session = requests.Session()
-    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(pool_size, 4), max_retries=0)
+    adapter = _DeadlineAdapter(pool_connections=4, pool_maxsize=max(pool_size, 4), max_retries=0)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     session.headers["User-Agent"] = USER_AGENT
@@ -150,29 +167,67 @@ class TangoClient:
         extra_headers: dict[str, str] | None = None,
     ) -> TangoAnswer:
         started = time.monotonic()
+        deadline = current_deadline()
         try:
+            check_send_by()
             response = self._session.request(
                 method,
                 self._base_url + path,
                 json=body,
                 params=params,
                 headers={"Authorization": authorization, **(extra_headers or {})},
-                timeout=self._timeout,
+                timeout=self._timeouts_within(deadline),
                 allow_redirects=False,
+                stream=deadline is not None,
             )
+            text = response.text if deadline is None else _read_text(response, deadline)
         except requests.RequestException as error:
             raise error_for_exception(error) from None
+        except NotSentInTime as error:
+            raise TangoTransientError(str(error), ambiguous=False) from None
         elapsed = time.monotonic() - started
         failure: TangoError | None = error_for_response(
-            response.status_code, response.headers, response.text, response.reason
+            response.status_code, response.headers, text, response.reason
         )
         if failure is not None:
             raise failure
         request_id = response.headers.get("X-REQUEST-ID")
         return TangoAnswer(
             status=response.status_code,
-            body=parse_json_object(response.text),
+            body=parse_json_object(text),
             request_id=request_id,
             tango_time=parse_http_date(response.headers.get("Date")),
             elapsed_seconds=elapsed,
         )
+
+    def _timeouts_within(self, deadline: CallDeadline | None) -> tuple[float, float]:
+        """requests' (connect, read) timeouts, cut to what is left of the call's deadline."""
+        connect, read = self._timeout
+        if deadline is None:
+            return connect, read
+        left = max(deadline.remaining_seconds(), 0.001)
+        return min(connect, left), min(read, left)
+
+
+def _read_text(response: requests.Response, deadline: CallDeadline) -> str:
+    """The answer's body, read against the call's deadline: each read waits at most what is
+    left of it, so a server trickling the body past the deadline is cut off (an ambiguous
+    timeout: Tango had the request and may have acted)."""
+    raw, chunks = response.raw, []
+    try:
+        while True:
+            left = deadline.remaining_seconds()
+            if left <= 0:
+                raise requests.ReadTimeout("the answer was not read by the call's deadline")
+            sock = getattr(raw.connection, "sock", None)
+            if sock is not None:
+                sock.settimeout(left)
+            chunk = raw.read1(16384, decode_content=True)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    except (urllib3.exceptions.HTTPError, OSError) as error:
+        response.close()  # the connection is in an unknown state: not reused
+        raise requests.ReadTimeout(f"the answer was cut off: {error}") from None
+    raw.release_conn()  # read to its end: the connection goes back to the pool, kept alive
+    return b"".join(chunks).decode(response.encoding or "utf-8", errors="replace")

@@ -13,6 +13,7 @@ local dispatched_key = KEYS[7]
 local legacy_unfinished_key = KEYS[8]      -- id -> order, as earlier versions kept it
 local metrics_key = KEYS[9]                -- '' = not counted
 local memo_key = KEYS[10]                  -- this call's reply, for a replay (its nonce)
+local callbacks_fleet_key = KEYS[11]       -- set while the fleet delivers callbacks
 local id = ARGV[1]
 local doc = ARGV[2]
 local status = ARGV[3]
@@ -26,6 +27,8 @@ local created_at = tonumber(ARGV[10])      -- the request's, epoch seconds
 local run_counts = ARGV[11]                -- JSON {metrics field: amount} the run recorded; '' = none
 local expected_doc = ARGV[12]              -- the document the caller read and changed; '' = no check
 local memo_ttl = ARGV[13]                  -- seconds
+local callbacks_here = ARGV[14]            -- '1': this process delivers callbacks (and says so)
+local callbacks_ttl = ARGV[15]             -- seconds the fleet's word lasts, renewed by each such finish
 --! include is_final
 --! include set_window
 --! include now
@@ -68,7 +71,12 @@ local function finish()
     redis.call('HDEL', legacy_pending_key, fingerprint)
   end
   -- The outcome callback is owed from this moment: recorded with the outcome, never without it.
-  if outbox_key ~= '' then redis.call('ZADD', outbox_key, now_s, id) end
+  -- Owed when the fleet delivers callbacks, whichever process finishes the request: an
+  -- application's cancel (only REDIS_URL set) owes `resend.cancelled` like a worker's outcome.
+  if callbacks_here ~= '' then redis.call('SET', callbacks_fleet_key, '1', 'EX', callbacks_ttl) end
+  if outbox_key ~= '' and (callbacks_here ~= '' or redis.call('EXISTS', callbacks_fleet_key) == 1) then
+    redis.call('ZADD', outbox_key, now_s, id)
+  end
   -- Counted with the outcome, so a worker that dies right after storing it loses no count.
   add_counts(metrics_key, metric_counts)
   promote_next(due_key, order_key, window_key, now_s, promote_margin)

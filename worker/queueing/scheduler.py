@@ -18,6 +18,8 @@ request again:
   dispatch number, workers record the highest number they have taken, and the broker queue is
   FIFO, so a request is presumed lost only when the queue is empty or a message published
   after its own was taken. A backlog that waits long in the queue is never re-released in bulk.
+  A message near the queue's front is looked at again about a second later, not a lease: taken
+  and lost (its worker killed before the run began), it is released once a later one is taken.
 A replayed claim (redis-py retries a script whose reply was lost) returns the same claim, and
 a publish that fails mid-batch hands the rest back at once, so neither strands a request.
 
@@ -45,6 +47,10 @@ logger = logging.getLogger("tango_resend.scheduler")
 
 _BATCH = 500
 _CLAIM_MEMO_SECONDS = 60
+# A request whose message may have been taken and lost before its run began is looked at again
+# this soon when its message is among the nearest to the queue's front (claim_due.lua).
+_LOST_RECHECK_SECONDS = 1.0
+_LOST_RECHECK_NEAREST = 100
 
 
 class DueReleaser:
@@ -79,6 +85,8 @@ class DueReleaser:
                 "batch": _BATCH,
                 "record_prefix": keys.record(""),
                 "memo_ttl": _CLAIM_MEMO_SECONDS,
+                "recheck": _LOST_RECHECK_SECONDS,
+                "recheck_nearest": _LOST_RECHECK_NEAREST,
             },
         )
         *pairs, next_in = (str(item) for item in reply)

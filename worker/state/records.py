@@ -450,6 +450,14 @@ class RecordStore:
                 return CancelResult(result.value), False
         raise redis.RedisError(f"request {request_id} kept changing while it was cancelled")
 
+    def callers_sharing(self, request_id: str) -> int:
+        """How many callers share a request: the one that created it and each identical
+        request merged into it since (0 when there is no such request)."""
+        fields = self._client.hmget(self._keys.record(request_id), "status", "merges")
+        if fields[0] is None:
+            return 0
+        return 1 + int(fields[1] or 0)
+
     def finish_unowned(
         self, request_id: str, status: ResendStatus, reason: str, promote_margin_seconds: float
     ) -> bool:

@@ -22,6 +22,7 @@ from tests.support.scripted_tango import (
     executor_with,
     new_request,
 )
+from worker.queueing.scheduler import DueReleaser
 from worker.resend import executor as executor_module
 from worker.resend.callbacks import OutcomeDeliverer, resend_finished
 from worker.resend.executor import Done
@@ -329,3 +330,48 @@ def test_without_a_webhook_anywhere_in_the_fleet_no_callback_is_owed(
     new_request(application)
     assert application.records.cancel("req-1", 0.0) == "cancelled"
     assert outbox(application) == []
+
+
+# --- a slow OAuth token endpoint ----------------------------------------------------------------
+
+
+class SlowTokenTango(ScriptedTango):
+    """The fleet's OAuth token is being fetched from a slow endpoint: none is at hand, and
+    asking for one waits (`while_waiting` runs meanwhile, as the rest of the fleet would)."""
+
+    longest_authorization_wait_seconds = 5.0
+
+    def __init__(self, *answers: TangoAnswer | BaseException) -> None:
+        super().__init__(*answers)
+        self.while_waiting: list[object] = []
+        self.during_wait = lambda: None
+
+    def authorization_at_hand(self) -> str | None:
+        return None
+
+    def authorization(self) -> str:
+        time.sleep(1.3)
+        self.while_waiting.append(self.during_wait())
+        return super().authorization()
+
+
+def test_a_run_waiting_for_a_slow_oauth_token_is_not_released_again_every_lease(
+    make_runtime: RuntimeFactory,
+) -> None:
+    """Given a run that must wait for the fleet's OAuth token longer than a lease, when the
+    scheduler looks meanwhile, then it does not release the request again (it used to, once
+    per lease, each release one more message): the run took the request for as long as the
+    token may take, and then sends once."""
+    runtime = make_runtime(**EXECUTOR_SETTINGS, RESEND_LEASE_SECONDS="1")
+    request_id = new_request(runtime, new_request_id(ORDER)).id
+    releaser = DueReleaser(runtime)
+    runtime.redis.zadd(runtime.keys.due_index, {request_id: 0})
+    [(claimed, dispatch)], _ = releaser.claim_resends()
+    assert claimed == request_id
+    tango = SlowTokenTango(CREATED)
+    tango.during_wait = lambda: releaser.claim_resends()[0]
+
+    assert executor_with(runtime, tango).run(request_id, dispatch) == Done(ResendStatus.SENT)
+
+    assert tango.while_waiting == [[]], "not released again while the token was awaited"
+    assert len(tango.calls) == 1

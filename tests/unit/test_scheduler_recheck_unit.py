@@ -96,3 +96,32 @@ def test_a_deep_backlog_is_not_looked_at_every_second(
     assert published == []
     assert 0 < len(soon) <= 100
     assert all(score(runtime, r) > now + 10 for r, _ in created[100:])
+
+
+# --- dispatch numbers ---------------------------------------------------------------------------
+
+
+def consumed(runtime: Runtime) -> int:
+    return int(runtime.redis.get(runtime.keys.dispatch_consumed) or 0)
+
+
+def test_the_create_message_taken_after_a_re_release_counts_as_its_own_number(
+    runtime: Runtime, published: list[str]
+) -> None:
+    """Given a request whose create message (it carries no number) was slow, not lost, and
+    was re-released meanwhile under a newer number, when a worker takes the create message,
+    then the highest number taken is the create message's own, not the re-release's: the
+    messages numbered in between are not presumed lost because of it."""
+    request_id, create_number = create(runtime, 1)
+    held = runtime.redis.rpop(runtime.settings.resend_queue)  # a worker's slow prefetch
+    assert held == "message-of-1"
+    runtime.redis.zadd(runtime.keys.due_index, {request_id: time.time() - 1})
+    assert DueReleaser(runtime).claim_resends()[0][0][0] == request_id  # re-released
+    in_between, between_number = create(runtime, 2)  # published after the re-release
+    assert between_number > create_number
+
+    runtime.records.begin(request_id, 15.0, None)  # the held create message is taken
+
+    assert consumed(runtime) == create_number
+    runtime.redis.zadd(runtime.keys.due_index, {in_between: time.time() - 1})
+    assert DueReleaser(runtime).release_due()[0] == 0, "still queued: not released again"

@@ -20,6 +20,16 @@ request again:
   after its own was taken. A backlog that waits long in the queue is never re-released in bulk.
   A message near the queue's front is looked at again about a second later, not a lease: taken
   and lost (its worker killed before the run began), it is released once a later one is taken.
+Dispatch numbers are exact for the messages the create script pushes (they carry none; the
+number is kept on the record, `cd`, so a re-release under a newer number does not change what
+taking the first one counts). They are not exact in one case, on purpose: schedulers number
+messages in the claim and publish them after it, so two schedulers' messages can reach the
+queue out of numbering order. Numbering inside the publish would need the script that pushes
+the message to write its number into kombu's encoded body. The cost of the disorder is
+bounded and harmless: a message overtaken by a higher-numbered one published just before it
+can be presumed lost only if it is still queued a whole lease later; it is then released once
+more, and the extra message is fenced (its run finds the request taken or final: no second
+call to Tango).
 A replayed claim (redis-py retries a script whose reply was lost) returns the same claim, and
 a publish that fails mid-batch hands the rest back at once, so neither strands a request.
 

@@ -99,6 +99,16 @@ class TangoClient:
         """
         return self._authorizer.authorization()
 
+    def authorization_at_hand(self) -> str | None:
+        """The Authorization header if it can be had without waiting (a cached OAuth token,
+        or HTTP Basic), else None."""
+        return self._authorizer.authorization_at_hand()
+
+    @property
+    def longest_authorization_wait_seconds(self) -> float:
+        """How long `authorization` may wait for the fleet's OAuth token (0 for HTTP Basic)."""
+        return self._authorizer.longest_wait_seconds
+
     def renew(self, authorization: str) -> bool:
         """Forget a credential Tango answered 401 to; True when another may now be had."""
         return self._authorizer.rejected(authorization)

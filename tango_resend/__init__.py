@@ -6,6 +6,7 @@ application is likely to use. `from worker import ...` keeps working.
 """
 
 from worker import (
+    Cancellation,
     ConfigurationError,
     EnqueueError,
     InvalidResendRequest,
@@ -15,6 +16,7 @@ from worker import (
     ResendStatus,
     TangoResendError,
     cancel_resend,
+    cancel_resend_detailed,
     enqueue_resend,
     get_resend,
     retry_resend,
@@ -22,6 +24,7 @@ from worker import (
 )
 
 __all__ = [
+    "Cancellation",
     "ConfigurationError",
     "EnqueueError",
     "InvalidResendRequest",
@@ -31,6 +34,7 @@ __all__ = [
     "ResendStatus",
     "TangoResendError",
     "cancel_resend",
+    "cancel_resend_detailed",
     "enqueue_resend",
     "get_resend",
     "retry_resend",

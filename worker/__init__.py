@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from worker.core.settings import ConfigurationError
     from worker.queueing.app import app
     from worker.resend.callbacks import resend_finished
+    from worker.resend.cancellation import Cancellation, cancel_resend_detailed
     from worker.resend.producer import (
         EnqueueError,
         NotRetryable,
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 
 # Public name -> the module that defines it.
 _EXPORTS = {
+    "Cancellation": "worker.resend.cancellation",
     "ConfigurationError": "worker.core.settings",
     "EnqueueError": "worker.resend.producer",
     "InvalidResendRequest": "worker.resend.validation",
@@ -41,6 +43,7 @@ _EXPORTS = {
     "TangoResendError": "worker.core.errors",
     "app": "worker.queueing.app",
     "cancel_resend": "worker.resend.producer",
+    "cancel_resend_detailed": "worker.resend.cancellation",
     "enqueue_resend": "worker.resend.producer",
     "get_resend": "worker.resend.producer",
     "resend_finished": "worker.resend.callbacks",
@@ -50,6 +53,7 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "Cancellation",
     "ConfigurationError",
     "EnqueueError",
     "InvalidResendRequest",
@@ -60,6 +64,7 @@ __all__ = [
     "TangoResendError",
     "app",
     "cancel_resend",
+    "cancel_resend_detailed",
     "enqueue_resend",
     "get_resend",
     "resend_finished",

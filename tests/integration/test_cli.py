@@ -139,7 +139,7 @@ def test_cancel_command(control: SandboxControl, settings_env: dict[str, str]) -
     request_id = enqueue_resend(ORDER)
     cancelled = run_python(["-m", "worker", "cancel", request_id, "--json"], settings_env)
     assert cancelled.returncode == 0
-    assert json.loads(cancelled.stdout) == {"id": request_id, "result": "cancelled"}
+    assert json.loads(cancelled.stdout) == {"id": request_id, "result": "cancelled", "callers": 1}
     again = run_python(["-m", "worker", "cancel", request_id], settings_env)
     assert again.returncode == 0, "cancelling is idempotent"
     unknown = run_python(["-m", "worker", "cancel", "nope"], settings_env)

@@ -134,7 +134,11 @@ def test_status_list_history_retry_cancel_against_a_worker(
 
     # cancel: too late for a final request (2); the queued retry can still be cancelled
     too_late = run_cli("cancel", sent_id, "--json")
-    assert too_late.exit_code == 2 and json_out(too_late) == {"id": sent_id, "result": "sent"}
+    assert too_late.exit_code == 2 and json_out(too_late) == {
+        "id": sent_id,
+        "result": "sent",
+        "callers": 1,
+    }
     assert "already sent" in too_late.stderr
     cancelled = run_cli("cancel", pair["id"])
     assert cancelled.exit_code == 0 and cancelled.stdout.strip() == "cancelled"
@@ -269,14 +273,14 @@ def test_cancel_exit_codes_and_json_without_a_worker(
 
     first = run_cli("cancel", queued, "--json")
     assert first.exit_code == 0, explain(first)
-    assert json_out(first) == {"id": queued, "result": "cancelled"}
+    assert json_out(first) == {"id": queued, "result": "cancelled", "callers": 1}
     again = run_cli("cancel", queued)
     assert again.exit_code == 0 and again.stdout.strip() == "cancelled", "idempotent"
     assert json_out(run_cli("status", queued, "--json"))["status"] == "cancelled"
 
     unknown = run_cli("cancel", "no-such-request", "--json")
     assert unknown.exit_code == 1
-    assert json_out(unknown) == {"id": "no-such-request", "result": "unknown"}
+    assert json_out(unknown) == {"id": "no-such-request", "result": "unknown", "callers": 0}
     assert "no request" in unknown.stderr
 
     # A request whose call to Tango is under way can no longer be cancelled.

@@ -74,7 +74,7 @@ def test_any_unique_prefix_of_8_characters_names_a_request(
     assert run_cli("status", request_id[:12]).exit_code == 0
     assert run_cli("status", request_id[:7]).exit_code == 1, "fewer than 8: not a prefix"
     cancelled = run_cli("cancel", short, "--json")
-    assert json_out(cancelled) == {"id": request_id, "result": "cancelled"}
+    assert json_out(cancelled) == {"id": request_id, "result": "cancelled", "callers": 1}
     assert run_cli("retry", short).exit_code == 2, "known, but not failed"
 
 

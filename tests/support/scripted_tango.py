@@ -43,6 +43,14 @@ class ScriptedTango:
         self.authorizations.append(f"Bearer token-{len(self.authorizations) + 1}")
         return self.authorizations[-1]
 
+    # HTTP Basic-like: at hand unless the token is made to fail; never waited for.
+    longest_authorization_wait_seconds = 0.0
+
+    def authorization_at_hand(self) -> str | None:
+        if self.token_error is not None:
+            return None
+        return self.authorization()
+
     def renew(self, authorization: str) -> bool:
         return True
 

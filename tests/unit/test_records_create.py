@@ -31,7 +31,8 @@ def test_a_record_is_a_hash_of_its_document_status_and_fingerprint(
 
     stored = redis_client.hgetall(KEYS.record(record.id))
     chunks = {f"d{i}" for i in range(1, int(stored["dn"]) + 1)}
-    assert stored.keys() == {"status", "fp", "dn"} | chunks  # `merges` comes with a merge
+    # `merges` comes with a merge; `cd` is the number of the task message created with it.
+    assert stored.keys() == {"status", "fp", "dn", "cd"} | chunks
     doc = record_codec.stored_doc(stored)
     assert doc is not None and record_codec.decode(doc, record.id, "queued", 0) == record
     assert (stored["status"], stored["fp"]) == ("queued", record.fingerprint()[:16])

@@ -71,7 +71,7 @@ def test_a_waiting_requests_record_is_a_listpack_of_small_fields(
 
     fields = redis_client.hgetall(key)
     assert redis_client.object("encoding", key) == "listpack"
-    assert set(fields) == {"status", "fp", "dn"} | {
+    assert set(fields) == {"status", "fp", "dn", "cd"} | {
         f"d{i}" for i in range(1, int(fields["dn"]) + 1)
     }
     assert all(len(value.encode()) <= 64 for value in fields.values())

@@ -265,8 +265,8 @@ def test_cancel_answers_200_then_409_cancelled_and_404_for_an_unknown_id(
     again = api.post(f"/resends/{request_id}/cancel", headers=WRITE)
     unknown = api.post(f"/resends/{uuid.uuid4()}/cancel", headers=WRITE)
 
-    assert (first.status_code, first.json()) == (200, {"result": "cancelled"})
-    assert (again.status_code, again.json()) == (409, {"result": "cancelled"})
+    assert (first.status_code, first.json()) == (200, {"result": "cancelled", "callers": 1})
+    assert (again.status_code, again.json()) == (409, {"result": "cancelled", "callers": 1})
     assert unknown.status_code == 404
 
 
@@ -279,7 +279,10 @@ def test_cancel_of_a_finished_request_is_409_with_its_status(
 
     response = api.post(f"/resends/{request_id}/cancel", headers=WRITE)
 
-    assert (response.status_code, response.json()) == (409, {"result": final.value})
+    assert (response.status_code, response.json()) == (
+        409,
+        {"result": final.value, "callers": 1},
+    )
 
 
 def test_cancel_of_a_request_in_flight_is_409_in_flight(api: TestClient) -> None:
@@ -289,7 +292,10 @@ def test_cancel_of_a_request_in_flight_is_409_in_flight(api: TestClient) -> None
 
     response = api.post(f"/resends/{request_id}/cancel", headers=WRITE)
 
-    assert (response.status_code, response.json()) == (409, {"result": "in_flight"})
+    assert (response.status_code, response.json()) == (
+        409,
+        {"result": "in_flight", "callers": 1},
+    )
 
 
 # --- retry ------------------------------------------------------------------------------------

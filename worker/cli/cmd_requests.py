@@ -317,22 +317,34 @@ def cancel(request_id: str, as_json: bool) -> None:
     REQUEST_ID may be a unique prefix of 8 or more characters."""
     settings_or_exit()
     from worker.resend import origins
-    from worker.resend.producer import cancel_resend
+    from worker.resend.producer import cancel_resend_detailed
 
     request_id = _full_id(request_id, missing_ok=True)  # unknown: "unknown", in JSON too
-    result = cancel_resend(request_id, by=origins.cli())
+    cancellation = cancel_resend_detailed(request_id, by=origins.cli())
+    result = cancellation.result
     if as_json:
-        echo_json({"id": request_id, "result": result.value})
+        echo_json({"id": request_id, "result": result.value, "callers": cancellation.callers})
     if result is CancelResult.CANCELLED:
         if not as_json:
-            click.echo("cancelled")
+            click.echo("cancelled" + _shared_note(cancellation.others))
         return
     code = EXIT_NOT_FOUND if result is CancelResult.UNKNOWN else EXIT_BAD_INPUT
     messages = {
         CancelResult.UNKNOWN: f"no request {request_id!r} (unknown or expired)",
-        CancelResult.IN_FLIGHT: "too late: its call to Tango is under way",
+        CancelResult.IN_FLIGHT: (
+            "too late: its call to Tango is under way, or its outcome is unknown until a "
+            "probe settles it"
+        ),
     }
     fail(messages.get(result, f"not cancelled: the request is already {result}"), code)
+
+
+def _shared_note(others: int) -> str:
+    """What a cancel also did for the callers merged into the request, if any."""
+    if not others:
+        return ""
+    callers = "caller" if others == 1 else "callers"
+    return f" (also for {others} other {callers} whose identical request was merged into it)"
 
 
 COMMANDS = [status, list_requests, history, retry, cancel]

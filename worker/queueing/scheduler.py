@@ -18,6 +18,18 @@ request again:
   dispatch number, workers record the highest number they have taken, and the broker queue is
   FIFO, so a request is presumed lost only when the queue is empty or a message published
   after its own was taken. A backlog that waits long in the queue is never re-released in bulk.
+  A message near the queue's front is looked at again about a second later, not a lease: taken
+  and lost (its worker killed before the run began), it is released once a later one is taken.
+Dispatch numbers are exact for the messages the create script pushes (they carry none; the
+number is kept on the record, `cd`, so a re-release under a newer number does not change what
+taking the first one counts). They are not exact in one case, on purpose: schedulers number
+messages in the claim and publish them after it, so two schedulers' messages can reach the
+queue out of numbering order. Numbering inside the publish would need the script that pushes
+the message to write its number into kombu's encoded body. The cost of the disorder is
+bounded and harmless: a message overtaken by a higher-numbered one published just before it
+can be presumed lost only if it is still queued a whole lease later; it is then released once
+more, and the extra message is fenced (its run finds the request taken or final: no second
+call to Tango).
 A replayed claim (redis-py retries a script whose reply was lost) returns the same claim, and
 a publish that fails mid-batch hands the rest back at once, so neither strands a request.
 
@@ -52,6 +64,10 @@ _BATCH = 500
 # Redis lost: its client's errors, or kombu's when a publish to the broker (our Redis) fails.
 _REDIS_LOST: tuple[type[Exception], ...] = (redis.RedisError, OperationalError)
 _CLAIM_MEMO_SECONDS = 60
+# A request whose message may have been taken and lost before its run began is looked at again
+# this soon when its message is among the nearest to the queue's front (claim_due.lua).
+_LOST_RECHECK_SECONDS = 1.0
+_LOST_RECHECK_NEAREST = 100
 
 
 class DueReleaser:
@@ -86,6 +102,8 @@ class DueReleaser:
                 "batch": _BATCH,
                 "record_prefix": keys.record(""),
                 "memo_ttl": _CLAIM_MEMO_SECONDS,
+                "recheck": _LOST_RECHECK_SECONDS,
+                "recheck_nearest": _LOST_RECHECK_NEAREST,
             },
         )
         *pairs, next_in = (str(item) for item in reply)

@@ -53,10 +53,14 @@ class ResendExecutor:
         self._policy = policy_from(runtime)
         self._rand = rand
         self._settle = Settler(runtime, self._policy, rand)
+        # The fencing token of the run under way (None before it began): a failure recorded
+        # for it is fenced like any other finish.
+        self._token: str | None = None
 
     def run(self, request_id: str, dispatch: int | None = None) -> Done:
         """Run the request once; `dispatch` is the number its task message carried."""
         runtime = self._runtime
+        self._token = None
         # Tango marked down by the fleet: only the one run that takes this interval's test
         # calls it; the others begin without the gate and wait (run/outage.py).
         outage = outage_in_force(runtime)
@@ -65,6 +69,7 @@ class ResendExecutor:
         begun, gated, authorization = begin_run(
             runtime, self._policy, request_id, dispatch, try_gate=outage is None
         )
+        self._token = begun.token or None
         if begun.verdict is BeginVerdict.UNKNOWN:
             if runtime.records.drop_orphan(request_id, PROMOTE_MARGIN_SECONDS):
                 logger.warning("request=%s has no record; took it off its queue", request_id)
@@ -118,7 +123,7 @@ class ResendExecutor:
                 return not_now(settle, run, verdict, runtime.clock.now())
             through_gate = time.monotonic()
             started_at = verdict.started_at or runtime.clock.now().timestamp()
-            result, sent = call_tango(runtime, record, authorization, probe)
+            result, sent = call_tango(runtime, record, authorization, probe, through_gate)
             answered = time.monotonic()
             # Every answer goes into the order's call marker (in Lua), before anything else.
             gate_ms = round(started_at * 1000)
@@ -182,8 +187,9 @@ class ResendExecutor:
         raise AssertionError("unreachable: the loop returns on its second pass")
 
     def fail_unexpectedly(self, request_id: str, error: BaseException) -> None:
-        """Record a request as failed after a bug of ours, so it is neither lost nor looped.
+        """Record a request as failed after a bug of ours, so it is neither lost nor looped;
+        fenced by the run's token, so a stale run's bug never fails the live run's request.
 
         The window, if held, is left to expire: whether Tango was called is unknown.
         """
-        self._settle.fail_unexpectedly(request_id, error)
+        self._settle.fail_unexpectedly(request_id, error, self._token)

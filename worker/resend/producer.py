@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -17,12 +16,12 @@ from worker.core.errors import TangoResendError
 from worker.queueing.app import RESEND_TASK_NAME, app
 from worker.queueing.task_messages import MessageNotCaptured, build_task_message, build_template
 from worker.resend import origins
-from worker.resend.callbacks import notify_finished
+from worker.resend.cancellation import Cancellation as Cancellation
+from worker.resend.cancellation import cancel_resend_detailed as cancel_resend_detailed
 from worker.resend.validation import InvalidResendRequest, ResendRequest, validate_resend
 from worker.runtime import AsyncCreate, Runtime, current_runtime
 from worker.state.durability import NotReplicated
 from worker.state.records import (
-    PROMOTE_MARGIN_SECONDS,
     CancelResult,
     CreateArguments,
     Creation,
@@ -476,34 +475,20 @@ def _answered_as_recent(runtime: Runtime, key: str, request_id: str) -> bool:
 
 
 def cancel_resend(request_id: str, *, by: str | None = None) -> CancelResult:
-    """Cancel a queued or deferred request before it is sent; the record keeps who (`by`,
-    e.g. "api ops-bot"; "python" when not given) and when.
+    """Cancel a queued or deferred request before it is sent, for every caller that shares it
+    (identical requests merged into it): `cancel_resend_detailed` says how many do. The record
+    keeps who (`by`, e.g. "api ops-bot"; "python" when not given) and when.
 
     Returns:
         A `CancelResult` (a `str` equal to its word): `cancelled`; or `in_flight` when its
-        call to Tango is under way (too late to stop); or the final status it already had
-        (`sent`, `failed`, `cancelled`); or `unknown` when no request has this id (never
-        existed, or expired).
+        call to Tango is under way, or that call's outcome is unknown until a probe settles
+        it (too late to stop); or the final status it already had (`sent`, `failed`,
+        `cancelled`); or `unknown` when no request has this id (never existed, or expired).
 
     Raises:
         RedisUnavailable: Redis could not be reached; nothing was cancelled.
     """
-    runtime = current_runtime()
-    try:
-        result, newly_cancelled = runtime.records.try_cancel(
-            request_id, PROMOTE_MARGIN_SECONDS, by=by or origins.python(None)
-        )
-    except redis.RedisError as error:
-        raise RedisUnavailable(f"could not cancel the request: {error}") from error
-    logger.info("request=%s cancel: %s", request_id, result)
-    if newly_cancelled:
-        # The cancel is stored, and counted by the same script; a Redis failure from here on
-        # only costs the in-process hook (the outcome callback is owed by the script too).
-        with contextlib.suppress(redis.RedisError):
-            record = runtime.records.get(request_id)
-            if record is not None:
-                notify_finished(record)
-    return result
+    return cancel_resend_detailed(request_id, by=by).result
 
 
 def get_resend(request_id: str) -> ResendRecord | None:

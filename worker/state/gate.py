@@ -20,7 +20,13 @@ import redis
 from worker.state import scripts
 from worker.state.durability import NotReplicated, ReplicaWait
 from worker.state.keys import RedisKeys
-from worker.state.records import BeginVerdict, Begun, begin_arguments, begun_from_reply
+from worker.state.records import (
+    SCRIPT_REPLY_MEMO_SECONDS,
+    BeginVerdict,
+    Begun,
+    begin_arguments,
+    begun_from_reply,
+)
 from worker.state.scripts import ScriptValue
 from worker.state.window import window_milliseconds
 
@@ -214,11 +220,16 @@ class CallGate:
         owed, not woken more than `due_tolerance_seconds` before its next attempt. The
         verdict is None when the gate was not passed (then pass it with `try_start`)."""
         begin_keys, begin_args = begin_arguments(self._keys, request_id, lease_seconds, dispatch)
-        keys = {**begin_keys, **self._gate_keys(reference_order_id, request_id)}
+        keys = {
+            **begin_keys,
+            **self._gate_keys(reference_order_id, request_id),
+            "memo_key": self._keys.script_reply(uuid.uuid4().hex),
+        }
         args: dict[str, ScriptValue] = {
             **begin_args,
             **self._gate_args(request_id, hold_seconds, call_seconds),
             "due_tolerance": due_tolerance_seconds,
+            "memo_ttl": SCRIPT_REPLY_MEMO_SECONDS,
         }
         acknowledged: Any = None
         if self._wait is None:

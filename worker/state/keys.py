@@ -138,6 +138,12 @@ class RedisKeys:
         retried by redis-py) returns the same ids instead of stranding them."""
         return f"{self.prefix}:scheduler:claim:{claim_id}"
 
+    def script_reply(self, nonce: str) -> str:
+        """A run's begin or finish reply, kept a minute under the call's nonce, so a replayed
+        script (a lost reply retried by redis-py) answers what it first did instead of
+        judging its own writes as another run's."""
+        return f"{self.prefix}:reply:{nonce}"
+
     @property
     def replication_barrier(self) -> str:
         """A key written only so that WAIT after it confirms every write before it
@@ -153,6 +159,13 @@ class RedisKeys:
     def callbacks_due(self) -> str:
         """Outcome callbacks to deliver, by when to try next (the outbox)."""
         return f"{self.prefix}:callbacks:due"
+
+    @property
+    def callbacks_fleet(self) -> str:
+        """Set while the fleet delivers outcome callbacks (some process of it has
+        RESULT_WEBHOOK_URL): every process that finishes a request then owes its callback,
+        one with only REDIS_URL (an application's cancel) too."""
+        return f"{self.prefix}:callbacks:fleet"
 
     @property
     def callback_attempts(self) -> str:

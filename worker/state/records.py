@@ -9,12 +9,14 @@ scripts that cancel or finish a request change it atomically with the order's qu
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 import redis
 
@@ -142,6 +144,7 @@ class FinishResult(StrEnum):
     UNKNOWN = "unknown"  # no record
     IN_FLIGHT = "in_flight"  # a cancel while a call to Tango is under way: too late
     STALE = "stale"  # a newer run holds the request: this run's outcome is not stored
+    CHANGED = "changed"  # the stored document changed since the caller read it: read again
 
 
 def finish_result_from_reply(reply: Any) -> FinishResult | ResendStatus:
@@ -163,6 +166,19 @@ class CancelResult(StrEnum):
     FAILED = "failed"  # already final
     UNKNOWN = "unknown"  # no such request (never existed, or expired)
 
+
+# A begin or finish reply is kept this long under its call's nonce (`RedisKeys.script_reply`):
+# redis-py replays a script within its retries, seconds after the reply was lost.
+SCRIPT_REPLY_MEMO_SECONDS = 60
+
+# The fleet's word that it delivers outcome callbacks lasts this long after its last finish
+# (or start) in a process with RESULT_WEBHOOK_URL: a fleet that stops delivering them stops
+# owing them a day later.
+CALLBACKS_FLEET_SECONDS = 24 * 3600
+
+# A compare-and-set that finds the record changed reads it again; a run stores a request a
+# few times a minute at most, so a handful of tries is plenty.
+_COMPARE_AND_SET_TRIES = 8
 
 # The next request of an order is released this long after the window ends, so it never
 # meets the window's last millisecond.
@@ -198,7 +214,12 @@ class RecordStore:
         self._clock = clock or RedisClock(client)
         self._keys = keys
         self._ttl_seconds = ttl_seconds
-        self._outbox = keys.callbacks_due if callbacks else ""
+        # Whether callbacks are owed is the fleet's fact, kept in Redis (`callbacks_fleet`):
+        # a process that delivers them says so, and every process's finish reads it.
+        self._callbacks_here = callbacks
+        if callbacks:
+            with contextlib.suppress(redis.RedisError):  # said again by each finish here
+                client.set(keys.callbacks_fleet, "1", ex=CALLBACKS_FLEET_SECONDS)
         self._create = scripts.load("create").bind(client)
         self._save = scripts.load("save").bind(client)
         self._finish = scripts.load("finish").bind(client)
@@ -482,31 +503,86 @@ class RecordStore:
     ) -> tuple[CancelResult, bool]:
         """As `cancel`, and whether this very call did the cancelling (racing cancellers:
         exactly one gets True); the record keeps who cancelled it (`by`) and when."""
-        record = self.get(request_id)
-        if record is None:
-            return CancelResult.UNKNOWN, False
-        if record.status.is_final:
-            return CancelResult(record.status.value), False
-        record.status = ResendStatus.CANCELLED
-        record.reason = "cancelled before it was sent"
-        record.updated_at = record.cancelled_at = self._clock.now()
-        record.cancelled_by = by
-        result = self._finish_script(record, promote_margin_seconds, only_if_cancellable=True)
-        if result is FinishResult.DONE:
-            # Who cancelled and when, beside the record's document (record_codec's audit
-            # fields): only the cancel that won writes them.
-            self._client.hset(
-                self._keys.record(request_id),
-                mapping={
-                    key: value
-                    for key, value in record_codec.audit_values(record).items()
-                    if key in ("cb", "ca")
-                },
+        for _ in range(_COMPARE_AND_SET_TRIES):
+            result = self._finish_read_copy(
+                request_id,
+                promote_margin_seconds,
+                ResendStatus.CANCELLED,
+                "cancelled before it was sent",
+                only_if_cancellable=True,
             )
-            return CancelResult.CANCELLED, True
-        # `unknown`, `in_flight` or the final status it reached meanwhile (never `stale`: a
-        # cancel passes no run token).
-        return CancelResult(result.value), False
+            if result is FinishResult.DONE:
+                self._note_cancelled_by(request_id, by)
+                return CancelResult.CANCELLED, True
+            if result is not FinishResult.CHANGED:
+                # `unknown`, `in_flight` or the final status it reached meanwhile (never
+                # `stale`: a cancel passes no run token).
+                return CancelResult(result.value), False
+        raise redis.RedisError(f"request {request_id} kept changing while it was cancelled")
+
+    def _note_cancelled_by(self, request_id: str, by: str | None) -> None:
+        """Who cancelled and when, beside the record's document (record_codec's audit
+        fields): only the cancel that won writes them."""
+        audit = ResendRecord.model_construct(cancelled_by=by, cancelled_at=self._clock.now())
+        values = record_codec.audit_values(audit)
+        self._client.hset(
+            self._keys.record(request_id),
+            mapping={key: value for key, value in values.items() if key in ("cb", "ca")},
+        )
+
+    def callers_sharing(self, request_id: str) -> int:
+        """How many callers share a request: the one that created it and each identical
+        request merged into it since (0 when there is no such request)."""
+        fields = self._client.hmget(self._keys.record(request_id), "status", "merges")
+        if fields[0] is None:
+            return 0
+        return 1 + int(fields[1] or 0)
+
+    def finish_unowned(
+        self, request_id: str, status: ResendStatus, reason: str, promote_margin_seconds: float
+    ) -> bool:
+        """Finish a request that no run of this process holds (a bug before the run began):
+        only when no call to Tango is in flight or of unknown outcome, and keeping whatever
+        a run stored meanwhile (status and reason are the only changes). True if stored."""
+        for _ in range(_COMPARE_AND_SET_TRIES):
+            result = self._finish_read_copy(
+                request_id, promote_margin_seconds, status, reason, only_if_cancellable=True
+            )
+            if result is not FinishResult.CHANGED:
+                return result is FinishResult.DONE
+        return False
+
+    def _finish_read_copy(
+        self,
+        request_id: str,
+        promote_margin_seconds: float,
+        status: ResendStatus,
+        reason: str,
+        *,
+        only_if_cancellable: bool,
+    ) -> FinishResult | ResendStatus:
+        """Read the record, set a final status and reason on it, and store it only if its
+        document is still the one read (compare-and-set): `changed` says to read it again."""
+        # A client of ours decodes replies (decode_responses): fields and values are str.
+        fields = cast(dict[str, str], self._client.hgetall(self._keys.record(request_id)))
+        stored, current = record_codec.stored_doc(fields), fields.get("status")
+        if stored is None or current is None:
+            return FinishResult.UNKNOWN
+        record = record_codec.decode(
+            stored, request_id, str(current), int(fields.get("merges") or 0)
+        )
+        if record.status.is_final:
+            return record.status
+        record.status = status
+        record.reason = reason
+        record.next_attempt_at = None
+        record.updated_at = self._clock.now()
+        return self._finish_script(
+            record,
+            promote_margin_seconds,
+            only_if_cancellable=only_if_cancellable,
+            expected_doc=stored,
+        )
 
     def _finish_script(
         self,
@@ -518,6 +594,7 @@ class RecordStore:
         token: str = "",
         send_delay_seconds: float | None = None,
         answer_in_hand: bool = False,
+        expected_doc: str = "",
     ) -> FinishResult | ResendStatus:
         keys, order, status = self._keys, record.reference_order_id, record.status.value
         script_keys: dict[str, str] = {
@@ -526,10 +603,12 @@ class RecordStore:
             "order_key": keys.order_fifo(order),
             "legacy_pending_key": keys.order_pending(order),
             "window_key": keys.order_window(order),
-            "outbox_key": self._outbox,
+            "outbox_key": keys.callbacks_due,
             "dispatched_key": keys.dispatched,
             "legacy_unfinished_key": keys.unfinished_orders,
             "metrics_key": keys.metrics,
+            "memo_key": keys.script_reply(uuid.uuid4().hex),
+            "callbacks_fleet_key": keys.callbacks_fleet,
         }
         args: dict[str, ScriptValue] = {
             "id": record.id,
@@ -544,6 +623,10 @@ class RecordStore:
             "run_counts": self._counts_to_send(),
             "created_at": record.created_at.timestamp(),
             "answer_in_hand": "1" if answer_in_hand else "",
+            "expected_doc": expected_doc,
+            "memo_ttl": SCRIPT_REPLY_MEMO_SECONDS,
+            "callbacks_here": "1" if self._callbacks_here else "",
+            "callbacks_ttl": CALLBACKS_FLEET_SECONDS,
         }
         if self._wait is None:
             return finish_result_from_reply(self._finish(keys=script_keys, args=args))

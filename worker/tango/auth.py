@@ -71,6 +71,15 @@ class Authorizer(Protocol):
 
     def authorization(self) -> str: ...
 
+    def authorization_at_hand(self) -> str | None:
+        """The Authorization header if it can be had without waiting, else None."""
+        ...
+
+    @property
+    def longest_wait_seconds(self) -> float:
+        """How long `authorization` may wait (for a token being fetched)."""
+        ...
+
     def rejected(self, authorization: str) -> bool:
         """Forget a rejected credential; True when asking again may give a different one."""
         ...
@@ -85,6 +94,13 @@ class BasicAuthorizer:
 
     def authorization(self) -> str:
         return self._header
+
+    def authorization_at_hand(self) -> str:
+        return self._header
+
+    @property
+    def longest_wait_seconds(self) -> float:
+        return 0.0
 
     def rejected(self, authorization: str) -> bool:
         return False
@@ -128,6 +144,15 @@ class SharedTokenAuthorizer:
 
     def authorization(self) -> str:
         return "Bearer " + self._token()
+
+    def authorization_at_hand(self) -> str | None:
+        """The cached token's header, or None when it must be fetched (or awaited)."""
+        cached = self._redis.get(self._keys.oauth_token)
+        return None if cached is None else "Bearer " + str(json.loads(cached)["access_token"])
+
+    @property
+    def longest_wait_seconds(self) -> float:
+        return float(self.wait_for_token_seconds)
 
     def rejected(self, authorization: str) -> bool:
         token = authorization.removeprefix("Bearer ")

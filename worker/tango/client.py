@@ -9,17 +9,25 @@ from typing import Any
 from urllib.parse import quote
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 
 from worker.core.settings import Settings
 from worker.tango.auth import Authorizer
+from worker.tango.deadline import (
+    POOL_CLASSES_BY_SCHEME,
+    CallDeadline,
+    NotSentInTime,
+    check_send_by,
+    current_deadline,
+)
 from worker.tango.error_mapping import (
     error_for_exception,
     error_for_response,
     parse_json_object,
     shown_url,
 )
-from worker.tango.errors import TangoAuthenticationError, TangoError
+from worker.tango.errors import TangoAuthenticationError, TangoError, TangoTransientError
 from worker.tango.ids import REFERENCE_ORDER_ID
 from worker.tango.timeparse import ParsedInstant, parse_http_date
 
@@ -39,10 +47,19 @@ class TangoAnswer:
     elapsed_seconds: float
 
 
+class _DeadlineAdapter(HTTPAdapter):
+    """Pools whose connections check the thread's call deadline before sending
+    (`worker.tango.deadline`)."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = POOL_CLASSES_BY_SCHEME
+
+
 def build_session(pool_size: int) -> requests.Session:
     """One pooled session per process; no automatic retries (retry policy is ours)."""
     session = requests.Session()
-    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(pool_size, 4), max_retries=0)
+    adapter = _DeadlineAdapter(pool_connections=4, pool_maxsize=max(pool_size, 4), max_retries=0)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     session.headers["User-Agent"] = USER_AGENT
@@ -86,6 +103,16 @@ class TangoClient:
             TangoAuthenticationError: the token endpoint refused our credentials.
         """
         return self._authorizer.authorization()
+
+    def authorization_at_hand(self) -> str | None:
+        """The Authorization header if it can be had without waiting (a cached OAuth token,
+        or HTTP Basic), else None."""
+        return self._authorizer.authorization_at_hand()
+
+    @property
+    def longest_authorization_wait_seconds(self) -> float:
+        """How long `authorization` may wait for the fleet's OAuth token (0 for HTTP Basic)."""
+        return self._authorizer.longest_wait_seconds
 
     def renew(self, authorization: str) -> bool:
         """Forget a credential Tango answered 401 to; True when another may now be had."""
@@ -155,23 +182,29 @@ class TangoClient:
         extra_headers: dict[str, str] | None = None,
     ) -> TangoAnswer:
         started = time.monotonic()
+        deadline = current_deadline()
         try:
+            check_send_by()
             response = self._session.request(
                 method,
                 self._base_url + path,
                 json=body,
                 params=params,
                 headers={"Authorization": authorization, **(extra_headers or {})},
-                timeout=self._timeout,
+                timeout=self._timeouts_within(deadline),
                 allow_redirects=False,
+                stream=deadline is not None,
             )
+            text = response.text if deadline is None else _read_text(response, deadline)
         except requests.RequestException as error:
             unanswered = error_for_exception(error)
             unanswered.url = shown_url(self._base_url + path)
             raise unanswered from None
+        except NotSentInTime as error:
+            raise TangoTransientError(str(error), ambiguous=False) from None
         elapsed = time.monotonic() - started
         failure: TangoError | None = error_for_response(
-            response.status_code, response.headers, response.text, response.reason
+            response.status_code, response.headers, text, response.reason
         )
         if failure is not None:
             failure.url = shown_url(self._base_url + path)
@@ -179,8 +212,40 @@ class TangoClient:
         request_id = response.headers.get("X-REQUEST-ID")
         return TangoAnswer(
             status=response.status_code,
-            body=parse_json_object(response.text),
+            body=parse_json_object(text),
             request_id=request_id,
             tango_time=parse_http_date(response.headers.get("Date")),
             elapsed_seconds=elapsed,
         )
+
+    def _timeouts_within(self, deadline: CallDeadline | None) -> tuple[float, float]:
+        """requests' (connect, read) timeouts, cut to what is left of the call's deadline."""
+        connect, read = self._timeout
+        if deadline is None:
+            return connect, read
+        left = max(deadline.remaining_seconds(), 0.001)
+        return min(connect, left), min(read, left)
+
+
+def _read_text(response: requests.Response, deadline: CallDeadline) -> str:
+    """The answer's body, read against the call's deadline: each read waits at most what is
+    left of it, so a server trickling the body past the deadline is cut off (an ambiguous
+    timeout: Tango had the request and may have acted)."""
+    raw, chunks = response.raw, []
+    try:
+        while True:
+            left = deadline.remaining_seconds()
+            if left <= 0:
+                raise requests.ReadTimeout("the answer was not read by the call's deadline")
+            sock = getattr(raw.connection, "sock", None)
+            if sock is not None:
+                sock.settimeout(left)
+            chunk = raw.read1(16384, decode_content=True)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    except (urllib3.exceptions.HTTPError, OSError) as error:
+        response.close()  # the connection is in an unknown state: not reused
+        raise requests.ReadTimeout(f"the answer was cut off: {error}") from None
+    raw.release_conn()  # read to its end: the connection goes back to the pool, kept alive
+    return b"".join(chunks).decode(response.encoding or "utf-8", errors="replace")

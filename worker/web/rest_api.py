@@ -24,7 +24,7 @@ from worker.resend.producer import (
     EnqueueError,
     NotRetryable,
     RedisUnavailable,
-    cancel_resend,
+    cancel_resend_detailed,
     get_resend,
     retry_resend,
     submit_resend,
@@ -100,12 +100,20 @@ class ResendPage(BaseModel):
     )
 
 
+_CALLERS = Field(
+    description="How many callers share the request: the one that created it and each "
+    "identical request merged into it. A cancel cancels it for all of them."
+)
+
+
 class CancelAnswer(BaseModel):
     result: Literal["cancelled"]
+    callers: int = _CALLERS
 
 
 class CancelRefused(BaseModel):
     result: Literal["in_flight", "sent", "failed", "cancelled"]
+    callers: int = _CALLERS
 
 
 class RetryAnswer(BaseModel):
@@ -412,14 +420,17 @@ def _cancel(request_id: str, by: str) -> JSONResponse:
             raise _not_found()
         if record.status.is_final:
             # Refused as it stands: `cancel_resend` would call a cancelled one "cancelled".
-            return JSONResponse({"result": record.status.value}, status_code=409)
-        result = cancel_resend(request_id, by=by)
+            answer = {"result": record.status.value, "callers": 1 + record.merges}
+            return JSONResponse(answer, status_code=409)
+        cancellation = cancel_resend_detailed(request_id, by=by)
     except RedisUnavailable:
         raise unavailable("the request cannot be cancelled now; retry later") from None
+    result = cancellation.result
     if result is CancelResult.UNKNOWN:  # expired between the two reads
         raise _not_found()
     status_code = 200 if result is CancelResult.CANCELLED else 409
-    return JSONResponse({"result": result.value}, status_code=status_code)
+    answer = {"result": result.value, "callers": cancellation.callers}
+    return JSONResponse(answer, status_code=status_code)
 
 
 def _retry(request_id: str, by: str, force: bool) -> RetryAnswer:

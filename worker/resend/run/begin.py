@@ -3,7 +3,6 @@ at once only the newest run changes it; pass the gate in the same round trip whe
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -12,7 +11,6 @@ from worker.runtime import Runtime
 from worker.state.gate import GateVerdict
 from worker.state.record_model import order_in_request_id
 from worker.state.records import Begun, ResendRecord, ResendStatus
-from worker.tango.errors import TangoError
 
 # A wake-up this close to its due time is treated as due (timer granularity, not earliness:
 # the gate, not this check, is what keeps calls out of Tango's window).
@@ -63,23 +61,29 @@ def begin_run(
     """Begin the run; when its id names its order and the authorization is at hand, pass the
     gate in the same round trip if the run needs no look first (start.lua). Returns the run,
     the gate's verdict (None: not passed yet) and the authorization (None: to be had, or to
-    fail, on the usual path). `try_gate` False: only begin (the run will not call Tango)."""
+    fail, on the usual path). `try_gate` False: only begin (the run will not call Tango).
+
+    When the fleet's OAuth token must be fetched or awaited first, the run begins before that
+    wait, holding the request for as long as the wait may take on top of its lease: waiting
+    first let the lease run out, and the scheduler released the request again every lease."""
     lease = runtime.settings.resend_lease_seconds
     order = order_in_request_id(request_id)
-    if order is not None and try_gate:
-        # Authorise before the gate: waiting for the fleet's shared OAuth token (or fetching
-        # it) then never eats into the window hold.
-        with contextlib.suppress(TangoError):  # the usual path asks again, and reports it
-            authorization = runtime.tango.authorization()
-            call_seconds = runtime.tango.longest_call_seconds
-            begun, verdict = runtime.gate.begin_and_try_start(
-                order,
-                request_id,
-                lease,
-                dispatch,
-                policy.window_seconds + call_seconds,
-                call_seconds=call_seconds,
-                due_tolerance_seconds=DUE_TOLERANCE.total_seconds(),
-            )
-            return begun, verdict, authorization
-    return runtime.records.begin(request_id, lease, dispatch), None, None
+    tango = runtime.tango
+    # Authorise before the gate: waiting for the fleet's shared OAuth token (or fetching it)
+    # then never eats into the window hold.
+    authorization = tango.authorization_at_hand()
+    if order is not None and try_gate and authorization is not None:
+        call_seconds = tango.longest_call_seconds
+        begun, verdict = runtime.gate.begin_and_try_start(
+            order,
+            request_id,
+            lease,
+            dispatch,
+            policy.window_seconds + call_seconds,
+            call_seconds=call_seconds,
+            due_tolerance_seconds=DUE_TOLERANCE.total_seconds(),
+        )
+        return begun, verdict, authorization
+    if authorization is None:
+        lease += tango.longest_authorization_wait_seconds
+    return runtime.records.begin(request_id, lease, dispatch), None, authorization

@@ -305,19 +305,36 @@ class Settler:
             notify_finished(record)
             log_state(record, record.reason)
 
-    def fail_unexpectedly(self, request_id: str, error: BaseException) -> None:
+    def fail_unexpectedly(
+        self, request_id: str, error: BaseException, token: str | None = None
+    ) -> None:
         """Record a request as failed after a bug of ours, so it is neither lost nor looped.
 
-        The window, if held, is left to expire: whether Tango was called is unknown.
+        Fenced like every finish: with the token of the run that hit the bug, nothing is
+        stored if a newer run holds the request. Without one (the bug came before the run
+        took the request), only while no call is in flight or of unknown outcome, keeping
+        whatever a run stored meanwhile. The window, if held, is left to expire: whether
+        Tango was called is unknown.
         """
-        record = self.runtime.records.get(request_id)
+        reason = f"internal error: {type(error).__name__}"
+        records = self.runtime.records
+        if token is None:
+            if records.finish_unowned(
+                request_id, ResendStatus.FAILED, reason, PROMOTE_MARGIN_SECONDS
+            ):
+                stored = records.get(request_id)
+                if stored is not None:
+                    notify_finished(stored)
+                    log_state(stored, reason)
+            return
+        record = records.get(request_id)
         if record is None or record.status.is_final:
             return
         record.status = ResendStatus.FAILED
-        record.reason = f"internal error: {type(error).__name__}"
+        record.reason = reason
         record.next_attempt_at = None
         record.updated_at = self.runtime.clock.now()
-        self.finish(HeldRun(record, ""), KEEP_WINDOW)
+        self.finish(HeldRun(record, token), KEEP_WINDOW)
 
     def defer(
         self,

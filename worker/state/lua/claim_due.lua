@@ -12,6 +12,8 @@ local lease = tonumber(ARGV[1])            -- seconds
 local batch = tonumber(ARGV[2])
 local record_prefix = ARGV[3]
 local memo_ttl = ARGV[4]                   -- seconds
+local recheck = tonumber(ARGV[5])          -- seconds: when to look again at a message maybe lost
+local recheck_nearest = tonumber(ARGV[6])  -- how many messages past the last taken count as near
 --! include now
 
 local memo = redis.call('GET', memo_key)
@@ -27,7 +29,13 @@ for _, id in ipairs(ids) do
   if calling_until > now then
     redis.call('ZADD', due_key, calling_until, id)
   elseif dispatch >= 0 and queued > 0 and dispatch > consumed then
-    redis.call('ZADD', due_key, now + lease, id)
+    -- Still queued, or taken and lost before its run began (a worker killed then). Which is
+    -- known once a message published after it is taken, soon when it is near the front: one
+    -- of the `recheck_nearest` messages after the last taken is looked at again in `recheck`
+    -- seconds, not a whole lease; a deep backlog keeps the lease, costing nothing meanwhile.
+    local wait = lease
+    if dispatch - consumed <= recheck_nearest then wait = math.min(lease, recheck) end
+    redis.call('ZADD', due_key, now + wait, id)
   else
     local number = redis.call('INCR', dispatch_sequence_key)
     redis.call('HSET', dispatched_key, id, number)

@@ -147,9 +147,11 @@ if queue_key == '' or message == '' then
   return {id, 'created', 1, 0}
 end
 -- Queued with it; if that message is lost, the scheduler releases the request again (the
--- message carries no dispatch number: the worker that takes it finds it stored here).
+-- message carries no dispatch number: the worker that takes it finds it on the record, `cd`,
+-- which a re-release under a newer number leaves as it is).
 redis.call('LPUSH', queue_key, message)
 local dispatch = redis.call('INCR', dispatch_sequence_key)
 redis.call('HSET', dispatched_key, id, dispatch)
+redis.call('HSET', record_key, 'cd', dispatch)
 redis.call('ZADD', due_key, now_seconds() + lease, id)
 return {id, 'created', 1, dispatch}

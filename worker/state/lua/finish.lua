@@ -1,7 +1,8 @@
 -- Store the final record, take it off its order's queue, owe its callback, count its outcome
 -- and schedule the next request of the order for when the window ends: one atomic step.
--- Returns 'done', 'unknown', 'in_flight', 'stale' (a newer run holds the request) or the
--- final status the request already had; 'done' again to the run that stored it, asking again
+-- Returns 'done', 'unknown', 'in_flight', 'stale' (a newer run holds the request), 'changed'
+-- (the stored document is no longer the one the caller read: read it again) or the final
+-- status the request already had; 'done' again to the run that stored it, asking again
 -- (the WAIT behind its first try fell short: it is written again, for a WAIT to cover).
 local record_key = KEYS[1]
 local due_key = KEYS[2]
@@ -12,6 +13,8 @@ local outbox_key = KEYS[6]                 -- '' = no callbacks
 local dispatched_key = KEYS[7]
 local legacy_unfinished_key = KEYS[8]      -- id -> order, as earlier versions kept it
 local metrics_key = KEYS[9]                -- '' = not counted
+local memo_key = KEYS[10]                  -- this call's reply, for a replay (its nonce)
+local callbacks_fleet_key = KEYS[11]       -- set while the fleet delivers callbacks
 local id = ARGV[1]
 local doc = ARGV[2]
 local status = ARGV[3]
@@ -24,6 +27,10 @@ local metric_counts = ARGV[9]              -- JSON {metrics field: amount}; '' =
 local created_at = tonumber(ARGV[10])      -- the request's, epoch seconds
 local run_counts = ARGV[11]                -- JSON {metrics field: amount} the run recorded; '' = none
 local answer_in_hand = ARGV[12]            -- '1': the run holds Tango's 201 (see below)
+local expected_doc = ARGV[13]              -- the document the caller read and changed; '' = no check
+local memo_ttl = ARGV[14]                  -- seconds
+local callbacks_here = ARGV[15]            -- '1': this process delivers callbacks (and says so)
+local callbacks_ttl = ARGV[16]             -- seconds the fleet's word lasts, renewed by each such finish
 --! include is_final
 --! include set_window
 --! include now
@@ -32,41 +39,64 @@ local answer_in_hand = ARGV[12]            -- '1': the run holds Tango's 201 (se
 --! include doc
 --! include counts
 
+-- A replay (redis-py sends the script again when its reply was lost) answers the first reply:
+-- run again, it would find the request final already and answer its status, so the run would
+-- skip its hook and log line, and count its call twice.
+local memo = redis.call('GET', memo_key)
+if memo then return memo end
+
 -- What the run counted (its call) is counted even if its outcome is refused.
 add_counts(metrics_key, run_counts)
-local fields = redis.call('HMGET', record_key, 'status', 'run', 'calling_until')
-local current = fields[1]
-if not current then return 'unknown' end
-if is_final(current) then
-  if run_token ~= '' and fields[2] == run_token and current == status then
-    redis.call('HSET', record_key, 'status', current)
-    return 'done'
+
+local function finish()
+  local fields = redis.call('HMGET', record_key, 'status', 'run', 'calling_until', 'pr')
+  local current = fields[1]
+  if not current then return 'unknown' end
+  if is_final(current) then
+    if run_token ~= '' and fields[2] == run_token and current == status then
+      redis.call('HSET', record_key, 'status', current)
+      return 'done'
+    end
+    return current
   end
-  return current
+  if run_token ~= '' and fields[2] ~= run_token then
+    -- An answer in hand is a fact: a run holding Tango's 201 stores it even after a newer run
+    -- took the request (Redis lost or refused its writes meanwhile, and released it again).
+    -- It takes the request over, so the newer run's writes are refused from here on.
+    if answer_in_hand == '' then return 'stale' end
+    redis.call('HSET', record_key, 'run', run_token)
+  end
+  -- Too late to cancel while Tango may be acting on it: a call in flight, a call whose worker
+  -- died mid-call (`calling_until` stays, past, until a run stores its outcome), or a call whose
+  -- outcome is unknown and owes a probe (`pr`). Whether Tango resent is not known yet.
+  if only_if_cancellable ~= '' and (fields[3] or fields[4]) then return 'in_flight' end
+  -- Compare-and-set: a run that stored its outcome after the caller read the record is kept.
+  if expected_doc ~= '' and read_doc(record_key) ~= expected_doc then return 'changed' end
+  local now_s = now_seconds()
+  set_window(window_key, id, window_action)
+  redis.call('HSET', record_key, 'status', status)
+  write_doc(record_key, doc)
+  redis.call('HDEL', record_key, 'calling_until')
+  redis.call('ZREM', due_key, id)
+  mark_finished(order_key, id, created_at)
+  redis.call('HDEL', dispatched_key, id)
+  redis.call('HDEL', legacy_unfinished_key, id)
+  if redis.call('HGET', legacy_pending_key, fingerprint) == id then
+    redis.call('HDEL', legacy_pending_key, fingerprint)
+  end
+  -- The outcome callback is owed from this moment: recorded with the outcome, never without it.
+  -- Owed when the fleet delivers callbacks, whichever process finishes the request: an
+  -- application's cancel (only REDIS_URL set) owes `resend.cancelled` like a worker's outcome.
+  if callbacks_here ~= '' then redis.call('SET', callbacks_fleet_key, '1', 'EX', callbacks_ttl) end
+  if outbox_key ~= '' and (callbacks_here ~= '' or redis.call('EXISTS', callbacks_fleet_key) == 1) then
+    redis.call('ZADD', outbox_key, now_s, id)
+  end
+  -- Counted with the outcome, so a worker that dies right after storing it loses no count.
+  add_counts(metrics_key, metric_counts)
+  promote_next(due_key, order_key, window_key, now_s, promote_margin)
+  return 'done'
 end
-if run_token ~= '' and fields[2] ~= run_token then
-  -- An answer in hand is a fact: a run holding Tango's 201 stores it even after a newer run
-  -- took the request (Redis lost or refused its writes meanwhile, and released it again).
-  -- It takes the request over, so the newer run's writes are refused from here on.
-  if answer_in_hand == '' then return 'stale' end
-  redis.call('HSET', record_key, 'run', run_token)
-end
-local now_s = now_seconds()
-if only_if_cancellable ~= '' and tonumber(fields[3] or '0') > now_s then return 'in_flight' end
-set_window(window_key, id, window_action)
-redis.call('HSET', record_key, 'status', status)
-write_doc(record_key, doc)
-redis.call('HDEL', record_key, 'calling_until')
-redis.call('ZREM', due_key, id)
-mark_finished(order_key, id, created_at)
-redis.call('HDEL', dispatched_key, id)
-redis.call('HDEL', legacy_unfinished_key, id)
-if redis.call('HGET', legacy_pending_key, fingerprint) == id then
-  redis.call('HDEL', legacy_pending_key, fingerprint)
-end
--- The outcome callback is owed from this moment: recorded with the outcome, never without it.
-if outbox_key ~= '' then redis.call('ZADD', outbox_key, now_s, id) end
--- Counted with the outcome, so a worker that dies right after storing it loses no count.
-add_counts(metrics_key, metric_counts)
-promote_next(due_key, order_key, window_key, now_s, promote_margin)
-return 'done'
+
+local reply = finish()
+redis.call('SET', memo_key, reply, 'EX', memo_ttl)
+return reply

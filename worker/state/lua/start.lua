@@ -17,6 +17,7 @@ local recent_calls_key = KEYS[9]
 local pause_key = KEYS[10]
 local marker_key = KEYS[11]                -- the order's call marker (lib/call_marker.lua)
 local epoch_key = KEYS[12]
+local memo_key = KEYS[13]                  -- this call's reply, for a replay (its nonce)
 local id = ARGV[1]
 local lease = tonumber(ARGV[2])            -- seconds
 local carried_dispatch = ARGV[3]           -- the message's dispatch number; '' when it has none
@@ -28,23 +29,35 @@ local call_bound_ms = tonumber(ARGV[8])
 local due_tolerance = tonumber(ARGV[9])    -- seconds: a wake-up this close to its time is due
 local stall_ms = tonumber(ARGV[10])        -- a call may act this long after its bound
 local marker_keep_ms = tonumber(ARGV[11])
+local memo_ttl = ARGV[12]                  -- seconds
 --! include begin_run
 --! include pass_gate
 
-local begun = begin_run(record_key, due_key, dispatched_key, consumed_key, id, lease, carried_dispatch)
-if begun[1] ~= 'ok' then return begun end
--- The token as the record holds it (HINCRBY answered a number; HGET a string).
-local token, interrupted = tostring(begun[2]), begun[6]
-local fields = redis.call('HMGET', record_key, 'dn', 'nb', 'pr')
-local not_before = tonumber(fields[2] or '0')
-if interrupted ~= '' or not fields[1] or fields[3] or not_before > now_seconds() + due_tolerance then
-  begun[7] = ''
+-- A replay (redis-py sends the script again when its reply was lost) answers the first reply:
+-- run again, it would meet its own `calling_until` and answer `busy`, and no call be made.
+local memo = redis.call('GET', memo_key)
+if memo then return cjson.decode(memo) end
+
+local function start()
+  local begun = begin_run(record_key, due_key, dispatched_key, consumed_key, id, lease, carried_dispatch)
+  if begun[1] ~= 'ok' then return begun end
+  -- The token as the record holds it (HINCRBY answered a number; HGET a string).
+  local token, interrupted = tostring(begun[2]), begun[6]
+  local fields = redis.call('HMGET', record_key, 'dn', 'nb', 'pr')
+  local not_before = tonumber(fields[2] or '0')
+  if interrupted ~= '' or not fields[1] or fields[3] or not_before > now_seconds() + due_tolerance then
+    begun[7] = ''
+    return begun
+  end
+  local gate = pass_gate(
+    window_key, order_key, record_key, limiter_key, reservations_key, due_key, recent_calls_key,
+    pause_key, id, hold_ms, interval_ms, span_ms, allowed_per_span, token, call_bound_ms, '',
+    marker_key, epoch_key, stall_ms, marker_keep_ms
+  )
+  begun[7], begun[8], begun[9] = gate[1], gate[2], gate[3] or ''
   return begun
 end
-local gate = pass_gate(
-  window_key, order_key, record_key, limiter_key, reservations_key, due_key, recent_calls_key,
-  pause_key, id, hold_ms, interval_ms, span_ms, allowed_per_span, token, call_bound_ms, '',
-  marker_key, epoch_key, stall_ms, marker_keep_ms
-)
-begun[7], begun[8], begun[9] = gate[1], gate[2], gate[3] or ''
-return begun
+
+local reply = start()
+redis.call('SET', memo_key, cjson.encode(reply), 'EX', memo_ttl)
+return reply

@@ -11,9 +11,15 @@
 
 local function begin_run(record_key, due_key, dispatched_key, consumed_key, id, lease, carried_dispatch)
   local stored = tonumber(redis.call('HGET', dispatched_key, id) or '-1')
-  -- A message pushed by the create script carries no number: the one stored for it is its own.
+  -- A message pushed by the create script carries no number: the create script kept its own
+  -- on the record (`cd`; a re-release since then stored a newer one for its own message).
+  -- A record from before `cd` falls back to the stored number.
   local dispatch = stored
-  if carried_dispatch ~= '' then dispatch = tonumber(carried_dispatch) end
+  if carried_dispatch ~= '' then
+    dispatch = tonumber(carried_dispatch)
+  else
+    dispatch = tonumber(redis.call('HGET', record_key, 'cd') or stored)
+  end
   if dispatch >= 0 then
     if stored == dispatch then redis.call('HDEL', dispatched_key, id) end
     if dispatch > tonumber(redis.call('GET', consumed_key) or '0') then

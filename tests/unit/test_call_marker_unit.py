@@ -173,15 +173,19 @@ def test_an_earlier_request_that_acted_and_got_a_500_is_another_call_that_could_
 def test_a_cancelled_ambiguous_request_keeps_its_call_possibly_acting_until_its_stall_bound(
     client: redis.Redis, gate: CallGate, marker: CallMarker, records: RecordStore
 ) -> None:
-    """Review scenario: a request's call timed out (outcome unknown) and the request was then
-    cancelled; its call may act late. The cancel releases nothing in the marker: a refusal
-    of another request's probe within gate + longest call + stall bound proves nothing."""
+    """Review scenario: a request's call timed out (outcome unknown) and the request then
+    ended without a probe (a cancel before cancels were refused while an outcome is unknown,
+    or any other end); its call may act late. Ending it releases nothing in the marker: a
+    refusal of another request's probe within gate + longest call + stall bound proves
+    nothing."""
     age_the_epoch(client)
     cancelled = new_request(client, "req-cancelled")
     its_gate = go(gate, cancelled)
     marker.answered(ORDER, cancelled, its_gate, CallAnswer.UNKNOWN)
-    time.sleep(CALL_SECONDS + 0.05)  # past `calling_until`: the cancel is taken
-    assert records.cancel(cancelled, 0.1) == "cancelled"
+    time.sleep(CALL_SECONDS + 0.05)  # past `calling_until`
+    # A cancel is refused while the call's outcome is unknown; the request ends all the same.
+    assert records.cancel(cancelled, 0.1) == "in_flight"
+    finish(records, cancelled, ResendStatus.CANCELLED)
     client.delete(KEYS.order_window(ORDER))
     assert call_id(cancelled, its_gate) in bounds(client)
     ours = new_request(client, "req-ours")

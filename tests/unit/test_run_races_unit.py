@@ -117,7 +117,7 @@ def test_a_cancel_keeps_what_a_run_stored_after_the_cancel_read_the_record(
     its outcome before the cancel writes, then the cancelled record keeps the run's attempt,
     its attempt log and Tango's request id: the cancel changes status and reason only."""
     new_request(runtime)
-    failure = TangoTransientError("HTTP 500", ambiguous=False)
+    failure = TangoTransientError("HTTP 500", ambiguous=False, status=500)
     failure.request_id = "tango-req-7"
     tango = ScriptedTango(failure)
     store = runtime.records

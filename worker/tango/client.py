@@ -27,7 +27,7 @@ from worker.tango.error_mapping import (
     parse_json_object,
     shown_url,
 )
-from worker.tango.errors import TangoAuthenticationError, TangoError, TangoTransientError
+from worker.tango.errors import TangoAuthenticationError, TangoError, TangoNotSent
 from worker.tango.ids import REFERENCE_ORDER_ID
 from worker.tango.timeparse import ParsedInstant, parse_http_date
 
@@ -201,7 +201,7 @@ class TangoClient:
             unanswered.url = shown_url(self._base_url + path)
             raise unanswered from None
         except NotSentInTime as error:
-            raise TangoTransientError(str(error), ambiguous=False) from None
+            raise TangoNotSent(str(error)) from None
         elapsed = time.monotonic() - started
         failure: TangoError | None = error_for_response(
             response.status_code, response.headers, text, response.reason

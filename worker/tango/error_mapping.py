@@ -18,6 +18,7 @@ from worker.tango.errors import (
     TangoAuthenticationError,
     TangoCooldownError,
     TangoError,
+    TangoNotSent,
     TangoPermanentError,
     TangoTransientError,
 )
@@ -146,7 +147,7 @@ _AUTHENTICATION_WORDS = re.compile(
 def never_reached(error: TangoError) -> NeverReached | None:
     """Which kind of never-reached call `error` is, or None (answered, ambiguous, or a
     refusal of the request itself)."""
-    if isinstance(error, TangoCooldownError):
+    if isinstance(error, TangoCooldownError | TangoNotSent):
         return None
     if isinstance(error, TangoAuthenticationError):
         return NeverReached.CREDENTIALS_REFUSED

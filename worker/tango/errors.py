@@ -90,6 +90,15 @@ class TangoTransientError(TangoError):
         self.ambiguous = ambiguous
 
 
+class TangoNotSent(TangoTransientError):
+    """Raised when a call was not sent because its time since the gate ran out (a process
+    paused or starved between the gate and the send): nothing reached Tango, and nothing
+    says Tango is unreachable, so it is retried as any transient failure, never an outage."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, ambiguous=False)
+
+
 class TangoAuthenticationError(TangoError):
     """Raised when Tango rejects our credentials (401), or a token cannot be obtained."""
 

@@ -21,7 +21,12 @@ from worker.state.call_marker import CallAnswer, MarkerCheck, MarkerResult, Mark
 from worker.state.records import ResendRecord
 from worker.tango.client import TangoAnswer
 from worker.tango.deadline import CallDeadline, call_deadline
-from worker.tango.errors import TangoAuthenticationError, TangoError, TangoTransientError
+from worker.tango.errors import (
+    TangoAuthenticationError,
+    TangoError,
+    TangoNotSent,
+    TangoTransientError,
+)
 
 logger = logging.getLogger("tango_resend.executor")
 
@@ -127,4 +132,4 @@ def note_call_answer(
 
 
 def _not_sent(message: str) -> TangoTransientError:
-    return TangoTransientError(message, ambiguous=False)
+    return TangoNotSent(message)

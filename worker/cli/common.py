@@ -11,6 +11,7 @@ from typing import Any, NoReturn
 
 import click
 
+from worker.core.redaction import url_without_secrets
 from worker.core.settings import ConfigurationError, Settings, get_settings
 
 EXIT_OK = 0
@@ -113,8 +114,5 @@ class TangoResendGroup(click.Group):
 
 
 def redacted_url(settings: Settings) -> str:
-    """REDIS_URL without its password, for messages."""
-    url = settings.redis_url
-    host = f"{url.host}:{url.port}" if url.port else str(url.host)
-    auth = f"{url.username or ''}:***@" if url.password else ""
-    return f"{url.scheme}://{auth}{host}{url.path or ''}"
+    """REDIS_URL without its user, password or query, for messages."""
+    return url_without_secrets(str(settings.redis_url))

@@ -19,6 +19,8 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from worker.core.errors import TangoResendError
+from worker.core.secret_strength import GENERATE_TOKEN_HINT, weak_key_reason, weak_token_reason
+from worker.core.web_settings import WebSettings
 
 TANGO_SANDBOX_BASE_URL = "https://integration-api.tangocard.com/raas/v2"
 
@@ -56,7 +58,7 @@ class ConfigurationError(TangoResendError):
     """Raised when a setting is missing or invalid; the message names the variable."""
 
 
-class Settings(BaseSettings):
+class Settings(WebSettings, BaseSettings):
     """Every knob of tango-resend. Field `foo_bar` is read from the variable `FOO_BAR`."""
 
     model_config = SettingsConfigDict(
@@ -113,8 +115,9 @@ class Settings(BaseSettings):
     api_token: SecretStr | None = None
     # A second bearer token that may only read (the REST API's GETs, a read-only console).
     api_read_token: SecretStr | None = None
-    # Honour X-Forwarded-Proto and X-Forwarded-For (the console's Secure cookie, and whom its
-    # sign-in throttle counts) only when a proxy we trust sets them; off, a client could.
+    # Honour X-Forwarded-For and X-Forwarded-Proto (whom the throttles count and the logs
+    # name, the console's Secure cookie, HSTS) only when a proxy we trust sets them; off, a
+    # client could. The name is older than its reach: it covers the whole web process.
     console_trust_proxy: bool = False
 
     # Serve Prometheus metrics from each worker on this port (the web app serves /metrics).
@@ -157,18 +160,26 @@ class Settings(BaseSettings):
     def _standard_webhooks_secret(cls, value: SecretStr | None) -> SecretStr | None:
         if value is None:
             return None
-        if webhook_key(value.get_secret_value()) is None:
+        key = webhook_key(value.get_secret_value())
+        if key is None:
             raise ValueError("must be whsec_ followed by at least 16 base64-encoded bytes")
+        weakness = weak_key_reason(key)
+        if weakness is not None:
+            raise ValueError(f"{weakness}: make one with `tango-resend gen-secret`")
         return value
 
     @field_validator("api_token", "api_read_token")
     @classmethod
     def _long_api_token(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and len(value.get_secret_value()) < API_TOKEN_MIN_LENGTH:
+        if value is None:
+            return None
+        if len(value.get_secret_value()) < API_TOKEN_MIN_LENGTH:
             raise ValueError(
-                f"must be at least {API_TOKEN_MIN_LENGTH} characters; make one with "
-                "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+                f"must be at least {API_TOKEN_MIN_LENGTH} characters; {GENERATE_TOKEN_HINT}"
             )
+        weakness = weak_token_reason(value.get_secret_value())
+        if weakness is not None:
+            raise ValueError(f"{weakness}, so it is easy to guess; {GENERATE_TOKEN_HINT}")
         return value
 
     @model_validator(mode="after")
@@ -201,6 +212,21 @@ class Settings(BaseSettings):
             raise ValueError("API_READ_TOKEN needs API_TOKEN: without it the API is off")
         if self.api_read_token.get_secret_value() == self.api_token.get_secret_value():
             raise ValueError("API_READ_TOKEN must differ from API_TOKEN")
+        return self
+
+    @model_validator(mode="after")
+    def _no_secret_reused(self) -> Self:
+        # One leaked secret must not open two doors: a sender that can sign webhooks must not
+        # thereby hold the API's token, and the other way round.
+        signing = {
+            "WEBHOOK_SECRET": self.webhook_secret,
+            "RESULT_WEBHOOK_SECRET": self.result_webhook_secret,
+        }
+        tokens = {"API_TOKEN": self.api_token, "API_READ_TOKEN": self.api_read_token}
+        for token_name, token in tokens.items():
+            for secret_name, secret in signing.items():
+                if token and secret and token.get_secret_value() == secret.get_secret_value():
+                    raise ValueError(f"{token_name} must differ from {secret_name}")
         return self
 
     @property

@@ -104,12 +104,15 @@ def submit_resend(
     retry_of: str | None = None,
     idempotency_ttl_seconds: int | None = None,
     origin: str | None = None,
+    idempotency_namespace: str = "",
 ) -> Submission:
     """Validate a request given in Tango's field names, store it and queue its task.
 
     The form webhooks and files arrive in; `enqueue_resend` is the keyword-argument front.
     `idempotency_ttl_seconds` overrides RESEND_IDEMPOTENCY_TTL_SECONDS for this key; `origin`
-    (e.g. "webhook msg_123") is named in the one log line a submission writes.
+    (e.g. "webhook msg_123") is named in the one log line a submission writes;
+    `idempotency_namespace` (e.g. "api:") keeps one front's keys apart from the others', and
+    does not count against the key's 255 characters.
 
     Raises:
         InvalidResendRequest: naming every bad field; nothing is stored or queued.
@@ -118,7 +121,14 @@ def submit_resend(
             releases it.)
     """
     runtime = current_runtime()
-    pending = _prepare(runtime, fields, idempotency_key, retry_of, idempotency_ttl_seconds)
+    pending = _prepare(
+        runtime,
+        fields,
+        idempotency_key,
+        retry_of,
+        idempotency_ttl_seconds,
+        namespace=idempotency_namespace,
+    )
     try:
         creation = runtime.records.create(*pending.arguments)
     except redis.RedisError as error:
@@ -224,10 +234,13 @@ def _prepare(
     retry_of: str | None,
     idempotency_ttl_seconds: int | None,
     message: MessageBuilder | None = None,
+    namespace: str = "",
 ) -> _Pending:
     """Validate and build the record and its task message (by `message`, given the request's
     id; by default `_task_message`); no I/O but the clock's."""
     request = _validated(fields, idempotency_key)
+    if idempotency_key is not None:
+        idempotency_key = namespace + idempotency_key
     settings = runtime.settings
     try:
         now = runtime.clock.now()

@@ -11,11 +11,11 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import urlsplit
 
 import redis
 import requests
 
+from worker.core.redaction import url_without_secrets
 from worker.core.settings import Settings
 from worker.state import scripts
 from worker.state.keys import RedisKeys
@@ -287,11 +287,8 @@ def token_lifetime_seconds(value: object) -> float:
 
 
 def _shown_url(url: str) -> str:
-    """The token URL for logs and /healthz: scheme, host and path, never userinfo or query."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}{parts.path}"
+    """The token URL for logs: never its userinfo or query (`url_without_secrets`)."""
+    return url_without_secrets(url)
 
 
 def last_token_failure(client: redis.Redis, keys: RedisKeys) -> dict[str, Any] | None:

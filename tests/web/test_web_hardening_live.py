@@ -245,7 +245,9 @@ def test_an_id_holding_a_newline_forges_no_log_line(start_web_live: StartWeb) ->
     forged = "[2026-12-05 00:00:00,000: INFO] tango_resend.console: forged"
     path = "/console/requests/x%0A" + requests.utils.quote(forged) + "/cancel"
 
-    answer = browser.post(f"{web.url}{path}", data={"csrf": csrf}, timeout=10)
+    answer = browser.post(
+        f"{web.url}{path}", data={"csrf": csrf}, allow_redirects=False, timeout=10
+    )
 
     assert answer.status_code == 404
     wait_for(lambda: '/cancel HTTP/1.1" 404' in web.log(), timeout=5)

@@ -149,6 +149,12 @@ def test_the_request_page_says_only_its_own_words_whatever_the_query(
 
     assert "hacked" not in page and "then-text" not in page and "Resend queued" not in page
     assert "Not cancelled: the request is already sent." in known
+    search = console.get("/console/search", params={"q": injected})
+    assert search.status_code == 404 and "No order or request matches your search" in search.text
+    assert (
+        "No order or request matches 'abc1234'"
+        in console.get("/console/search", params={"q": "abc1234"}).text
+    )
 
 
 @pytest.mark.parametrize(

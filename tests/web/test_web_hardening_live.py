@@ -90,6 +90,7 @@ def test_without_a_trusted_proxy_x_forwarded_for_names_nobody(start_web_live: St
     assert spoofed == [429, 429, 429]
     assert "10.9.9." not in web.log()
     assert "from 127.0.0.1" in web.log()
+    assert web.log().count("X-Forwarded-For ignored (CONSOLE_TRUST_PROXY=false)") == 1
 
 
 def test_behind_a_trusted_proxy_the_client_is_counted_from_the_right(

@@ -33,7 +33,7 @@ from worker.state.records import SubmissionOutcome
 from worker.state.redis_health import warn_if_evicting
 from worker.web.console import build_console_router
 from worker.web.edge import PublicPortOnly, StrictTransportSecurity
-from worker.web.forwarded import TrustedProxyHeaders
+from worker.web.forwarded import TrustedProxyHeaders, UntrustedProxyNotice
 from worker.web.health import add_health_route
 from worker.web.openapi import accepted, json_request_body, link
 from worker.web.problems import HttpProblem, problem_responses, unavailable
@@ -142,6 +142,8 @@ def _bare_app(settings: Settings) -> FastAPI:
         app.add_middleware(StrictTransportSecurity, max_age_seconds=settings.web_hsts_seconds)
     if settings.console_trust_proxy:
         app.add_middleware(TrustedProxyHeaders, hops=settings.trusted_proxy_hops)
+    else:
+        app.add_middleware(UntrustedProxyNotice)
     return app
 
 

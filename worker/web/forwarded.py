@@ -13,8 +13,11 @@ console, their throttles and the access log all see the address this decides.
 from __future__ import annotations
 
 import ipaddress
+import logging
 
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+logger = logging.getLogger("tango_resend.web")
 
 
 def forwarded_client(values: list[str], hops: int) -> str | None:
@@ -78,3 +81,28 @@ class TrustedProxyHeaders:
             if scheme is not None:
                 scope["scheme"] = scheme
         await self._app(scope, receive, send)
+
+
+class UntrustedProxyNotice:
+    """ASGI middleware for CONSOLE_TRUST_PROXY=false: says once, the first time a request
+    carries X-Forwarded-For, that the header is ignored. Behind a proxy, every client then
+    shares the proxy's address, and so one throttle: an operator should know."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+        self._said = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not self._said and scope["type"] == "http" and _names_a_client(scope):
+            self._said = True
+            logger.warning(
+                "X-Forwarded-For ignored (CONSOLE_TRUST_PROXY=false): clients are known by "
+                "their connection's address. Behind a proxy of yours, set "
+                "CONSOLE_TRUST_PROXY=true (and TRUSTED_PROXY_HOPS), or every client "
+                "shares its address and one throttle"
+            )
+        await self._app(scope, receive, send)
+
+
+def _names_a_client(scope: Scope) -> bool:
+    return any(name == b"x-forwarded-for" for name, _ in scope["headers"])

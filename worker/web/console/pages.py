@@ -2,6 +2,7 @@
 
 # No `from __future__ import annotations`: FastAPI reads the endpoints' annotations at run time.
 
+import re
 from importlib import resources
 
 from fastapi import APIRouter, Request
@@ -22,6 +23,7 @@ from worker.web.console import fleet
 from worker.web.console.common import ConsoleCore, redirect, secured
 from worker.web.console.sessions import Session
 
+_ID_LIKE = re.compile(r"[0-9A-Za-z.\-]{1,64}")
 STATIC_TYPES = {"console.css": "text/css", "console.js": "text/javascript"}
 LIVE_EVERY_MS = 1000
 FLEET_EVERY_MS = 5000
@@ -190,7 +192,10 @@ def _find_request(text: str) -> tuple[str | None, str]:
         if len(text) < MIN_PREFIX_LENGTH
         else ""
     )
-    return None, f"No order or request matches {text!r}{hint}."
+    # Echoed only when it looks like an id: a link's author must not make the console's
+    # alert say sentences of its choosing.
+    named = repr(text) if _ID_LIKE.fullmatch(text) else "your search"
+    return None, f"No order or request matches {named}{hint}."
 
 
 def _unknown_request(core: ConsoleCore, request: Request, session: Session) -> Response:

@@ -152,7 +152,7 @@ def test_the_request_page_says_only_its_own_words_whatever_the_query(
     search = console.get("/console/search", params={"q": injected})
     assert search.status_code == 404 and "No order or request matches your search" in search.text
     assert (
-        "No order or request matches 'abc1234'"
+        "No order or request matches &#39;abc1234&#39;"
         in console.get("/console/search", params={"q": "abc1234"}).text
     )
 

@@ -23,7 +23,7 @@ class WebSettings(BaseSettings):
     # its headers; else the connection is closed. (nginx: client_header_timeout and
     # client_body_timeout, though nginx times each read, not the whole.)
     web_header_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
-    web_body_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+    web_body_timeout_seconds: float = Field(default=20.0, gt=0, le=600)
     # Connections and requests in progress per process, beyond which a new request gets 503
     # at once (uvicorn's limit_concurrency; nginx: limit_conn, worker_connections).
     web_max_concurrency: int = Field(default=1000, ge=1, le=100_000)

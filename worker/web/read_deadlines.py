@@ -48,7 +48,7 @@ class DeadlineH11Protocol(H11Protocol):
     """H11Protocol with a deadline on each phase of reading a request."""
 
     header_seconds = 10.0
-    body_seconds = 30.0
+    body_seconds = 20.0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

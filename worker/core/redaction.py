@@ -65,15 +65,15 @@ class RedactingFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        safe = escape_controls(redact(message))
+        safe = redact(message)
+        if not safe.isprintable():  # (a C-speed test: most lines need no escaping)
+            safe = escape_controls(safe)
         if safe != message:
             record.msg, record.args = safe, None
         # The logger's name, the process's, and fields passed with `extra=`.
         for name, value in vars(record).items():
-            if name not in _NOT_FIELDS and isinstance(value, str):
-                escaped = escape_controls(value)
-                if escaped != value:
-                    setattr(record, name, escaped)
+            if name not in _NOT_FIELDS and isinstance(value, str) and not value.isprintable():
+                setattr(record, name, escape_controls(value))
         # Tracebacks carry exception text, which may quote an address too.
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any
 
 import pytest
@@ -220,15 +221,26 @@ def test_a_body_not_declared_json_queues_nothing(
 # --- 9, 10, 13, 15 ---------------------------------------------------------------------------
 
 
-def test_the_docs_pages_are_off_unless_asked_for(
-    web_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_the_docs_pages_load_nothing_from_another_origin(
+    web_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, page: str
 ) -> None:
-    default = client_at(app_with(monkeypatch), "192.0.2.9")
-    assert default.get("/docs").status_code == default.get("/redoc").status_code == 404
-    assert default.get("/openapi.json").status_code == 200
+    """/docs and /redoc name only files of this origin (each served), and their policy lets
+    no other origin's script run; WEB_DOCS=false turns them off, /openapi.json stays."""
+    client = client_at(app_with(monkeypatch), "192.0.2.9")
 
-    asked = client_at(app_with(monkeypatch, WEB_DOCS="true"), "192.0.2.9")
-    assert asked.get("/docs").status_code == 200
+    answer = client.get(page)
+
+    assert answer.status_code == 200
+    assert "script-src 'self' 'unsafe-inline'" in answer.headers["content-security-policy"]
+    loaded = re.findall(r'(?:src|href)=["\']?([^"\' >]+)', answer.text)
+    assert loaded and all(url.startswith("/docs/assets/") for url in loaded), loaded
+    assert "cdn.jsdelivr.net" not in answer.text and "fonts.googleapis" not in answer.text
+    for url in loaded:
+        asset = client.get(url)
+        assert asset.status_code == 200 and len(asset.content) > 1000, url
+    off = client_at(app_with(monkeypatch, WEB_DOCS="false"), "192.0.2.9")
+    assert off.get(page).status_code == 404 and off.get("/openapi.json").status_code == 200
 
 
 def test_healthz_names_no_url_and_no_error_text_of_the_token_endpoint(

@@ -263,13 +263,13 @@ def test_an_internal_port_keeps_the_office_routes_off_the_public_port(
 ) -> None:
     """Given WEB_INTERNAL_PORT, Then the public port answers only the webhook route and
     /healthz (the console, the REST API, /openapi.json and /metrics are 404 there), and the
-    internal port answers all of them."""
+    internal port answers all of them (and /docs)."""
     internal = free_port()
     web = start_web_live(WEB_INTERNAL_PORT=str(internal))
     office = f"http://127.0.0.1:{internal}"
     bearer = {"Authorization": f"Bearer {API_TOKEN}"}
 
-    for path in ("/console/signin", "/resends", "/openapi.json", "/metrics"):
+    for path in ("/console/signin", "/resends", "/openapi.json", "/docs", "/metrics"):
         public = requests.get(f"{web.url}{path}", headers=bearer, timeout=10)
         assert public.status_code == 404, path
         assert requests.get(f"{office}{path}", headers=bearer, timeout=10).status_code == 200

@@ -30,9 +30,9 @@ class WebSettings(BaseSettings):
     # Strict-Transport-Security max-age, sent on answers to requests that came over HTTPS
     # (directly, or by a trusted proxy's X-Forwarded-Proto); 0 sends none.
     web_hsts_seconds: int = Field(default=ONE_YEAR_SECONDS, ge=0, le=2 * ONE_YEAR_SECONDS)
-    # /docs and /redoc load their scripts from a CDN: off unless asked for (/openapi.json,
-    # plain JSON, is always served).
-    web_docs: bool = False
+    # Serve /docs and /redoc (every file they load from our own origin); false turns them
+    # off (/openapi.json, plain JSON, is always served).
+    web_docs: bool = True
     # A second port for the office: the console, the REST API, /docs, /metrics (and /healthz)
     # listen there, and the main port keeps only the webhook route and /healthz.
     web_internal_port: int | None = Field(default=None, ge=1, le=65535)

@@ -31,6 +31,7 @@ from worker.runtime import AsyncCreate, current_runtime
 from worker.state.metrics import build_registry
 from worker.state.records import SubmissionOutcome
 from worker.state.redis_health import warn_if_evicting
+from worker.web.api_docs import add_docs_routes
 from worker.web.console import build_console_router
 from worker.web.edge import PublicPortOnly, StrictTransportSecurity
 from worker.web.forwarded import TrustedProxyHeaders, UntrustedProxyNotice
@@ -128,11 +129,13 @@ def _bare_app(settings: Settings) -> FastAPI:
         version=_version(),
         description="Signed webhooks that queue Tango order resends.",
         lifespan=_webhook_redis,
-        # Swagger UI and ReDoc load their scripts from a CDN: off unless WEB_DOCS says so,
-        # so that no outside script runs on the console's origin by default.
-        docs_url="/docs" if settings.web_docs else None,
-        redoc_url="/redoc" if settings.web_docs else None,
+        # FastAPI's own /docs and /redoc load their scripts from a CDN: ours serve them from
+        # this origin (worker/web/api_docs.py).
+        docs_url=None,
+        redoc_url=None,
     )
+    if settings.web_docs:
+        add_docs_routes(app)
     app.add_exception_handler(HttpProblem, _problem_response)  # type: ignore[arg-type]
     app.add_exception_handler(ClientDisconnect, _client_gone)
     # The last added runs first: the client and scheme are settled before anything reads them.

@@ -278,3 +278,13 @@ def test_an_internal_port_keeps_the_office_routes_off_the_public_port(
         f"{web.url}/webhooks/resends", json={"referenceOrderID": "RA251125-1001-01"}, timeout=10
     )
     assert unsigned.status_code == 401  # the route is there: it wants a signature
+    assert f"internal port 127.0.0.1:{internal} (WEB_INTERNAL_PORT) serves every route" in web.log()
+
+
+def test_an_internal_port_equal_to_the_public_one_is_refused(redis_client: redis.Redis) -> None:
+    port = str(free_port())
+    settings = {"REDIS_URL": TEST_REDIS_URL, "WEBHOOK_SECRET": WEBHOOK_SECRET}
+    ran = run_python(
+        ["-m", "worker", "web", "--port", port], {**settings, "WEB_INTERNAL_PORT": port}
+    )
+    assert ran.returncode == 2 and "WEB_INTERNAL_PORT must differ from --port" in ran.stderr

@@ -86,6 +86,14 @@ def _serve_one(host: str, port: int, access_log: bool, reuse_port: bool) -> None
     if settings.web_internal_port is not None:
         internal_host = settings.web_internal_host or host
         sockets.append(tcp_listener(internal_host, settings.web_internal_port, reuse_port))
+        logger.info(
+            "public port %s:%d serves POST /webhooks/resends and /healthz only; internal port "
+            "%s:%d (WEB_INTERNAL_PORT) serves every route",
+            host,
+            port,
+            internal_host,
+            settings.web_internal_port,
+        )
     server.run(sockets=sockets)
     if not server.started:
         sys.exit(_STARTUP_FAILURE_EXIT)

@@ -109,6 +109,7 @@ def one_byte_secret() -> str:
             "API_READ_TOKEN must differ from API_TOKEN",
             "",
         ),
+        ({"CONSOLE_SESSION_SECRET": "ab" * 20}, "CONSOLE_SESSION_SECRET", "distinct characters"),
         ({"WEBHOOK_SECRET": one_byte_secret()}, "WEBHOOK_SECRET", "distinct bytes"),
         ({"RESULT_WEBHOOK_SECRET": one_byte_secret()}, "RESULT_WEBHOOK_SECRET", "distinct bytes"),
     ],

@@ -8,6 +8,8 @@ from __future__ import annotations
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings
 
+from worker.core.secret_strength import GENERATE_TOKEN_HINT, weak_token_reason
+
 ONE_YEAR_SECONDS = 365 * 24 * 3600
 
 
@@ -56,3 +58,12 @@ class WebSettings(BaseSettings):
     @classmethod
     def _blank_web_setting_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("console_session_secret")
+    @classmethod
+    def _hard_to_guess(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            weakness = weak_token_reason(value.get_secret_value())
+            if weakness is not None:
+                raise ValueError(f"{weakness}, so it is easy to guess; {GENERATE_TOKEN_HINT}")
+        return value

@@ -14,7 +14,7 @@ from tests.support.receiver import API_TOKEN, WEBHOOK_SECRET
 from worker.core.logging_setup import configure_handlers
 from worker.core.redaction import redact, url_without_secrets
 from worker.core.settings import ConfigurationError, load_settings
-from worker.web.api_tokens import Role, TokenHolder, resolve_token
+from worker.web.api_tokens import Identity, Role, identify
 from worker.web.forwarded import forwarded_client, forwarded_scheme
 
 READ_TOKEN = "read-only-token-Q8w3-unit-tests-0987654321"
@@ -110,6 +110,16 @@ def one_byte_secret() -> str:
             "",
         ),
         ({"CONSOLE_SESSION_SECRET": "ab" * 20}, "CONSOLE_SESSION_SECRET", "distinct characters"),
+        (
+            {"API_TOKENS": f"alice:{'x' * 32}:write"},
+            "API_TOKENS: the token of 'alice'",
+            "distinct characters",
+        ),
+        (
+            {"API_TOKENS": f"hooks:{WEBHOOK_SECRET}:write"},
+            "API_TOKENS: the token of 'hooks' must differ from WEBHOOK_SECRET",
+            "",
+        ),
         ({"WEBHOOK_SECRET": one_byte_secret()}, "WEBHOOK_SECRET", "distinct bytes"),
         ({"RESULT_WEBHOOK_SECRET": one_byte_secret()}, "RESULT_WEBHOOK_SECRET", "distinct bytes"),
     ],
@@ -134,7 +144,7 @@ def test_tokens_resolve_to_whom_they_stand_for(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("API_READ_TOKEN", READ_TOKEN)
     settings = load_settings()
 
-    assert resolve_token(settings, API_TOKEN) == TokenHolder("API_TOKEN", Role.WRITE)
-    assert resolve_token(settings, READ_TOKEN) == TokenHolder("API_READ_TOKEN", Role.READ)
-    assert resolve_token(settings, API_TOKEN[:-1]) is None
-    assert resolve_token(settings, "") is None
+    assert identify(settings, API_TOKEN) == Identity("default", Role.WRITE)
+    assert identify(settings, READ_TOKEN) == Identity("read", Role.READ)
+    assert identify(settings, API_TOKEN[:-1]) is None
+    assert identify(settings, "") is None

@@ -10,6 +10,7 @@ from typing import Self
 from pydantic import (
     AnyHttpUrl,
     Field,
+    PrivateAttr,
     RedisDsn,
     SecretStr,
     ValidationError,
@@ -19,6 +20,14 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from worker.core.errors import TangoResendError
+from worker.core.named_tokens import (
+    DEFAULT_NAME,
+    READ_NAME,
+    NamedToken,
+    check_unique,
+    parse_named_tokens,
+    read_entries,
+)
 from worker.core.secret_strength import GENERATE_TOKEN_HINT, weak_key_reason, weak_token_reason
 from worker.core.web_settings import WebSettings
 
@@ -108,6 +117,9 @@ class Settings(WebSettings, BaseSettings):
     resend_probe_delay_seconds: float = Field(default=3.0, ge=0, le=60)
     resend_record_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=60)
     resend_idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=1)
+    # The recent-resend guard: a request for an order sent to the same recipient within this
+    # many seconds is answered with that request and not queued (0: off). Forced requests pass.
+    resend_recent_seconds: int = Field(default=0, ge=0, le=7 * 24 * 3600)
 
     webhook_secret: SecretStr | None = None
     webhook_allow_unsigned: bool = False
@@ -115,6 +127,9 @@ class Settings(WebSettings, BaseSettings):
     api_token: SecretStr | None = None
     # A second bearer token that may only read (the REST API's GETs, a read-only console).
     api_read_token: SecretStr | None = None
+    # Named tokens, `name:token:role` entries or a file of them (worker/core/named_tokens.py).
+    api_tokens: SecretStr | None = None
+    _named_tokens: tuple[NamedToken, ...] | None = PrivateAttr(default=None)
     # Honour X-Forwarded-For and X-Forwarded-Proto (whom the throttles count and the logs
     # name, the console's Secure cookie, HSTS) only when a proxy we trust sets them; off, a
     # client could. The name is older than its reach: it covers the whole web process.
@@ -145,6 +160,7 @@ class Settings(WebSettings, BaseSettings):
         "webhook_secret",
         "api_token",
         "api_read_token",
+        "api_tokens",
         "result_webhook_url",
         "result_webhook_secret",
         "metrics_port",
@@ -208,25 +224,73 @@ class Settings(WebSettings, BaseSettings):
     def _read_token_beside_api_token(self) -> Self:
         if self.api_read_token is None:
             return self
-        if self.api_token is None:
+        if self.api_token is None and self.api_tokens is None:
             raise ValueError("API_READ_TOKEN needs API_TOKEN: without it the API is off")
-        if self.api_read_token.get_secret_value() == self.api_token.get_secret_value():
+        if self.api_token and (
+            self.api_read_token.get_secret_value() == self.api_token.get_secret_value()
+        ):
             raise ValueError("API_READ_TOKEN must differ from API_TOKEN")
         return self
 
     @model_validator(mode="after")
-    def _no_secret_reused(self) -> Self:
+    def _named_tokens_are_valid(self) -> Self:
+        try:
+            self.named_tokens()
+        except ValueError as error:
+            raise ValueError(f"API_TOKENS: {error}") from None
+        return self
+
+    def named_tokens(self) -> tuple[NamedToken, ...]:
+        """Every bearer token the API and the console accept, with its name and role:
+        API_TOKEN as `default`, API_READ_TOKEN as `read`, and API_TOKENS's entries (a file it
+        names is read on each call: settings are read once per process, and so is this).
+
+        Raises:
+            ValueError: API_TOKENS is malformed, or repeats a name or a token.
+        """
+        if self._named_tokens is not None:
+            return self._named_tokens
+        tokens: list[NamedToken] = []
+        if self.api_token is not None:
+            tokens.append(NamedToken(DEFAULT_NAME, self.api_token, "write"))
+        if self.api_read_token is not None:
+            tokens.append(NamedToken(READ_NAME, self.api_read_token, "read"))
+        if self.api_tokens is not None:
+            text = read_entries(self.api_tokens.get_secret_value().strip())
+            tokens.extend(parse_named_tokens(text, API_TOKEN_MIN_LENGTH))
+        check_unique(tokens)
+        self._named_tokens = tuple(tokens)
+        return self._named_tokens
+
+    @property
+    def api_enabled(self) -> bool:
+        """The REST API and the console exist with at least one token (API_TOKEN or
+        API_TOKENS)."""
+        return self.api_token is not None or self.api_tokens is not None
+
+    @model_validator(mode="after")
+    def _no_weak_or_reused_token(self) -> Self:
         # One leaked secret must not open two doors: a sender that can sign webhooks must not
-        # thereby hold the API's token, and the other way round.
+        # thereby hold the API's token, and the other way round. Named tokens are held to
+        # API_TOKEN's standard.
         signing = {
             "WEBHOOK_SECRET": self.webhook_secret,
             "RESULT_WEBHOOK_SECRET": self.result_webhook_secret,
         }
-        tokens = {"API_TOKEN": self.api_token, "API_READ_TOKEN": self.api_read_token}
-        for token_name, token in tokens.items():
+        try:
+            named = self.named_tokens()
+        except ValueError:  # malformed: `_named_tokens_are_valid` says how
+            return self
+        own_settings = {id(self.api_token), id(self.api_read_token)}
+        for token in named:
+            where = _where(token)
             for secret_name, secret in signing.items():
-                if token and secret and token.get_secret_value() == secret.get_secret_value():
-                    raise ValueError(f"{token_name} must differ from {secret_name}")
+                if secret and token.token.get_secret_value() == secret.get_secret_value():
+                    raise ValueError(f"{where} must differ from {secret_name}")
+            # API_TOKEN's and API_READ_TOKEN's own field validators have said it already.
+            weakness = weak_token_reason(token.token.get_secret_value())
+            if weakness is not None and id(token.token) not in own_settings:
+                raise ValueError(f"{where} {weakness}, so it is easy to guess")
         return self
 
     @property
@@ -268,6 +332,15 @@ class Settings(WebSettings, BaseSettings):
                 "Tango credentials are missing: set TANGO_PLATFORM_NAME and TANGO_PLATFORM_KEY "
                 "(HTTP Basic) or TANGO_CLIENT_ID, TANGO_CLIENT_SECRET and TANGO_TOKEN_URL (OAuth)"
             )
+
+
+def _where(token: NamedToken) -> str:
+    """Where a token comes from, for messages (never the token itself)."""
+    if token.name == DEFAULT_NAME and token.role == "write":
+        return "API_TOKEN"
+    if token.name == READ_NAME and token.role == "read":
+        return "API_READ_TOKEN"
+    return f"API_TOKENS: the token of {token.name!r}"
 
 
 def describe_validation_error(error: ValidationError) -> str:

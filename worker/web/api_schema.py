@@ -29,6 +29,11 @@ class ResendCreate(ResendFields):
         description="The same key within RESEND_IDEMPOTENCY_TTL_SECONDS (24 h) answers the "
         "first request's id, `duplicate: true`, and queues nothing.",
     )
+    force: bool = Field(
+        default=False,
+        description="Send even if the order was sent to the same recipient within "
+        "RESEND_RECENT_SECONDS (the recent-resend guard).",
+    )
 
 
 class Created(BaseModel):
@@ -41,6 +46,12 @@ class Created(BaseModel):
     coalesced: bool = Field(
         description="True when an identical request of the order was still pending: `id` is "
         "that request's, nothing new queued."
+    )
+    recent: bool = Field(
+        default=False,
+        description="True when the order was sent to the same recipient within "
+        "RESEND_RECENT_SECONDS: `id` is that sent request's (`status` `sent`, `duplicate` "
+        "true), nothing new queued. Pass `force: true` to send anyway.",
     )
 
 
@@ -62,6 +73,12 @@ class CancelRefused(BaseModel):
 class RetryAnswer(BaseModel):
     id: str
     retry_of: str
+    recent: bool = Field(
+        default=False,
+        description="True when the order was sent to the same recipient within "
+        "RESEND_RECENT_SECONDS: `id` is that sent request's and nothing was queued; "
+        "`?force=true` retries anyway.",
+    )
 
 
 class OrderResends(BaseModel):

@@ -16,7 +16,7 @@ from fastapi import Header, Request
 
 from worker.core.settings import Settings
 from worker.runtime import current_runtime
-from worker.web.api_tokens import Role, TokenHolder, bearer_token, resolve_token
+from worker.web.api_tokens import Identity, Role, bearer_token, identify
 from worker.web.auth_throttle import FailureThrottle, bearer_keys
 from worker.web.problems import HttpProblem, unavailable
 
@@ -24,18 +24,21 @@ logger = logging.getLogger("tango_resend.api")
 
 
 def authorizer(settings: Settings, needed: Role) -> Any:
-    """A FastAPI dependency: the caller's role, or the problem refusing it (401, 403, 429)."""
+    """A FastAPI dependency: the caller's identity (its name and role), or the problem refusing
+    it (401, 403, 429)."""
 
-    def authorize(request: Request, authorization: Annotated[str | None, Header()] = None) -> Role:
-        return require_role(settings, request, authorization, needed)
+    def authorize(
+        request: Request, authorization: Annotated[str | None, Header()] = None
+    ) -> Identity:
+        return require_identity(settings, request, authorization, needed)
 
     return authorize
 
 
-def require_role(
+def require_identity(
     settings: Settings, request: Request, authorization: str | None, needed: Role
-) -> Role:
-    """The role of the request's bearer token, if it may do what needs `needed`."""
+) -> Identity:
+    """Whom the request's bearer token names, if it may do what needs `needed`."""
     who = request.client.host if request.client else "unknown"
     runtime = current_runtime()
     throttle = FailureThrottle(
@@ -55,12 +58,12 @@ def require_role(
         )
     if needed is Role.WRITE and not holder.role.may_act:
         raise HttpProblem(403, "forbidden", "this token may only read")
-    return holder.role
+    return holder
 
 
 def _holder(
     settings: Settings, throttle: FailureThrottle, who: str, authorization: str | None
-) -> TokenHolder | None:
+) -> Identity | None:
     wait = throttle.wait_seconds(who)
     if wait:
         raise HttpProblem(
@@ -70,7 +73,7 @@ def _holder(
             headers={"Retry-After": str(wait)},
         )
     token = bearer_token(authorization)
-    holder = None if token is None else resolve_token(settings, token)
+    holder = None if token is None else identify(settings, token)
     if holder is not None:
         throttle.succeeded(who)
     elif token is not None:  # a missing header is no guess

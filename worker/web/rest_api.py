@@ -18,6 +18,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from worker.core.settings import Settings
+from worker.resend import origins
 from worker.resend.producer import (
     EnqueueError,
     NotRetryable,
@@ -48,7 +49,7 @@ from worker.web.api_schema import (
     RetryAnswer,
     problems,
 )
-from worker.web.api_tokens import Role
+from worker.web.api_tokens import Identity, Role
 from worker.web.bearer_auth import authorizer
 from worker.web.openapi import accepted, json_request_body, link
 from worker.web.problems import HttpProblem, parse_json_object, unavailable
@@ -67,6 +68,7 @@ def build_api_router(settings: Settings) -> APIRouter:
     router = APIRouter()
     reader = Depends(authorizer(settings, Role.READ))
     writer = Depends(authorizer(settings, Role.WRITE))
+    Writer = Annotated[Identity, writer]
     body = Depends(capped_body(settings.webhook_max_body_bytes, json_only=True))
     ttl = settings.resend_idempotency_ttl_seconds
 
@@ -75,16 +77,15 @@ def build_api_router(settings: Settings) -> APIRouter:
         status_code=202,
         response_model=Created,
         operation_id="createResend",
-        dependencies=[writer],
         responses={
             **accepted("Stored and queued.", CREATED_LINKS),
             **problems(400, 401, 403, 413, 415, 422, 503),
         },
         openapi_extra=json_request_body(ResendCreate),
     )
-    def create_resend(raw: Annotated[bytes, body]) -> Created:
+    def create_resend(raw: Annotated[bytes, body], who: Writer) -> Created:
         """Queue a resend. Answers 202 only once the request is stored and queued."""
-        return _create(parse_json_object(raw), ttl)
+        return _create(parse_json_object(raw), ttl, origins.api(who.name))
 
     @router.get(
         "/resends",
@@ -119,19 +120,17 @@ def build_api_router(settings: Settings) -> APIRouter:
         "/resends/{request_id}/cancel",
         response_model=CancelAnswer,
         operation_id="cancelResend",
-        dependencies=[writer],
         responses={409: {"model": CancelRefused}, **problems(401, 403, 404, 503)},
     )
-    def cancel(request_id: str) -> Any:
+    def cancel(request_id: str, who: Writer) -> Any:
         """Cancel a queued or deferred request before it is sent."""
-        return _cancel(request_id)
+        return _cancel(request_id, origins.api(who.name))
 
     @router.post(
         "/resends/{request_id}/retry",
         status_code=202,
         response_model=RetryAnswer,
         operation_id="retryResend",
-        dependencies=[writer],
         responses={
             **accepted(
                 "Queued again as a new request (or the first retry's id).",
@@ -140,9 +139,9 @@ def build_api_router(settings: Settings) -> APIRouter:
             **problems(401, 403, 404, 409, 503),
         },
     )
-    def retry(request_id: str) -> RetryAnswer:
+    def retry(request_id: str, who: Writer, force: bool = False) -> RetryAnswer:
         """Queue a failed request again, once: asking again answers the same id."""
-        return _retry(request_id)
+        return _retry(request_id, origins.api(who.name), force)
 
     @router.get(
         "/orders/{referenceOrderID}/resends",
@@ -173,17 +172,21 @@ def _invalid(fields: dict[str, str]) -> HttpProblem:
     return HttpProblem(422, "invalid_request", f"invalid request: {details}", fields=fields)
 
 
-def _create(fields: dict[str, Any], idempotency_ttl: int) -> Created:
+def _create(fields: dict[str, Any], idempotency_ttl: int, origin: str) -> Created:
     key = fields.pop("idempotencyKey", None)
     if key is not None and (not isinstance(key, str) or not 1 <= len(key) <= 255):
         raise _invalid({"idempotencyKey": "must be text of 1 to 255 characters"})
+    force = fields.pop("force", False)
+    if not isinstance(force, bool):
+        raise _invalid({"force": "must be true or false"})
     try:
         submission = submit_resend(
             fields,
             idempotency_key=key,
             idempotency_namespace=IDEMPOTENCY_PREFIX,
             idempotency_ttl_seconds=idempotency_ttl,
-            origin="the REST API",
+            origin=origin,
+            force=force,
         )
     except InvalidResendRequest as error:
         renamed = {
@@ -194,13 +197,16 @@ def _create(fields: dict[str, Any], idempotency_ttl: int) -> Created:
         logger.warning("API resend refused, not stored: %s", error)
         raise unavailable("the request could not be stored; retry later") from None
     status = "queued"
-    if not submission.created:
+    if submission.outcome == SubmissionOutcome.RECENT:
+        status = "sent"  # the guard answers only with a request that was sent
+    elif not submission.created:
         status = _current_status(submission.request_id)
     return Created(
         id=submission.request_id,
         status=status,
-        duplicate=submission.outcome == SubmissionOutcome.IDEMPOTENT,
+        duplicate=submission.outcome in (SubmissionOutcome.IDEMPOTENT, SubmissionOutcome.RECENT),
         coalesced=submission.outcome == SubmissionOutcome.MERGED,
+        recent=submission.outcome == SubmissionOutcome.RECENT,
     )
 
 
@@ -259,7 +265,7 @@ def _limit(text: str | None, errors: dict[str, str]) -> int:
     return int(text)
 
 
-def _cancel(request_id: str) -> JSONResponse:
+def _cancel(request_id: str, by: str) -> JSONResponse:
     _require_request_id(request_id)
     try:
         record = get_resend(request_id)
@@ -268,7 +274,7 @@ def _cancel(request_id: str) -> JSONResponse:
         if record.status.is_final:
             # Refused as it stands: `cancel_resend` would call a cancelled one "cancelled".
             return JSONResponse({"result": record.status.value}, status_code=409)
-        result = cancel_resend(request_id)
+        result = cancel_resend(request_id, by=by)
     except RedisUnavailable:
         raise unavailable("the request cannot be cancelled now; retry later") from None
     if result is CancelResult.UNKNOWN:  # expired between the two reads
@@ -277,19 +283,23 @@ def _cancel(request_id: str) -> JSONResponse:
     return JSONResponse({"result": result.value}, status_code=status_code)
 
 
-def _retry(request_id: str) -> RetryAnswer:
+def _retry(request_id: str, by: str, force: bool) -> RetryAnswer:
     _require_request_id(request_id)
     try:
         if get_resend(request_id) is None:
             raise _not_found()
-        submission = retry_resend(request_id)
+        submission = retry_resend(request_id, by=by, force=force)
     except NotRetryable as error:
         raise HttpProblem(409, "not_failed", str(error)) from None
     except InvalidResendRequest as error:
         raise HttpProblem(409, "not_retryable", str(error)) from None
     except RedisUnavailable:
         raise unavailable("the retry could not be stored; retry later") from None
-    return RetryAnswer(id=submission.request_id, retry_of=request_id)
+    return RetryAnswer(
+        id=submission.request_id,
+        retry_of=request_id,
+        recent=submission.outcome == SubmissionOutcome.RECENT,
+    )
 
 
 def _order(reference_order_id: str) -> OrderResends:

@@ -14,7 +14,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from worker.core.redaction import mask_email, mask_phone, redact
 from worker.core.settings import Settings
 from worker.runtime import current_runtime
-from worker.web.api_tokens import Role, configured_tokens
+from worker.web.api_tokens import Role
 from worker.web.auth_throttle import FailureThrottle, signin_keys
 from worker.web.console.fleet import WAIT_REASONS
 from worker.web.console.sessions import (
@@ -63,7 +63,9 @@ class ConsoleCore:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._digests: SessionDigests | None = None
-        self._roles_by_digest: dict[str, Role] = {}
+        # Each agent's token digest, by (name, role): a session whose token was rotated away,
+        # or whose role changed, is worth nothing.
+        self._token_digests: dict[tuple[str, Role], str] = {}
         self._templates = Environment(
             loader=PackageLoader("worker.web.console", "templates"),
             autoescape=select_autoescape(default=True, default_for_string=True),
@@ -73,6 +75,7 @@ class ConsoleCore:
         # Free text from Tango or an exception (reasons, errors) may name a recipient.
         self._templates.filters["redacted"] = redact
         self._templates.globals["waiting_words"] = WAIT_REASONS
+        self._templates.globals["recent_seconds"] = settings.resend_recent_seconds
 
     @property
     def digests(self) -> SessionDigests:
@@ -81,11 +84,9 @@ class ConsoleCore:
         if self._digests is None:
             runtime = current_runtime()
             digests = SessionDigests(session_key(self.settings, runtime.redis, runtime.keys))
-            # Which token digests open a session, and with which role: a session whose token
-            # was rotated away, or whose role changed, is worth nothing.
-            self._roles_by_digest = {
-                digests.of_token(token): holder.role
-                for holder, token in configured_tokens(self.settings)
+            self._token_digests = {
+                (token.name, Role(token.role)): digests.of_token(token.token.get_secret_value())
+                for token in self.settings.named_tokens()
             }
             self._digests = digests
         return self._digests
@@ -116,11 +117,8 @@ class ConsoleCore:
         session = self.sessions.find(request.cookies.get(SESSION_COOKIE), active=active)
         if session is None:
             return None
-        role = None
-        for digest, granted in self._roles_by_digest.items():
-            if same_token(session.token_digest, digest):
-                role = granted
-        return session if role is session.role else None
+        expected = self._token_digests.get((session.agent, session.role), "-")
+        return session if same_token(session.token_digest, expected) else None
 
     def signed_in(self, request: Request, page: Callable[[Session], Response]) -> Response:
         """`page` for the request's session; without one, the sign-in form, which comes back

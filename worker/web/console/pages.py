@@ -21,6 +21,7 @@ from worker.state.records import CancelResult, ResendRecord
 from worker.tango.ids import REFERENCE_ORDER_ID
 from worker.web.console import fleet
 from worker.web.console.common import ConsoleCore, redirect, secured
+from worker.web.console.recent import last_resent
 from worker.web.console.sessions import Session
 
 _ID_LIKE = re.compile(r"[0-9A-Za-z.\-]{1,64}")
@@ -101,6 +102,7 @@ def _order(core: ConsoleCore, request: Request, session: Session, order: str) ->
         records=records,
         form={"referenceOrderID": order},
         errors={},
+        last=last_resent(runtime, order),
     )
 
 

@@ -34,6 +34,14 @@ class Session:
     csrf: str
     # Which token opened it (a keyed digest): a session outlives no rotation of its token.
     token_digest: str = ""
+    # The name of the agent whose token opened it (API_TOKENS; "" in a session opened before
+    # tokens had names: its role's own token, `default` or `read`).
+    name: str = ""
+
+    @property
+    def agent(self) -> str:
+        """Who is signed in, as the audit trail names them."""
+        return self.name or ("default" if self.role is Role.WRITE else "read")
 
 
 def session_key(settings: Settings, client: redis.Redis, keys: RedisKeys) -> bytes:
@@ -80,10 +88,11 @@ class SessionStore:
         self._digests = digests
         self._idle_seconds = idle_seconds
 
-    def create(self, role: Role, token: str) -> tuple[str, Session]:
-        """A new session opened with `token`: the cookie value to hand out, and the session."""
+    def create(self, role: Role, token: str, name: str = "") -> tuple[str, Session]:
+        """A new session opened with `token` (the agent `name`'s): the cookie value to hand
+        out, and the session."""
         cookie = secrets.token_urlsafe(32)
-        session = Session(role, secrets.token_urlsafe(32), self._digests.of_token(token))
+        session = Session(role, secrets.token_urlsafe(32), self._digests.of_token(token), name)
         key = self._keys.console_session(self._digests.of_cookie(cookie))
         ends_at = int(time.time()) + SESSION_SECONDS
         with self._client.pipeline() as pipe:
@@ -93,6 +102,7 @@ class SessionStore:
                     "role": role.value,
                     "csrf": session.csrf,
                     "token": session.token_digest,
+                    "name": name,
                     "ends_at": ends_at,
                 },
             )
@@ -115,7 +125,12 @@ class SessionStore:
             return None
         if active:
             self._client.expire(key, min(self._idle_seconds, remaining))
-        return Session(Role(str(stored["role"])), str(stored["csrf"]), str(stored.get("token", "")))
+        return Session(
+            Role(str(stored["role"])),
+            str(stored["csrf"]),
+            str(stored.get("token", "")),
+            str(stored.get("name", "")),
+        )
 
     def end(self, cookie: str | None) -> None:
         if cookie and len(cookie) <= 128:

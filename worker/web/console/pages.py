@@ -122,10 +122,10 @@ def _request(core: ConsoleCore, request: Request, session: Session, request_id: 
 
 def _notice(query: dict[str, str]) -> dict[str, str]:
     """What the page may say about the action that led to it: only the words our own
-    redirects put in the query (`created`, `merged`, a cancel result, a request id), never
-    text a link's author chose, which the page would say in its own voice."""
+    redirects put in the query (`created`, `merged`, `recent`, a cancel result, a request
+    id), never text a link's author chose, which the page would say in its own voice."""
     notice = {}
-    for outcome in ("created", "merged"):
+    for outcome in ("created", "merged", "recent"):
         if query.get(outcome) == "1":
             notice[outcome] = "1"
     if query.get("cancel") in {result.value for result in CancelResult}:

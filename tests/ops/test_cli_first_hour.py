@@ -187,7 +187,7 @@ def test_a_worker_without_redis_says_what_it_waits_for(tmp_path: Path) -> None:
             what="two 'waiting for Redis' lines",
         )
         text = worker.log()
-        assert f"redis://***@127.0.0.1:{port}/0" in text and "hunter2" not in text
+        assert f"redis://:***@127.0.0.1:{port}/0" in text and "hunter2" not in text
         assert worker.process.poll() is None, "it keeps waiting"
     finally:
         worker.kill()

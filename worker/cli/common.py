@@ -11,7 +11,6 @@ from typing import Any, NoReturn
 
 import click
 
-from worker.core.redaction import url_without_secrets
 from worker.core.settings import ConfigurationError, Settings, get_settings
 
 EXIT_OK = 0
@@ -114,5 +113,6 @@ class TangoResendGroup(click.Group):
 
 
 def redacted_url(settings: Settings) -> str:
-    """REDIS_URL without its user, password or query, for messages."""
-    return url_without_secrets(str(settings.redis_url))
+    """REDIS_URL without its password, for messages (`RedisTarget.redacted`: Sentinel and
+    socket forms too)."""
+    return settings.redis_target.redacted()

@@ -231,6 +231,8 @@ def masked_settings(settings: Settings) -> dict[str, str]:
         value = getattr(settings, field)
         if isinstance(value, SecretStr):
             text = "***"
+        elif field == "redis_url":
+            text = settings.redis_target.redacted()
         elif value is None:
             text = "-"
         elif isinstance(value, AnyUrl):

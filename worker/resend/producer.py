@@ -20,6 +20,7 @@ from worker.resend import origins
 from worker.resend.callbacks import notify_finished
 from worker.resend.validation import InvalidResendRequest, ResendRequest, validate_resend
 from worker.runtime import AsyncCreate, Runtime, current_runtime
+from worker.state.durability import NotReplicated
 from worker.state.records import (
     PROMOTE_MARGIN_SECONDS,
     CancelResult,
@@ -72,7 +73,9 @@ def enqueue_resend(
         InvalidResendRequest: naming every bad field; nothing is stored or queued.
         EnqueueError: Redis could not store the request; nothing is stored. (Once stored,
             a request is never lost: if its task cannot be published, the scheduler
-            releases it.)
+            releases it.) With REDIS_WAIT_REPLICAS set, also when the request is not on
+            that many replicas in time: then it may be stored and may run, and a retry
+            with the same idempotency key returns its id rather than adding a second.
         ConfigurationError: a setting is missing or invalid.
     """
     fields = {
@@ -141,7 +144,7 @@ def submit_resend(
     try:
         creation = runtime.records.create(*pending.arguments)
     except redis.RedisError as error:
-        raise EnqueueError(f"could not store the request: {error}") from error
+        raise _enqueue_error(error) from error
     return _submitted(pending.record, creation)
 
 
@@ -169,7 +172,7 @@ async def submit_resend_async(
     try:
         creation = creation_from_reply(await script(keys, args))
     except redis.RedisError as error:
-        raise EnqueueError(f"could not store the request: {error}") from error
+        raise _enqueue_error(error) from error
     finally:
         if create is None:
             await script.aclose()
@@ -225,13 +228,25 @@ def submit_many(
         creations = [error] * len(pending)
     for (index, item), creation in zip(pending, creations, strict=True):
         if isinstance(creation, redis.RedisError):
-            results[index] = EnqueueError(f"could not store the request: {creation}")
+            results[index] = _enqueue_error(creation)
         else:
             results[index] = _submitted(item.record, creation)
     answered = [result for result in results if result is not None]
     if len(answered) != len(requests):
         raise AssertionError("a request of submit_many was left without a result")
     return answered
+
+
+def _enqueue_error(error: redis.RedisError) -> EnqueueError:
+    """The producer's error for a failed create: not stored, or (REDIS_WAIT_REPLICAS) stored
+    but not yet on the replicas. Either way nothing is promised, and the same submission
+    again (same idempotency key) adds no second request."""
+    if isinstance(error, NotReplicated):
+        return EnqueueError(
+            f"the request is not confirmed ({error}); submit it again with the same "
+            "idempotency key: it is found, not added twice"
+        )
+    return EnqueueError(f"could not store the request: {error}")
 
 
 @dataclass(frozen=True)
@@ -472,10 +487,14 @@ def cancel_resend(request_id: str, *, by: str | None = None) -> CancelResult:
 def get_resend(request_id: str) -> ResendRecord | None:
     """The record of a request, or None when unknown or expired.
 
+    A final status is returned only once it is on REDIS_WAIT_REPLICAS replicas (when set):
+    a failover could still take it back.
+
     Raises:
-        RedisUnavailable: Redis could not be reached.
+        RedisUnavailable: Redis could not be reached, or the request's final status is not
+            on the replicas yet.
     """
     try:
-        return current_runtime().records.get(request_id)
+        return current_runtime().records.get_reported(request_id)
     except redis.RedisError as error:
         raise RedisUnavailable(f"could not read the request: {error}") from error

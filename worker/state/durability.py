@@ -27,13 +27,14 @@ from typing import Any
 
 import redis
 
+from worker.core.errors import TangoResendError
 from worker.core.settings import Settings
 
 # A barrier's key lives this long: any value of it will do, and it needs no cleaning up.
 _BARRIER_TTL_MS = 60_000
 
 
-class NotReplicated(redis.RedisError):
+class NotReplicated(TangoResendError, redis.RedisError):
     """Raised when a write did not reach REDIS_WAIT_REPLICAS replicas within
     REDIS_WAIT_TIMEOUT_MS: the step that depended on it is not taken (no 202, no call to
     Tango, no final status reported). A `redis.RedisError`, so every path that handles "Redis

@@ -38,7 +38,7 @@ KEYWORDS = {
     "newDeliveryMethod": "new_delivery_method",
 }
 # What a refusal may answer: never a 2xx, never a 5xx.
-REFUSALS = {400, 401, 411, 413, 422, 431}
+REFUSALS = {400, 401, 411, 413, 415, 422, 431}
 
 
 def signed(body: bytes, webhook_id: str | None = None) -> dict[str, str]:

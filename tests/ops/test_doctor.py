@@ -7,8 +7,11 @@ import json
 from typing import Any
 
 import pytest
+import redis
 
 from tests.support.processes import WorkerFactory, free_port, run_python
+from tests.support.receiver import OTHER_SECRET
+from tests.support.redis_db import TEST_REDIS_URL
 from tests.support.redis_server import EVICTING_POLICY, RedisServer
 from tests.support.sandbox import PLATFORM_KEY
 
@@ -94,3 +97,25 @@ def test_an_unreachable_redis_exits_3(settings_env: dict[str, str]) -> None:
     (check,) = report["checks"]
     assert check["name"] == "redis" and check["ok"] is False
     assert "does not answer" in check["detail"] and "s3cret" not in check["detail"]
+
+
+def test_no_url_shows_its_user_password_or_query(redis_client: redis.Redis) -> None:
+    """Given credentials inside TANGO_BASE_URL and RESULT_WEBHOOK_URL (user, password, and a
+    token in the query), doctor's report (plain and --json) shows neither."""
+    env = {
+        "REDIS_URL": TEST_REDIS_URL,
+        "TANGO_BASE_URL": f"http://user:pass-w0rd@127.0.0.1:{free_port()}/raas/v2",
+        "TANGO_PLATFORM_NAME": "platform",
+        "TANGO_PLATFORM_KEY": "platform-key",
+        "RESULT_WEBHOOK_URL": "https://cb-user:hunter2@hooks.example.com/in?token=tok-123",
+        "RESULT_WEBHOOK_SECRET": OTHER_SECRET,
+    }
+    _, report, _ = doctor(env, "--timeout", "0.1")
+    plain = run_python(["-m", "worker", "doctor", "--timeout", "0.1"], env).stdout
+
+    for text in (json.dumps(report), plain):
+        for secret in ("pass-w0rd", "hunter2", "tok-123", "cb-user", "user:"):
+            assert secret not in text, secret
+    checks = by_name(report)
+    assert "RESULT_WEBHOOK_URL=https://***@hooks.example.com/in?***" in checks["settings"]["detail"]
+    assert checks["tango"]["detail"].startswith("http://***@127.0.0.1:")

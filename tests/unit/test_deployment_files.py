@@ -119,7 +119,17 @@ def test_compose_passes_every_setting_of_the_env_file_to_worker_and_web() -> Non
     for name in ("worker", "web"):
         assert services[name]["env_file"] == [".env"]
         overridden = set(services[name]["environment"])
-        assert overridden <= {"REDIS_URL", "WEBHOOK_SECRET"}, "only what compose itself decides"
+        decided = {"REDIS_URL", "WEBHOOK_SECRET", "WEB_INTERNAL_PORT"}
+        assert overridden <= decided, "only what compose itself decides"
+
+
+def test_compose_keeps_the_office_port_on_the_hosts_loopback() -> None:
+    """The internal port (console, REST API, docs, metrics) is published on 127.0.0.1 only;
+    the public port serves webhooks and /healthz."""
+    web = compose()["services"]["web"]
+    internal = web["environment"]["WEB_INTERNAL_PORT"]
+    assert f"127.0.0.1:{internal}:{internal}" in web["ports"]
+    assert not any(port.endswith(f":{internal}") and port.count(":") == 1 for port in web["ports"])
 
 
 def test_compose_sandbox_is_an_opt_in_profile_nothing_depends_on() -> None:

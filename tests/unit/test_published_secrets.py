@@ -111,7 +111,7 @@ def test_a_short_api_token_is_refused_naming_api_token(
 
 
 def test_an_api_token_of_32_characters_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
-    token = "t" * API_TOKEN_MIN_LENGTH
+    token = "Zq8-vT3kLw0pXn5RbY7cHs2aJm9eUf4d"[:API_TOKEN_MIN_LENGTH]
     monkeypatch.setenv("API_TOKEN", token)
 
     settings = load_settings()

@@ -126,8 +126,10 @@ def test_without_a_valid_token_every_route_is_401(api: TestClient, headers: dict
         ("post", "/resends/some-id/retry"),
         ("get", f"/orders/{order(1)}/resends"),
     ]
-    for method, path in calls:
-        response = api.request(method, path, headers=headers, json={})
+    for number, (method, path) in enumerate(calls):
+        # Each from a client of its own: the same client's fourth wrong token is throttled.
+        caller = TestClient(api.app, client=(f"192.0.2.{number + 1}", 50000))
+        response = caller.request(method, path, headers=headers, json={})
         assert response.status_code == 401, (method, path)
         assert response.headers["WWW-Authenticate"] == "Bearer"
 
@@ -250,7 +252,7 @@ def test_read_resend_is_as_it_was(api: TestClient) -> None:
     assert api.get(f"/resends/{uuid.uuid4()}", headers=WRITE).status_code == 404
     operation = api.get("/openapi.json").json()["paths"]["/resends/{request_id}"]["get"]
     assert operation["operationId"] == "readResend"
-    assert set(operation["responses"]) == {"200", "401", "404", "422"}
+    assert set(operation["responses"]) == {"200", "401", "404", "422", "429", "503"}
 
 
 # --- cancel -----------------------------------------------------------------------------------

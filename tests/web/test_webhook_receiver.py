@@ -27,6 +27,7 @@ from worker.web.app import create_app
 from worker.web.webhook_signature import REPLAY_WINDOW_SECONDS, sign
 
 ROUTE = "/webhooks/resends"
+JSON = {"content-type": "application/json"}
 
 
 def stored_keys(redis_client: redis.Redis) -> set[str]:
@@ -122,7 +123,7 @@ def test_bad_signatures_are_refused_with_401_and_store_nothing(
 
 
 def test_signature_is_checked_before_the_body_is_parsed(client: TestClient) -> None:
-    response = client.post(ROUTE, content=b"{not json", headers={"webhook-id": "x"})
+    response = client.post(ROUTE, content=b"{not json", headers={"webhook-id": "x", **JSON})
     assert response.status_code == 401
 
 
@@ -313,7 +314,7 @@ def test_unsigned_mode_must_be_explicit_and_says_so(
     monkeypatch.setenv("WEBHOOK_ALLOW_UNSIGNED", "true")
     reset_settings_cache()
     with TestClient(create_app()) as client:
-        response = client.post(ROUTE, content=webhook_body())
+        response = client.post(ROUTE, content=webhook_body(), headers=JSON)
     assert response.status_code == 202
     assert "UNSIGNED" in caplog.text
 

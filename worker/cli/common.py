@@ -113,5 +113,6 @@ class TangoResendGroup(click.Group):
 
 
 def redacted_url(settings: Settings) -> str:
-    """REDIS_URL without its password, for messages."""
+    """REDIS_URL without its password, for messages (`RedisTarget.redacted`: Sentinel and
+    socket forms too)."""
     return settings.redis_target.redacted()

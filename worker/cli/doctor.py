@@ -14,9 +14,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis
-from pydantic import SecretStr
+from pydantic import AnyUrl, SecretStr
 
 from worker.core.errors import RedisUnavailable
+from worker.core.redaction import url_without_secrets
 from worker.core.settings import Settings
 from worker.runtime import Runtime
 from worker.state.redis_health import eviction_policy, evicts
@@ -166,7 +167,7 @@ def check_tango(runtime: Runtime) -> tuple[Check, datetime | None]:
     """One authenticated read that resends nothing: a one-order page of the order list for
     the last minute. It takes a rate-limit slot like any other call."""
     settings = runtime.settings
-    where = str(settings.tango_base_url)
+    where = url_without_secrets(str(settings.tango_base_url))
     if not settings.has_tango_credentials:
         return Check("tango", False, f"{where}: no credentials are set"), None
     scheme = "OAuth" if settings.uses_oauth else "HTTP Basic"
@@ -234,6 +235,8 @@ def masked_settings(settings: Settings) -> dict[str, str]:
             text = settings.redis_target.redacted()
         elif value is None:
             text = "-"
+        elif isinstance(value, AnyUrl):
+            text = url_without_secrets(str(value))
         else:
             text = str(value)
         shown[field.upper()] = text

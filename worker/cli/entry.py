@@ -16,9 +16,11 @@ from worker.cli.cmd_doctor import doctor
 from worker.cli.cmd_enqueue import enqueue
 from worker.cli.cmd_requests import COMMANDS as REQUEST_COMMANDS
 from worker.cli.common import (
+    EXIT_BAD_INPUT,
     EXIT_OK,
     EXITS_SERVE,
     TangoResendGroup,
+    fail,
     redacted_url,
     settings_or_exit,
 )
@@ -105,6 +107,12 @@ def worker(pool: str, concurrency: int | None, loglevel: str | None, hostname: s
 def web(host: str, port: int, workers: int, access_log: bool) -> None:
     """Run the webhook receiver (POST /webhooks/resends)."""
     settings = settings_or_exit(Settings.require_webhook_secret)
+    if settings.web_internal_port == port:
+        fail(
+            f"WEB_INTERNAL_PORT must differ from --port ({port}): the internal port keeps the "
+            "console, the REST API, docs and metrics off the public one",
+            EXIT_BAD_INPUT,
+        )
     _warn_if_redis_silent(settings)
     from worker.web.server import serve
 

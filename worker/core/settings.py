@@ -29,6 +29,8 @@ from worker.core.named_tokens import (
     read_entries,
 )
 from worker.core.redis_url import RedisTarget, parse_redis_url
+from worker.core.secret_strength import GENERATE_TOKEN_HINT, weak_key_reason, weak_token_reason
+from worker.core.web_settings import WebSettings
 
 TANGO_SANDBOX_BASE_URL = "https://integration-api.tangocard.com/raas/v2"
 
@@ -66,7 +68,7 @@ class ConfigurationError(TangoResendError):
     """Raised when a setting is missing or invalid; the message names the variable."""
 
 
-class Settings(BaseSettings):
+class Settings(WebSettings, BaseSettings):
     """Every knob of tango-resend. Field `foo_bar` is read from the variable `FOO_BAR`."""
 
     model_config = SettingsConfigDict(
@@ -160,8 +162,9 @@ class Settings(BaseSettings):
     # Named tokens, `name:token:role` entries or a file of them (worker/core/named_tokens.py).
     api_tokens: SecretStr | None = None
     _named_tokens: tuple[NamedToken, ...] | None = PrivateAttr(default=None)
-    # Honour X-Forwarded-Proto and X-Forwarded-For (the console's Secure cookie, and whom its
-    # sign-in throttle counts) only when a proxy we trust sets them; off, a client could.
+    # Honour X-Forwarded-For and X-Forwarded-Proto (whom the throttles count and the logs
+    # name, the console's Secure cookie, HSTS) only when a proxy we trust sets them; off, a
+    # client could. The name is older than its reach: it covers the whole web process.
     console_trust_proxy: bool = False
 
     # Serve Prometheus metrics from each worker on this port (the web app serves /metrics).
@@ -220,18 +223,26 @@ class Settings(BaseSettings):
     def _standard_webhooks_secret(cls, value: SecretStr | None) -> SecretStr | None:
         if value is None:
             return None
-        if webhook_key(value.get_secret_value()) is None:
+        key = webhook_key(value.get_secret_value())
+        if key is None:
             raise ValueError("must be whsec_ followed by at least 16 base64-encoded bytes")
+        weakness = weak_key_reason(key)
+        if weakness is not None:
+            raise ValueError(f"{weakness}: make one with `tango-resend gen-secret`")
         return value
 
     @field_validator("api_token", "api_read_token")
     @classmethod
     def _long_api_token(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and len(value.get_secret_value()) < API_TOKEN_MIN_LENGTH:
+        if value is None:
+            return None
+        if len(value.get_secret_value()) < API_TOKEN_MIN_LENGTH:
             raise ValueError(
-                f"must be at least {API_TOKEN_MIN_LENGTH} characters; make one with "
-                "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+                f"must be at least {API_TOKEN_MIN_LENGTH} characters; {GENERATE_TOKEN_HINT}"
             )
+        weakness = weak_token_reason(value.get_secret_value())
+        if weakness is not None:
+            raise ValueError(f"{weakness}, so it is easy to guess; {GENERATE_TOKEN_HINT}")
         return value
 
     @model_validator(mode="after")
@@ -304,6 +315,31 @@ class Settings(BaseSettings):
         API_TOKENS)."""
         return self.api_token is not None or self.api_tokens is not None
 
+    @model_validator(mode="after")
+    def _no_weak_or_reused_token(self) -> Self:
+        # One leaked secret must not open two doors: a sender that can sign webhooks must not
+        # thereby hold the API's token, and the other way round. Named tokens are held to
+        # API_TOKEN's standard.
+        signing = {
+            "WEBHOOK_SECRET": self.webhook_secret,
+            "RESULT_WEBHOOK_SECRET": self.result_webhook_secret,
+        }
+        try:
+            named = self.named_tokens()
+        except ValueError:  # malformed: `_named_tokens_are_valid` says how
+            return self
+        own_settings = {id(self.api_token), id(self.api_read_token)}
+        for token in named:
+            where = _where(token)
+            for secret_name, secret in signing.items():
+                if secret and token.token.get_secret_value() == secret.get_secret_value():
+                    raise ValueError(f"{where} must differ from {secret_name}")
+            # API_TOKEN's and API_READ_TOKEN's own field validators have said it already.
+            weakness = weak_token_reason(token.token.get_secret_value())
+            if weakness is not None and id(token.token) not in own_settings:
+                raise ValueError(f"{where} {weakness}, so it is easy to guess")
+        return self
+
     @property
     def redis_target(self) -> RedisTarget:
         """The Redis (or Sentinel-managed set) that REDIS_URL names."""
@@ -348,6 +384,15 @@ class Settings(BaseSettings):
                 "Tango credentials are missing: set TANGO_PLATFORM_NAME and TANGO_PLATFORM_KEY "
                 "(HTTP Basic) or TANGO_CLIENT_ID, TANGO_CLIENT_SECRET and TANGO_TOKEN_URL (OAuth)"
             )
+
+
+def _where(token: NamedToken) -> str:
+    """Where a token comes from, for messages (never the token itself)."""
+    if token.name == DEFAULT_NAME and token.role == "write":
+        return "API_TOKEN"
+    if token.name == READ_NAME and token.role == "read":
+        return "API_READ_TOKEN"
+    return f"API_TOKENS: the token of {token.name!r}"
 
 
 def describe_validation_error(error: ValidationError) -> str:

@@ -117,6 +117,7 @@ def submit_resend(
     origin: str | None = None,
     force: bool = False,
     requested_by: str | None = None,
+    idempotency_namespace: str = "",
 ) -> Submission:
     """Validate a request given in Tango's field names, store it and queue its task.
 
@@ -124,7 +125,9 @@ def submit_resend(
     `idempotency_ttl_seconds` overrides RESEND_IDEMPOTENCY_TTL_SECONDS for this key; `origin`
     (who asked, in the words of `worker.resend.origins`, e.g. "webhook msg_123") is stored
     with the request and named in the one log line a submission writes; `force` passes the
-    recent-resend guard (RESEND_RECENT_SECONDS); `requested_by` says who asked for a retry.
+    recent-resend guard (RESEND_RECENT_SECONDS); `requested_by` says who asked for a retry;
+    `idempotency_namespace` (e.g. "api:") keeps one front's keys apart from the others', and
+    does not count against the key's 255 characters.
 
     Raises:
         InvalidResendRequest: naming every bad field; nothing is stored or queued.
@@ -135,7 +138,7 @@ def submit_resend(
     runtime = current_runtime()
     pending = _prepare(
         runtime, fields, idempotency_key, retry_of, idempotency_ttl_seconds,
-        _Asker(origin, requested_by, force),
+        _Asker(origin, requested_by, force), namespace=idempotency_namespace,
     )  # fmt: skip
     try:
         creation = runtime.records.create(*pending.arguments)
@@ -273,10 +276,13 @@ def _prepare(
     idempotency_ttl_seconds: int | None,
     asker: _Asker,
     message: MessageBuilder | None = None,
+    namespace: str = "",
 ) -> _Pending:
     """Validate and build the record and its task message (by `message`, given the request's
     id; by default `_task_message`); no I/O but the clock's."""
     request = _validated(fields, idempotency_key)
+    if idempotency_key is not None:
+        idempotency_key = namespace + idempotency_key
     settings = runtime.settings
     try:
         now = runtime.clock.now()

@@ -223,8 +223,9 @@ class RedisKeys:
         return f"{self.prefix}:tango:outage:waiting:{reason}"
 
     def console_session(self, session_digest: str) -> str:
-        """A support-console session (a hash: role, CSRF token), by the SHA-256 of its cookie;
-        expires with the session."""
+        """A support-console session (a hash: role, CSRF token, the keyed digest of the token
+        that opened it, its absolute end), by the keyed digest (HMAC) of its cookie; expires
+        when the session ends or idles out."""
         return f"{self.prefix}:console:session:{session_digest}"
 
     def console_signin_failures(self, client: str) -> str:
@@ -238,6 +239,28 @@ class RedisKeys:
         digest = hashlib.sha256(client.encode()).hexdigest()[:32]
         return f"{self.prefix}:console:signin-wait:{digest}"
 
+    def bearer_failures(self, client: str) -> str:
+        """Failed bearer tokens of one client (a counter), expiring 15 minutes after the last."""
+        return f"{self.prefix}:api:bearer-failures:{_client_digest(client)}"
+
+    def bearer_wait(self, client: str) -> str:
+        """Present while a client must wait before its next bearer token; expires when it may."""
+        return f"{self.prefix}:api:bearer-wait:{_client_digest(client)}"
+
+    def auth_failures_in_minute(self, minute: int) -> str:
+        """Failed bearer tokens and sign-ins of all clients in one minute (epoch // 60): the
+        global cap's counter, expiring two minutes on."""
+        return f"{self.prefix}:auth:failures:{minute}"
+
+    def auth_recent_success(self, client: str) -> str:
+        """Present for 15 minutes after a client's valid token: the global cap spares it."""
+        return f"{self.prefix}:auth:recent-success:{_client_digest(client)}"
+
+    def console_session_key(self) -> str:
+        """The console's session HMAC key when no secret setting yields one (unsigned
+        webhooks, local development only): generated once, kept without expiry."""
+        return f"{self.prefix}:console:session-key"
+
     @property
     def console_call_samples(self) -> str:
         """Recent (Redis time, Tango calls so far) samples for the fleet page's calls per
@@ -248,3 +271,8 @@ class RedisKeys:
     def console_workers_seen(self) -> str:
         """The workers last seen answering Celery's ping (JSON, cached for a few seconds)."""
         return f"{self.prefix}:console:workers-seen"
+
+
+def _client_digest(client: str) -> str:
+    # Clients are addresses: hashed so that no key name carries one, whatever it holds.
+    return hashlib.sha256(client.encode()).hexdigest()[:32]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import secrets
 import string
 from datetime import datetime
@@ -159,6 +160,19 @@ def new_request_id(reference_order_id: str) -> str:
     even once its record is gone: repairing the order's queue then needs no index of its own.
     Ids of other shapes (earlier versions made UUIDs) stay valid."""
     return f"{secrets.token_hex(6)}.{reference_order_id}"
+
+
+# A request id as `new_request_id` makes them, or a UUID as earlier versions did: checked
+# before an id from a URL is used at all (looked up, logged, put in a page or a link).
+REQUEST_ID = re.compile(
+    r"[0-9a-f]{12}\.RA[0-9]{6}-[0-9]{1,10}-[0-9]{1,10}"
+    r"|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+)
+
+
+def is_request_id(text: str) -> bool:
+    """Whether `text` has the shape of a request id (of this version or an earlier one)."""
+    return REQUEST_ID.fullmatch(text) is not None
 
 
 def order_in_request_id(request_id: str) -> str | None:

@@ -1,8 +1,14 @@
 """Who a bearer token is: its name (`API_TOKENS`; `default` for API_TOKEN, `read` for
-API_READ_TOKEN) and its role (`write` may read and act, `read` may only read)."""
+API_READ_TOKEN) and its role (`write` may read and act, `read` may only read).
+
+`identify` is the one place a presented token is matched: against every configured token,
+digests of equal length compared in constant time, all of them always, so neither the
+answer's timing nor which token matched tells anything.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from dataclasses import dataclass
 from enum import StrEnum
@@ -28,13 +34,14 @@ class Identity:
 
 
 def identify(settings: Settings, given: str) -> Identity | None:
-    """The agent `given` is the token of, or None: the one place a presented token is
-    resolved. Every token is compared, in constant time, whatever matched before, so the
-    answer's timing tells nothing about any of them."""
-    offered = given.encode()
+    """The agent `given` is the token of, or None. SHA-256 digests are compared, so that
+    every comparison takes the same time whatever the lengths, and every token is compared
+    whatever matched before."""
+    offered = hashlib.sha256(given.encode("utf-8", "surrogatepass")).digest()
     found: Identity | None = None
     for token in settings.named_tokens():
-        if hmac.compare_digest(offered, token.token.get_secret_value().encode()) and not found:
+        expected = hashlib.sha256(token.token.get_secret_value().encode()).digest()
+        if hmac.compare_digest(offered, expected) and found is None:
             found = Identity(token.name, Role(token.role))
     return found
 
@@ -46,9 +53,12 @@ def role_for_token(settings: Settings, given: str) -> Role | None:
 
 
 def bearer_token(authorization: str | None) -> str | None:
-    """The token of an `Authorization: Bearer <token>` header, or None."""
+    """The token of an `Authorization: Bearer <token>` header (the scheme in any case, as
+    HTTP has it), or None."""
     scheme, _, token = (authorization or "").partition(" ")
-    return token if scheme == "Bearer" and token else None
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
 
 
 def identify_authorization(settings: Settings, authorization: str | None) -> Identity | None:

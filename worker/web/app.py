@@ -23,6 +23,7 @@ from fastapi.responses import PlainTextResponse, Response
 from kombu.exceptions import OperationalError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
+from starlette.requests import ClientDisconnect
 
 from worker.core.conditions import REDIS_OUTAGE_ERRORS, REDIS_UNREACHABLE, redis_error_detail
 from worker.core.errors import RedisUnavailable
@@ -34,7 +35,10 @@ from worker.runtime import AsyncCreate, current_runtime
 from worker.state.metrics import build_registry
 from worker.state.records import SubmissionOutcome
 from worker.state.redis_health import warn_if_evicting
+from worker.web.api_docs import add_docs_routes
 from worker.web.console import build_console_router, redis_unreachable_page
+from worker.web.edge import PublicPortOnly, StrictTransportSecurity
+from worker.web.forwarded import TrustedProxyHeaders, UntrustedProxyNotice
 from worker.web.health import add_health_route
 from worker.web.openapi import accepted, json_request_body, link
 from worker.web.problems import HttpProblem, problem_responses, unavailable
@@ -77,6 +81,7 @@ _PROBLEMS = problem_responses(
         400: "The body is not JSON, or names a key twice in one object.",
         401: "Missing, invalid or stale signature.",
         413: "The body is larger than the limit (64 KiB by default).",
+        415: "The body is not declared JSON (Content-Type: application/json).",
         422: "The body is not a valid resend request; `fields` names each problem.",
         503: "Redis or the broker cannot take the request now; retry later.",
     }
@@ -105,7 +110,7 @@ def create_app() -> FastAPI:
     settings.require_webhook_secret()
     verifier = _verifier(settings)
     warn_if_evicting(current_runtime().redis)
-    app = _bare_app()
+    app = _bare_app(settings)
     _add_webhook_route(app, settings, verifier)
     add_health_route(app)
     _add_metrics_route(app, settings)
@@ -140,24 +145,54 @@ def _version() -> str:
         return "0+unknown"
 
 
-def _bare_app() -> FastAPI:
-    """The app with no route yet: its OpenAPI title, its Redis client's lifetime, and every
-    `HttpProblem` answered as a JSON problem."""
+def _bare_app(settings: Settings) -> FastAPI:
+    """The app with no route yet: its OpenAPI title, its Redis client's lifetime, every
+    `HttpProblem` answered as a JSON problem, a client gone mid-body as one log line, and
+    the edge (worker/web/edge.py, worker/web/forwarded.py)."""
     app = FastAPI(
         title="tango-resend",
         version=_version(),
         description="Signed webhooks that queue Tango order resends.",
         lifespan=_webhook_redis,
+        # FastAPI's own /docs and /redoc load their scripts from a CDN: ours serve them from
+        # this origin (worker/web/api_docs.py).
+        docs_url=None,
+        redoc_url=None,
     )
+    if settings.web_docs:
+        add_docs_routes(app)
     app.add_exception_handler(HttpProblem, _problem_response)  # type: ignore[arg-type]
+    app.add_exception_handler(ClientDisconnect, _client_gone)
+    # The last added runs first: the client and scheme are settled before anything reads them.
+    if settings.web_internal_port is not None:
+        app.add_middleware(PublicPortOnly, internal_port=settings.web_internal_port)
+    if settings.web_hsts_seconds:
+        app.add_middleware(StrictTransportSecurity, max_age_seconds=settings.web_hsts_seconds)
+    if settings.console_trust_proxy:
+        app.add_middleware(TrustedProxyHeaders, hops=settings.trusted_proxy_hops)
+    else:
+        app.add_middleware(UntrustedProxyNotice)
     return app
+
+
+def _client_gone(request: Request, _: Exception) -> Response:
+    """A client that hung up (or was cut off by WEB_BODY_TIMEOUT_SECONDS) before its whole
+    body arrived: nothing was done, nobody waits for the answer, one line says so."""
+    client = request.client.host if request.client else "a client"
+    logger.info(
+        "%s went away before sending its whole body (%s %s); nothing done",
+        client,
+        request.method,
+        request.url.path,
+    )
+    return Response(status_code=400)
 
 
 def _add_webhook_route(app: FastAPI, settings: Settings, verifier: WebhookVerifier | None) -> None:
     # A webhook-id must be remembered as long as its signature could be replayed, whatever
     # RESEND_IDEMPOTENCY_TTL_SECONDS says; otherwise a captured webhook makes a new resend.
     webhook_id_ttl = max(settings.resend_idempotency_ttl_seconds, REPLAY_WINDOW_SECONDS)
-    raw_body = capped_body(settings.webhook_max_body_bytes)
+    raw_body = capped_body(settings.webhook_max_body_bytes, json_only=True)
 
     @app.post(
         "/webhooks/resends",

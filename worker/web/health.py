@@ -70,9 +70,10 @@ def _token_failure_warning(client: redis.Redis) -> str | None:
         return None
     if failure is None:
         return None
+    # Statuses and reasons only: this route answers anyone, so the endpoint's address and
+    # its error text are left to `tango-resend doctor` and the logs.
     return (
-        f"Tango's OAuth token endpoint {failure.get('url')} is failing "
-        f"({failure.get('error')}; {failure.get('failures')} failed fetches since "
-        f"{failure.get('since')}): resends wait and retry, none fails for it; "
-        "check TANGO_TOKEN_URL and the client credentials"
+        f"Tango's OAuth token endpoint is failing ({failure.get('failures')} failed fetches "
+        f"since {failure.get('since')}): resends wait and retry, none fails for it; run "
+        "`tango-resend doctor` and check TANGO_TOKEN_URL and the client credentials"
     )

@@ -11,12 +11,11 @@ Endpoints that touch Redis are plain `def`s: FastAPI runs them in its thread poo
 # No `from __future__ import annotations`: FastAPI reads the endpoints' annotations at run time.
 
 import logging
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import redis
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
 
 from worker.core.settings import Settings
 from worker.resend import origins
@@ -32,177 +31,45 @@ from worker.resend.producer import (
 from worker.resend.validation import InvalidResendRequest
 from worker.runtime import current_runtime
 from worker.state.queries import order_history
+from worker.state.record_model import is_request_id
 from worker.state.record_pages import InvalidCursor, decode_cursor, page_requests, parse_since
 from worker.state.records import CancelResult, ResendStatus, SubmissionOutcome
 from worker.tango.ids import REFERENCE_ORDER_ID
-from worker.web.api_tokens import Identity, Role, identify_authorization
-from worker.web.openapi import accepted, json_request_body, link
-from worker.web.problems import (
-    HttpProblem,
-    Problem,
-    parse_json_object,
-    problem_responses,
-    unavailable,
+from worker.web.api_schema import (
+    CREATED_LINKS,
+    DEFAULT_PAGE,
+    LIST_PARAMETERS,
+    MAX_PAGE,
+    CancelAnswer,
+    CancelRefused,
+    Created,
+    OrderResends,
+    ResendCreate,
+    ResendPage,
+    RetryAnswer,
+    problems,
 )
+from worker.web.api_tokens import Identity, Role
+from worker.web.bearer_auth import authorizer
+from worker.web.openapi import accepted, json_request_body, link
+from worker.web.problems import HttpProblem, parse_json_object, unavailable
 from worker.web.request_body import capped_body
-from worker.web.schema import ResendFields
 
 logger = logging.getLogger("tango_resend.api")
 
-MAX_PAGE = 500
-DEFAULT_PAGE = 50
 # Keys of the API's callers live apart from the Python API's, the webhooks' (`webhook:`) and
 # the retries' (`retry-of:`): a caller cannot take over, or be handed, another's request.
 IDEMPOTENCY_PREFIX = "api:"
 ORDER_ID_MESSAGE = "must look like RA180426-1401-64 (RA, 6 digits, -, digits, -, digits)"
 
 
-class ResendCreate(ResendFields):
-    """The body of POST /resends: Tango's field names, and a key of the caller's."""
-
-    idempotencyKey: str | None = Field(
-        default=None,
-        min_length=1,
-        max_length=255,
-        description="The same key within RESEND_IDEMPOTENCY_TTL_SECONDS (24 h) answers the "
-        "first request's id, `duplicate: true`, and queues nothing.",
-    )
-    force: bool = Field(
-        default=False,
-        description="Send even if the order was sent to the same recipient within "
-        "RESEND_RECENT_SECONDS (the recent-resend guard).",
-    )
-
-
-class Created(BaseModel):
-    id: str
-    status: str = Field(
-        description="`queued` for a new request; the request's current status "
-        "when it is a duplicate or coalesced."
-    )
-    duplicate: bool = Field(description="True when the idempotency key was seen before.")
-    coalesced: bool = Field(
-        description="True when an identical request of the order was still pending: `id` is "
-        "that request's, nothing new queued."
-    )
-    recent: bool = Field(
-        default=False,
-        description="True when the order was sent to the same recipient within "
-        "RESEND_RECENT_SECONDS: `id` is that sent request's (`status` `sent`, `duplicate` "
-        "true), nothing new queued. Pass `force: true` to send anyway.",
-    )
-
-
-class ResendPage(BaseModel):
-    items: list[dict[str, Any]]
-    next_cursor: str | None = Field(
-        description="Pass as `cursor` for the next page; null when there is none."
-    )
-
-
-_CALLERS = Field(
-    description="How many callers share the request: the one that created it and each "
-    "identical request merged into it. A cancel cancels it for all of them."
-)
-
-
-class CancelAnswer(BaseModel):
-    result: Literal["cancelled"]
-    callers: int = _CALLERS
-
-
-class CancelRefused(BaseModel):
-    result: Literal["in_flight", "sent", "failed", "cancelled"]
-    callers: int = _CALLERS
-
-
-class RetryAnswer(BaseModel):
-    id: str
-    retry_of: str
-    recent: bool = Field(
-        default=False,
-        description="True when the order was sent to the same recipient within "
-        "RESEND_RECENT_SECONDS: `id` is that sent request's and nothing was queued; "
-        "`?force=true` retries anyway.",
-    )
-
-
-class OrderResends(BaseModel):
-    referenceOrderID: str
-    requests: list[dict[str, Any]] = Field(
-        description="Every request of the order, oldest first, each with its `attempt_log` "
-        "(every call to Tango, its HTTP status and Tango's request id)."
-    )
-
-
-_PROBLEM_DESCRIPTIONS = {
-    400: "The body is not JSON, or names a key twice in one object.",
-    401: "Missing or invalid bearer token.",
-    403: "The read-only token (API_READ_TOKEN) may not do this.",
-    404: "No such request (unknown, or expired).",
-    409: "Too late: the request is not in a state that allows this.",
-    413: "The body is larger than the limit.",
-    422: "Invalid input; `fields` names each problem.",
-    503: "Redis or the broker cannot answer now; retry after `Retry-After` seconds.",
-}
-
-
-def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    return problem_responses({status: _PROBLEM_DESCRIPTIONS[status] for status in statuses})
-
-
-_CREATED_LINKS = {
-    "ReadResend": link("readResend"),
-    "CancelResend": link("cancelResend"),
-    "RetryResend": link("retryResend"),
-}
-
-_LIST_PARAMETERS: list[dict[str, Any]] = [
-    {
-        "name": "order",
-        "in": "query",
-        "required": False,
-        "description": "Only this order's requests (Tango's referenceOrderID).",
-        "schema": {"type": "string", "pattern": r"^RA[0-9]{6}-[0-9]{1,10}-[0-9]{1,10}$"},
-    },
-    {
-        "name": "status",
-        "in": "query",
-        "required": False,
-        "description": "Only requests in this state, as stored.",
-        "schema": {"type": "string", "enum": [status.value for status in ResendStatus]},
-    },
-    {
-        "name": "since",
-        "in": "query",
-        "required": False,
-        "description": "Only requests created within this long, e.g. 90s, 15m, 2h, 1d, 1h30m.",
-        "schema": {"type": "string", "examples": ["1h"]},
-    },
-    {
-        "name": "limit",
-        "in": "query",
-        "required": False,
-        "description": f"At most this many items (default {DEFAULT_PAGE}).",
-        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE},
-    },
-    {
-        "name": "cursor",
-        "in": "query",
-        "required": False,
-        "description": "The `next_cursor` of the previous page.",
-        "schema": {"type": "string"},
-    },
-]
-
-
 def build_api_router(settings: Settings) -> APIRouter:
     """The REST API's routes, with their authentication."""
     router = APIRouter()
-    reader = Depends(_authorizer(settings, Role.READ))
-    writer = Depends(_authorizer(settings, Role.WRITE))
+    reader = Depends(authorizer(settings, Role.READ))
+    writer = Depends(authorizer(settings, Role.WRITE))
     Writer = Annotated[Identity, writer]
-    body = Depends(capped_body(settings.webhook_max_body_bytes))
+    body = Depends(capped_body(settings.webhook_max_body_bytes, json_only=True))
     ttl = settings.resend_idempotency_ttl_seconds
 
     @router.post(
@@ -211,8 +78,8 @@ def build_api_router(settings: Settings) -> APIRouter:
         response_model=Created,
         operation_id="createResend",
         responses={
-            **accepted("Stored and queued.", _CREATED_LINKS),
-            **_problems(400, 401, 403, 413, 422, 503),
+            **accepted("Stored and queued.", CREATED_LINKS),
+            **problems(400, 401, 403, 413, 415, 422, 503),
         },
         openapi_extra=json_request_body(ResendCreate),
     )
@@ -225,8 +92,8 @@ def build_api_router(settings: Settings) -> APIRouter:
         response_model=ResendPage,
         operation_id="listResends",
         dependencies=[reader],
-        responses=_problems(401, 422, 503),
-        openapi_extra={"parameters": _LIST_PARAMETERS},
+        responses=problems(401, 422, 503),
+        openapi_extra={"parameters": LIST_PARAMETERS},
     )
     def list_resends(request: Request) -> ResendPage:
         """Requests newest first, a page at a time (`next_cursor`), filtered."""
@@ -235,13 +102,12 @@ def build_api_router(settings: Settings) -> APIRouter:
     @router.get(
         "/resends/{request_id}",
         operation_id="readResend",
-        responses={401: {"model": Problem}, 404: {"model": Problem}},
+        dependencies=[reader],
+        responses=problems(401, 404, 503),
     )
-    def read_resend(
-        request_id: str, authorization: Annotated[str | None, Header()] = None
-    ) -> dict[str, Any]:
-        """A request's record (needs `Authorization: Bearer <API_TOKEN>`)."""
-        _require(settings, authorization, Role.READ)
+    def read_resend(request_id: str) -> dict[str, Any]:
+        """A request's record."""
+        _require_request_id(request_id)
         try:
             record = current_runtime().records.get(request_id)
         except redis.RedisError:
@@ -254,7 +120,7 @@ def build_api_router(settings: Settings) -> APIRouter:
         "/resends/{request_id}/cancel",
         response_model=CancelAnswer,
         operation_id="cancelResend",
-        responses={409: {"model": CancelRefused}, **_problems(401, 403, 404, 503)},
+        responses={409: {"model": CancelRefused}, **problems(401, 403, 404, 503)},
     )
     def cancel(request_id: str, who: Writer) -> Any:
         """Cancel a queued or deferred request before it is sent."""
@@ -270,7 +136,7 @@ def build_api_router(settings: Settings) -> APIRouter:
                 "Queued again as a new request (or the first retry's id).",
                 {"ReadRetry": link("readResend")},
             ),
-            **_problems(401, 403, 404, 409, 503),
+            **problems(401, 403, 404, 409, 503),
         },
     )
     def retry(request_id: str, who: Writer, force: bool = False) -> RetryAnswer:
@@ -282,7 +148,7 @@ def build_api_router(settings: Settings) -> APIRouter:
         response_model=OrderResends,
         operation_id="listOrderResends",
         dependencies=[reader],
-        responses=_problems(401, 422, 503),
+        responses=problems(401, 422, 503),
     )
     def order_resends(referenceOrderID: str) -> OrderResends:
         """Every request of an order and every call to Tango for it, oldest first."""
@@ -291,29 +157,14 @@ def build_api_router(settings: Settings) -> APIRouter:
     return router
 
 
-def _require(settings: Settings, authorization: str | None, needed: Role) -> Identity:
-    identity = identify_authorization(settings, authorization)
-    if identity is None:
-        raise HttpProblem(
-            401,
-            "unauthorized",
-            "a valid bearer token is required",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    if needed is Role.WRITE and not identity.role.may_act:
-        raise HttpProblem(403, "forbidden", "this token may only read")
-    return identity
-
-
-def _authorizer(settings: Settings, needed: Role) -> Any:
-    def authorize(authorization: Annotated[str | None, Header()] = None) -> Identity:
-        return _require(settings, authorization, needed)
-
-    return authorize
-
-
 def _not_found() -> HttpProblem:
     return HttpProblem(404, "not_found", "no such request (unknown or expired)")
+
+
+def _require_request_id(request_id: str) -> None:
+    """An id from the URL is checked before any use (a lookup, a log line)."""
+    if not is_request_id(request_id):
+        raise _not_found()
 
 
 def _invalid(fields: dict[str, str]) -> HttpProblem:
@@ -331,7 +182,8 @@ def _create(fields: dict[str, Any], idempotency_ttl: int, origin: str) -> Create
     try:
         submission = submit_resend(
             fields,
-            idempotency_key=None if key is None else IDEMPOTENCY_PREFIX + key,
+            idempotency_key=key,
+            idempotency_namespace=IDEMPOTENCY_PREFIX,
             idempotency_ttl_seconds=idempotency_ttl,
             origin=origin,
             force=force,
@@ -414,6 +266,7 @@ def _limit(text: str | None, errors: dict[str, str]) -> int:
 
 
 def _cancel(request_id: str, by: str) -> JSONResponse:
+    _require_request_id(request_id)
     try:
         record = get_resend(request_id)
         if record is None:
@@ -434,6 +287,7 @@ def _cancel(request_id: str, by: str) -> JSONResponse:
 
 
 def _retry(request_id: str, by: str, force: bool) -> RetryAnswer:
+    _require_request_id(request_id)
     try:
         if get_resend(request_id) is None:
             raise _not_found()

@@ -60,6 +60,8 @@ def tcp_listener(host: str, port: int, reuse_port: bool = False) -> socket.socke
 def _serve_one(host: str, port: int, access_log: bool, reuse_port: bool) -> None:
     import uvicorn
 
+    from worker.web.read_deadlines import protocol_with_deadlines
+
     settings = get_settings()
     config = uvicorn.Config(
         APP,
@@ -70,9 +72,29 @@ def _serve_one(host: str, port: int, access_log: bool, reuse_port: bool) -> None
         log_level=settings.log_level.lower(),
         log_config=uvicorn_log_config(settings.log_format, settings.log_level),
         server_header=False,
+        # Forwarded headers are read by worker/web/forwarded.py, and only when
+        # CONSOLE_TRUST_PROXY says a proxy of ours sets them; uvicorn's own reading would
+        # believe any client connecting through a same-host proxy.
+        proxy_headers=False,
+        limit_concurrency=settings.web_max_concurrency,
+        http=protocol_with_deadlines(
+            settings.web_header_timeout_seconds, settings.web_body_timeout_seconds
+        ),
     )
     server = uvicorn.Server(config)
-    server.run(sockets=[tcp_listener(host, port, reuse_port)])
+    sockets = [tcp_listener(host, port, reuse_port)]
+    if settings.web_internal_port is not None:
+        internal_host = settings.web_internal_host or host
+        sockets.append(tcp_listener(internal_host, settings.web_internal_port, reuse_port))
+        logger.info(
+            "public port %s:%d serves POST /webhooks/resends and /healthz only; internal port "
+            "%s:%d (WEB_INTERNAL_PORT) serves every route",
+            host,
+            port,
+            internal_host,
+            settings.web_internal_port,
+        )
+    server.run(sockets=sockets)
     if not server.started:
         sys.exit(_STARTUP_FAILURE_EXIT)
 

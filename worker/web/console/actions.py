@@ -8,9 +8,11 @@ browser came over HTTPS (behind a proxy only with CONSOLE_TRUST_PROXY=true).
 # No `from __future__ import annotations`: FastAPI reads the endpoints' annotations at run time.
 
 import logging
+import posixpath
 import secrets
 from collections.abc import Callable
 from typing import Annotated
+from urllib.parse import quote, unquote, urlsplit
 
 import redis
 from fastapi import APIRouter, Depends, Request
@@ -19,6 +21,7 @@ from fastapi.responses import Response
 from worker.resend import origins, producer
 from worker.resend.validation import InvalidResendRequest
 from worker.runtime import current_runtime
+from worker.state.record_model import is_request_id
 from worker.state.records import SubmissionOutcome
 from worker.web.api_tokens import identify
 from worker.web.console.common import ConsoleCore, csrf_ok, read_form, redirect
@@ -59,33 +62,48 @@ def add_actions(router: APIRouter, core: ConsoleCore) -> None:
 
     @router.get("/console/requests/{request_id}/{action}", include_in_schema=False)
     def confirm(request: Request, request_id: str, action: str) -> Response:
-        return core.signed_in(
-            request, lambda session: _confirm(core, request, session, request_id, action)
+        return _if_request_id(
+            request_id,
+            lambda: core.signed_in(
+                request, lambda session: _confirm(core, request, session, request_id, action)
+            ),
         )
 
     @router.post("/console/requests/{request_id}/cancel", include_in_schema=False)
     def cancel(request: Request, request_id: str, form: Form) -> Response:
-        return _acting(
-            core, request, form, lambda session: _cancel(core, request, session, request_id)
+        return _if_request_id(
+            request_id,
+            lambda: _acting(
+                core, request, form, lambda session: _cancel(core, request, session, request_id)
+            ),
         )
 
     @router.post("/console/requests/{request_id}/retry", include_in_schema=False)
     def retry(request: Request, request_id: str, form: Form) -> Response:
-        return _acting(
-            core,
-            request,
-            form,
-            lambda session: _retry(
-                core, request, session, request_id, form.get("include_permanent") == "1"
+        return _if_request_id(
+            request_id,
+            lambda: _acting(
+                core,
+                request,
+                form,
+                lambda session: _retry(
+                    core, request, session, request_id, form.get("include_permanent") == "1"
+                ),
             ),
         )
+
+
+def _if_request_id(request_id: str, answer: Callable[[], Response]) -> Response:
+    """`answer()` when `request_id` has the shape of one, else 404: an id from the URL is
+    checked before any use, since one holding a newline would reach log lines that name it."""
+    return answer() if is_request_id(request_id) else Response(status_code=404)
 
 
 def _signin(core: ConsoleCore, request: Request, form: dict[str, str]) -> Response:
     target = form.get("next", "/console")
     if not same_token(form.get("csrf"), request.cookies.get(SIGNIN_CSRF_COOKIE, "")):
         return _signin_form(core, request, target, "The form expired: try again.", 403)
-    who = client_of(request, core.trust_proxy)
+    who = client_of(request)
     throttle = core.throttle
     wait = throttle.wait_seconds(who)
     if wait:
@@ -147,10 +165,16 @@ def _set_cookie(
 
 
 def _local(target: str) -> str:
-    """Only a path of the console itself: never an open redirect."""
-    if target.startswith("/console") and not target.startswith("//") and "\\" not in target:
-        return target
-    return "/console"
+    """Only a page of the console itself: never an open redirect, nor a way out of /console
+    by dot segments (`/console/../metrics`, escaped or not), which a browser would resolve."""
+    parts = urlsplit(target)
+    path = unquote(parts.path)
+    if parts.scheme or parts.netloc or "\\" in path or not path.isprintable():
+        return "/console"
+    normal = posixpath.normpath(path)
+    if normal != "/console" and not normal.startswith("/console/"):
+        return "/console"
+    return quote(normal) + (f"?{parts.query}" if parts.query else "")
 
 
 def _acting(

@@ -11,19 +11,20 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from worker.core.redaction import mask_email, mask_phone
+from worker.core.redaction import mask_email, mask_phone, redact
 from worker.core.settings import Settings
 from worker.runtime import current_runtime
 from worker.web.api_tokens import Role
+from worker.web.auth_throttle import FailureThrottle, signin_keys
 from worker.web.console.fleet import WAIT_REASONS
 from worker.web.console.sessions import (
     SESSION_COOKIE,
     Session,
+    SessionDigests,
     SessionStore,
-    SignInThrottle,
     is_https,
     same_token,
-    token_digest,
+    session_key,
 )
 
 MAX_FORM_BYTES = 16 * 1024
@@ -61,38 +62,63 @@ class ConsoleCore:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.trust_proxy = settings.console_trust_proxy
-        self._token_digests = {
-            (token.name, Role(token.role)): token_digest(token.token.get_secret_value())
-            for token in settings.named_tokens()
-        }
+        self._digests: SessionDigests | None = None
+        # Each agent's token digest, by (name, role): a session whose token was rotated away,
+        # or whose role changed, is worth nothing.
+        self._token_digests: dict[tuple[str, Role], str] = {}
         self._templates = Environment(
             loader=PackageLoader("worker.web.console", "templates"),
             autoescape=select_autoescape(default=True, default_for_string=True),
         )
         self._templates.filters["when"] = when
         self._templates.filters["masked"] = masked
+        # Free text from Tango or an exception (reasons, errors) may name a recipient.
+        self._templates.filters["redacted"] = redact
         self._templates.globals["waiting_words"] = WAIT_REASONS
         self._templates.globals["recent_seconds"] = settings.resend_recent_seconds
 
     @property
-    def sessions(self) -> SessionStore:
-        runtime = current_runtime()
-        return SessionStore(runtime.redis, runtime.keys)
+    def digests(self) -> SessionDigests:
+        """Made on first use: without a secret setting, the key is read from Redis, which
+        need not answer when the process starts."""
+        if self._digests is None:
+            runtime = current_runtime()
+            digests = SessionDigests(session_key(self.settings, runtime.redis, runtime.keys))
+            self._token_digests = {
+                (token.name, Role(token.role)): digests.of_token(token.token.get_secret_value())
+                for token in self.settings.named_tokens()
+            }
+            self._digests = digests
+        return self._digests
 
     @property
-    def throttle(self) -> SignInThrottle:
+    def sessions(self) -> SessionStore:
         runtime = current_runtime()
-        return SignInThrottle(runtime.redis, runtime.keys)
+        return SessionStore(
+            runtime.redis,
+            runtime.keys,
+            self.digests,
+            self.settings.console_idle_timeout_seconds,
+        )
 
-    def session(self, request: Request) -> Session | None:
-        """The request's session, if its token is still one of this process's tokens."""
-        session = self.sessions.find(request.cookies.get(SESSION_COOKIE))
-        if session is None or not same_token(
-            session.token_digest, self._token_digests.get((session.agent, session.role), "-")
-        ):
+    @property
+    def throttle(self) -> FailureThrottle:
+        runtime = current_runtime()
+        return FailureThrottle(
+            runtime.redis,
+            runtime.keys,
+            signin_keys(runtime.keys),
+            self.settings.auth_failures_per_minute,
+        )
+
+    def session(self, request: Request, *, active: bool = True) -> Session | None:
+        """The request's session, if its token is still one of this process's tokens.
+        `active=False` for a page's own refreshing, which must not hold off the idle timeout."""
+        session = self.sessions.find(request.cookies.get(SESSION_COOKIE), active=active)
+        if session is None:
             return None
-        return session
+        expected = self._token_digests.get((session.agent, session.role), "-")
+        return session if same_token(session.token_digest, expected) else None
 
     def signed_in(self, request: Request, page: Callable[[Session], Response]) -> Response:
         """`page` for the request's session; without one, the sign-in form, which comes back
@@ -140,7 +166,7 @@ class ConsoleCore:
         )
 
     def secure_cookies(self, request: Request) -> bool:
-        return is_https(request, self.trust_proxy)
+        return is_https(request)
 
 
 def secured(response: R) -> R:

@@ -2,6 +2,7 @@
 
 # No `from __future__ import annotations`: FastAPI reads the endpoints' annotations at run time.
 
+import re
 from importlib import resources
 
 from fastapi import APIRouter, Request
@@ -15,13 +16,15 @@ from worker.state.queries import (
     order_history,
     resolve_request_id,
 )
-from worker.state.records import ResendRecord
+from worker.state.record_model import is_request_id
+from worker.state.records import CancelResult, ResendRecord
 from worker.tango.ids import REFERENCE_ORDER_ID
 from worker.web.console import fleet
 from worker.web.console.common import ConsoleCore, redirect, secured
 from worker.web.console.recent import last_resent
 from worker.web.console.sessions import Session
 
+_ID_LIKE = re.compile(r"[0-9A-Za-z.\-]{1,64}")
 STATIC_TYPES = {"console.css": "text/css", "console.js": "text/javascript"}
 LIVE_EVERY_MS = 1000
 FLEET_EVERY_MS = 5000
@@ -107,12 +110,35 @@ def _request(core: ConsoleCore, request: Request, session: Session, request_id: 
     record = _shown(request_id)
     if record is None:
         return _unknown_request(core, request, session)
-    return core.render("request.html", request, session, record=record, every=LIVE_EVERY_MS)
+    return core.render(
+        "request.html",
+        request,
+        session,
+        record=record,
+        every=LIVE_EVERY_MS,
+        notice=_notice(dict(request.query_params)),
+    )
+
+
+def _notice(query: dict[str, str]) -> dict[str, str]:
+    """What the page may say about the action that led to it: only the words our own
+    redirects put in the query (`created`, `merged`, `recent`, a cancel result, a request
+    id), never text a link's author chose, which the page would say in its own voice."""
+    notice = {}
+    for outcome in ("created", "merged", "recent"):
+        if query.get(outcome) == "1":
+            notice[outcome] = "1"
+    if query.get("cancel") in {result.value for result in CancelResult}:
+        notice["cancel"] = query["cancel"]
+    if is_request_id(query.get("retry_of", "")):
+        notice["retry_of"] = query["retry_of"]
+    return notice
 
 
 def _request_live(core: ConsoleCore, request: Request, request_id: str) -> Response:
-    """The live part of a request's page, which its script fetches without redirects."""
-    session = core.session(request)
+    """The live part of a request's page, which its script fetches without redirects (a
+    refresh, not a person's doing: it does not hold off the idle timeout)."""
+    session = core.session(request, active=False)
     record = None if session is None else _shown(request_id)
     if record is None:  # the script reloads the page on 401, and keeps trying on 404
         return secured(Response(status_code=401 if session is None else 404))
@@ -125,7 +151,7 @@ def _fleet_page(core: ConsoleCore, request: Request, session: Session) -> Respon
 
 def _fleet_live(core: ConsoleCore, request: Request) -> Response:
     """The live part of the fleet page (401 without a session: its script reloads the page)."""
-    session = core.session(request)
+    session = core.session(request, active=False)
     if session is None:
         return secured(Response(status_code=401))
     return core.render("_fleet.html", request, session, fleet=_fleet(), every=FLEET_EVERY_MS)
@@ -146,6 +172,8 @@ def _fleet() -> fleet.FleetOverview:
 
 
 def _shown(request_id: str) -> ResendRecord | None:
+    if not is_request_id(request_id):  # checked before any use (a lookup, a page, a log)
+        return None
     runtime = current_runtime()
     record = runtime.records.get(request_id)
     return None if record is None else as_shown(runtime, record)
@@ -166,7 +194,10 @@ def _find_request(text: str) -> tuple[str | None, str]:
         if len(text) < MIN_PREFIX_LENGTH
         else ""
     )
-    return None, f"No order or request matches {text!r}{hint}."
+    # Echoed only when it looks like an id: a link's author must not make the console's
+    # alert say sentences of its choosing.
+    named = repr(text) if _ID_LIKE.fullmatch(text) else "your search"
+    return None, f"No order or request matches {named}{hint}."
 
 
 def _unknown_request(core: ConsoleCore, request: Request, session: Session) -> Response:

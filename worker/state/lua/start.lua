@@ -35,8 +35,15 @@ local memo_ttl = ARGV[12]                  -- seconds
 
 -- A replay (redis-py sends the script again when its reply was lost) answers the first reply:
 -- run again, it would meet its own `calling_until` and answer `busy`, and no call be made.
+-- The memo leaves out the record's document (it holds the recipient's contact data, which
+-- Redis keeps in request records only); a replay reads it again from the record, which the
+-- run it answers has not changed yet.
 local memo = redis.call('GET', memo_key)
-if memo then return cjson.decode(memo) end
+if memo then
+  local first = cjson.decode(memo)
+  if first[1] == 'ok' then first[3] = read_doc(record_key) end
+  return first
+end
 
 local function start()
   local begun = begin_run(record_key, due_key, dispatched_key, consumed_key, id, lease, carried_dispatch)
@@ -59,5 +66,8 @@ local function start()
 end
 
 local reply = start()
+local doc = reply[3]
+if reply[1] == 'ok' then reply[3] = '' end
 redis.call('SET', memo_key, cjson.encode(reply), 'EX', memo_ttl)
+if reply[1] == 'ok' then reply[3] = doc end
 return reply

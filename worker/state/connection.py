@@ -14,6 +14,7 @@ next command, without a restart; commands in between fail like any lost connecti
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
 
 import redis
@@ -106,9 +107,31 @@ def sentinel_node_options(settings: Settings) -> dict[str, Any]:
     return options
 
 
-def describe_target(settings: Settings) -> str:
-    """Where this process's Redis is, password hidden (for banners and `doctor`)."""
+def describe_connection(settings: Settings, client: redis.Redis) -> str:
+    """How `client` reaches Redis, for `doctor`: the primary Sentinel names now, TLS and how
+    the certificate is checked, the ACL user. No password.
+
+    Raises:
+        redis.RedisError: under Sentinel, no sentinel names a primary.
+    """
     target = settings.redis_target
+    parts = []
     if target.is_sentinel:
-        return f"{target.redacted()} (Sentinel, primary {settings.redis_sentinel_master!r})"
-    return target.redacted()
+        host, port = client.connection_pool.get_master_address()  # type: ignore[attr-defined]
+        parts.append(
+            f"primary {host}:{port} named by Sentinel (master {settings.redis_sentinel_master!r}"
+            f", {len(target.sentinels)} sentinel(s) listed)"
+        )
+    else:
+        parts.append(f"at {target.redacted()}")
+    if target.tls is not None:
+        checked = {
+            ssl.CERT_REQUIRED: "certificate verified",
+            ssl.CERT_OPTIONAL: "certificate verified if presented",
+            ssl.CERT_NONE: "CERTIFICATE NOT VERIFIED (ssl_cert_reqs=none)",
+        }[target.tls.cert_reqs]
+        against = target.tls.ca_file or "the system's CAs"
+        parts.append(f"TLS, {checked} against {against}")
+    if target.username:
+        parts.append(f"ACL user {target.username!r}")
+    return ", ".join(parts)

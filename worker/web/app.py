@@ -29,6 +29,7 @@ from worker.resend.validation import InvalidResendRequest
 from worker.runtime import AsyncCreate, current_runtime
 from worker.state.metrics import build_registry
 from worker.state.records import SubmissionOutcome
+from worker.state.redis_durability import log_durability
 from worker.state.redis_health import warn_if_evicting
 from worker.web.console import build_console_router
 from worker.web.health import add_health_route
@@ -95,6 +96,7 @@ def create_app() -> FastAPI:
     settings.require_webhook_secret()
     verifier = _verifier(settings)
     warn_if_evicting(current_runtime().redis)
+    log_durability(current_runtime().redis)
     app = _bare_app()
     _add_webhook_route(app, settings, verifier)
     add_health_route(app)

@@ -1,6 +1,7 @@
 """The fast broker transport (no `unacked` bookkeeping for resend tasks) on a TLS Redis with an
 ACL user and on a Sentinel-managed set, configured exactly as the app configures Celery
-(`celery_config`). Real redis-server processes started by the test (tests/support/redis_topology.py).
+(`celery_config`). Real redis-server processes started by the test
+(tests/support/redis_topology.py).
 """
 
 from __future__ import annotations

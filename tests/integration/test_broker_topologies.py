@@ -82,7 +82,7 @@ def take_both_then_ack(connection: Connection, data: redis.Redis) -> tuple[int, 
 def test_the_fast_transport_runs_on_tls_with_an_acl_user(tls_redis: TlsRedis) -> None:
     settings = Settings(redis_url=tls_redis.url(3), redis_tls_ca_file=str(tls_redis.ca_file))
     config = celery_config(settings)
-    assert config["broker_transport"] == "tango-redis"
+    assert config["broker_transport"] == "tango-rediss"
     assert config["broker_use_ssl"]["ssl_ca_certs"] == str(tls_redis.ca_file)
     data = tls_redis.client()
     data.select(3)

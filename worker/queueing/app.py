@@ -135,6 +135,7 @@ def _broker(settings: Settings) -> tuple[dict[str, Any], dict[str, Any]]:
         "broker_transport": transport.TRANSPORT_NAME,
     }
     if target.tls is not None:
+        broker["broker_transport"] = transport.TLS_TRANSPORT_NAME
         broker["broker_use_ssl"] = target.tls.redis_kwargs()
     return broker, {}
 

@@ -40,6 +40,8 @@ from worker.queueing.task_names import RESEND_TASK_NAME
 # worker's banner, "Cannot connect to redis://..."), the way kombu shows `pyamqp` as `amqp`.
 TRANSPORT_NAME = "tango-redis"
 SENTINEL_TRANSPORT_NAME = "tango-redis-sentinel"
+# The same transport on TLS, shown as `rediss://...` (kombu takes TLS from `broker_use_ssl`).
+TLS_TRANSPORT_NAME = "tango-rediss"
 # How often a worker's consumer asks for the new primary during a failover.
 PRIMARY_POLL_SECONDS = 0.25
 
@@ -176,5 +178,7 @@ def register() -> None:
     """Make both transports known to kombu (once per process; the app does it on import)."""
     TRANSPORT_ALIASES.setdefault(TRANSPORT_NAME, f"{__name__}:LeasedTransport")
     TRANSPORT_ALIASES.setdefault(SENTINEL_TRANSPORT_NAME, f"{__name__}:LeasedSentinelTransport")
+    TRANSPORT_ALIASES.setdefault(TLS_TRANSPORT_NAME, f"{__name__}:LeasedTransport")
     Connection.resolve_aliases.setdefault(TRANSPORT_NAME, "redis")
+    Connection.resolve_aliases.setdefault(TLS_TRANSPORT_NAME, "rediss")
     Connection.resolve_aliases.setdefault(SENTINEL_TRANSPORT_NAME, "sentinel")

@@ -21,6 +21,10 @@ import redis
 import redis.asyncio as redis_asyncio
 import redis.asyncio.sentinel as async_sentinel
 import redis.sentinel as sync_sentinel
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import AuthenticationError
+from redis.retry import Retry
 
 from worker.core.redis_url import RedisTarget
 from worker.core.settings import Settings
@@ -39,10 +43,39 @@ CLIENT_OPTIONS: dict[str, Any] = {
 SENTINEL_NODE_OPTIONS: dict[str, Any] = {"socket_timeout": 2, "socket_connect_timeout": 1}
 
 
+# redis-py's default retry policy: 10 tries, 10 ms doubling to 1 s, with jitter.
+RETRY_COUNT = 10
+RETRY_BASE_SECONDS = 0.01
+RETRY_CAP_SECONDS = 1.0
+
+
+def worth_retrying(error: Exception) -> bool:
+    """Whether a connection error may pass by retrying: a refused or dropped connection may
+    (a restart, a failover), a refused password or certificate never does. redis-py counts
+    both as `ConnectionError` and would retry them for seconds, nested in its reconnects."""
+    if isinstance(error, AuthenticationError):
+        return False
+    cause = error.__cause__ or error.__context__
+    return not isinstance(cause, ssl.SSLCertVerificationError)
+
+
+def _retry() -> Retry:
+    # redis-py's default policy, minus the errors no retry can fix.
+    return Retry(_backoff(), RETRY_COUNT, is_retryable=worth_retrying)
+
+
+def _async_retry() -> AsyncRetry:
+    return AsyncRetry(_backoff(), RETRY_COUNT, is_retryable=worth_retrying)
+
+
+def _backoff() -> ExponentialWithJitterBackoff:
+    return ExponentialWithJitterBackoff(base=RETRY_BASE_SECONDS, cap=RETRY_CAP_SECONDS)
+
+
 def redis_client(settings: Settings, **overrides: Any) -> redis.Redis:
     """The process's Redis client (the primary, under Sentinel)."""
     target = settings.redis_target
-    options = {**CLIENT_OPTIONS, **data_node_auth(target), **overrides}
+    options = {**CLIENT_OPTIONS, "retry": _retry(), **data_node_auth(target), **overrides}
     if target.is_sentinel:
         manager = sync_sentinel.Sentinel(
             list(target.sentinels), sentinel_kwargs=sentinel_node_options(settings)
@@ -66,7 +99,7 @@ class AsyncRedis:
 
     def __init__(self, settings: Settings) -> None:
         target = settings.redis_target
-        options = {**CLIENT_OPTIONS, **data_node_auth(target)}
+        options = {**CLIENT_OPTIONS, "retry": _async_retry(), **data_node_auth(target)}
         self._sentinels: list[Any] = []
         if target.is_sentinel:
             manager = async_sentinel.Sentinel(

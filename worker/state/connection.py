@@ -35,7 +35,8 @@ CLIENT_OPTIONS: dict[str, Any] = {
     "socket_timeout": 10,
     "socket_connect_timeout": 5,
     "health_check_interval": 15,
-    "retry_on_timeout": True,
+    # Timeouts are retried too: `retry` (below) retries TimeoutError as well as lost
+    # connections.
 }
 
 # A sentinel that does not answer is skipped for the next one: a short wait for each, so a

@@ -86,7 +86,7 @@ def test_settings_name_the_variable_and_never_the_password(
     assert "REDIS_URL" in str(caught.value) and "hunter2" not in str(caught.value)
     monkeypatch.setenv("REDIS_URL", "rediss://localhost:6380/0")
     monkeypatch.setenv("REDIS_TLS_CA_FILE", str(tmp_path / "missing.pem"))
-    with pytest.raises(ConfigurationError, match="REDIS_TLS_CA_FILE: .*not a readable file"):
+    with pytest.raises(ConfigurationError, match=r"REDIS_TLS_CA_FILE: .*not a readable file"):
         load_settings()
 
 

@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -93,6 +94,31 @@ class Accepted:
             self.expected[request_id] = (order, etid)
             self.accepted_at[request_id] = time.time()
 
+    def webhook(self, web_url: str, order: str) -> None:
+        """Post one webhook until it is accepted: 503 (or no answer) means "retry"."""
+        etid = self.next_etid()
+        payload = {"referenceOrderID": order, "newEtid": etid}
+        while True:
+            try:
+                answer = post_webhook(web_url, SECRET, payload, f"msg_{etid}")
+            except requests.RequestException:
+                answer = None
+            status = 0 if answer is None else answer.status_code
+            self.answers.append((time.time(), status))
+            assert status in (0, 202, 503), status
+            if answer is not None and status == 202:
+                self.add(answer.json()["id"], order, etid)
+                return
+            time.sleep(0.1)
+
+    def keep_posting(self, web_url: str, orders: list[str], stop: threading.Event) -> None:
+        """Webhooks for `orders` in turn, one after another, until `stop` is set."""
+        n = 0
+        while not stop.is_set():
+            self.webhook(web_url, orders[n % len(orders)])
+            n += 1
+            time.sleep(0.05)
+
 
 def enqueue_until_accepted(accepted: Accepted, order: str, deadline: float) -> float:
     """`enqueue_resend` from this process (its clients built before the failover) until it
@@ -143,7 +169,7 @@ def longest_without_a_202(answers: list[tuple[float, int]]) -> float:
     receiver that answers 503, and one that holds the request while it waits for a primary,
     both count."""
     accepted = sorted(at for at, status in answers if status == 202)
-    return max((b - a for a, b in zip(accepted, accepted[1:], strict=False)), default=0.0)
+    return max((later - earlier for earlier, later in pairwise(accepted)), default=0.0)
 
 
 @pytest.mark.parametrize("how", ["sigkill", "segfault"])
@@ -171,41 +197,18 @@ def test_a_failover_is_followed_by_every_process_without_a_restart(
     web = start_web(env)
     accepted = Accepted()
 
-    def webhook(order: str) -> None:
-        etid = accepted.next_etid()
-        while True:
-            try:
-                answer = post_webhook(
-                    web.url, SECRET, {"referenceOrderID": order, "newEtid": etid}, f"msg_{etid}"
-                )
-                status = answer.status_code
-            except requests.RequestException:
-                status = 0
-            accepted.answers.append((time.time(), status))
-            assert status in (0, 202, 503), status
-            if status == 202:
-                accepted.add(answer.json()["id"], order, etid)
-                return
-            time.sleep(0.1)
-
     # Before: two requests per order (the second waits out the window, parked).
     for order in orders:
         enqueue_until_accepted(accepted, order, deadline=5)
-        webhook(order)
+        accepted.webhook(web.url, order)
     wait_all_final(list(accepted.expected), timeout=60)
     ha.wait_replicated()
 
     # During: webhooks keep coming while the primary dies and a replica is promoted.
     stop = threading.Event()
-
-    def keep_posting() -> None:
-        n = 0
-        while not stop.is_set():
-            webhook(orders[n % len(orders)])
-            n += 1
-            time.sleep(0.05)
-
-    poster = threading.Thread(target=keep_posting, daemon=True)
+    poster = threading.Thread(
+        target=accepted.keep_posting, args=(web.url, orders, stop), daemon=True
+    )
     poster.start()
     time.sleep(1.0)
     old = ha.kill_primary(how)
@@ -274,7 +277,8 @@ def test_a_failover_is_followed_by_every_process_without_a_restart(
     report(
         "chaos",
         f"sentinel failover ({how}): promoted {promoted_after:.1f}s after the kill; no webhook "
-        f"accepted for {refused:.1f}s ({accepted_503s} answered 503); first resend {resumed:.1f}s after the promotion; "
+        f"accepted for {refused:.1f}s ({accepted_503s} answered 503); first resend "
+        f"{resumed:.1f}s after the promotion; "
         f"enqueue_resend back in {max(enqueue_took):.1f}s; "
         f"requests={len(accepted.expected)} accepted in the last second={len(at_risk)}, "
         f"of them lost={len(lost)}; duplicates={duplicates}",

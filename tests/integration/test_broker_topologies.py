@@ -6,6 +6,7 @@ ACL user and on a Sentinel-managed set, configured exactly as the app configures
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -138,3 +139,34 @@ def test_the_broker_finds_the_primary_when_the_first_sentinel_is_down(
             data.delete(QUEUE)
     finally:
         first.start()
+
+
+def test_a_worker_connection_waits_for_the_promoted_replica_instead_of_backing_off(
+    tmp_path: Path,
+) -> None:
+    """Given the primary just died, when a worker's broker connection (transport option
+    `primary_wait_seconds`, set in workers only) connects, then it returns once a replica is
+    promoted; a producer's (no option) fails at once, for its caller to answer 503."""
+    with SentinelTopology(tmp_path / "ha") as ha:
+        settings = Settings(redis_url=ha.url(5), redis_sentinel_master=ha.master_name)
+        old = ha.kill_primary()
+        producer = broker_connection(settings)
+        started = time.monotonic()
+        with pytest.raises(OperationalError):
+            producer.ensure_connection(max_retries=1)
+        assert time.monotonic() - started < 10
+        producer.release()
+
+        worker = broker_connection(settings)
+        worker.transport_options["primary_wait_seconds"] = 30
+        worker.connect()  # blocks until a primary answers
+        connected_at = time.time()
+        new = ha.wait_for_promotion(old)
+        # It waited for the promotion (detection alone takes 1 s), and not much longer.
+        assert connected_at - ha.killed_at > 1.0
+        assert connected_at - ha.promoted_at < 1.0
+        publish(worker, RESEND_TASK_NAME, "after-failover")
+        data = new.client()
+        data.select(5)
+        assert data.llen(QUEUE) == 1
+        worker.release()

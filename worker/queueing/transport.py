@@ -35,6 +35,7 @@ from redis import Redis
 from redis import sentinel as redis_sentinel
 
 from worker.queueing.task_names import RESEND_TASK_NAME
+from worker.state.connection import PrimaryFollowingConnection
 
 # The app's `broker_transport`. Shown as `redis://...` wherever kombu prints a connection (the
 # worker's banner, "Cannot connect to redis://..."), the way kombu shows `pyamqp` as `amqp`.
@@ -117,6 +118,8 @@ class LeasedSentinelChannel(kombu_redis.SentinelChannel):
 
     QoS = LeasedQoS
     from_transport_options = (*kombu_redis.SentinelChannel.from_transport_options, "sentinels")
+    # Reopened connections ask the Sentinels where the primary is (see the class).
+    connection_class = PrimaryFollowingConnection
     sentinels: list[tuple[str, int]] | None = None
 
     def _sentinel_managed_pool(self, asynchronous: bool = False) -> Any:

@@ -29,10 +29,14 @@ from redis.retry import Retry
 from worker.core.redis_url import RedisTarget
 from worker.core.settings import Settings
 
-# Bounded timeouts, so a dead Redis fails a call rather than hanging it.
+# Bounded timeouts, so a dead Redis fails a call rather than hanging it. A primary cut off by a
+# partition keeps a connection open and silent: each command on it waits the whole socket
+# timeout before it is retried on the new primary, so this bounds how late a process follows
+# such a failover. None of our commands blocks on Redis's side (the scheduler's pub/sub reads
+# wait at most a second).
 CLIENT_OPTIONS: dict[str, Any] = {
     "decode_responses": True,
-    "socket_timeout": 10,
+    "socket_timeout": 5,
     "socket_connect_timeout": 5,
     "health_check_interval": 15,
     # Timeouts are retried too: `retry` (below) retries TimeoutError as well as lost
@@ -73,6 +77,36 @@ def _backoff() -> ExponentialWithJitterBackoff:
     return ExponentialWithJitterBackoff(base=RETRY_BASE_SECONDS, cap=RETRY_CAP_SECONDS)
 
 
+class PrimaryFollowingConnection(sync_sentinel.SentinelManagedConnection):
+    """A Sentinel-managed connection that asks where the primary is whenever it reopens.
+
+    redis-py's asks only in `connect()`. But a command that fails is retried on the same
+    connection, which reopens itself by sending (`send_command` opens a closed socket to the
+    address it had): after a failover, the old primary's address. A primary that died
+    outright refuses at once, but one cut off by a partition (or frozen) accepts the TCP
+    connection and never answers, so each of the ten retries waited the full socket timeout:
+    more than a minute and a half per command (measured with SIGSTOP) before the client gave
+    up. This connection looks the primary up on that path too."""
+
+    def connect_check_health(
+        self, check_health: bool = True, retry_socket_connect: bool = True
+    ) -> None:
+        if self._sock is None and self.connection_pool.is_master:
+            self.host, self.port = self.connection_pool.get_master_address()
+        super().connect_check_health(check_health, retry_socket_connect)
+
+
+class AsyncPrimaryFollowingConnection(async_sentinel.SentinelManagedConnection):
+    """`PrimaryFollowingConnection` for asyncio clients (the webhook receiver)."""
+
+    async def connect_check_health(
+        self, check_health: bool = True, retry_socket_connect: bool = True
+    ) -> None:
+        if not self.is_connected and self.connection_pool.is_master:
+            self.host, self.port = await self.connection_pool.get_master_address()
+        await super().connect_check_health(check_health, retry_socket_connect)
+
+
 def redis_client(settings: Settings, **overrides: Any) -> redis.Redis:
     """The process's Redis client (the primary, under Sentinel)."""
     target = settings.redis_target
@@ -82,7 +116,10 @@ def redis_client(settings: Settings, **overrides: Any) -> redis.Redis:
             list(target.sentinels), sentinel_kwargs=sentinel_node_options(settings)
         )
         client: redis.Redis = manager.master_for(
-            settings.redis_sentinel_master, redis_class=redis.Redis, **options
+            settings.redis_sentinel_master,
+            redis_class=redis.Redis,
+            connection_class=PrimaryFollowingConnection,
+            **options,
         )
         return client
     if target.scheme == "unix":
@@ -108,7 +145,10 @@ class AsyncRedis:
             )
             self._sentinels = list(manager.sentinels)
             self.client: redis_asyncio.Redis = manager.master_for(
-                settings.redis_sentinel_master, redis_class=redis_asyncio.Redis, **options
+                settings.redis_sentinel_master,
+                redis_class=redis_asyncio.Redis,
+                connection_class=AsyncPrimaryFollowingConnection,
+                **options,
             )
         elif target.scheme == "unix":
             self.client = redis_asyncio.Redis(unix_socket_path=target.host, **options)

@@ -22,7 +22,7 @@ import redis.asyncio as redis_asyncio
 import redis.asyncio.sentinel as async_sentinel
 import redis.sentinel as sync_sentinel
 from redis.asyncio.retry import Retry as AsyncRetry
-from redis.backoff import ExponentialWithJitterBackoff
+from redis.backoff import NoBackoff
 from redis.exceptions import AuthenticationError
 from redis.retry import Retry
 
@@ -48,10 +48,11 @@ CLIENT_OPTIONS: dict[str, Any] = {
 SENTINEL_NODE_OPTIONS: dict[str, Any] = {"socket_timeout": 2, "socket_connect_timeout": 1}
 
 
-# redis-py's default retry policy: 10 tries, 10 ms doubling to 1 s, with jitter.
-RETRY_COUNT = 10
-RETRY_BASE_SECONDS = 0.01
-RETRY_CAP_SECONDS = 1.0
+# One retry at once, as redis-py gives a client with `retry_on_timeout` (its other default,
+# ten tries with backoff, would hold a webhook for seconds before its 503 while Redis is down):
+# a dropped connection is reopened (to the new primary, under Sentinel) and the command sent
+# again; anything longer is the caller's retry (a 503, `EnqueueError`, a run that runs again).
+RETRIES = 1
 
 
 def worth_retrying(error: Exception) -> bool:
@@ -65,16 +66,11 @@ def worth_retrying(error: Exception) -> bool:
 
 
 def _retry() -> Retry:
-    # redis-py's default policy, minus the errors no retry can fix.
-    return Retry(_backoff(), RETRY_COUNT, is_retryable=worth_retrying)
+    return Retry(NoBackoff(), RETRIES, is_retryable=worth_retrying)
 
 
 def _async_retry() -> AsyncRetry:
-    return AsyncRetry(_backoff(), RETRY_COUNT, is_retryable=worth_retrying)
-
-
-def _backoff() -> ExponentialWithJitterBackoff:
-    return ExponentialWithJitterBackoff(base=RETRY_BASE_SECONDS, cap=RETRY_CAP_SECONDS)
+    return AsyncRetry(NoBackoff(), RETRIES, is_retryable=worth_retrying)
 
 
 class PrimaryFollowingConnection(sync_sentinel.SentinelManagedConnection):

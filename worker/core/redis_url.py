@@ -12,6 +12,8 @@ import ssl
 from dataclasses import dataclass, field
 from urllib.parse import SplitResult, parse_qs, unquote, urlsplit
 
+from worker.core.errors import TangoResendError
+
 DIRECT_SCHEMES = ("redis", "rediss", "unix")
 SENTINEL_SCHEME = "sentinel"
 DEFAULT_SENTINEL_PORT = 26379
@@ -30,7 +32,7 @@ _CERT_REQS = {
 _TLS_QUERY = ("ssl_ca_certs", "ssl_cert_reqs", "ssl_certfile", "ssl_keyfile")
 
 
-class RedisUrlError(ValueError):
+class RedisUrlError(TangoResendError, ValueError):
     """Raised when `REDIS_URL` cannot be read; the message never repeats a password."""
 
 

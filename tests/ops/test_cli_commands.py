@@ -204,7 +204,9 @@ def test_retrying_a_failed_request_again_and_again_calls_tango_once_more(
         assert by_id.exit_code == 0, explain(by_id)
         assert by_id.stdout.strip() == f"{failed_id} -> {retry_id} (already retried)"
     as_json = json_out(run_cli("retry", failed_id, "--json"))
-    assert as_json == [{"retried": failed_id, "id": retry_id, "already_retried": True}]
+    assert as_json == [
+        {"retried": failed_id, "id": retry_id, "already_retried": True, "recent": False}
+    ]
     for _ in range(2):
         every = run_cli("retry", "--all-failed")
         assert every.exit_code == 0, explain(every)

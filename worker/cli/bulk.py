@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from worker.core.errors import TangoResendError
+from worker.resend import origins
 from worker.resend.producer import RedisUnavailable, Submission, submit_many, submit_resend
 from worker.resend.validation import InvalidResendRequest, validate_resend
 from worker.runtime import Runtime, current_runtime
@@ -76,6 +77,8 @@ class BulkSummary:
     accepted: int = 0
     coalesced: int = 0
     already_queued: int = 0
+    # Answered by the recent-resend guard: sent to the same recipient moments before.
+    recent: int = 0
     rejected: list[dict[str, Any]] = field(default_factory=list)
     rejected_total: int = 0
     skipped: int = 0
@@ -102,6 +105,7 @@ class BulkSummary:
             "accepted": self.accepted,
             "coalesced": self.coalesced,
             "already_queued": self.already_queued,
+            "recent": self.recent,
             "rejected": self.rejected,
             "rejected_total": self.rejected_total,
         }
@@ -157,12 +161,14 @@ def enqueue_file(
     progress: Progress | None = None,
     batch_id: str | None = None,
     keep_requests: bool = True,
+    force: bool = False,
 ) -> BulkSummary:
     """Validate every row, then (unless `dry_run`) queue the good ones, each under the
     idempotency key `bulk:<batch>:<row>` (batch: `batch_id`, or the file's SHA-256). A Redis
     failure stops the run with `stopped` set; the rows before it are queued, and a rerun of
     the same file (or with the same `batch_id`) queues only the rest. `keep_requests` keeps
-    each row's request id in `requests` (memory that grows with the file)."""
+    each row's request id in `requests` (memory that grows with the file). Each request's
+    origin is `bulk <file>:<row>`; `force` passes the recent-resend guard."""
     summary = BulkSummary(keep_requests=keep_requests)
     with tempfile.TemporaryDirectory(prefix="tango-resend-bulk-") as folder:
         copy = Path(folder) / "rows.csv"
@@ -181,7 +187,7 @@ def enqueue_file(
                 with contextlib.suppress(InvalidResendRequest):  # rejected above
                     _predict(summary, predicted, fields)
         else:
-            _queue_rows(summary, _rows(copy, path), batch, progress)
+            _queue_rows(summary, _rows(copy, path), batch, progress, (path.name, force))
     if _identity(path) != before:
         summary.file_changed = (
             f"{path} changed while it was being read: the version read at the start "
@@ -195,16 +201,20 @@ def _queue_rows(
     rows: Iterator[tuple[int, dict[str, str]]],
     batch: str,
     progress: Progress | None,
+    source: tuple[str, bool],
 ) -> None:
     """Queue the rows `ROWS_PER_ROUND_TRIP` at a time (`submit_many`: one round trip to
     Redis for them all, each row stored as if on its own), counting each in file order. The
     first row that Redis did not store stops the run there; rows after it in the same round
     trip may have been stored too, and a rerun finds them by their keys (already queued)."""
     ttl = current_runtime().settings.resend_record_ttl_seconds
+    file_name, force = source
     while chunk := list(itertools.islice(rows, ROWS_PER_ROUND_TRIP)):
         results = submit_many(
             [(fields, f"bulk:{batch}:{number}") for number, fields in chunk],
             idempotency_ttl_seconds=ttl,
+            origins_by_request=[origins.bulk(file_name, number) for number, _ in chunk],
+            force=force,
         )
         for (number, _), result in zip(chunk, results, strict=True):
             if isinstance(result, InvalidResendRequest):
@@ -267,16 +277,20 @@ def enqueue_orders_between(
     account: str | None = None,
     dry_run: bool,
     progress: Progress | None = None,
+    force: bool = False,
 ) -> BulkSummary:
     """Resend every order Tango created and delivered itself between `start` and `end`
     (compared in UTC, however they were written). An order with a recovery resend pending or
     sent from any earlier run, within a record's lifetime, is skipped (`already_queued`). A
-    Tango or Redis failure stops the run with `stopped` set, after what was queued so far."""
+    Tango or Redis failure stops the run with `stopped` set, after what was queued so far.
+    Each request's origin is `recovery <start>/<end>`; `force` passes the recent-resend
+    guard."""
     start, end = _utc(start), _utc(end)
     if end <= start:
         raise BulkInputError("END must be after START")
     summary = BulkSummary()
     listed = 0
+    span = origins.recovery(f"{_rfc3339(start)}/{_rfc3339(end)}")
     try:
         for order in iter_orders(runtime, start, end, customer=customer, account=account):
             listed += 1
@@ -295,7 +309,7 @@ def enqueue_orders_between(
             if dry_run:
                 summary.accepted += 1
                 continue
-            _recover(runtime, summary, order_id, fields)
+            _recover(runtime, summary, order_id, fields, (span, force))
     except TangoError as error:
         summary.stopped = {
             "orders_listed": listed,
@@ -317,11 +331,20 @@ def recovery_key(order_id: str, after: str | None = None) -> str:
     return f"recovery:{order_id}" if after is None else f"recovery:{order_id}:after:{after}"
 
 
-def _recover(runtime: Runtime, summary: BulkSummary, order_id: str, fields: dict[str, str]) -> None:
+def _recover(
+    runtime: Runtime,
+    summary: BulkSummary,
+    order_id: str,
+    fields: dict[str, str],
+    asker: tuple[str, bool],
+) -> None:
     ttl = runtime.settings.resend_record_ttl_seconds
     key = recovery_key(order_id)
+    origin, force = asker
     for _ in range(_MAX_RECOVERY_CHAIN):
-        submission = submit_resend(fields, idempotency_key=key, idempotency_ttl_seconds=ttl)
+        submission = submit_resend(
+            fields, idempotency_key=key, idempotency_ttl_seconds=ttl, origin=origin, force=force
+        )
         if submission.outcome == SubmissionOutcome.IDEMPOTENT:
             earlier = runtime.records.get(submission.request_id)
             if earlier is None or earlier.status in (ResendStatus.FAILED, ResendStatus.CANCELLED):
@@ -395,6 +418,8 @@ def _count(summary: BulkSummary, row: int | str, submission: Submission) -> None
         summary.accepted += 1
     elif submission.outcome == SubmissionOutcome.IDEMPOTENT:
         summary.already_queued += 1
+    elif submission.outcome == SubmissionOutcome.RECENT:
+        summary.recent += 1
     else:
         summary.coalesced += 1
     if not summary.keep_requests:
@@ -405,6 +430,7 @@ def _count(summary: BulkSummary, row: int | str, submission: Submission) -> None
             "id": submission.request_id,
             "coalesced": submission.outcome == SubmissionOutcome.MERGED,
             "already_queued": submission.outcome == SubmissionOutcome.IDEMPOTENT,
+            "recent": submission.outcome == SubmissionOutcome.RECENT,
         }
     )
 

@@ -95,7 +95,12 @@ def _progress(enabled: bool, label: str, total: int | None) -> Iterator[Callable
 @click.option("--customer", default=None, help="With --orders-between: one customer.")
 @click.option("--account", default=None, help="With --orders-between: one account.")
 @click.option("--dry-run", is_flag=True, help="Validate and count; queue nothing.")
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary (or the request) as JSON.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Send even if the order was just sent to the same recipient (RESEND_RECENT_SECONDS).",
+)
 def enqueue(
     order_id: str | None,
     csv_file: Path | None,
@@ -105,24 +110,30 @@ def enqueue(
     account: str | None,
     dry_run: bool,
     as_json: bool,
+    force: bool,
     **fields: Any,
 ) -> None:
-    """Queue a resend of ORDER_ID (prints its id), or many with --file / --orders-between."""
+    """Queue a resend of ORDER_ID (prints its id), or many with --file / --orders-between.
+
+    With RESEND_RECENT_SECONDS set, an order sent to the same recipient that recently is not
+    sent again: the request that was sent is printed, with "recent" (--force sends anyway)."""
     settings_or_exit()
     if sum(source is not None for source in (order_id, csv_file, orders_between)) != 1:
         fail("give exactly one of ORDER_ID, --file or --orders-between", EXIT_BAD_INPUT)
     if order_id is not None:
-        _enqueue_one(order_id, fields)
+        _enqueue_one(order_id, fields, force, as_json)
         return
     _check_bulk_options(fields, csv_file, batch_id)
     # Only --orders-between lists orders Tango did not deliver, which it skips and counts.
     include_skipped = orders_between is not None
     with _exit_on_bulk_errors():
         if csv_file is not None:
-            summary = _enqueue_file(csv_file, batch_id, dry_run, as_json)
+            summary = _enqueue_file(csv_file, batch_id, dry_run, as_json, force)
         else:
             assert orders_between is not None
-            summary = _enqueue_orders_between(orders_between, customer, account, dry_run, as_json)
+            summary = _enqueue_orders_between(
+                orders_between, customer, account, dry_run, as_json, force
+            )
     code = _exit_code(summary)
     if as_json:
         echo_json(summary.as_json(include_skipped=include_skipped, include_requests=not dry_run))
@@ -162,7 +173,7 @@ def _exit_on_bulk_errors() -> Iterator[None]:
 
 
 def _enqueue_file(
-    csv_file: Path, batch_id: str | None, dry_run: bool, as_json: bool
+    csv_file: Path, batch_id: str | None, dry_run: bool, as_json: bool, force: bool
 ) -> BulkSummary:
     from worker.cli.bulk import count_rows, enqueue_file
 
@@ -170,8 +181,9 @@ def _enqueue_file(
     total = count_rows(csv_file) if not as_json and sys.stderr.isatty() else None
     with _progress(not as_json, "rows", total) as step:
         return enqueue_file(
-            csv_file, dry_run=dry_run, progress=step, batch_id=batch_id, keep_requests=as_json
-        )
+            csv_file, dry_run=dry_run, progress=step, batch_id=batch_id, keep_requests=as_json,
+            force=force,
+        )  # fmt: skip
 
 
 def _enqueue_orders_between(
@@ -180,6 +192,7 @@ def _enqueue_orders_between(
     account: str | None,
     dry_run: bool,
     as_json: bool,
+    force: bool,
 ) -> BulkSummary:
     from worker.cli.bulk import enqueue_orders_between
     from worker.runtime import current_runtime
@@ -194,6 +207,7 @@ def _enqueue_orders_between(
             account=account,
             dry_run=dry_run,
             progress=step,
+            force=force,
         )
 
 
@@ -204,6 +218,11 @@ def _print_summary(summary: BulkSummary, dry_run: bool, include_skipped: bool) -
         + (
             f"{summary.already_queued} already queued by an earlier run, "
             if summary.already_queued
+            else ""
+        )
+        + (
+            f"{summary.recent} recent (sent to the same recipient moments ago, not again), "
+            if summary.recent
             else ""
         )
         + f"{summary.rejected_total} rejected"
@@ -235,7 +254,7 @@ def _exit_code(summary: BulkSummary) -> int:
 def _stopped_line(summary: BulkSummary) -> str:
     stopped = summary.stopped
     assert stopped is not None  # said only of a run that stopped early
-    queued = summary.accepted + summary.coalesced + summary.already_queued
+    queued = summary.accepted + summary.coalesced + summary.already_queued + summary.recent
     if "row" in stopped:
         where = f"stopped at row {stopped['row']} ({queued} rows before it are queued)"
     else:
@@ -248,14 +267,43 @@ def _stopped_line(summary: BulkSummary) -> str:
     return f"{cause}; {where}; run the same command again to queue the rest"
 
 
-def _enqueue_one(order_id: str, fields: dict[str, Any]) -> None:
-    from worker.resend.producer import EnqueueError, enqueue_resend
+def _enqueue_one(order_id: str, fields: dict[str, Any], force: bool, as_json: bool) -> None:
+    """Print the request's id (`{"id", "outcome"}` with --json); when the recent-resend guard
+    answered, the id is the earlier request's, and "recent" says so."""
+    from worker.resend import origins
+    from worker.resend.producer import EnqueueError, submit_resend
     from worker.resend.validation import InvalidResendRequest
+    from worker.state.records import SubmissionOutcome
 
+    key = fields.pop("idempotency_key", None)
+    body = {
+        "referenceOrderID": order_id,
+        "newEmail": fields.get("new_email"),
+        "newMobile": fields.get("new_mobile"),
+        "newEtid": fields.get("new_etid"),
+        "newDeliveryMethod": fields.get("new_delivery_method"),
+    }
+    present = {name: value for name, value in body.items() if value is not None}
     try:
-        request_id = enqueue_resend(order_id, **fields)
+        submission = submit_resend(present, idempotency_key=key, origin=origins.cli(), force=force)
     except InvalidResendRequest as error:
         fail(str(error), EXIT_BAD_INPUT)
     except EnqueueError as error:
         unavailable(error)
-    click.echo(request_id)
+    recent = submission.outcome == SubmissionOutcome.RECENT
+    if as_json:
+        answer: dict[str, Any] = {"id": submission.request_id, "outcome": submission.outcome.value}
+        if recent:
+            answer["recent"] = True
+        echo_json(answer)
+        return
+    if recent:
+        click.echo(f"{submission.request_id} recent")
+        click.echo(
+            "tango-resend: recent: this order was sent to the same recipient within "
+            "RESEND_RECENT_SECONDS; nothing queued (the id is the request that was sent; "
+            "--force sends anyway)",
+            err=True,
+        )
+        return
+    click.echo(submission.request_id)

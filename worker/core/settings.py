@@ -11,6 +11,7 @@ from typing import Self
 from pydantic import (
     AnyHttpUrl,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     field_validator,
@@ -19,6 +20,14 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from worker.core.errors import TangoResendError
+from worker.core.named_tokens import (
+    DEFAULT_NAME,
+    READ_NAME,
+    NamedToken,
+    check_unique,
+    parse_named_tokens,
+    read_entries,
+)
 from worker.core.redis_url import RedisTarget, parse_redis_url
 
 TANGO_SANDBOX_BASE_URL = "https://integration-api.tangocard.com/raas/v2"
@@ -80,6 +89,13 @@ class Settings(BaseSettings):
     redis_tls_ca_file: str | None = None
     redis_key_prefix: str = Field(default="tango-resend", min_length=1, pattern=r"^[\w.\-:]+$")
     resend_queue: str = Field(default="tango-resend", min_length=1, pattern=r"^[\w.\-]+$")
+    # Durable before acting: with N > 0, a 202 (or a returned id), a call to Tango and a
+    # reported final status each wait until Redis says N replicas hold the write (`WAIT N
+    # timeout`); short of that, nothing is promised or called. 0 acts on the primary's word
+    # alone, which a failover can take back (docs/guarantees.md, "Redis set-ups").
+    redis_wait_replicas: int = Field(default=0, ge=0, le=16)
+    # Under the clients' 10 s socket timeout, so a WAIT is answered, never cut off.
+    redis_wait_timeout_ms: int = Field(default=500, ge=1, le=5_000)
 
     tango_base_url: AnyHttpUrl = Field(default=AnyHttpUrl(TANGO_SANDBOX_BASE_URL))
     tango_platform_name: str | None = None
@@ -114,8 +130,19 @@ class Settings(BaseSettings):
     # (a probe; its cooldown answer can prove the first call resent). Capped so the probe
     # still reaches Tango inside the first call's window (README, "Exactly once in practice").
     resend_probe_delay_seconds: float = Field(default=3.0, ge=0, le=60)
+    # The deployment declares that only tango-resend resends its orders (no portal use, no
+    # other integration or deployment on the account): a probe's refusal can then prove that
+    # our ambiguous call acted, whatever the last-sent time's precision (README, "Exactly
+    # once at any timestamp precision"). Off: only a precise last-sent time proves it.
+    resend_exclusive: bool = False
+    # How long after its longest call a call whose outcome is unknown may still act inside
+    # Tango (a stalled backend): until then it counts as possibly acting, for the refusal proof.
+    resend_stall_bound_seconds: float = Field(default=120.0, ge=0, le=3600)
     resend_record_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=60)
     resend_idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=1)
+    # The recent-resend guard: a request for an order sent to the same recipient within this
+    # many seconds is answered with that request and not queued (0: off). Forced requests pass.
+    resend_recent_seconds: int = Field(default=0, ge=0, le=7 * 24 * 3600)
 
     webhook_secret: SecretStr | None = None
     webhook_allow_unsigned: bool = False
@@ -123,6 +150,9 @@ class Settings(BaseSettings):
     api_token: SecretStr | None = None
     # A second bearer token that may only read (the REST API's GETs, a read-only console).
     api_read_token: SecretStr | None = None
+    # Named tokens, `name:token:role` entries or a file of them (worker/core/named_tokens.py).
+    api_tokens: SecretStr | None = None
+    _named_tokens: tuple[NamedToken, ...] | None = PrivateAttr(default=None)
     # Honour X-Forwarded-Proto and X-Forwarded-For (the console's Secure cookie, and whom its
     # sign-in throttle counts) only when a proxy we trust sets them; off, a client could.
     console_trust_proxy: bool = False
@@ -154,6 +184,7 @@ class Settings(BaseSettings):
         "webhook_secret",
         "api_token",
         "api_read_token",
+        "api_tokens",
         "result_webhook_url",
         "result_webhook_secret",
         "metrics_port",
@@ -222,11 +253,49 @@ class Settings(BaseSettings):
     def _read_token_beside_api_token(self) -> Self:
         if self.api_read_token is None:
             return self
-        if self.api_token is None:
+        if self.api_token is None and self.api_tokens is None:
             raise ValueError("API_READ_TOKEN needs API_TOKEN: without it the API is off")
-        if self.api_read_token.get_secret_value() == self.api_token.get_secret_value():
+        if self.api_token and (
+            self.api_read_token.get_secret_value() == self.api_token.get_secret_value()
+        ):
             raise ValueError("API_READ_TOKEN must differ from API_TOKEN")
         return self
+
+    @model_validator(mode="after")
+    def _named_tokens_are_valid(self) -> Self:
+        try:
+            self.named_tokens()
+        except ValueError as error:
+            raise ValueError(f"API_TOKENS: {error}") from None
+        return self
+
+    def named_tokens(self) -> tuple[NamedToken, ...]:
+        """Every bearer token the API and the console accept, with its name and role:
+        API_TOKEN as `default`, API_READ_TOKEN as `read`, and API_TOKENS's entries (a file it
+        names is read on each call: settings are read once per process, and so is this).
+
+        Raises:
+            ValueError: API_TOKENS is malformed, or repeats a name or a token.
+        """
+        if self._named_tokens is not None:
+            return self._named_tokens
+        tokens: list[NamedToken] = []
+        if self.api_token is not None:
+            tokens.append(NamedToken(DEFAULT_NAME, self.api_token, "write"))
+        if self.api_read_token is not None:
+            tokens.append(NamedToken(READ_NAME, self.api_read_token, "read"))
+        if self.api_tokens is not None:
+            text = read_entries(self.api_tokens.get_secret_value().strip())
+            tokens.extend(parse_named_tokens(text, API_TOKEN_MIN_LENGTH))
+        check_unique(tokens)
+        self._named_tokens = tuple(tokens)
+        return self._named_tokens
+
+    @property
+    def api_enabled(self) -> bool:
+        """The REST API and the console exist with at least one token (API_TOKEN or
+        API_TOKENS)."""
+        return self.api_token is not None or self.api_tokens is not None
 
     @property
     def redis_target(self) -> RedisTarget:

@@ -33,6 +33,7 @@ from standardwebhooks.webhooks import Webhook
 from worker.core.hooks import Hook
 from worker.runtime import Runtime
 from worker.state import scripts
+from worker.state.durability import NotReplicated
 from worker.state.records import ResendRecord
 
 logger = logging.getLogger("tango_resend.callbacks")
@@ -72,6 +73,12 @@ def event_body(record: ResendRecord) -> dict[str, Any]:
             "error": record.error,
             "tango_request_ids": record.tango_request_ids,
             "retry_of": record.retry_of,
+            # Who asked (worker.resend.origins), who asked for a retry, who cancelled.
+            "origin": record.origin,
+            "requested_by": record.requested_by,
+            "forced": record.forced,
+            "cancelled_by": record.cancelled_by,
+            "cancelled_at": record.cancelled_at.isoformat() if record.cancelled_at else None,
         },
     }
 
@@ -101,6 +108,9 @@ class DeliveryOutcome(StrEnum):
     GONE = "gone"  # the record expired: nothing left to deliver
     DUPLICATE = "duplicate"  # a success for an entry no longer owed (delivered already...)
     STALE = "stale"  # a failure after a newer claim took the entry: the newer one decides
+    # REDIS_WAIT_REPLICAS: the final status is not on the replicas yet; nothing was sent, and
+    # the entry is due again in a second (no attempt counted).
+    UNCONFIRMED = "unconfirmed"
 
     @property
     def metric_label(self) -> str:
@@ -109,7 +119,7 @@ class DeliveryOutcome(StrEnum):
 
 
 # What one delivery reports to the SETTLE script (its ARGV[3]).
-Attempted = Literal["delivered", "failed", "gone"]
+Attempted = Literal["delivered", "failed", "gone", "unconfirmed"]
 
 
 class OutcomeDeliverer:
@@ -150,7 +160,11 @@ class OutcomeDeliverer:
     def deliver(self, request_id: str, token: str) -> DeliveryOutcome:
         """Deliver one claimed entry; returns what became of it (see `DeliveryOutcome`)."""
         runtime = self._runtime
-        record = runtime.records.get(request_id)
+        try:
+            record = runtime.records.get_reported(request_id)
+        except NotReplicated as error:
+            # Never a status a failover could take back: delivered once the replicas hold it.
+            return self._settled(request_id, token, "unconfirmed", str(error))
         if record is None or not record.status.is_final:
             return self._settled(request_id, token, "gone", "record expired")
         body = json.dumps(event_body(record), separators=(",", ":"))
@@ -198,7 +212,7 @@ class OutcomeDeliverer:
             },
         )
         outcome = DeliveryOutcome(str(outcome))
-        if outcome is not DeliveryOutcome.STALE:
+        if outcome not in (DeliveryOutcome.STALE, DeliveryOutcome.UNCONFIRMED):
             runtime.metrics.callback(outcome.metric_label)
         if outcome is DeliveryOutcome.DELIVERED:
             logger.info("request=%s callback %s delivered", request_id, message_id)

@@ -16,9 +16,11 @@ from worker.core.errors import RedisUnavailable as RedisUnavailable
 from worker.core.errors import TangoResendError
 from worker.queueing.app import RESEND_TASK_NAME, app
 from worker.queueing.task_messages import MessageNotCaptured, build_task_message, build_template
+from worker.resend import origins
 from worker.resend.callbacks import notify_finished
 from worker.resend.validation import InvalidResendRequest, ResendRequest, validate_resend
 from worker.runtime import AsyncCreate, Runtime, current_runtime
+from worker.state.durability import NotReplicated
 from worker.state.records import (
     PROMOTE_MARGIN_SECONDS,
     CancelResult,
@@ -50,6 +52,8 @@ def enqueue_resend(
     new_etid: str | None = None,
     new_delivery_method: str | None = None,
     idempotency_key: str | None = None,
+    force: bool = False,
+    origin: str | None = None,
 ) -> str:
     """Queue a resend of one Tango order and return the request's id.
 
@@ -61,12 +65,17 @@ def enqueue_resend(
         new_delivery_method: ``EMAIL``, ``PHONE`` or ``NONE``.
         idempotency_key: a key of the caller's; the same key within 24 hours returns the
             first request's id and queues nothing.
+        force: send even if the order was sent to the same recipient within
+            RESEND_RECENT_SECONDS (otherwise that earlier request's id is returned).
+        origin: who is asking, recorded as "python <origin>" (e.g. "billing-job").
 
     Raises:
         InvalidResendRequest: naming every bad field; nothing is stored or queued.
         EnqueueError: Redis could not store the request; nothing is stored. (Once stored,
             a request is never lost: if its task cannot be published, the scheduler
-            releases it.)
+            releases it.) With REDIS_WAIT_REPLICAS set, also when the request is not on
+            that many replicas in time: then it may be stored and may run, and a retry
+            with the same idempotency key returns its id rather than adding a second.
         ConfigurationError: a setting is missing or invalid.
     """
     fields = {
@@ -77,16 +86,19 @@ def enqueue_resend(
         "newDeliveryMethod": new_delivery_method,
     }
     present = {name: value for name, value in fields.items() if value is not None}
-    return submit_resend(present, idempotency_key=idempotency_key).request_id
+    return submit_resend(
+        present, idempotency_key=idempotency_key, origin=origins.python(origin), force=force
+    ).request_id
 
 
 @dataclass(frozen=True)
 class Submission:
     """What became of a submitted request.
 
-    `outcome` is `created`, `idempotent` (its idempotency key was seen before) or `merged`
-    (an identical request for the same order was still pending and now stands for it); a
-    `SubmissionOutcome`, which is a `str` equal to those words.
+    `outcome` is `created`, `idempotent` (its idempotency key was seen before), `merged`
+    (an identical request for the same order was still pending and now stands for it) or
+    `recent` (the order was sent to the same recipient within RESEND_RECENT_SECONDS:
+    `request_id` is that sent request's); a `SubmissionOutcome`, a `str` equal to those words.
     """
 
     request_id: str
@@ -104,12 +116,16 @@ def submit_resend(
     retry_of: str | None = None,
     idempotency_ttl_seconds: int | None = None,
     origin: str | None = None,
+    force: bool = False,
+    requested_by: str | None = None,
 ) -> Submission:
     """Validate a request given in Tango's field names, store it and queue its task.
 
     The form webhooks and files arrive in; `enqueue_resend` is the keyword-argument front.
     `idempotency_ttl_seconds` overrides RESEND_IDEMPOTENCY_TTL_SECONDS for this key; `origin`
-    (e.g. "webhook msg_123") is named in the one log line a submission writes.
+    (who asked, in the words of `worker.resend.origins`, e.g. "webhook msg_123") is stored
+    with the request and named in the one log line a submission writes; `force` passes the
+    recent-resend guard (RESEND_RECENT_SECONDS); `requested_by` says who asked for a retry.
 
     Raises:
         InvalidResendRequest: naming every bad field; nothing is stored or queued.
@@ -118,12 +134,15 @@ def submit_resend(
             releases it.)
     """
     runtime = current_runtime()
-    pending = _prepare(runtime, fields, idempotency_key, retry_of, idempotency_ttl_seconds)
+    pending = _prepare(
+        runtime, fields, idempotency_key, retry_of, idempotency_ttl_seconds,
+        _Asker(origin, requested_by, force),
+    )  # fmt: skip
     try:
         creation = runtime.records.create(*pending.arguments)
     except redis.RedisError as error:
-        raise EnqueueError(f"could not store the request: {error}") from error
-    return _submitted(pending.record, creation, origin)
+        raise _enqueue_error(error) from error
+    return _submitted(pending.record, creation)
 
 
 async def submit_resend_async(
@@ -134,23 +153,27 @@ async def submit_resend_async(
     idempotency_ttl_seconds: int | None = None,
     origin: str | None = None,
     create: AsyncCreate | None = None,
+    force: bool = False,
 ) -> Submission:
     """`submit_resend` for asyncio code: the one round trip to Redis is awaited, so the event
     loop serves other requests meanwhile (the webhook receiver's path). Same arguments,
     results and exceptions; `create` is an `AsyncCreate` opened in this loop (one is opened
     and closed for this call when not given)."""
     runtime = current_runtime()
-    pending = _prepare(runtime, fields, idempotency_key, retry_of, idempotency_ttl_seconds)
+    pending = _prepare(
+        runtime, fields, idempotency_key, retry_of, idempotency_ttl_seconds,
+        _Asker(origin, None, force),
+    )  # fmt: skip
     keys, args = runtime.records.create_arguments(*pending.arguments)
     script = create or AsyncCreate(runtime.settings)
     try:
         creation = creation_from_reply(await script(keys, args))
     except redis.RedisError as error:
-        raise EnqueueError(f"could not store the request: {error}") from error
+        raise _enqueue_error(error) from error
     finally:
         if create is None:
             await script.aclose()
-    return _submitted(pending.record, creation, origin)
+    return _submitted(pending.record, creation)
 
 
 def submit_many(
@@ -158,6 +181,8 @@ def submit_many(
     *,
     idempotency_ttl_seconds: int | None = None,
     origin: str | None = None,
+    origins_by_request: Sequence[str] | None = None,
+    force: bool = False,
 ) -> list[Submission | InvalidResendRequest | EnqueueError]:
     """`submit_resend` for many requests at once, each given as (fields, idempotency key):
     one round trip to Redis for all of them (`RecordStore.create_many`), and their task
@@ -171,6 +196,8 @@ def submit_many(
     alone, the others still ran; when the round trip failed as a whole (Redis
     unreachable, the connection lost), every valid request has that `EnqueueError`, and
     which of them were stored is unknown (resubmit them under the same idempotency keys).
+    `origins_by_request` gives each request its own origin (a file's rows), else `origin`
+    is every request's; `force` passes the recent-resend guard for all of them.
     """
     runtime = current_runtime()
     results: list[Submission | InvalidResendRequest | EnqueueError | None] = [None] * len(requests)
@@ -183,7 +210,8 @@ def submit_many(
                 _validated(fields, key)
                 results[index] = failure
                 continue
-            prepared = _prepare(runtime, fields, key, None, idempotency_ttl_seconds, message)
+            asker = _Asker(origins_by_request[index] if origins_by_request else origin, None, force)
+            prepared = _prepare(runtime, fields, key, None, idempotency_ttl_seconds, asker, message)
         except InvalidResendRequest as error:
             results[index] = error
             continue
@@ -197,13 +225,25 @@ def submit_many(
         creations = [error] * len(pending)
     for (index, item), creation in zip(pending, creations, strict=True):
         if isinstance(creation, redis.RedisError):
-            results[index] = EnqueueError(f"could not store the request: {creation}")
+            results[index] = _enqueue_error(creation)
         else:
-            results[index] = _submitted(item.record, creation, origin)
+            results[index] = _submitted(item.record, creation)
     answered = [result for result in results if result is not None]
     if len(answered) != len(requests):
         raise AssertionError("a request of submit_many was left without a result")
     return answered
+
+
+def _enqueue_error(error: redis.RedisError) -> EnqueueError:
+    """The producer's error for a failed create: not stored, or (REDIS_WAIT_REPLICAS) stored
+    but not yet on the replicas. Either way nothing is promised, and the same submission
+    again (same idempotency key) adds no second request."""
+    if isinstance(error, NotReplicated):
+        return EnqueueError(
+            f"the request is not confirmed ({error}); submit it again with the same "
+            "idempotency key: it is found, not added twice"
+        )
+    return EnqueueError(f"could not store the request: {error}")
 
 
 @dataclass(frozen=True)
@@ -217,12 +257,22 @@ class _Pending:
 MessageBuilder = Callable[[str], TaskMessage | None]
 
 
+@dataclass(frozen=True)
+class _Asker:
+    """Who asks (stored with the request) and whether the recent-resend guard applies."""
+
+    origin: str | None
+    requested_by: str | None = None
+    force: bool = False
+
+
 def _prepare(
     runtime: Runtime,
     fields: dict[str, Any],
     idempotency_key: str | None,
     retry_of: str | None,
     idempotency_ttl_seconds: int | None,
+    asker: _Asker,
     message: MessageBuilder | None = None,
 ) -> _Pending:
     """Validate and build the record and its task message (by `message`, given the request's
@@ -241,6 +291,9 @@ def _prepare(
         created_at=now,
         updated_at=now,
         retry_of=retry_of,
+        origin=origins.bounded(asker.origin) if asker.origin else None,
+        requested_by=origins.bounded(asker.requested_by) if asker.requested_by else None,
+        forced=asker.force and settings.resend_recent_seconds > 0,
     )
     return _Pending(
         record,
@@ -252,6 +305,7 @@ def _prepare(
             message(record.id)
             if message is not None
             else _task_message(record.id, settings.resend_queue),
+            0 if asker.force else settings.resend_recent_seconds,
         ),
     )
 
@@ -263,7 +317,7 @@ def _validated(fields: dict[str, Any], idempotency_key: str | None) -> ResendReq
     return request
 
 
-def _submitted(record: ResendRecord, creation: Creation, origin: str | None) -> Submission:
+def _submitted(record: ResendRecord, creation: Creation) -> Submission:
     """Log what became of a submission (the create script counted it: accepted, coalesced,
     or, for a repeated idempotency key such as a webhook replay, a redelivery)."""
     if creation.outcome != SubmissionOutcome.CREATED:
@@ -271,11 +325,14 @@ def _submitted(record: ResendRecord, creation: Creation, origin: str | None) -> 
             "request=%s stands for a new %s request%s",
             creation.request_id,
             creation.outcome,
-            _from(origin),
+            _from(record.origin),
         )
         return Submission(creation.request_id, creation.outcome)
     logger.info(
-        "request=%s order=%s status=queued%s", record.id, record.reference_order_id, _from(origin)
+        "request=%s order=%s status=queued%s",
+        record.id,
+        record.reference_order_id,
+        _from(record.origin),
     )
     return Submission(record.id, SubmissionOutcome.CREATED)
 
@@ -335,8 +392,12 @@ def retry_key(request_id: str) -> str:
     return f"retry-of:{request_id}"
 
 
-def retry_resend(request_id: str) -> Submission:
-    """Queue a failed request again, as a new request linked to it (`retry_of`).
+def retry_resend(request_id: str, *, by: str | None = None, force: bool = False) -> Submission:
+    """Queue a failed request again, as a new request linked to it (`retry_of`), recorded as
+    asked for `by` (e.g. "cli alice@host", "api ops-bot").
+
+    The recent-resend guard applies (unless `force`): when the order was sent to the same
+    recipient within RESEND_RECENT_SECONDS, the outcome is "recent" with that request's id.
 
     A failed request is retried once: asking again (twice, from two shells at once, or by
     `--all-failed` run again) returns the first retry's id with outcome "idempotent" and
@@ -357,18 +418,38 @@ def retry_resend(request_id: str) -> Submission:
     if old.status is not ResendStatus.FAILED:
         raise NotRetryable(f"request {request_id} is {old.status.value}, not failed")
     fields = {"referenceOrderID": old.reference_order_id, **old.request}
+    key = retry_key(old.id)
+    if force and _answered_as_recent(runtime, key, old.id):
+        # The retry was answered with a request sent moments before: a forced retry is a
+        # retry of its own, once (its own key), and never a second one.
+        key += ":forced"
     # The key is taken in the create script, so concurrent retries race safely; it lives as
     # long as a record (longer than the failed one it names), so the answer never changes.
     return submit_resend(
         fields,
-        idempotency_key=retry_key(old.id),
+        idempotency_key=key,
         retry_of=old.id,
         idempotency_ttl_seconds=runtime.settings.resend_record_ttl_seconds,
+        origin=origins.retry_of(old.id),
+        requested_by=by,
+        force=force,
     )
 
 
-def cancel_resend(request_id: str) -> CancelResult:
-    """Cancel a queued or deferred request before it is sent.
+def _answered_as_recent(runtime: Runtime, key: str, request_id: str) -> bool:
+    """Whether the retry key of `request_id` names a request that is not its retry: the
+    recent-resend guard answered the retry with an earlier request of the order."""
+    try:
+        answered = runtime.redis.get(runtime.keys.idempotency(key))
+        record = None if answered is None else runtime.records.get(str(answered))
+    except redis.RedisError as error:
+        raise RedisUnavailable(f"could not read the request: {error}") from error
+    return record is not None and record.retry_of != request_id
+
+
+def cancel_resend(request_id: str, *, by: str | None = None) -> CancelResult:
+    """Cancel a queued or deferred request before it is sent; the record keeps who (`by`,
+    e.g. "api ops-bot"; "python" when not given) and when.
 
     Returns:
         A `CancelResult` (a `str` equal to its word): `cancelled`; or `in_flight` when its
@@ -381,7 +462,9 @@ def cancel_resend(request_id: str) -> CancelResult:
     """
     runtime = current_runtime()
     try:
-        result, newly_cancelled = runtime.records.try_cancel(request_id, PROMOTE_MARGIN_SECONDS)
+        result, newly_cancelled = runtime.records.try_cancel(
+            request_id, PROMOTE_MARGIN_SECONDS, by=by or origins.python(None)
+        )
     except redis.RedisError as error:
         raise RedisUnavailable(f"could not cancel the request: {error}") from error
     logger.info("request=%s cancel: %s", request_id, result)
@@ -398,10 +481,14 @@ def cancel_resend(request_id: str) -> CancelResult:
 def get_resend(request_id: str) -> ResendRecord | None:
     """The record of a request, or None when unknown or expired.
 
+    A final status is returned only once it is on REDIS_WAIT_REPLICAS replicas (when set):
+    a failover could still take it back.
+
     Raises:
-        RedisUnavailable: Redis could not be reached.
+        RedisUnavailable: Redis could not be reached, or the request's final status is not
+            on the replicas yet.
     """
     try:
-        return current_runtime().records.get(request_id)
+        return current_runtime().records.get_reported(request_id)
     except redis.RedisError as error:
         raise RedisUnavailable(f"could not read the request: {error}") from error

@@ -20,8 +20,9 @@ import redis
 
 from worker.state import record_codec, scripts
 from worker.state.clock import Clock, RedisClock
+from worker.state.durability import NotReplicated, ReplicaWait
 from worker.state.keys import RedisKeys
-from worker.state.metrics import SUBMISSION_COUNTERS, outcome_fields
+from worker.state.metrics import RECENT_COUNTER, SUBMISSION_COUNTERS, outcome_fields
 
 # The record's model lives in record_model; these names are re-exported for the many modules
 # (and users' code) that have always imported them from here.
@@ -31,7 +32,7 @@ from worker.state.record_model import ConfirmedBy as ConfirmedBy
 from worker.state.record_model import ResendRecord as ResendRecord
 from worker.state.record_model import ResendStatus as ResendStatus
 from worker.state.record_model import new_request_id as new_request_id
-from worker.state.record_model import order_in_request_id
+from worker.state.record_model import order_in_request_id, recipient_key
 from worker.state.record_model import request_fingerprint as request_fingerprint
 from worker.state.scripts import ScriptValue
 from worker.state.window import window_milliseconds
@@ -53,11 +54,12 @@ class SubmissionOutcome(StrEnum):
     CREATED = "created"  # a new request
     IDEMPOTENT = "idempotent"  # its idempotency key was seen before: that request's id
     MERGED = "merged"  # coalesced into an identical pending request of the order
+    RECENT = "recent"  # the order was sent to the same recipient within RESEND_RECENT_SECONDS
 
 
-CreateArguments = tuple[ResendRecord, str | None, int, float, TaskMessage | None]
+CreateArguments = tuple[ResendRecord, str | None, int, float, TaskMessage | None, float]
 """`RecordStore.create`'s arguments: record, idempotency key, its TTL in seconds, lease in
-seconds, task message."""
+seconds, task message, and the recent-resend guard's span in seconds (0: off)."""
 
 
 @dataclass(frozen=True)
@@ -184,8 +186,12 @@ class RecordStore:
         callbacks: bool = False,
         clock: Clock | None = None,
         pending_counts: Callable[[], Mapping[str, float]] | None = None,
+        wait: ReplicaWait | None = None,
     ) -> None:
         self._client = client
+        # REDIS_WAIT_REPLICAS: a new request and a final status are confirmed on replicas
+        # before anyone is told of them (worker/state/durability.py); None: not waited for.
+        self._wait = wait
         # Metrics this thread recorded and has not sent yet (MetricsRecorder.take_pending): the
         # scripts that save and finish a request add them in the same round trip.
         self._pending_counts = pending_counts
@@ -207,17 +213,34 @@ class RecordStore:
         idempotency_ttl_seconds: int,
         lease_seconds: float,
         message: TaskMessage | None = None,
+        recent_seconds: float = 0,
     ) -> Creation:
         """Store a new request, unless its idempotency key or an identical pending request
-        already stands for it; then that request's id is returned and nothing is stored.
+        already stands for it, or (`recent_seconds` > 0) its order was sent to the same
+        recipient within that many seconds; then that request's id is returned and nothing
+        is stored.
 
         A new request first in its order's queue gets `message` (its task message) pushed to
         the broker in the same step; without one it is due at once, for the scheduler to
-        publish."""
+        publish.
+
+        Raises:
+            NotReplicated: REDIS_WAIT_REPLICAS is set and the request (record, idempotency
+                key, task message) is not on that many replicas yet. It may be stored: the
+                same submission again (same idempotency key, or identical while pending)
+                finds it rather than adding a second.
+        """
         keys, args = self.create_arguments(
-            record, idempotency_key, idempotency_ttl_seconds, lease_seconds, message
-        )
-        return creation_from_reply(self._create(keys=keys, args=args))
+            record, idempotency_key, idempotency_ttl_seconds, lease_seconds, message,
+            recent_seconds,
+        )  # fmt: skip
+        if self._wait is None:
+            return creation_from_reply(self._create(keys=keys, args=args))
+        # The script always writes (it counts the submission, whatever its outcome), so the
+        # WAIT behind it also covers a request an earlier, unconfirmed submission stored.
+        reply, acknowledged = self._create.call_then(keys, args, *self._wait.command)
+        self._wait.require(acknowledged, "the request")
+        return creation_from_reply(reply)
 
     def create_many(self, requests: Sequence[CreateArguments]) -> list[Creation | redis.RedisError]:
         """`create` for many requests in one round trip: a pipeline (not a transaction) of
@@ -236,7 +259,19 @@ class RecordStore:
             for arguments in requests:
                 keys, args = self.create_arguments(*arguments)
                 self._create.queue(pipe, keys, args)
+            if self._wait is not None:
+                self._wait.queue(pipe)
             replies = pipe.execute(raise_on_error=False)
+        if self._wait is not None:
+            acknowledged = replies.pop()
+            if isinstance(acknowledged, redis.RedisError):
+                raise acknowledged
+            if not self._wait.confirmed(acknowledged):
+                # Stored perhaps, promised not: each is found again by its idempotency key.
+                missing = NotReplicated("the requests", int(acknowledged), self._wait)
+                replies = [
+                    reply if isinstance(reply, redis.RedisError) else missing for reply in replies
+                ]
         return [
             reply if isinstance(reply, redis.RedisError) else creation_from_reply(reply)
             for reply in replies
@@ -249,6 +284,7 @@ class RecordStore:
         idempotency_ttl_seconds: int,
         lease_seconds: float,
         message: TaskMessage | None = None,
+        recent_seconds: float = 0,
     ) -> tuple[dict[str, str], dict[str, ScriptValue]]:
         """KEYS and ARGV of the create script for `create` (also run by the webhook
         receiver's asyncio client: see `worker.resend.producer.submit_resend_async`)."""
@@ -281,6 +317,10 @@ class RecordStore:
             "counter_merged": counter_merged,
             "counter_idempotent": counter_idempotent,
             "message": message.payload if message else "",
+            "recent_seconds": recent_seconds,
+            "recipient": recipient_key(record.request),
+            "counter_recent": RECENT_COUNTER,
+            "audit": json.dumps(record_codec.audit_values(record)),
         }
         return script_keys, args
 
@@ -333,6 +373,26 @@ class RecordStore:
         found = self.get_many([request_id])
         return found[0] if found else None
 
+    def get_reported(self, request_id: str) -> ResendRecord | None:
+        """`get`, for a record about to be reported outside (the CLI, the API, an outcome
+        callback): with REDIS_WAIT_REPLICAS set, a final status is returned only once it is
+        on that many replicas, since a failover could still take it back.
+
+        Raises:
+            NotReplicated: the record is final, and its final status not yet on the
+                replicas (read it again later).
+        """
+        if self._wait is None:
+            return self.get(request_id)
+        key = self._keys.record(request_id)
+        (fields,), confirmed = self._wait.read_confirmed(
+            self._client, self._keys.replication_barrier, lambda pipe: pipe.hgetall(key)
+        )
+        record = self._decoded(request_id, fields)
+        if record is not None and record.status.is_final and not confirmed:
+            raise NotReplicated(f"request {request_id} is {record.status.value}", 0, self._wait)
+        return record
+
     def save(
         self,
         record: ResendRecord,
@@ -377,11 +437,19 @@ class RecordStore:
         promote_margin_seconds: float,
         window: WindowAction = KEEP_WINDOW,
         token: str = "",
+        answer_in_hand: bool = False,
     ) -> bool:
         """Store a final record, set the order's window, take the request off its order's
         queue and put the next request of the order in the due index for when the window
         ends (plus a margin): one atomic step. Refused (False) when the request is already
-        final, or `token` is no longer the request's current run."""
+        final, or `token` is no longer the request's current run, unless `answer_in_hand`
+        (the run holds Tango's 201, a fact to store whichever run holds the request now).
+        The same run asking again after a `NotReplicated` gets True once it is confirmed.
+
+        Raises:
+            NotReplicated: REDIS_WAIT_REPLICAS is set and the final status, stored, is not
+                on that many replicas yet: report it to nobody; ask again.
+        """
         if not record.status.is_final:
             raise ValueError("finish() takes a final status")
         return (
@@ -396,6 +464,7 @@ class RecordStore:
                     if record.status is ResendStatus.SENT and record.sent_at is not None
                     else None
                 ),
+                answer_in_hand=answer_in_hand,
             )
             is FinishResult.DONE
         )
@@ -409,10 +478,10 @@ class RecordStore:
         return self.try_cancel(request_id, promote_margin_seconds)[0]
 
     def try_cancel(
-        self, request_id: str, promote_margin_seconds: float
+        self, request_id: str, promote_margin_seconds: float, by: str | None = None
     ) -> tuple[CancelResult, bool]:
         """As `cancel`, and whether this very call did the cancelling (racing cancellers:
-        exactly one gets True)."""
+        exactly one gets True); the record keeps who cancelled it (`by`) and when."""
         record = self.get(request_id)
         if record is None:
             return CancelResult.UNKNOWN, False
@@ -420,9 +489,20 @@ class RecordStore:
             return CancelResult(record.status.value), False
         record.status = ResendStatus.CANCELLED
         record.reason = "cancelled before it was sent"
-        record.updated_at = self._clock.now()
+        record.updated_at = record.cancelled_at = self._clock.now()
+        record.cancelled_by = by
         result = self._finish_script(record, promote_margin_seconds, only_if_cancellable=True)
         if result is FinishResult.DONE:
+            # Who cancelled and when, beside the record's document (record_codec's audit
+            # fields): only the cancel that won writes them.
+            self._client.hset(
+                self._keys.record(request_id),
+                mapping={
+                    key: value
+                    for key, value in record_codec.audit_values(record).items()
+                    if key in ("cb", "ca")
+                },
+            )
             return CancelResult.CANCELLED, True
         # `unknown`, `in_flight` or the final status it reached meanwhile (never `stale`: a
         # cancel passes no run token).
@@ -437,35 +517,41 @@ class RecordStore:
         window: WindowAction = KEEP_WINDOW,
         token: str = "",
         send_delay_seconds: float | None = None,
+        answer_in_hand: bool = False,
     ) -> FinishResult | ResendStatus:
         keys, order, status = self._keys, record.reference_order_id, record.status.value
-        result = self._finish(
-            keys={
-                "record_key": keys.record(record.id),
-                "due_key": keys.due_index,
-                "order_key": keys.order_fifo(order),
-                "legacy_pending_key": keys.order_pending(order),
-                "window_key": keys.order_window(order),
-                "outbox_key": self._outbox,
-                "dispatched_key": keys.dispatched,
-                "legacy_unfinished_key": keys.unfinished_orders,
-                "metrics_key": keys.metrics,
-            },
-            args={
-                "id": record.id,
-                "doc": record_codec.encode(record),
-                "status": status,
-                "fingerprint": record.fingerprint(),
-                "promote_margin": margin,
-                "only_if_cancellable": "1" if only_if_cancellable else "",
-                "window_action": _window_arg(window),
-                "run_token": token,
-                "metric_counts": json.dumps(outcome_fields(status, send_delay_seconds)),
-                "run_counts": self._counts_to_send(),
-                "created_at": record.created_at.timestamp(),
-            },
-        )
-        return finish_result_from_reply(result)
+        script_keys: dict[str, str] = {
+            "record_key": keys.record(record.id),
+            "due_key": keys.due_index,
+            "order_key": keys.order_fifo(order),
+            "legacy_pending_key": keys.order_pending(order),
+            "window_key": keys.order_window(order),
+            "outbox_key": self._outbox,
+            "dispatched_key": keys.dispatched,
+            "legacy_unfinished_key": keys.unfinished_orders,
+            "metrics_key": keys.metrics,
+        }
+        args: dict[str, ScriptValue] = {
+            "id": record.id,
+            "doc": record_codec.encode(record),
+            "status": status,
+            "fingerprint": record.fingerprint(),
+            "promote_margin": margin,
+            "only_if_cancellable": "1" if only_if_cancellable else "",
+            "window_action": _window_arg(window),
+            "run_token": token,
+            "metric_counts": json.dumps(outcome_fields(status, send_delay_seconds)),
+            "run_counts": self._counts_to_send(),
+            "created_at": record.created_at.timestamp(),
+            "answer_in_hand": "1" if answer_in_hand else "",
+        }
+        if self._wait is None:
+            return finish_result_from_reply(self._finish(keys=script_keys, args=args))
+        reply, acknowledged = self._finish.call_then(script_keys, args, *self._wait.command)
+        result = finish_result_from_reply(reply)
+        if result is FinishResult.DONE:
+            self._wait.require(acknowledged, f"request {record.id}'s final status")
+        return result
 
     def _counts_to_send(self) -> str:
         counts = self._pending_counts() if self._pending_counts is not None else {}
@@ -479,12 +565,19 @@ class RecordStore:
             rows = pipe.execute()
         records = []
         for request_id, fields in zip(request_ids, rows, strict=True):
-            doc, status = record_codec.stored_doc(fields), fields.get("status")
-            if doc is None or status is None:
-                continue
-            merges = int(fields.get("merges") or 0)
-            records.append(record_codec.decode(doc, request_id, str(status), merges))
+            record = self._decoded(request_id, fields)
+            if record is not None:
+                records.append(record)
         return records
+
+    @staticmethod
+    def _decoded(request_id: str, fields: Mapping[str, Any]) -> ResendRecord | None:
+        doc, status = record_codec.stored_doc(fields), fields.get("status")
+        if doc is None or status is None:
+            return None
+        merges = int(fields.get("merges") or 0)
+        record = record_codec.decode(doc, request_id, str(status), merges)
+        return record_codec.with_audit(record, fields)
 
     def ids_by_time(
         self, since: float | None, newest_first: bool, offset: int, count: int

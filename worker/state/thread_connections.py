@@ -66,6 +66,34 @@ class ThreadConnections:
         # As the client itself would: a broken connection is dropped and tried once more.
         return connection.retry.call_with_retry(attempt, drop)
 
+    def evalsha_then(self, script: Any, keys: list[str], args: list[Any], *command: Any) -> Any:
+        """`evalsha`, with `command` sent right behind it in the same write on the same
+        connection (WAIT: it answers for this connection's writes); returns both replies. A
+        broken connection sends both again, never the second alone on a new connection."""
+        connection = self._connection()
+        evalsha = ("EVALSHA", script.sha, len(keys), *keys, *args)
+        dropped = False
+
+        def attempt() -> tuple[Any, Any]:
+            if dropped:
+                connection.connect()  # through Sentinel, as `evalsha` says why
+            connection.send_packed_command(connection.pack_commands([evalsha, command]))
+            try:
+                reply = connection.read_response()
+            except NoScriptError:
+                connection.read_response()  # the second command's reply is still owed
+                connection.send_command("SCRIPT", "LOAD", script.script)
+                connection.read_response()
+                return attempt()
+            return reply, connection.read_response()
+
+        def drop(_: Exception) -> None:
+            nonlocal dropped
+            connection.disconnect()
+            dropped = True
+
+        return connection.retry.call_with_retry(attempt, drop)
+
     def _connection(self) -> Any:
         held: _Held | None = getattr(self._local, "held", None)
         # A forked child must not use its parent's socket: the pool itself starts over there.

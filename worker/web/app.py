@@ -24,6 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
 from worker.core.settings import Settings, get_settings
+from worker.resend import origins
 from worker.resend.producer import EnqueueError, submit_resend_async
 from worker.resend.validation import InvalidResendRequest
 from worker.runtime import AsyncCreate, current_runtime
@@ -60,6 +61,12 @@ class Accepted(BaseModel):
         default=False,
         description="True when a new webhook was merged into an identical request of the "
         "order that is still pending: `id` is that request's, nothing new queued.",
+    )
+    recent: bool = Field(
+        default=False,
+        description="True when the order was sent to the same recipient within "
+        "RESEND_RECENT_SECONDS: `id` is that sent request's (`status` `sent`, `duplicate` "
+        "true), nothing new queued.",
     )
 
 
@@ -101,7 +108,7 @@ def create_app() -> FastAPI:
     _add_webhook_route(app, settings, verifier)
     add_health_route(app)
     _add_metrics_route(app, settings)
-    if settings.api_token is not None:
+    if settings.api_enabled:
         app.include_router(build_api_router(settings))
         app.include_router(build_console_router(settings))
     # Everything built so far lives as long as the process: keep it out of the collector's
@@ -141,7 +148,7 @@ def _add_webhook_route(app: FastAPI, settings: Settings, verifier: WebhookVerifi
         status_code=202,
         response_model=Accepted,
         operation_id="receiveResend",
-        responses={**_PROBLEMS, **_ACCEPTED_LINKS} if settings.api_token else _PROBLEMS,
+        responses={**_PROBLEMS, **_ACCEPTED_LINKS} if settings.api_enabled else _PROBLEMS,
         openapi_extra=json_request_body(ResendWebhook),
     )
     async def receive_resend(
@@ -178,7 +185,7 @@ async def _accept(
             fields,
             idempotency_key=f"webhook:{webhook_id}" if webhook_id else None,
             idempotency_ttl_seconds=webhook_id_ttl,
-            origin=f"webhook {webhook_id}" if webhook_id else "an unsigned webhook",
+            origin=origins.webhook(webhook_id),
             create=getattr(request.app.state, "create", None),
         )
     except InvalidResendRequest as error:
@@ -186,10 +193,13 @@ async def _accept(
     except EnqueueError as error:
         logger.warning("webhook refused, not stored: %s", error)
         raise unavailable("the request could not be stored; retry later") from None
+    recent = submission.outcome == SubmissionOutcome.RECENT
     return Accepted(
         id=submission.request_id,
-        duplicate=submission.outcome == SubmissionOutcome.IDEMPOTENT,
+        status="sent" if recent else "queued",
+        duplicate=submission.outcome == SubmissionOutcome.IDEMPOTENT or recent,
         coalesced=submission.outcome == SubmissionOutcome.MERGED,
+        recent=recent,
     )
 
 

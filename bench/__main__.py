@@ -28,6 +28,7 @@ from bench.scenarios import (
     lateness,
     makespan,
     overhead,
+    overhead_tls,
     parked,
     profile,
     ratelimit,
@@ -42,6 +43,7 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/11"
 Runner = Callable[[Context, BenchParams], ScenarioResult]
 SCENARIOS: dict[str, Runner] = {
     "overhead": lambda ctx, p: overhead.run(ctx, p.overhead),
+    "overhead_tls": lambda ctx, p: overhead_tls.run(ctx, p.overhead_tls),
     "lateness": lambda ctx, p: lateness.run(ctx, p.lateness),
     "makespan": lambda ctx, p: makespan.run(ctx, p.makespan),
     "rate_limit": lambda ctx, p: ratelimit.run(ctx, p.rate_limit),

@@ -215,6 +215,7 @@ class FailoverParams:
 class BenchParams:
     mode: str
     overhead: OverheadParams
+    overhead_tls: OverheadParams
     lateness: LatenessParams
     makespan: MakespanParams
     rate_limit: RateLimitParams
@@ -243,6 +244,7 @@ def full() -> BenchParams:
     return BenchParams(
         mode="full",
         overhead=OverheadParams(orders=3000, repeats=3),
+        overhead_tls=OverheadParams(orders=3000, repeats=3),
         lateness=LatenessParams(orders=200, resends_per_order=5, window_seconds=2.0),
         makespan=MakespanParams(
             regimes=(
@@ -279,6 +281,7 @@ def quick() -> BenchParams:
     return BenchParams(
         mode="quick",
         overhead=OverheadParams(orders=1000, repeats=3, capacity_probe_seconds=2.0),
+        overhead_tls=OverheadParams(orders=1000, repeats=3),
         lateness=LatenessParams(orders=60, resends_per_order=4, window_seconds=1.5),
         makespan=MakespanParams(
             regimes=(

@@ -74,9 +74,11 @@ def worker_settings(
 class RedisProbe:
     """The benchmark's Redis database: flush, clock, INFO figures."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, client: redis.Redis | None = None) -> None:
+        """`client`: one built for a Redis `from_url` cannot reach alone (TLS with a CA file,
+        Sentinel); it must decode responses."""
         self.url = url
-        self.client: redis.Redis = redis.Redis.from_url(url, decode_responses=True)
+        self.client: redis.Redis = client or redis.Redis.from_url(url, decode_responses=True)
 
     def flush(self) -> None:
         self.client.flushdb()

@@ -28,6 +28,7 @@ from celery import Celery, signals
 from worker.core.settings import get_settings
 from worker.queueing import app as ours
 from worker.queueing.app import ResultlessTask
+from worker.state.connection import redis_client
 from worker.tango.client import build_session
 
 PLAIN_TASK = "bench.plain_resend"
@@ -118,7 +119,7 @@ def naive_resend(order: str, body: dict[str, str]) -> int:
 
 @lru_cache(maxsize=1)
 def _redis() -> redis.Redis:
-    return redis.Redis.from_url(str(get_settings().redis_url))
+    return redis_client(get_settings())
 
 
 def _queue() -> str:

@@ -38,6 +38,14 @@ FIGURES = (
         lambda v: v >= 0.9,
     ),
     Figure(
+        "overhead_ratio_tls",
+        "overhead_tls",
+        "the same on a Redis reached over TLS with an ACL user (`redis-server --tls-port`)",
+        "x",
+        "≥ 0.9",
+        lambda v: v >= 0.9,
+    ),
+    Figure(
         "lateness_p50_s", "lateness", "deferred resend: arrival after its window opened, p50", "s"
     ),
     Figure(

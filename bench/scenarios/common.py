@@ -46,6 +46,8 @@ class Context:
     log_dir: Path
     out_dir: Path
     verbose: bool = True
+    # Settings every run adds (a TLS Redis's REDIS_TLS_CA_FILE, Sentinel's master name).
+    redis_settings: Mapping[str, str] = field(default_factory=dict)
 
     def use_run_settings(
         self, scenario: str, *, base_url: str, window_seconds: float, **options: Any
@@ -57,7 +59,7 @@ class Context:
             prefix=prefix(scenario),
             base_url=base_url,
             window_seconds=window_seconds,
-            **options,
+            **{**self.redis_settings, **options},
         )
         use_settings(settings)
         return settings

@@ -151,11 +151,14 @@ def run(ctx: Context, p: OverheadParams) -> ScenarioResult:
                 f"{result['worker_cpu_ms_per_resend']:.2f} ms worker CPU per resend, "
                 f"sandbox {result['sandbox_cpu_percent']:.0f}% of a core"
             )
-    capacity = _capacity_probe(ctx, p)
-    ctx.say(
-        f"sandbox capacity probe: {capacity['probe_calls_per_s']:.0f} calls/s "
-        f"({capacity['sandbox_one_core_calls_per_s']:.0f}/s per sandbox core)"
-    )
+    # capacity_probe_seconds=0: no probe (a second run of the same figure, on another Redis).
+    capacity = {"probe_calls_per_s": float("nan"), "sandbox_one_core_calls_per_s": float("nan")}
+    if p.capacity_probe_seconds > 0:
+        capacity = _capacity_probe(ctx, p)
+        ctx.say(
+            f"sandbox capacity probe: {capacity['probe_calls_per_s']:.0f} calls/s "
+            f"({capacity['sandbox_one_core_calls_per_s']:.0f}/s per sandbox core)"
+        )
 
     def median(kind: str, key: str) -> float:
         return statistics.median(float(run[key]) for run in runs[kind])

@@ -137,8 +137,22 @@ class RedisNode:
             self.process.wait(timeout=20)
         return killed_at
 
+    def freeze(self) -> float:
+        """SIGSTOP: the process stops answering but its connections stay open, as behind a
+        network partition (no reset reaches the clients); returns when."""
+        frozen_at = time.time()
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGSTOP)
+        return frozen_at
+
+    def thaw(self) -> None:
+        """SIGCONT after `freeze`."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)
+
     def stop(self, timeout: float = 20.0) -> None:
         if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)  # a frozen node could not exit
             self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(timeout=timeout)
@@ -309,10 +323,12 @@ class SentinelTopology:
     # --- failures -------------------------------------------------------------------------
 
     def kill_primary(self, how: str = "sigkill") -> RedisNode:
-        """Crash the primary: `sigkill`, or `segfault` (`DEBUG SEGFAULT`, as redis-cli would).
-        Returns the dead node; `killed_at` holds when."""
+        """Take the primary away: `sigkill`, `segfault` (`DEBUG SEGFAULT`, as redis-cli would),
+        or `freeze` (SIGSTOP: silent, connections left open, like a network partition; `thaw`
+        it later). Returns the node; `killed_at` holds when."""
         node = self.primary()
-        self.killed_at = node.kill() if how == "sigkill" else node.segfault()
+        actions = {"sigkill": node.kill, "segfault": node.segfault, "freeze": node.freeze}
+        self.killed_at = actions[how]()
         return node
 
     def wait_for_promotion(self, old: RedisNode, timeout: float = 30.0) -> RedisNode:

@@ -123,7 +123,7 @@ def test_the_prefetch_limit_still_counts_resend_tasks(
     ("url", "transport"),
     [
         ("redis://127.0.0.1:6379/3", "tango-redis"),
-        ("rediss://redis.example.com:6380/0", "tango-redis"),
+        ("rediss://redis.example.com:6380/0", "tango-rediss"),
         ("sentinel://127.0.0.1:26379;sentinel://127.0.0.1:26380/2", "tango-redis-sentinel"),
         ("unix:///run/redis.sock?db=1", None),
     ],

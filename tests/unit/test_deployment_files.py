@@ -85,7 +85,7 @@ def option_value(argv: list[str], option: str) -> str:
 
 def test_compose_services_and_redis_persistence() -> None:
     services = compose()["services"]
-    assert set(services) == {"redis", "sandbox", "worker", "web"}
+    assert set(services) == {"redis", "sandbox", "worker", "web", *HA_SERVICES}
     redis = services["redis"]
     assert option_value(redis["command"], "--appendonly") == "yes"
     assert option_value(redis["command"], "--maxmemory-policy") == "noeviction"
@@ -147,6 +147,55 @@ def test_compose_environment_names_are_settings_and_documented(service: str) -> 
     names = set(compose()["services"][service].get("environment", {}))
     assert names <= SETTING_NAMES
     assert names <= documented_names()
+
+
+HA_SERVICES = (
+    "redis-primary",
+    "redis-replica",
+    "sentinel-1",
+    "sentinel-2",
+    "sentinel-3",
+    "worker-ha",
+    "web-ha",
+)
+
+
+def test_compose_ha_profile_is_opt_in_and_points_the_apps_at_its_sentinels() -> None:
+    """`docker compose --profile ha up worker-ha web-ha`: a primary, a replica and three
+    Sentinels monitoring it under the name the apps ask for; nothing else depends on them."""
+    services = compose()["services"]
+    for name in HA_SERVICES:
+        assert services[name]["profiles"] == ["ha"], name
+    for name in ("redis", "worker", "web", "sandbox"):
+        assert not set(services[name].get("depends_on", {})) & set(HA_SERVICES), name
+    replica = services["redis-replica"]["command"]
+    assert replica[replica.index("--replicaof") + 1 :] == ["redis-primary", "6379"]
+    for name in ("redis-primary", "redis-replica"):
+        command = services[name]["command"]
+        assert option_value(command, "--appendonly") == "yes"
+        assert option_value(command, "--maxmemory-policy") == "noeviction"
+    for name in ("worker-ha", "web-ha"):
+        service = services[name]
+        parse_command(service["command"])
+        environment = service["environment"]
+        settings = Settings(
+            redis_url=environment["REDIS_URL"],
+            redis_sentinel_master=environment["REDIS_SENTINEL_MASTER"],
+        )
+        target = settings.redis_target
+        assert target.sentinels == tuple((f"sentinel-{n}", 26379) for n in (1, 2, 3))
+        assert set(service["depends_on"]) == {"sentinel-1", "sentinel-2", "sentinel-3"}
+        assert set(environment) <= SETTING_NAMES and set(environment) <= documented_names()
+        for number in (1, 2, 3):
+            script = services[f"sentinel-{number}"]["command"][-1]
+            assert "'port 26379'" in script
+            assert (
+                f"'sentinel monitor {settings.redis_sentinel_master} redis-primary 6379 2'"
+                in script
+            )
+    web = services["web-ha"]
+    port = parse_command(web["command"]).params["port"]
+    assert f"8001:{port}" in web["ports"]
 
 
 def test_compose_requires_a_webhook_secret_and_has_no_default() -> None:

@@ -20,6 +20,8 @@ from worker.core.errors import RedisUnavailable
 from worker.core.redaction import url_without_secrets
 from worker.core.settings import Settings
 from worker.runtime import Runtime
+from worker.state.connection import describe_connection
+from worker.state.redis_durability import Durability, describe, read_durability
 from worker.state.redis_health import eviction_policy, evicts
 from worker.tango.auth import TokenUnavailable
 from worker.tango.errors import TangoAuthenticationError, TangoError
@@ -65,8 +67,9 @@ def check_redis(runtime: Runtime) -> list[Check]:
         client.ping()
         round_trip_ms = (time.perf_counter() - started) * 1000
         server = client.info("server")
-        persistence = client.info("persistence")
+        durability = read_durability(client)
         policy = eviction_policy(client)
+        where = describe_connection(runtime.settings, client)
     except redis.RedisError as error:
         raise RedisUnreachable(str(error)) from error
     checks = [
@@ -74,7 +77,7 @@ def check_redis(runtime: Runtime) -> list[Check]:
             "redis",
             True,
             f"Redis {server.get('redis_version', '?')} answers, one round trip "
-            f"{round_trip_ms:.1f} ms",
+            f"{round_trip_ms:.1f} ms; {where}",
         )
     ]
     if evicts(policy):
@@ -88,37 +91,15 @@ def check_redis(runtime: Runtime) -> list[Check]:
         )
     else:
         checks.append(Check("redis eviction", True, f"maxmemory-policy {policy or 'not reported'}"))
-    aof = str(persistence.get("aof_enabled", "0")) == "1"
-    rdb_rules = _rdb_rules(client)
-    if aof or rdb_rules:
-        how = ", ".join(
-            part
-            for part in (
-                "AOF on" if aof else "",
-                f"RDB snapshots ({rdb_rules})" if rdb_rules else "",
-            )
-            if part
-        )
-        checks.append(Check("redis persistence", True, how))
-    else:
-        checks.append(
-            Check(
-                "redis persistence",
-                True,
-                "warning: neither AOF nor RDB snapshots are on: a Redis restart loses every "
-                "record and queued resend (see docs/guarantees.md)",
-            )
-        )
+    checks.append(check_durability(durability))
     return checks
 
 
-def _rdb_rules(client: redis.Redis) -> str:
-    """The `save` rules, or "" when snapshots are off or CONFIG is disabled (managed Redis)."""
-    try:
-        rules = client.config_get("save").get("save", "")
-    except redis.RedisError:
-        return ""
-    return str(rules).strip()
+def check_durability(durability: Durability) -> Check:
+    """What a restart, a host crash or a failover of this Redis can lose (a warning, not a
+    failure: a development Redis without AOF is fine for development)."""
+    detail = describe(durability)
+    return Check("redis persistence", True, ("warning: " if durability.weak else "") + detail)
 
 
 def check_queue(runtime: Runtime, inspect_timeout: float) -> Check:

@@ -20,6 +20,7 @@ from worker.queueing.scheduler import SchedulerThread
 from worker.resend.callbacks import CallbackThread
 from worker.runtime import current_runtime
 from worker.state.metrics import build_registry
+from worker.state.redis_durability import log_durability
 from worker.state.redis_health import warn_if_evicting
 
 logger = logging.getLogger("tango_resend.worker")
@@ -44,8 +45,10 @@ def _warm_up(**_: Any) -> None:
 
 @signals.worker_ready.connect
 def _warn_if_redis_evicts(**_: Any) -> None:
-    """Say loudly at start when Redis may evict our data (see worker/state/redis_health.py)."""
+    """Say loudly at start when Redis may evict our data (see worker/state/redis_health.py),
+    and what a crash of it can lose (worker/state/redis_durability.py)."""
     warn_if_evicting(current_runtime().redis)
+    log_durability(current_runtime().redis)
 
 
 _schedulers: list[Any] = []  # the scheduler and the callback delivery threads

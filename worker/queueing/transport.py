@@ -35,11 +35,14 @@ from redis import Redis
 from redis import sentinel as redis_sentinel
 
 from worker.queueing.task_names import RESEND_TASK_NAME
+from worker.state.connection import PrimaryFollowingConnection
 
 # The app's `broker_transport`. Shown as `redis://...` wherever kombu prints a connection (the
 # worker's banner, "Cannot connect to redis://..."), the way kombu shows `pyamqp` as `amqp`.
 TRANSPORT_NAME = "tango-redis"
 SENTINEL_TRANSPORT_NAME = "tango-redis-sentinel"
+# The same transport on TLS, shown as `rediss://...` (kombu takes TLS from `broker_use_ssl`).
+TLS_TRANSPORT_NAME = "tango-rediss"
 # How often a worker's consumer asks for the new primary during a failover.
 PRIMARY_POLL_SECONDS = 0.25
 
@@ -115,6 +118,8 @@ class LeasedSentinelChannel(kombu_redis.SentinelChannel):
 
     QoS = LeasedQoS
     from_transport_options = (*kombu_redis.SentinelChannel.from_transport_options, "sentinels")
+    # Reopened connections ask the Sentinels where the primary is (see the class).
+    connection_class = PrimaryFollowingConnection
     sentinels: list[tuple[str, int]] | None = None
 
     def _sentinel_managed_pool(self, asynchronous: bool = False) -> Any:
@@ -176,5 +181,7 @@ def register() -> None:
     """Make both transports known to kombu (once per process; the app does it on import)."""
     TRANSPORT_ALIASES.setdefault(TRANSPORT_NAME, f"{__name__}:LeasedTransport")
     TRANSPORT_ALIASES.setdefault(SENTINEL_TRANSPORT_NAME, f"{__name__}:LeasedSentinelTransport")
+    TRANSPORT_ALIASES.setdefault(TLS_TRANSPORT_NAME, f"{__name__}:LeasedTransport")
     Connection.resolve_aliases.setdefault(TRANSPORT_NAME, "redis")
+    Connection.resolve_aliases.setdefault(TLS_TRANSPORT_NAME, "rediss")
     Connection.resolve_aliases.setdefault(SENTINEL_TRANSPORT_NAME, "sentinel")

@@ -14,37 +14,99 @@ next command, without a restart; commands in between fail like any lost connecti
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
 
 import redis
 import redis.asyncio as redis_asyncio
 import redis.asyncio.sentinel as async_sentinel
 import redis.sentinel as sync_sentinel
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import NoBackoff
+from redis.exceptions import AuthenticationError
+from redis.retry import Retry
 
 from worker.core.redis_url import RedisTarget
 from worker.core.settings import Settings
 
-# Bounded timeouts, so a dead Redis fails a call rather than hanging it.
+# Bounded timeouts, so a dead Redis fails a call rather than hanging it. A primary cut off by a
+# partition keeps a connection open and silent: each command on it waits the whole socket
+# timeout before it is retried on the new primary, so this bounds how late a process follows
+# such a failover. None of our commands blocks on Redis's side (the scheduler's pub/sub reads
+# wait at most a second).
 CLIENT_OPTIONS: dict[str, Any] = {
     "decode_responses": True,
-    "socket_timeout": 10,
+    "socket_timeout": 5,
     "socket_connect_timeout": 5,
     "health_check_interval": 15,
+    # Timeouts are retried too: `retry` (below) retries TimeoutError as well as lost
+    # connections.
 }
-# A timeout is retried like a lost connection. A client built by redis-py's constructor does
-# that by default (and warns when told to); a Sentinel-managed one does not retry at all unless
-# told, and its one retry is what reopens a dropped connection through the sentinels.
-SENTINEL_DATA_NODE_OPTIONS: dict[str, Any] = {"retry_on_timeout": True}
 
 # A sentinel that does not answer is skipped for the next one: a short wait for each, so a
 # dead sentinel costs a second, not a data node's ten.
 SENTINEL_NODE_OPTIONS: dict[str, Any] = {"socket_timeout": 2, "socket_connect_timeout": 1}
 
 
+# One retry at once, as redis-py gives a client with `retry_on_timeout` (its other default,
+# ten tries with backoff, would hold a webhook for seconds before its 503 while Redis is down):
+# a dropped connection is reopened (to the new primary, under Sentinel) and the command sent
+# again; anything longer is the caller's retry (a 503, `EnqueueError`, a run that runs again).
+RETRIES = 1
+
+
+def worth_retrying(error: Exception) -> bool:
+    """Whether a connection error may pass by retrying: a refused or dropped connection may
+    (a restart, a failover), a refused password or certificate never does. redis-py counts
+    both as `ConnectionError` and would retry them for seconds, nested in its reconnects."""
+    if isinstance(error, AuthenticationError):
+        return False
+    cause = error.__cause__ or error.__context__
+    return not isinstance(cause, ssl.SSLCertVerificationError)
+
+
+def _retry() -> Retry:
+    return Retry(NoBackoff(), RETRIES, is_retryable=worth_retrying)
+
+
+def _async_retry() -> AsyncRetry:
+    return AsyncRetry(NoBackoff(), RETRIES, is_retryable=worth_retrying)
+
+
+class PrimaryFollowingConnection(sync_sentinel.SentinelManagedConnection):
+    """A Sentinel-managed connection that asks where the primary is whenever it reopens.
+
+    redis-py's asks only in `connect()`. But a command that fails is retried on the same
+    connection, which reopens itself by sending (`send_command` opens a closed socket to the
+    address it had): after a failover, the old primary's address. A primary that died
+    outright refuses at once, but one cut off by a partition (or frozen) accepts the TCP
+    connection and never answers, so each of the ten retries waited the full socket timeout:
+    more than a minute and a half per command (measured with SIGSTOP) before the client gave
+    up. This connection looks the primary up on that path too."""
+
+    def connect_check_health(
+        self, check_health: bool = True, retry_socket_connect: bool = True
+    ) -> None:
+        if self._sock is None and self.connection_pool.is_master:
+            self.host, self.port = self.connection_pool.get_master_address()
+        super().connect_check_health(check_health, retry_socket_connect)
+
+
+class AsyncPrimaryFollowingConnection(async_sentinel.SentinelManagedConnection):
+    """`PrimaryFollowingConnection` for asyncio clients (the webhook receiver)."""
+
+    async def connect_check_health(
+        self, check_health: bool = True, retry_socket_connect: bool = True
+    ) -> None:
+        if not self.is_connected and self.connection_pool.is_master:
+            self.host, self.port = await self.connection_pool.get_master_address()
+        await super().connect_check_health(check_health, retry_socket_connect)
+
+
 def redis_client(settings: Settings, **overrides: Any) -> redis.Redis:
     """The process's Redis client (the primary, under Sentinel)."""
     target = settings.redis_target
-    options = {**CLIENT_OPTIONS, **data_node_auth(target), **overrides}
+    options = {**CLIENT_OPTIONS, "retry": _retry(), **data_node_auth(target), **overrides}
     if target.is_sentinel:
         manager = sync_sentinel.Sentinel(
             list(target.sentinels), sentinel_kwargs=sentinel_node_options(settings)
@@ -52,8 +114,8 @@ def redis_client(settings: Settings, **overrides: Any) -> redis.Redis:
         client: redis.Redis = manager.master_for(
             settings.redis_sentinel_master,
             redis_class=redis.Redis,
+            connection_class=PrimaryFollowingConnection,
             **options,
-            **SENTINEL_DATA_NODE_OPTIONS,
         )
         return client
     if target.scheme == "unix":
@@ -71,7 +133,7 @@ class AsyncRedis:
 
     def __init__(self, settings: Settings) -> None:
         target = settings.redis_target
-        options = {**CLIENT_OPTIONS, **data_node_auth(target)}
+        options = {**CLIENT_OPTIONS, "retry": _async_retry(), **data_node_auth(target)}
         self._sentinels: list[Any] = []
         if target.is_sentinel:
             manager = async_sentinel.Sentinel(
@@ -81,8 +143,8 @@ class AsyncRedis:
             self.client: redis_asyncio.Redis = manager.master_for(
                 settings.redis_sentinel_master,
                 redis_class=redis_asyncio.Redis,
+                connection_class=AsyncPrimaryFollowingConnection,
                 **options,
-                **SENTINEL_DATA_NODE_OPTIONS,
             )
         elif target.scheme == "unix":
             self.client = redis_asyncio.Redis(unix_socket_path=target.host, **options)
@@ -115,9 +177,31 @@ def sentinel_node_options(settings: Settings) -> dict[str, Any]:
     return options
 
 
-def describe_target(settings: Settings) -> str:
-    """Where this process's Redis is, password hidden (for banners and `doctor`)."""
+def describe_connection(settings: Settings, client: redis.Redis) -> str:
+    """How `client` reaches Redis, for `doctor`: the primary Sentinel names now, TLS and how
+    the certificate is checked, the ACL user. No password.
+
+    Raises:
+        redis.RedisError: under Sentinel, no sentinel names a primary.
+    """
     target = settings.redis_target
+    parts = []
     if target.is_sentinel:
-        return f"{target.redacted()} (Sentinel, primary {settings.redis_sentinel_master!r})"
-    return target.redacted()
+        host, port = client.connection_pool.get_master_address()  # type: ignore[attr-defined]
+        parts.append(
+            f"primary {host}:{port} named by Sentinel (master {settings.redis_sentinel_master!r}"
+            f", {len(target.sentinels)} sentinel(s) listed)"
+        )
+    else:
+        parts.append(f"at {target.redacted()}")
+    if target.tls is not None:
+        checked = {
+            ssl.CERT_REQUIRED: "certificate verified",
+            ssl.CERT_OPTIONAL: "certificate verified if presented",
+            ssl.CERT_NONE: "CERTIFICATE NOT VERIFIED (ssl_cert_reqs=none)",
+        }[target.tls.cert_reqs]
+        against = target.tls.ca_file or "the system's CAs"
+        parts.append(f"TLS, {checked} against {against}")
+    if target.username:
+        parts.append(f"ACL user {target.username!r}")
+    return ", ".join(parts)

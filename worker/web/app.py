@@ -34,6 +34,7 @@ from worker.resend.validation import InvalidResendRequest
 from worker.runtime import AsyncCreate, current_runtime
 from worker.state.metrics import build_registry
 from worker.state.records import SubmissionOutcome
+from worker.state.redis_durability import log_durability
 from worker.state.redis_health import warn_if_evicting
 from worker.web.api_docs import add_docs_routes
 from worker.web.console import build_console_router, redis_unreachable_page
@@ -110,6 +111,7 @@ def create_app() -> FastAPI:
     settings.require_webhook_secret()
     verifier = _verifier(settings)
     warn_if_evicting(current_runtime().redis)
+    log_durability(current_runtime().redis)
     app = _bare_app(settings)
     _add_webhook_route(app, settings, verifier)
     add_health_route(app)

@@ -132,7 +132,7 @@ def _answer_redis_loss(app: FastAPI, settings: Settings) -> None:
 
     async def redis_lost(request: Request, error: Exception) -> Response:
         REDIS_UNREACHABLE.report(f"web: {redis_error_detail(error)}")
-        if request.url.path.startswith("/console") and settings.api_token is not None:
+        if request.url.path.startswith("/console") and settings.api_enabled:
             return redis_unreachable_page(settings, request)
         return _problem_response(request, unavailable("Redis is unreachable; retry later"))
 

@@ -262,7 +262,14 @@ def test_enqueue_one_and_its_bad_input(
         "newEmail": "pat@example.com"
     }
     same_key = run_cli("enqueue", KNOWN, "--email", "pat@example.com", "--key", "ticket-1")
-    assert same_key.stdout.strip() == request_id
+    assert same_key.stdout.strip() == request_id, "stdout: the bare id, for ID=$(...)"
+    assert same_key.stderr.strip() == "idempotent", "and what became of it, after the id"
+    as_json = run_cli("enqueue", KNOWN, "--email", "pat@example.com", "--key", "ticket-1", "--json")
+    assert json_out(as_json) == {"id": request_id, "outcome": "idempotent"}
+    merged = run_cli("enqueue", KNOWN, "--email", "pat@example.com", "--json")
+    assert json_out(merged) == {"id": request_id, "outcome": "merged"}
+    created = json_out(run_cli("enqueue", KNOWN, "--email", "sam@example.com", "--json"))
+    assert created["outcome"] == "created" and created["id"] != request_id
 
     keys_before = set(redis_client.keys("*"))
     bad = run_cli("enqueue", "RA-nope", "--email", "not-an-email", "--etid", "X1")

@@ -95,7 +95,12 @@ def _progress(enabled: bool, label: str, total: int | None) -> Iterator[Callable
 @click.option("--customer", default=None, help="With --orders-between: one customer.")
 @click.option("--account", default=None, help="With --orders-between: one account.")
 @click.option("--dry-run", is_flag=True, help="Validate and count; queue nothing.")
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help='Print JSON: for one order {"id", "outcome"}, else the summary.',
+)
 def enqueue(
     order_id: str | None,
     csv_file: Path | None,
@@ -112,7 +117,7 @@ def enqueue(
     if sum(source is not None for source in (order_id, csv_file, orders_between)) != 1:
         fail("give exactly one of ORDER_ID, --file or --orders-between", EXIT_BAD_INPUT)
     if order_id is not None:
-        _enqueue_one(order_id, fields)
+        _enqueue_one(order_id, fields, as_json)
         return
     _check_bulk_options(fields, csv_file, batch_id)
     # Only --orders-between lists orders Tango did not deliver, which it skips and counts.
@@ -248,14 +253,29 @@ def _stopped_line(summary: BulkSummary) -> str:
     return f"{cause}; {where}; run the same command again to queue the rest"
 
 
-def _enqueue_one(order_id: str, fields: dict[str, Any]) -> None:
-    from worker.resend.producer import EnqueueError, enqueue_resend
+def _enqueue_one(order_id: str, fields: dict[str, Any], as_json: bool) -> None:
+    """Print the request's id, and what became of the submission: with --json
+    `{"id", "outcome"}`; as text, after an id that is not a new request, one word on stderr
+    (`idempotent`, `merged`, ...) so that `ID=$(tango-resend enqueue ...)` still gets the bare
+    id while a terminal shows `<id> merged` on one line."""
+    from worker.resend.producer import EnqueueError, submit_resend, tango_fields
     from worker.resend.validation import InvalidResendRequest
 
+    idempotency_key = fields.pop("idempotency_key")
     try:
-        request_id = enqueue_resend(order_id, **fields)
+        submission = submit_resend(
+            tango_fields(order_id, **fields), idempotency_key=idempotency_key
+        )
     except InvalidResendRequest as error:
         fail(str(error), EXIT_BAD_INPUT)
     except EnqueueError as error:
         unavailable(error)
-    click.echo(request_id)
+    outcome = str(submission.outcome)
+    if as_json:
+        echo_json({"id": submission.request_id, "outcome": outcome})
+    elif submission.created:
+        click.echo(submission.request_id)
+    else:
+        click.echo(submission.request_id, nl=False)
+        click.echo(f" {outcome}", nl=False, err=True)
+        click.echo("")

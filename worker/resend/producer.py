@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,20 +13,19 @@ import redis
 # path applications have used, hence the explicit re-export.
 from worker.core.errors import RedisUnavailable as RedisUnavailable
 from worker.core.errors import TangoResendError
-from worker.queueing.app import RESEND_TASK_NAME, app
-from worker.queueing.task_messages import MessageNotCaptured, build_task_message, build_template
-from worker.resend.callbacks import notify_finished
+from worker.queueing.message_builders import MessageBuilder, message_builder, task_message_or_none
+
+# get_resend and cancel_resend have always been importable from here.
+from worker.resend.follow_up import cancel_resend as cancel_resend
+from worker.resend.follow_up import get_resend as get_resend
 from worker.resend.validation import InvalidResendRequest, ResendRequest, validate_resend
 from worker.runtime import AsyncCreate, Runtime, current_runtime
 from worker.state.records import (
-    PROMOTE_MARGIN_SECONDS,
-    CancelResult,
     CreateArguments,
     Creation,
     ResendRecord,
     ResendStatus,
     SubmissionOutcome,
-    TaskMessage,
     creation_from_reply,
     new_request_id,
 )
@@ -69,6 +67,26 @@ def enqueue_resend(
             releases it.)
         ConfigurationError: a setting is missing or invalid.
     """
+    fields = tango_fields(
+        reference_order_id,
+        new_email=new_email,
+        new_mobile=new_mobile,
+        new_etid=new_etid,
+        new_delivery_method=new_delivery_method,
+    )
+    return submit_resend(fields, idempotency_key=idempotency_key).request_id
+
+
+def tango_fields(
+    reference_order_id: str,
+    *,
+    new_email: str | None = None,
+    new_mobile: str | None = None,
+    new_etid: str | None = None,
+    new_delivery_method: str | None = None,
+) -> dict[str, str]:
+    """`enqueue_resend`'s arguments in Tango's field names (what `submit_resend` takes),
+    leaving out the ones not given."""
     fields = {
         "referenceOrderID": reference_order_id,
         "newEmail": new_email,
@@ -76,8 +94,7 @@ def enqueue_resend(
         "newEtid": new_etid,
         "newDeliveryMethod": new_delivery_method,
     }
-    present = {name: value for name, value in fields.items() if value is not None}
-    return submit_resend(present, idempotency_key=idempotency_key).request_id
+    return {name: value for name, value in fields.items() if value is not None}
 
 
 @dataclass(frozen=True)
@@ -175,7 +192,7 @@ def submit_many(
     runtime = current_runtime()
     results: list[Submission | InvalidResendRequest | EnqueueError | None] = [None] * len(requests)
     pending: list[tuple[int, _Pending]] = []
-    message = _message_builder(runtime.settings.resend_queue)
+    message = message_builder(runtime.settings.resend_queue)
     failure: EnqueueError | None = None
     for index, (fields, key) in enumerate(requests):
         try:
@@ -214,9 +231,6 @@ class _Pending:
     arguments: CreateArguments
 
 
-MessageBuilder = Callable[[str], TaskMessage | None]
-
-
 def _prepare(
     runtime: Runtime,
     fields: dict[str, Any],
@@ -226,7 +240,7 @@ def _prepare(
     message: MessageBuilder | None = None,
 ) -> _Pending:
     """Validate and build the record and its task message (by `message`, given the request's
-    id; by default `_task_message`); no I/O but the clock's."""
+    id; by default `task_message_or_none`); no I/O but the clock's."""
     request = _validated(fields, idempotency_key)
     settings = runtime.settings
     try:
@@ -251,7 +265,7 @@ def _prepare(
             settings.resend_lease_seconds,
             message(record.id)
             if message is not None
-            else _task_message(record.id, settings.resend_queue),
+            else task_message_or_none(record.id, settings.resend_queue),
         ),
     )
 
@@ -278,38 +292,6 @@ def _submitted(record: ResendRecord, creation: Creation, origin: str | None) -> 
         "request=%s order=%s status=queued%s", record.id, record.reference_order_id, _from(origin)
     )
     return Submission(record.id, SubmissionOutcome.CREATED)
-
-
-def _task_message(request_id: str, queue: str) -> TaskMessage | None:
-    """The request's task message, for the create script to queue with the request (only
-    the first waiting request of an order uses it; the others are released in order as the
-    ones ahead of them finish). None when it cannot be built: the request is then due at
-    once, and the scheduler publishes it. Never lost, never deleted: an identical submission
-    may be merged into it, or a redelivery handed its id, at any moment."""
-    try:
-        return build_task_message(app, RESEND_TASK_NAME, request_id, queue)
-    except Exception as error:  # the first build declares the queue: the broker may be down
-        logger.warning(
-            "request=%s: task message not built (%s); the scheduler publishes it", request_id, error
-        )
-        return None
-
-
-def _message_builder(queue: str) -> MessageBuilder:
-    """Task messages for many requests: rendered from one template (`build_template`, checked
-    against Celery's own message); each built by `_task_message` when kombu lays messages out
-    otherwise; none when the broker cannot be reached (as `_task_message`: the requests are
-    then due at once, for the scheduler to publish; trying each would wait out kombu's
-    retries once per request)."""
-    try:
-        template = build_template(app, RESEND_TASK_NAME, queue)
-    except MessageNotCaptured as error:
-        logger.warning("task message template not usable (%s); building each message", error)
-        return lambda request_id: _task_message(request_id, queue)
-    except Exception as error:  # the first build declares the queue: the broker may be down
-        logger.warning("task messages not built (%s); the scheduler publishes them", error)
-        return lambda _: None
-    return template.render
 
 
 def _from(origin: str | None) -> str:
@@ -365,43 +347,3 @@ def retry_resend(request_id: str) -> Submission:
         retry_of=old.id,
         idempotency_ttl_seconds=runtime.settings.resend_record_ttl_seconds,
     )
-
-
-def cancel_resend(request_id: str) -> CancelResult:
-    """Cancel a queued or deferred request before it is sent.
-
-    Returns:
-        A `CancelResult` (a `str` equal to its word): `cancelled`; or `in_flight` when its
-        call to Tango is under way (too late to stop); or the final status it already had
-        (`sent`, `failed`, `cancelled`); or `unknown` when no request has this id (never
-        existed, or expired).
-
-    Raises:
-        RedisUnavailable: Redis could not be reached; nothing was cancelled.
-    """
-    runtime = current_runtime()
-    try:
-        result, newly_cancelled = runtime.records.try_cancel(request_id, PROMOTE_MARGIN_SECONDS)
-    except redis.RedisError as error:
-        raise RedisUnavailable(f"could not cancel the request: {error}") from error
-    logger.info("request=%s cancel: %s", request_id, result)
-    if newly_cancelled:
-        # The cancel is stored, and counted by the same script; a Redis failure from here on
-        # only costs the in-process hook (the outcome callback is owed by the script too).
-        with contextlib.suppress(redis.RedisError):
-            record = runtime.records.get(request_id)
-            if record is not None:
-                notify_finished(record)
-    return result
-
-
-def get_resend(request_id: str) -> ResendRecord | None:
-    """The record of a request, or None when unknown or expired.
-
-    Raises:
-        RedisUnavailable: Redis could not be reached.
-    """
-    try:
-        return current_runtime().records.get(request_id)
-    except redis.RedisError as error:
-        raise RedisUnavailable(f"could not read the request: {error}") from error

@@ -14,6 +14,8 @@ from pydantic import BaseModel, Field
 
 
 class ResendStatus(StrEnum):
+    """A request's stored status; a `str` equal to its word (README, "States")."""
+
     QUEUED = "queued"
     DEFERRED = "deferred"
     RETRYING = "retrying"
@@ -22,8 +24,14 @@ class ResendStatus(StrEnum):
     CANCELLED = "cancelled"
 
     @property
-    def is_final(self) -> bool:
+    def final(self) -> bool:
+        """Sent, failed or cancelled: nothing more will happen to the request."""
         return self in (ResendStatus.SENT, ResendStatus.FAILED, ResendStatus.CANCELLED)
+
+    @property
+    def is_final(self) -> bool:
+        """The same as `final`."""
+        return self.final
 
 
 class AttemptOutcome(StrEnum):

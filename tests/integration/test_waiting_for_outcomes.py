@@ -7,7 +7,6 @@ import time
 
 import pytest
 
-from tests.support.processes import WorkerFactory
 from tango_resend import (
     ResendStatus,
     UnknownRequest,
@@ -16,6 +15,7 @@ from tango_resend import (
     wait_for_outcome,
     wait_for_outcome_async,
 )
+from tests.support.processes import WorkerFactory
 from worker.sandbox import SandboxControl
 
 pytestmark = pytest.mark.integration

@@ -222,7 +222,7 @@ def test_with_the_broker_unreachable_requests_are_stored_for_the_scheduler_to_pu
         raise ConnectionError("Error 111 connecting to the broker")
 
     monkeypatch.setattr(message_builders, "build_template", unreachable)
-    monkeypatch.setattr(producer, "build_task_message", unreachable)
+    monkeypatch.setattr(message_builders, "build_task_message", unreachable)
     orders = [f"RA251201-4102-{n:02d}" for n in range(5)]
     results = submit_many([({"referenceOrderID": order}, None) for order in orders])
     assert all(isinstance(result, Submission) and result.created for result in results)

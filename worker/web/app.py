@@ -30,6 +30,7 @@ from worker.runtime import AsyncCreate, current_runtime
 from worker.state.metrics import build_registry
 from worker.state.records import SubmissionOutcome
 from worker.state.redis_health import warn_if_evicting
+from worker.web.api_off import build_api_off_router
 from worker.web.console import build_console_router
 from worker.web.health import add_health_route
 from worker.web.openapi import accepted, json_request_body, link
@@ -102,6 +103,8 @@ def create_app() -> FastAPI:
     if settings.api_token is not None:
         app.include_router(build_api_router(settings))
         app.include_router(build_console_router(settings))
+    else:
+        app.include_router(build_api_off_router())
     # Everything built so far lives as long as the process: keep it out of the collector's
     # full passes, which otherwise rescan it during webhook storms (tail latency).
     gc.freeze()

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from worker.core.errors import TangoResendError
+from worker.core.times import rfc3339
 from worker.resend.producer import RedisUnavailable, Submission, submit_many, submit_resend
 from worker.resend.validation import InvalidResendRequest, validate_resend
 from worker.runtime import Runtime, current_runtime
@@ -353,8 +354,8 @@ def iter_orders(
         page = 0
         while True:
             params: dict[str, str | int] = {
-                "startDate": _rfc3339(chunk_start),
-                "endDate": _rfc3339(chunk_end),
+                "startDate": rfc3339(chunk_start),
+                "endDate": rfc3339(chunk_end),
                 "elementsPerBlock": ELEMENTS_PER_BLOCK,
                 "page": page,
             }
@@ -384,10 +385,6 @@ def _total(body: dict[str, Any]) -> int | None:
     if isinstance(page, dict) and isinstance(page.get("totalCount"), int):
         return int(page["totalCount"])
     return None
-
-
-def _rfc3339(moment: datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")
 
 
 def _count(summary: BulkSummary, row: int | str, submission: Submission) -> None:

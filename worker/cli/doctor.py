@@ -18,6 +18,7 @@ from pydantic import SecretStr
 
 from worker.core.errors import RedisUnavailable
 from worker.core.settings import Settings
+from worker.core.times import rfc3339
 from worker.runtime import Runtime
 from worker.state.redis_health import eviction_policy, evicts
 from worker.tango.auth import TokenUnavailable
@@ -172,8 +173,8 @@ def check_tango(runtime: Runtime) -> tuple[Check, datetime | None]:
     scheme = "OAuth" if settings.uses_oauth else "HTTP Basic"
     end = datetime.now(UTC)
     params: dict[str, str | int] = {
-        "startDate": _rfc3339(end - timedelta(minutes=1)),
-        "endDate": _rfc3339(end),
+        "startDate": rfc3339(end - timedelta(minutes=1)),
+        "endDate": rfc3339(end),
         "elementsPerBlock": 1,
         "page": 0,
     }
@@ -241,7 +242,3 @@ def masked_settings(settings: Settings) -> dict[str, str]:
             text = str(value)
         shown[field.upper()] = text
     return shown
-
-
-def _rfc3339(moment: datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")

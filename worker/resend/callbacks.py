@@ -31,6 +31,7 @@ import requests
 from standardwebhooks.webhooks import Webhook
 
 from worker.core.hooks import Hook
+from worker.core.times import rfc3339, rfc3339_or_none
 from worker.runtime import Runtime
 from worker.state import scripts
 from worker.state.records import ResendRecord
@@ -59,15 +60,15 @@ def event_body(record: ResendRecord) -> dict[str, Any]:
     return {
         "id": event_id(record),
         "type": f"resend.{record.status.value}",
-        "timestamp": record.updated_at.isoformat(),
+        "timestamp": rfc3339(record.updated_at),
         "data": {
             "id": record.id,
             "referenceOrderID": record.reference_order_id,
             "status": record.status.value,
             "attempts": record.attempts,
             "merges": record.merges,
-            "created_at": record.created_at.isoformat(),
-            "sent_at": record.sent_at.isoformat() if record.sent_at else None,
+            "created_at": rfc3339(record.created_at),
+            "sent_at": rfc3339_or_none(record.sent_at),
             "reason": record.reason,
             "error": record.error,
             "tango_request_ids": record.tango_request_ids,

@@ -14,11 +14,14 @@ from pydantic import BaseModel, Field
 
 
 class ResendStatus(StrEnum):
-    """A request's stored status; a `str` equal to its word (README, "States")."""
+    """A request's state, as every interface shows it; a `str` equal to its word (README,
+    "States"). `in_flight` is only ever shown (`worker/state/queries.py`, `shown_records`):
+    the stored status of a request whose call is under way stays what it was."""
 
-    QUEUED = "queued"
-    DEFERRED = "deferred"
-    RETRYING = "retrying"
+    QUEUED = "queued"  # waiting for a worker to take it
+    DEFERRED = "deferred"  # waiting: its turn, its order's window, the rate limit (`reason`)
+    IN_FLIGHT = "in_flight"  # its call to Tango is under way (too late to cancel)
+    RETRYING = "retrying"  # waiting out the backoff after a transient failure
     SENT = "sent"
     FAILED = "failed"
     CANCELLED = "cancelled"

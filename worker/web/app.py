@@ -11,6 +11,7 @@ dependency, and its signature checked before anything is parsed.
 # No `from __future__ import annotations` here: FastAPI reads the endpoints' annotations at run
 # time, and they name a dependency built inside `_add_webhook_route`.
 
+import asyncio
 import gc
 import importlib.metadata
 import logging
@@ -18,6 +19,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
+import redis
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -28,6 +30,7 @@ from worker.resend.producer import EnqueueError, submit_resend_async
 from worker.resend.validation import InvalidResendRequest
 from worker.runtime import AsyncCreate, current_runtime
 from worker.state.metrics import build_registry
+from worker.state.queries import as_shown
 from worker.state.records import SubmissionOutcome
 from worker.state.redis_health import warn_if_evicting
 from worker.web.api_off import build_api_off_router
@@ -51,7 +54,11 @@ class ResendWebhook(ResendFields):
 
 class Accepted(BaseModel):
     id: str
-    status: str = "queued"
+    status: str = Field(
+        default="queued",
+        description="`queued` for a new request; for a redelivery or a merge, the state of "
+        'the request named by `id` (README, "States").',
+    )
     duplicate: bool = Field(
         description="True when this webhook-id was already accepted (a redelivery): the same "
         "id as the first time, nothing new queued."
@@ -189,9 +196,25 @@ async def _accept(
         raise unavailable("the request could not be stored; retry later") from None
     return Accepted(
         id=submission.request_id,
+        status="queued" if submission.created else await _shown_status(submission.request_id),
         duplicate=submission.outcome == SubmissionOutcome.IDEMPOTENT,
         coalesced=submission.outcome == SubmissionOutcome.MERGED,
     )
+
+
+async def _shown_status(request_id: str) -> str:
+    """The state of the request a webhook was merged into (or a redelivery named), as every
+    interface shows it; `queued` if it cannot be read now (the 202 stands: it is stored)."""
+
+    def read() -> str:
+        runtime = current_runtime()
+        record = runtime.records.get(request_id)
+        return "queued" if record is None else as_shown(runtime, record).status.value
+
+    try:
+        return await asyncio.to_thread(read)
+    except redis.RedisError:
+        return "queued"
 
 
 def _add_metrics_route(app: FastAPI, settings: Settings) -> None:

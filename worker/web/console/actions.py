@@ -17,6 +17,8 @@ from fastapi.responses import Response
 
 from worker.resend import producer
 from worker.resend.validation import InvalidResendRequest
+from worker.runtime import current_runtime
+from worker.state.queries import as_shown
 from worker.web.api_tokens import role_for_token
 from worker.web.console.common import ConsoleCore, csrf_ok, read_form, redirect
 from worker.web.console.sessions import (
@@ -181,6 +183,7 @@ def _confirm(
     record = producer.get_resend(request_id) if action in {"cancel", "retry"} else None
     if record is None:
         return Response(status_code=404)
+    record = as_shown(current_runtime(), record)  # its state as every page names it
     return core.render("confirm.html", request, session, record=record, action=action)
 
 

@@ -186,7 +186,7 @@ def _enqueue_orders_between(
     dry_run: bool,
     as_json: bool,
 ) -> BulkSummary:
-    from worker.cli.bulk import enqueue_orders_between
+    from worker.cli.recovery import enqueue_orders_between
     from worker.runtime import current_runtime
 
     start, end = (_moment(text) for text in orders_between)

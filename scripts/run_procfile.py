@@ -14,7 +14,9 @@ With --dev:
   `.run/dev-webhook-secret` (git-ignored; .run/ is), so the README's signed examples read it;
 - no API_TOKEN: a token is made once and kept in `.run/dev-api-token` the same way, so the
   REST API and the console are on, as the README's examples expect;
-- SANDBOX_PORT moves the sandbox, and TANGO_BASE_URL with it unless the shell set it;
+- with .env.example (no .env of your own), TANGO_BASE_URL is the sandbox's unless the shell
+  sets it (.env.example's own is Tango's integration host, for docker compose and `make run`);
+- SANDBOX_PORT moves the sandbox, and a loopback TANGO_BASE_URL with it unless the shell set it;
 - the processes' settings are written to `.run/dev.env` (`export NAME=value` lines), so
   `. .run/dev.env` gives another shell's CLI (`tango-resend doctor`, `status`) the same ones.
 """
@@ -135,7 +137,11 @@ def build_environment(
         notes.append(
             f"API_TOKEN (REST API and console) is the local development token in {DEV_TOKEN_FILE}"
         )
-    if dev and (note := _follow_sandbox_port(environment, shell)) is not None:
+    if dev and env_file.name == ".env.example" and "TANGO_BASE_URL" not in shell:
+        port = environment.get("SANDBOX_PORT") or DEFAULT_SANDBOX_PORT
+        environment["TANGO_BASE_URL"] = f"http://127.0.0.1:{port}/raas/v2"
+        notes.append(f"TANGO_BASE_URL is the bundled sandbox: {environment['TANGO_BASE_URL']}")
+    elif dev and (note := _follow_sandbox_port(environment, shell)) is not None:
         notes.append(note)
     environment["PATH"] = os.pathsep.join([str(venv_bin), shell.get("PATH", os.defpath)])
     return environment, notes

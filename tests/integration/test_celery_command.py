@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+import yaml
 
-from tests.support.processes import REPO_ROOT, child_env
+from tests.support.processes import REPO_ROOT, WorkerFactory, child_env
 
 pytestmark = pytest.mark.integration
 
@@ -74,3 +76,32 @@ def test_celery_options_still_win(
     )
     assert f"({pool})" in output, output
     assert " ready." in output
+
+
+def test_the_compose_worker_healthcheck_answers_for_a_live_worker_only(
+    start_worker: WorkerFactory, settings_env: dict[str, str]
+) -> None:
+    """docker-compose.yml's worker healthcheck, run as compose would (its `$$` is a `$`),
+    in the worker's environment: healthy while the worker runs, unhealthy once it is gone."""
+    compose = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
+    kind, command = compose["services"]["worker"]["healthcheck"]["test"]
+    assert kind == "CMD-SHELL"
+    env = child_env(settings_env)
+    env["HOSTNAME"] = socket.gethostname()  # what Celery's %h is, and what a container sets
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env["PATH"]])
+
+    def check() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["sh", "-c", command.replace("$$", "$")],
+            env=env,
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    worker = start_worker("celery")  # Celery's default node name: celery@<hostname>
+    healthy = check()
+    assert healthy.returncode == 0, healthy.stdout + healthy.stderr
+    worker.stop()
+    assert check().returncode != 0

@@ -114,7 +114,7 @@ def test_dev_makes_one_local_api_token_the_settings_accept_and_names_it(
 def test_sandbox_port_moves_tango_base_url_unless_the_shell_set_it(
     tmp_path: Path,
 ) -> None:
-    env_file = tmp_path / ".env.example"
+    env_file = tmp_path / ".env"  # your own, pointing at the sandbox's default port
     env_file.write_text("TANGO_BASE_URL=http://127.0.0.1:8765/raas/v2\n")
     module = launcher()
     moved, notes = module.build_environment(
@@ -146,3 +146,25 @@ def test_dev_env_gives_another_shell_the_same_settings(env_file: Path, tmp_path:
     ).stdout
     assert shown == f"redis://localhost:6379/0|a b|{environment['API_TOKEN']}"
     assert "PATH" not in path.read_text()
+
+
+def test_with_env_example_run_dev_talks_to_its_sandbox(tmp_path: Path) -> None:
+    """.env.example's TANGO_BASE_URL is Tango's (it serves docker compose too); run-dev with it
+    talks to its own sandbox, on SANDBOX_PORT when set, unless the shell says otherwise."""
+    env_file = tmp_path / ".env.example"
+    env_file.write_text("TANGO_BASE_URL=https://integration-api.tangocard.com/raas/v2\n")
+    module = launcher()
+    plain, notes = module.build_environment(
+        env_file, {}, dev=True, root=tmp_path, venv_bin=tmp_path
+    )
+    assert plain["TANGO_BASE_URL"] == "http://127.0.0.1:8765/raas/v2"
+    assert any("bundled sandbox" in note for note in notes)
+    moved, _ = module.build_environment(
+        env_file, {"SANDBOX_PORT": "9124"}, dev=True, root=tmp_path, venv_bin=tmp_path
+    )
+    assert moved["TANGO_BASE_URL"] == "http://127.0.0.1:9124/raas/v2"
+    shell = {"TANGO_BASE_URL": "http://127.0.0.1:9999/raas/v2"}
+    own, _ = module.build_environment(env_file, shell, dev=True, root=tmp_path, venv_bin=tmp_path)
+    assert own["TANGO_BASE_URL"] == "http://127.0.0.1:9999/raas/v2"
+    not_dev, _ = module.build_environment(env_file, {}, dev=False, root=tmp_path, venv_bin=tmp_path)
+    assert not_dev["TANGO_BASE_URL"] == "https://integration-api.tangocard.com/raas/v2"

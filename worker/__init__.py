@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from worker.core.errors import RedisUnavailable, TangoResendError
     from worker.core.settings import ConfigurationError
     from worker.queueing.app import app
-    from worker.resend.callbacks import resend_finished
+    from worker.resend.finished import resend_finished
     from worker.resend.follow_up import (
         UnknownRequest,
         cancel_resend,
@@ -52,7 +52,7 @@ _EXPORTS = {
     "cancel_resend": "worker.resend.follow_up",
     "enqueue_resend": "worker.resend.producer",
     "get_resend": "worker.resend.follow_up",
-    "resend_finished": "worker.resend.callbacks",
+    "resend_finished": "worker.resend.finished",
     "retry_resend": "worker.resend.producer",
     "submit_resend": "worker.resend.producer",
     "submit_resend_async": "worker.resend.producer",

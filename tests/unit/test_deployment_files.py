@@ -206,6 +206,8 @@ def test_make_run_targets_go_through_the_launcher(target: str) -> None:
 def test_dockerfile_installs_the_package_pinned_and_runs_as_non_root() -> None:
     text = (ROOT / "Dockerfile").read_text()
     assert "uv export --frozen --no-dev" in text
+    # The base install is the producer's; the image runs workers and receivers.
+    assert "--extra worker --extra web" in text
     assert re.search(r"pip install --require-hashes --no-deps -r \S+", text)
     assert re.search(r"pip install --no-deps \.", text)
     users = re.findall(r"^USER\s+(\S+)", text, flags=re.MULTILINE)

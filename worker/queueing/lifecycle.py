@@ -18,7 +18,7 @@ from redis.exceptions import RedisError
 from worker.queueing.scheduler import SchedulerThread
 from worker.resend.callbacks import CallbackThread
 from worker.runtime import current_runtime
-from worker.state.metrics import build_registry
+from worker.state.metrics_export import build_registry
 from worker.state.redis_health import warn_if_evicting
 
 logger = logging.getLogger("tango_resend.worker")

@@ -1,13 +1,19 @@
 """The resend task's message for a request about to be stored, or None when the broker cannot
-build one (the request is then due at once, and the scheduler publishes it)."""
+build one (the request is then due at once, and the scheduler publishes it).
+
+Celery builds it where Celery is installed. The slim producer install has no Celery (it runs
+no worker): there the message is written by hand, field for field the same
+(`plain_message.py`)."""
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from collections.abc import Callable
+from functools import cache
 
-from worker.queueing.app import RESEND_TASK_NAME, app
-from worker.queueing.task_messages import MessageNotCaptured, build_task_message, build_template
+from worker.queueing.plain_message import plain_task_message
+from worker.queueing.task_names import RESEND_TASK_NAME
 from worker.state.records import TaskMessage
 
 logger = logging.getLogger("tango_resend.producer")
@@ -22,6 +28,11 @@ def task_message_or_none(request_id: str, queue: str) -> TaskMessage | None:
     ones ahead of them finish). None when it cannot be built: the request is then due at
     once, and the scheduler publishes it. Never lost, never deleted: an identical submission
     may be merged into it, or a redelivery handed its id, at any moment."""
+    if not celery_installed():
+        return plain_task_message(RESEND_TASK_NAME, request_id, queue)
+    from worker.queueing.app import app
+    from worker.queueing.task_messages import build_task_message
+
     try:
         return build_task_message(app, RESEND_TASK_NAME, request_id, queue)
     except Exception as error:  # the first build declares the queue: the broker may be down
@@ -37,6 +48,11 @@ def message_builder(queue: str) -> MessageBuilder:
     otherwise; none when the broker cannot be reached (as `task_message_or_none`: the requests are
     then due at once, for the scheduler to publish; trying each would wait out kombu's
     retries once per request)."""
+    if not celery_installed():
+        return lambda request_id: plain_task_message(RESEND_TASK_NAME, request_id, queue)
+    from worker.queueing.app import app
+    from worker.queueing.task_messages import MessageNotCaptured, build_template
+
     try:
         template = build_template(app, RESEND_TASK_NAME, queue)
     except MessageNotCaptured as error:
@@ -46,3 +62,9 @@ def message_builder(queue: str) -> MessageBuilder:
         logger.warning("task messages not built (%s); the scheduler publishes them", error)
         return lambda _: None
     return template.render
+
+
+@cache
+def celery_installed() -> bool:
+    """Whether Celery can be imported: not in the slim producer install."""
+    return importlib.util.find_spec("celery") is not None

@@ -11,7 +11,7 @@ from collections.abc import Callable
 import redis
 
 from worker.core.errors import RedisUnavailable, TangoResendError
-from worker.resend.callbacks import notify_finished
+from worker.resend.finished import notify_finished
 from worker.runtime import current_runtime
 from worker.state.records import PROMOTE_MARGIN_SECONDS, CancelResult, ResendRecord
 

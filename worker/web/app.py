@@ -29,7 +29,7 @@ from worker.core.settings import Settings, get_settings
 from worker.resend.producer import EnqueueError, submit_resend_async
 from worker.resend.validation import InvalidResendRequest
 from worker.runtime import AsyncCreate, current_runtime
-from worker.state.metrics import build_registry
+from worker.state.metrics_export import build_registry
 from worker.state.queries import as_shown
 from worker.state.records import SubmissionOutcome
 from worker.state.redis_health import warn_if_evicting

@@ -120,3 +120,14 @@ def test_the_queued_banner_does_not_promise_to_follow_a_sent_request(
         page = console.get(f"/console/requests/{request_id}?created=1").text
         assert "Resend queued." in page and "follow" not in page.lower()
         assert csrf_of(page)
+
+
+def test_the_rest_list_filters_on_the_state_it_shows(
+    client: TestClient, web_env: dict[str, str]
+) -> None:
+    first = enqueue_resend(ORDER, new_etid="E000001")
+    second = enqueue_resend(ORDER, new_etid="E000002")
+    deferred = client.get("/resends", params={"status": "deferred"}, headers=AUTH).json()
+    queued = client.get("/resends", params={"status": "queued"}, headers=AUTH).json()
+    assert [item["id"] for item in deferred["items"]] == [second]
+    assert [item["id"] for item in queued["items"]] == [first]

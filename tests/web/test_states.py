@@ -131,3 +131,22 @@ def test_the_rest_list_filters_on_the_state_it_shows(
     queued = client.get("/resends", params={"status": "queued"}, headers=AUTH).json()
     assert [item["id"] for item in deferred["items"]] == [second]
     assert [item["id"] for item in queued["items"]] == [first]
+
+
+def test_a_new_request_behind_another_is_answered_deferred(
+    client: TestClient, signed: Signer, web_env: dict[str, str]
+) -> None:
+    """The 202 names a new request's state as everything else then does."""
+    first = json.dumps({"referenceOrderID": ORDER, "newEtid": "E000001"}).encode()
+    second = json.dumps({"referenceOrderID": ORDER, "newEtid": "E000002"}).encode()
+    assert (
+        client.post("/webhooks/resends", content=first, headers=signed(first)).json()["status"]
+        == "queued"
+    )
+    behind = client.post("/webhooks/resends", content=second, headers=signed(second)).json()
+    assert behind["status"] == "deferred"
+    assert client.get(f"/resends/{behind['id']}", headers=AUTH).json()["status"] == "deferred"
+    by_api = client.post(
+        "/resends", json={"referenceOrderID": ORDER, "newEtid": "E000003"}, headers=AUTH
+    ).json()
+    assert by_api["status"] == "deferred"

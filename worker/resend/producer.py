@@ -103,11 +103,13 @@ class Submission:
 
     `outcome` is `created`, `idempotent` (its idempotency key was seen before) or `merged`
     (an identical request for the same order was still pending and now stands for it); a
-    `SubmissionOutcome`, which is a `str` equal to those words.
+    `SubmissionOutcome`, which is a `str` equal to those words. `waiting_for_turn` is true
+    for a created request queued behind an earlier one of its order (shown `deferred`).
     """
 
     request_id: str
     outcome: SubmissionOutcome
+    waiting_for_turn: bool = False
 
     @property
     def created(self) -> bool:
@@ -291,7 +293,7 @@ def _submitted(record: ResendRecord, creation: Creation, origin: str | None) -> 
     logger.info(
         "request=%s order=%s status=queued%s", record.id, record.reference_order_id, _from(origin)
     )
-    return Submission(record.id, SubmissionOutcome.CREATED)
+    return Submission(record.id, SubmissionOutcome.CREATED, waiting_for_turn=not creation.is_head)
 
 
 def _from(origin: str | None) -> str:

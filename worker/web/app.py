@@ -26,7 +26,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
 from worker.core.settings import Settings, get_settings
-from worker.resend.producer import EnqueueError, submit_resend_async
+from worker.resend.producer import EnqueueError, Submission, submit_resend_async
 from worker.resend.validation import InvalidResendRequest
 from worker.runtime import AsyncCreate, current_runtime
 from worker.state.metrics_export import build_registry
@@ -56,8 +56,9 @@ class Accepted(BaseModel):
     id: str
     status: str = Field(
         default="queued",
-        description="`queued` for a new request; for a redelivery or a merge, the state of "
-        'the request named by `id` (README, "States").',
+        description="A new request's state: `queued`, or `deferred` behind an earlier request "
+        "of its order; for a redelivery or a merge, the state of the request named by `id` "
+        '(README, "States").',
     )
     duplicate: bool = Field(
         description="True when this webhook-id was already accepted (a redelivery): the same "
@@ -196,10 +197,17 @@ async def _accept(
         raise unavailable("the request could not be stored; retry later") from None
     return Accepted(
         id=submission.request_id,
-        status="queued" if submission.created else await _shown_status(submission.request_id),
+        status=_created_status(submission)
+        if submission.created
+        else await _shown_status(submission.request_id),
         duplicate=submission.outcome == SubmissionOutcome.IDEMPOTENT,
         coalesced=submission.outcome == SubmissionOutcome.MERGED,
     )
+
+
+def _created_status(submission: Submission) -> str:
+    """A new request's state: `queued`, or `deferred` behind an earlier one of its order."""
+    return "deferred" if submission.waiting_for_turn else "queued"
 
 
 async def _shown_status(request_id: str) -> str:

@@ -71,8 +71,8 @@ class ResendCreate(ResendFields):
 class Created(BaseModel):
     id: str
     status: str = Field(
-        description="`queued` for a new request; the request's current status "
-        "when it is a duplicate or coalesced."
+        description="A new request's state: `queued`, or `deferred` behind an earlier request "
+        "of its order; for a duplicate or a merge, that request's current state."
     )
     duplicate: bool = Field(description="True when the idempotency key was seen before.")
     coalesced: bool = Field(
@@ -317,7 +317,7 @@ def _create(fields: dict[str, Any], idempotency_ttl: int) -> Created:
     except EnqueueError as error:
         logger.warning("API resend refused, not stored: %s", error)
         raise unavailable("the request could not be stored; retry later") from None
-    status = "queued"
+    status = "deferred" if submission.waiting_for_turn else "queued"
     if not submission.created:
         status = _current_status(submission.request_id)
     return Created(

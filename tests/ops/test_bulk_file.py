@@ -97,6 +97,7 @@ def test_good_bad_and_duplicate_rows(
         "accepted": 4,
         "coalesced": 2,
         "already_queued": 0,
+        "recent": 0,
         "rejected": EXPECTED_REJECTED,
         "rejected_total": 5,
     }
@@ -126,6 +127,7 @@ def test_good_bad_and_duplicate_rows(
         "accepted": 0,
         "coalesced": 0,
         "already_queued": 6,
+        "recent": 0,
         "rejected": EXPECTED_REJECTED,
         "rejected_total": 5,
     }
@@ -173,6 +175,7 @@ def test_header_with_a_byte_order_mark_and_fewer_columns(
         "accepted": 1,
         "coalesced": 0,
         "already_queued": 0,
+        "recent": 0,
         "rejected": [],
         "rejected_total": 0,
     }
@@ -237,6 +240,7 @@ def test_a_100k_row_file_streams_in_flat_memory(tmp_path: Path) -> None:
         "accepted": 10,
         "coalesced": 0,
         "already_queued": 0,
+        "recent": 0,
         "rejected": [],
         "rejected_total": 0,
     }

@@ -170,6 +170,10 @@ def test_outcomes_are_delivered_signed_and_retried(
         assert all(t is None or (t.endswith("Z") and "+00:00" not in t) for t in times), times
     assert events[failed]["data"]["error"]["i18n_key"] == "404.017"
     assert events[cancelled]["data"]["attempts"] == 0
+    # Who asked, and who cancelled: the producer API without an origin is "python".
+    assert events[sent]["data"]["origin"] == events[cancelled]["data"]["origin"] == "python"
+    assert events[cancelled]["data"]["cancelled_by"] == "python"
+    assert events[cancelled]["data"]["cancelled_at"] and not events[sent]["data"]["cancelled_at"]
 
     # The first delivery failed with 500; it came again with the same id, after the backoff.
     first, *rest = deliveries

@@ -204,7 +204,9 @@ def test_retrying_a_failed_request_again_and_again_calls_tango_once_more(
         assert by_id.exit_code == 0, explain(by_id)
         assert by_id.stdout.strip() == f"{failed_id} -> {retry_id} (already retried)"
     as_json = json_out(run_cli("retry", failed_id, "--json"))
-    assert as_json == [{"retried": failed_id, "id": retry_id, "already_retried": True}]
+    assert as_json == [
+        {"retried": failed_id, "id": retry_id, "already_retried": True, "recent": False}
+    ]
     for _ in range(2):
         every = run_cli("retry", "--all-failed")
         assert every.exit_code == 0, explain(every)
@@ -264,8 +266,7 @@ def test_enqueue_one_and_its_bad_input(
         "newEmail": "pat@example.com"
     }
     same_key = run_cli("enqueue", KNOWN, "--email", "pat@example.com", "--key", "ticket-1")
-    assert same_key.stdout.strip() == request_id, "stdout: the bare id, for ID=$(...)"
-    assert same_key.stderr.strip() == "idempotent", "and what became of it, after the id"
+    assert same_key.stdout.strip() == f"{request_id} idempotent", "the id, and one word"
     as_json = run_cli("enqueue", KNOWN, "--email", "pat@example.com", "--key", "ticket-1", "--json")
     assert json_out(as_json) == {"id": request_id, "outcome": "idempotent"}
     merged = run_cli("enqueue", KNOWN, "--email", "pat@example.com", "--json")

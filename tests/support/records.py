@@ -38,3 +38,19 @@ def wait_all_final(request_ids: list[str], timeout: float) -> list[ResendRecord]
             if r is not None and not r.status.is_final
         ]
         raise WaitTimedOut(f"not final after {timeout}s: {stuck}") from None
+
+
+def mark_sent(request_id: str, minutes_ago: float = 0) -> None:
+    """Finish a request as a worker does after Tango's 201, sent `minutes_ago` (Redis's
+    clock): for tests of what a sent request changes, without a worker."""
+    from datetime import timedelta
+
+    from worker.runtime import current_runtime
+    from worker.state.records import PROMOTE_MARGIN_SECONDS, ResendStatus
+
+    runtime = current_runtime()
+    record = get_resend(request_id)
+    assert record is not None
+    sent_at = runtime.clock.now() - timedelta(minutes=minutes_ago)
+    final = record.model_copy(update={"status": ResendStatus.SENT, "sent_at": sent_at})
+    assert runtime.records.finish(final, PROMOTE_MARGIN_SECONDS)

@@ -237,3 +237,34 @@ def test_the_stored_document_is_much_smaller_than_the_json_it_replaced(
 
     assert json.loads(stored)[1] == ORDER
     assert len(stored) * 3 < len(record.model_dump_json())
+
+
+def test_who_asked_is_held_in_small_hash_fields_beside_the_document(
+    store: RecordStore, redis_client: redis.Redis
+) -> None:
+    """The audit fields (record_codec.AUDIT_HASH_FIELDS) leave the document as the version
+    before them wrote it, so its workers still read what new producers store, and the hash
+    stays a listpack however long a file name the origin quotes."""
+    from worker.resend import origins
+    from worker.state import record_codec
+
+    record = new_record("jane@example.com")
+    record.origin = origins.bulk("a-" + "very-" * 30 + "long-file-name.csv", 123456)
+    record.requested_by, record.forced = "api ops-bot", True
+    create(store, record)
+    key = KEYS.record(record.id)
+
+    fields = redis_client.hgetall(key)
+    assert redis_client.object("encoding", key) == "listpack"
+    assert fields["o"].startswith("bulk a-very-") and fields["o"].endswith(".csv:123456")
+    assert len(fields["o"].encode()) <= record_codec.AUDIT_VALUE_MAX_BYTES
+    assert (fields["rb"], fields["f"]) == ("api ops-bot", "1")
+    document = json.loads(record_codec.stored_doc(fields) or "")
+    assert document[0] == 1 and len(document) <= len(record_codec._FIELDS) + 1
+    stored = store.get(record.id)
+    assert stored is not None and stored.origin == fields["o"] and stored.forced
+
+    assert store.cancel(record.id, 0.01) == "cancelled"
+    cancelled = store.get(record.id)
+    assert cancelled is not None and cancelled.cancelled_at is not None
+    assert redis_client.object("encoding", key) == "listpack"

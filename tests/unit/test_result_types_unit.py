@@ -52,7 +52,7 @@ def test_the_finish_results_are_the_finish_scripts_words() -> None:
 def test_the_submission_outcomes_are_the_create_scripts_words() -> None:
     words = set(re.findall(r"return \{\w+, '([a-z_]+)'", lua("create")))
 
-    assert values(SubmissionOutcome) == words == {"created", "idempotent", "merged"}
+    assert values(SubmissionOutcome) == words == {"created", "idempotent", "merged", "recent"}
 
 
 def test_the_delivery_outcomes_cover_the_settle_scripts_words() -> None:

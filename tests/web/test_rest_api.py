@@ -54,8 +54,9 @@ def finish_as(request_id: str, status: ResendStatus) -> None:
 def test_post_resends_queues_and_answers_202_with_the_contract_keys(api: TestClient) -> None:
     answer = create(api, newEmail="pat@example.com", newEtid="E000123")
 
-    assert set(answer) == {"id", "status", "duplicate", "coalesced"}
+    assert set(answer) == {"id", "status", "duplicate", "coalesced", "recent"}
     assert answer["status"] == "queued" and not answer["duplicate"] and not answer["coalesced"]
+    assert answer["recent"] is False
     record = get_resend(answer["id"])
     assert record is not None and record.request == {
         "newEmail": "pat@example.com",

@@ -24,6 +24,7 @@ def test_a_new_webhook_identical_to_a_pending_request_is_coalesced_not_duplicate
         "status": "queued",
         "duplicate": False,
         "coalesced": False,
+        "recent": False,
     }
     assert other.json()["id"] == first.json()["id"]
     assert other.json()["duplicate"] is False and other.json()["coalesced"] is True

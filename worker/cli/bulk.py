@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from worker.core.errors import TangoResendError
+from worker.resend import origins
 from worker.resend.producer import RedisUnavailable, Submission, submit_many
 from worker.resend.validation import InvalidResendRequest, validate_resend
 from worker.runtime import current_runtime
@@ -67,6 +68,8 @@ class BulkSummary:
     accepted: int = 0
     coalesced: int = 0
     already_queued: int = 0
+    # Answered by the recent-resend guard: sent to the same recipient moments before.
+    recent: int = 0
     rejected: list[dict[str, Any]] = field(default_factory=list)
     rejected_total: int = 0
     skipped: int = 0
@@ -93,6 +96,7 @@ class BulkSummary:
             "accepted": self.accepted,
             "coalesced": self.coalesced,
             "already_queued": self.already_queued,
+            "recent": self.recent,
             "rejected": self.rejected,
             "rejected_total": self.rejected_total,
         }
@@ -148,12 +152,14 @@ def enqueue_file(
     progress: Progress | None = None,
     batch_id: str | None = None,
     keep_requests: bool = True,
+    force: bool = False,
 ) -> BulkSummary:
     """Validate every row, then (unless `dry_run`) queue the good ones, each under the
     idempotency key `bulk:<batch>:<row>` (batch: `batch_id`, or the file's SHA-256). A Redis
     failure stops the run with `stopped` set; the rows before it are queued, and a rerun of
     the same file (or with the same `batch_id`) queues only the rest. `keep_requests` keeps
-    each row's request id in `requests` (memory that grows with the file)."""
+    each row's request id in `requests` (memory that grows with the file). Each request's
+    origin is `bulk <file>:<row>`; `force` passes the recent-resend guard."""
     summary = BulkSummary(keep_requests=keep_requests)
     with tempfile.TemporaryDirectory(prefix="tango-resend-bulk-") as folder:
         copy = Path(folder) / "rows.csv"
@@ -172,7 +178,7 @@ def enqueue_file(
                 with contextlib.suppress(InvalidResendRequest):  # rejected above
                     _predict(summary, predicted, fields)
         else:
-            _queue_rows(summary, _rows(copy, path), batch, progress)
+            _queue_rows(summary, _rows(copy, path), batch, progress, (path.name, force))
     if _identity(path) != before:
         summary.file_changed = (
             f"{path} changed while it was being read: the version read at the start "
@@ -186,16 +192,20 @@ def _queue_rows(
     rows: Iterator[tuple[int, dict[str, str]]],
     batch: str,
     progress: Progress | None,
+    source: tuple[str, bool],
 ) -> None:
     """Queue the rows `ROWS_PER_ROUND_TRIP` at a time (`submit_many`: one round trip to
     Redis for them all, each row stored as if on its own), counting each in file order. The
     first row that Redis did not store stops the run there; rows after it in the same round
     trip may have been stored too, and a rerun finds them by their keys (already queued)."""
     ttl = current_runtime().settings.resend_record_ttl_seconds
+    file_name, force = source
     while chunk := list(itertools.islice(rows, ROWS_PER_ROUND_TRIP)):
         results = submit_many(
             [(fields, f"bulk:{batch}:{number}") for number, fields in chunk],
             idempotency_ttl_seconds=ttl,
+            origins_by_request=[origins.bulk(file_name, number) for number, _ in chunk],
+            force=force,
         )
         for (number, _), result in zip(chunk, results, strict=True):
             if isinstance(result, InvalidResendRequest):
@@ -255,6 +265,8 @@ def count_submission(summary: BulkSummary, row: int | str, submission: Submissio
         summary.accepted += 1
     elif submission.outcome == SubmissionOutcome.IDEMPOTENT:
         summary.already_queued += 1
+    elif submission.outcome == SubmissionOutcome.RECENT:
+        summary.recent += 1
     else:
         summary.coalesced += 1
     if not summary.keep_requests:
@@ -265,6 +277,7 @@ def count_submission(summary: BulkSummary, row: int | str, submission: Submissio
             "id": submission.request_id,
             "coalesced": submission.outcome == SubmissionOutcome.MERGED,
             "already_queued": submission.outcome == SubmissionOutcome.IDEMPOTENT,
+            "recent": submission.outcome == SubmissionOutcome.RECENT,
         }
     )
 

@@ -101,6 +101,11 @@ def _progress(enabled: bool, label: str, total: int | None) -> Iterator[Callable
     is_flag=True,
     help='Print JSON: for one order {"id", "outcome"}, else the summary.',
 )
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Send even if the order was just sent to the same recipient (RESEND_RECENT_SECONDS).",
+)
 def enqueue(
     order_id: str | None,
     csv_file: Path | None,
@@ -110,24 +115,30 @@ def enqueue(
     account: str | None,
     dry_run: bool,
     as_json: bool,
+    force: bool,
     **fields: Any,
 ) -> None:
-    """Queue a resend of ORDER_ID (prints its id), or many with --file / --orders-between."""
+    """Queue a resend of ORDER_ID (prints its id), or many with --file / --orders-between.
+
+    With RESEND_RECENT_SECONDS set, an order sent to the same recipient that recently is not
+    sent again: the request that was sent is printed, with "recent" (--force sends anyway)."""
     settings_or_exit()
     if sum(source is not None for source in (order_id, csv_file, orders_between)) != 1:
         fail("give exactly one of ORDER_ID, --file or --orders-between", EXIT_BAD_INPUT)
     if order_id is not None:
-        _enqueue_one(order_id, fields, as_json)
+        _enqueue_one(order_id, fields, force, as_json)
         return
     _check_bulk_options(fields, csv_file, batch_id)
     # Only --orders-between lists orders Tango did not deliver, which it skips and counts.
     include_skipped = orders_between is not None
     with _exit_on_bulk_errors():
         if csv_file is not None:
-            summary = _enqueue_file(csv_file, batch_id, dry_run, as_json)
+            summary = _enqueue_file(csv_file, batch_id, dry_run, as_json, force)
         else:
             assert orders_between is not None
-            summary = _enqueue_orders_between(orders_between, customer, account, dry_run, as_json)
+            summary = _enqueue_orders_between(
+                orders_between, customer, account, dry_run, as_json, force
+            )
     code = _exit_code(summary)
     if as_json:
         echo_json(summary.as_json(include_skipped=include_skipped, include_requests=not dry_run))
@@ -167,7 +178,7 @@ def _exit_on_bulk_errors() -> Iterator[None]:
 
 
 def _enqueue_file(
-    csv_file: Path, batch_id: str | None, dry_run: bool, as_json: bool
+    csv_file: Path, batch_id: str | None, dry_run: bool, as_json: bool, force: bool
 ) -> BulkSummary:
     from worker.cli.bulk import count_rows, enqueue_file
 
@@ -175,8 +186,9 @@ def _enqueue_file(
     total = count_rows(csv_file) if not as_json and sys.stderr.isatty() else None
     with _progress(not as_json, "rows", total) as step:
         return enqueue_file(
-            csv_file, dry_run=dry_run, progress=step, batch_id=batch_id, keep_requests=as_json
-        )
+            csv_file, dry_run=dry_run, progress=step, batch_id=batch_id, keep_requests=as_json,
+            force=force,
+        )  # fmt: skip
 
 
 def _enqueue_orders_between(
@@ -185,6 +197,7 @@ def _enqueue_orders_between(
     account: str | None,
     dry_run: bool,
     as_json: bool,
+    force: bool,
 ) -> BulkSummary:
     from worker.cli.recovery import enqueue_orders_between
     from worker.runtime import current_runtime
@@ -199,6 +212,7 @@ def _enqueue_orders_between(
             account=account,
             dry_run=dry_run,
             progress=step,
+            force=force,
         )
 
 
@@ -209,6 +223,11 @@ def _print_summary(summary: BulkSummary, dry_run: bool, include_skipped: bool) -
         + (
             f"{summary.already_queued} already queued by an earlier run, "
             if summary.already_queued
+            else ""
+        )
+        + (
+            f"{summary.recent} recent (sent to the same recipient moments ago, not again), "
+            if summary.recent
             else ""
         )
         + f"{summary.rejected_total} rejected"
@@ -240,7 +259,7 @@ def _exit_code(summary: BulkSummary) -> int:
 def _stopped_line(summary: BulkSummary) -> str:
     stopped = summary.stopped
     assert stopped is not None  # said only of a run that stopped early
-    queued = summary.accepted + summary.coalesced + summary.already_queued
+    queued = summary.accepted + summary.coalesced + summary.already_queued + summary.recent
     if "row" in stopped:
         where = f"stopped at row {stopped['row']} ({queued} rows before it are queued)"
     else:
@@ -253,29 +272,43 @@ def _stopped_line(summary: BulkSummary) -> str:
     return f"{cause}; {where}; run the same command again to queue the rest"
 
 
-def _enqueue_one(order_id: str, fields: dict[str, Any], as_json: bool) -> None:
-    """Print the request's id, and what became of the submission: with --json
-    `{"id", "outcome"}`; as text, after an id that is not a new request, one word on stderr
-    (`idempotent`, `merged`, ...) so that `ID=$(tango-resend enqueue ...)` still gets the bare
-    id while a terminal shows `<id> merged` on one line."""
+def _enqueue_one(order_id: str, fields: dict[str, Any], force: bool, as_json: bool) -> None:
+    """Print the request's id, and what became of the submission: with --json `{"id",
+    "outcome"}` (and `"recent": true` when the recent-resend guard answered with the earlier
+    request's id); as text, after an id that is not a new request, its outcome in one word
+    (`idempotent`, `merged`, `recent`)."""
+    from worker.resend import origins
     from worker.resend.producer import EnqueueError, submit_resend, tango_fields
     from worker.resend.validation import InvalidResendRequest
+    from worker.state.records import SubmissionOutcome
 
-    idempotency_key = fields.pop("idempotency_key")
+    idempotency_key = fields.pop("idempotency_key", None)
     try:
         submission = submit_resend(
-            tango_fields(order_id, **fields), idempotency_key=idempotency_key
+            tango_fields(order_id, **fields),
+            idempotency_key=idempotency_key,
+            origin=origins.cli(),
+            force=force,
         )
     except InvalidResendRequest as error:
         fail(str(error), EXIT_BAD_INPUT)
     except EnqueueError as error:
         unavailable(error)
-    outcome = str(submission.outcome)
+    recent = submission.outcome == SubmissionOutcome.RECENT
     if as_json:
-        echo_json({"id": submission.request_id, "outcome": outcome})
-    elif submission.created:
+        answer: dict[str, Any] = {"id": submission.request_id, "outcome": submission.outcome.value}
+        if recent:
+            answer["recent"] = True
+        echo_json(answer)
+        return
+    if submission.created:
         click.echo(submission.request_id)
-    else:
-        click.echo(submission.request_id, nl=False)
-        click.echo(f" {outcome}", nl=False, err=True)
-        click.echo("")
+        return
+    click.echo(f"{submission.request_id} {submission.outcome.value}")
+    if recent:
+        click.echo(
+            "tango-resend: recent: this order was sent to the same recipient within "
+            "RESEND_RECENT_SECONDS; nothing queued (the id is the request that was sent; "
+            "--force sends anyway)",
+            err=True,
+        )

@@ -100,10 +100,21 @@ def status(request_id: str, as_json: bool) -> None:
         "reason": record.reason or "-",
         "tango_request_ids": ", ".join(record.tango_request_ids) or "-",
         "retry_of": record.retry_of or "-",
+        "origin": _origin(record),
     }
+    if record.cancelled_at is not None:
+        rows["cancelled"] = f"{timestamp(record.cancelled_at)} by {record.cancelled_by or '-'}"
     width = max(len(name) for name in rows)
     for name, value in rows.items():
         click.echo(f"{name.ljust(width)}  {value}")
+
+
+def _origin(record: ResendRecord) -> str:
+    """Who asked, as `status` and `history` show it."""
+    text = record.origin or "-"
+    if record.requested_by:
+        text += f" (by {record.requested_by})"
+    return text + (" (sent anyway)" if record.forced else "")
 
 
 @click.command(name="list", epilog=EXITS_LOOKUP.replace("1 not found, ", ""))
@@ -198,15 +209,20 @@ def history(order_id: str, as_json: bool) -> None:
         echo_json([record.model_dump(mode="json") for record in records])
         return
     table = Table(
-        "request", "created", "status", "call at", "outcome", "HTTP", "i18nKey", "Tango request id"
-    )
+        "request", "created", "status", "origin", "call at", "outcome", "HTTP", "i18nKey",
+        "Tango request id",
+    )  # fmt: skip
     for record in records:
         status = record.status.value
         if record.confirmed_by:  # `sent`, known from Tango's cooldown answer to a probe
             status += f" (confirmed by {record.confirmed_by})"
-        table.add_row(record.id, _when(record.created_at), status, "", "", "", "", "")
+        if record.cancelled_by:
+            status += f" (by {record.cancelled_by})"
+        origin = _origin(record)
+        table.add_row(record.id, _when(record.created_at), status, origin, "", "", "", "", "")
         for attempt in record.attempt_log:
             table.add_row(
+                "",
                 "",
                 "",
                 "",
@@ -229,13 +245,22 @@ def history(order_id: str, as_json: bool) -> None:
     help="With --all-failed: only those created within, e.g. 1h.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print old and new ids as JSON.")
-def retry(request_id: str | None, all_failed: bool, since: timedelta | None, as_json: bool) -> None:
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Send even if the order was just sent to the same recipient (RESEND_RECENT_SECONDS).",
+)
+def retry(
+    request_id: str | None, all_failed: bool, since: timedelta | None, as_json: bool, force: bool
+) -> None:
     """Queue failed requests again, as new requests linked to the old ones.
 
     Each failed request is retried once: one already retried is not queued again, and its
-    retry's id is printed "(already retried)". REQUEST_ID may be a unique prefix of 8 or more
-    characters."""
+    retry's id is printed "(already retried)". With RESEND_RECENT_SECONDS set, an order sent
+    to the same recipient that recently is not sent again: the request that was sent is
+    printed "(recent)". REQUEST_ID may be a unique prefix of 8 or more characters."""
     settings_or_exit()
+    from worker.resend import origins
     from worker.resend.producer import NotRetryable, retry_resend
     from worker.runtime import current_runtime
     from worker.state.queries import iter_requests
@@ -246,14 +271,15 @@ def retry(request_id: str | None, all_failed: bool, since: timedelta | None, as_
         targets: list[ResendRecord] | None = None
         request_id = _full_id(request_id)
         try:
-            submission = retry_resend(request_id)
+            submission = retry_resend(request_id, by=origins.cli(), force=force)
         except NotRetryable as error:
             code = EXIT_NOT_FOUND if "unknown" in str(error) else EXIT_BAD_INPUT
             fail(str(error), code)
         pairs = [(request_id, submission)]
     else:
         targets = list(iter_requests(current_runtime(), status=ResendStatus.FAILED, since=since))
-        pairs = [(old.id, retry_resend(old.id)) for old in targets]
+        by = origins.cli()
+        pairs = [(old.id, retry_resend(old.id, by=by, force=force)) for old in targets]
     # A failed request is retried once; asking again answers its existing retry ("idempotent").
     if as_json:
         echo_json(
@@ -262,17 +288,25 @@ def retry(request_id: str | None, all_failed: bool, since: timedelta | None, as_
                     "retried": old,
                     "id": new.request_id,
                     "already_retried": new.outcome == SubmissionOutcome.IDEMPOTENT,
+                    "recent": new.outcome == SubmissionOutcome.RECENT,
                 }
                 for old, new in pairs
             ]
         )
         return
+    notes = {
+        SubmissionOutcome.IDEMPOTENT: " (already retried)",
+        SubmissionOutcome.RECENT: " (recent: sent to the same recipient moments ago)",
+    }
     for old, new in pairs:
-        note = " (already retried)" if new.outcome == SubmissionOutcome.IDEMPOTENT else ""
-        click.echo(f"{old} -> {new.request_id}{note}")
+        click.echo(f"{old} -> {new.request_id}{notes.get(new.outcome, '')}")
     if targets is not None:
         again = sum(1 for _, new in pairs if new.outcome == SubmissionOutcome.IDEMPOTENT)
-        click.echo(f"{len(pairs) - again} failed request(s) queued again, {again} already retried")
+        recent = sum(1 for _, new in pairs if new.outcome == SubmissionOutcome.RECENT)
+        click.echo(
+            f"{len(pairs) - again - recent} failed request(s) queued again, {again} already "
+            f"retried" + (f", {recent} recent (not sent again)" if recent else "")
+        )
 
 
 @click.command(epilog=EXITS_CHANGE)
@@ -283,10 +317,11 @@ def cancel(request_id: str, as_json: bool) -> None:
 
     REQUEST_ID may be a unique prefix of 8 or more characters."""
     settings_or_exit()
+    from worker.resend import origins
     from worker.resend.producer import cancel_resend
 
     request_id = _full_id(request_id, missing_ok=True)  # unknown: "unknown", in JSON too
-    result = cancel_resend(request_id)
+    result = cancel_resend(request_id, by=origins.cli())
     if as_json:
         echo_json({"id": request_id, "result": result.value})
     if result is CancelResult.CANCELLED:

@@ -19,6 +19,7 @@ import redis
 
 from worker.cli.bulk import BulkInputError, BulkSummary, Progress, StopReason, count_submission
 from worker.core.times import rfc3339
+from worker.resend import origins
 from worker.resend.producer import RedisUnavailable, submit_resend
 from worker.resend.validation import InvalidResendRequest, validate_resend
 from worker.runtime import Runtime
@@ -42,17 +43,21 @@ def enqueue_orders_between(
     account: str | None = None,
     dry_run: bool,
     progress: Progress | None = None,
+    force: bool = False,
 ) -> BulkSummary:
     """Resend every order Tango created and delivered itself between `start` and `end`
     (compared in UTC, however they were written). An order with a recovery resend pending or
     sent from any earlier run, within a record's lifetime, is skipped (`already_queued`). A
-    Tango or Redis failure stops the run with `stopped` set, after what was queued so far."""
+    Tango or Redis failure stops the run with `stopped` set, after what was queued so far.
+    Each request's origin is `recovery <start>/<end>`; `force` passes the recent-resend
+    guard."""
     start, end = _utc(start), _utc(end)
     if end <= start:
         raise BulkInputError("END must be after START")
     summary = BulkSummary()
     listed = 0
     predicted: set[str] = set()  # a dry run's orders so far: listed twice, counted once
+    span = origins.recovery(f"{rfc3339(start)}/{rfc3339(end)}")
     try:
         for order in iter_orders(runtime, start, end, customer=customer, account=account):
             listed += 1
@@ -71,7 +76,7 @@ def enqueue_orders_between(
             if dry_run:
                 _predict(runtime, summary, predicted, order_id)
                 continue
-            _recover(runtime, summary, order_id, fields)
+            _recover(runtime, summary, order_id, fields, (span, force))
     except TangoError as error:
         summary.stopped = {
             "orders_listed": listed,
@@ -93,11 +98,20 @@ def recovery_key(order_id: str, after: str | None = None) -> str:
     return f"recovery:{order_id}" if after is None else f"recovery:{order_id}:after:{after}"
 
 
-def _recover(runtime: Runtime, summary: BulkSummary, order_id: str, fields: dict[str, str]) -> None:
+def _recover(
+    runtime: Runtime,
+    summary: BulkSummary,
+    order_id: str,
+    fields: dict[str, str],
+    asker: tuple[str, bool],
+) -> None:
     ttl = runtime.settings.resend_record_ttl_seconds
     key = recovery_key(order_id)
+    origin, force = asker
     for _ in range(_MAX_RECOVERY_CHAIN):
-        submission = submit_resend(fields, idempotency_key=key, idempotency_ttl_seconds=ttl)
+        submission = submit_resend(
+            fields, idempotency_key=key, idempotency_ttl_seconds=ttl, origin=origin, force=force
+        )
         if submission.outcome == SubmissionOutcome.IDEMPOTENT:
             earlier = runtime.records.get(submission.request_id)
             if earlier is None or earlier.status in _RECOVERED_AGAIN:

@@ -10,6 +10,7 @@ from typing import Self
 from pydantic import (
     AnyHttpUrl,
     Field,
+    PrivateAttr,
     RedisDsn,
     SecretStr,
     ValidationError,
@@ -19,6 +20,14 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from worker.core.errors import TangoResendError
+from worker.core.named_tokens import (
+    DEFAULT_NAME,
+    READ_NAME,
+    NamedToken,
+    check_unique,
+    parse_named_tokens,
+    read_entries,
+)
 
 TANGO_SANDBOX_BASE_URL = "https://integration-api.tangocard.com/raas/v2"
 
@@ -106,6 +115,9 @@ class Settings(BaseSettings):
     resend_probe_delay_seconds: float = Field(default=3.0, ge=0, le=60)
     resend_record_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=60)
     resend_idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=1)
+    # The recent-resend guard: a request for an order sent to the same recipient within this
+    # many seconds is answered with that request and not queued (0: off). Forced requests pass.
+    resend_recent_seconds: int = Field(default=0, ge=0, le=7 * 24 * 3600)
 
     webhook_secret: SecretStr | None = None
     webhook_allow_unsigned: bool = False
@@ -113,6 +125,9 @@ class Settings(BaseSettings):
     api_token: SecretStr | None = None
     # A second bearer token that may only read (the REST API's GETs, a read-only console).
     api_read_token: SecretStr | None = None
+    # Named tokens, `name:token:role` entries or a file of them (worker/core/named_tokens.py).
+    api_tokens: SecretStr | None = None
+    _named_tokens: tuple[NamedToken, ...] | None = PrivateAttr(default=None)
     # Honour X-Forwarded-Proto and X-Forwarded-For (the console's Secure cookie, and whom its
     # sign-in throttle counts) only when a proxy we trust sets them; off, a client could.
     console_trust_proxy: bool = False
@@ -142,6 +157,7 @@ class Settings(BaseSettings):
         "webhook_secret",
         "api_token",
         "api_read_token",
+        "api_tokens",
         "result_webhook_url",
         "result_webhook_secret",
         "metrics_port",
@@ -197,11 +213,49 @@ class Settings(BaseSettings):
     def _read_token_beside_api_token(self) -> Self:
         if self.api_read_token is None:
             return self
-        if self.api_token is None:
+        if self.api_token is None and self.api_tokens is None:
             raise ValueError("API_READ_TOKEN needs API_TOKEN: without it the API is off")
-        if self.api_read_token.get_secret_value() == self.api_token.get_secret_value():
+        if self.api_token and (
+            self.api_read_token.get_secret_value() == self.api_token.get_secret_value()
+        ):
             raise ValueError("API_READ_TOKEN must differ from API_TOKEN")
         return self
+
+    @model_validator(mode="after")
+    def _named_tokens_are_valid(self) -> Self:
+        try:
+            self.named_tokens()
+        except ValueError as error:
+            raise ValueError(f"API_TOKENS: {error}") from None
+        return self
+
+    def named_tokens(self) -> tuple[NamedToken, ...]:
+        """Every bearer token the API and the console accept, with its name and role:
+        API_TOKEN as `default`, API_READ_TOKEN as `read`, and API_TOKENS's entries (a file it
+        names is read on each call: settings are read once per process, and so is this).
+
+        Raises:
+            ValueError: API_TOKENS is malformed, or repeats a name or a token.
+        """
+        if self._named_tokens is not None:
+            return self._named_tokens
+        tokens: list[NamedToken] = []
+        if self.api_token is not None:
+            tokens.append(NamedToken(DEFAULT_NAME, self.api_token, "write"))
+        if self.api_read_token is not None:
+            tokens.append(NamedToken(READ_NAME, self.api_read_token, "read"))
+        if self.api_tokens is not None:
+            text = read_entries(self.api_tokens.get_secret_value().strip())
+            tokens.extend(parse_named_tokens(text, API_TOKEN_MIN_LENGTH))
+        check_unique(tokens)
+        self._named_tokens = tuple(tokens)
+        return self._named_tokens
+
+    @property
+    def api_enabled(self) -> bool:
+        """The REST API and the console exist with at least one token (API_TOKEN or
+        API_TOKENS)."""
+        return self.api_token is not None or self.api_tokens is not None
 
     @property
     def resend_window_seconds(self) -> float:

@@ -47,6 +47,12 @@ def event_body(record: ResendRecord) -> dict[str, Any]:
             "error": record.error,
             "tango_request_ids": record.tango_request_ids,
             "retry_of": record.retry_of,
+            # Who asked (worker.resend.origins), who asked for a retry, who cancelled.
+            "origin": record.origin,
+            "requested_by": record.requested_by,
+            "forced": record.forced,
+            "cancelled_by": record.cancelled_by,
+            "cancelled_at": rfc3339_or_none(record.cancelled_at),
         },
     }
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 import redis
 
 from worker.core.errors import RedisUnavailable, TangoResendError
+from worker.resend import origins
 from worker.resend.finished import notify_finished
 from worker.runtime import current_runtime
 from worker.state.records import PROMOTE_MARGIN_SECONDS, CancelResult, ResendRecord
@@ -27,8 +28,9 @@ class UnknownRequest(TangoResendError, LookupError):
     """Raised by `wait_for_outcome` when no request has the id (never existed, or expired)."""
 
 
-def cancel_resend(request_id: str) -> CancelResult:
-    """Cancel a queued or deferred request before it is sent.
+def cancel_resend(request_id: str, *, by: str | None = None) -> CancelResult:
+    """Cancel a queued or deferred request before it is sent; the record keeps who (`by`,
+    e.g. "api ops-bot"; "python" when not given) and when.
 
     Returns:
         A `CancelResult` (a `str` equal to its word): `cancelled`; or `in_flight` when its
@@ -41,7 +43,9 @@ def cancel_resend(request_id: str) -> CancelResult:
     """
     runtime = current_runtime()
     try:
-        result, newly_cancelled = runtime.records.try_cancel(request_id, PROMOTE_MARGIN_SECONDS)
+        result, newly_cancelled = runtime.records.try_cancel(
+            request_id, PROMOTE_MARGIN_SECONDS, by=by or origins.python(None)
+        )
     except redis.RedisError as error:
         raise RedisUnavailable(f"could not cancel the request: {error}") from error
     logger.info("request=%s cancel: %s", request_id, result)

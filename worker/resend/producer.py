@@ -14,6 +14,7 @@ import redis
 from worker.core.errors import RedisUnavailable as RedisUnavailable
 from worker.core.errors import TangoResendError
 from worker.queueing.message_builders import MessageBuilder, message_builder, task_message_or_none
+from worker.resend import origins
 
 # get_resend and cancel_resend have always been importable from here.
 from worker.resend.follow_up import cancel_resend as cancel_resend
@@ -48,6 +49,8 @@ def enqueue_resend(
     new_etid: str | None = None,
     new_delivery_method: str | None = None,
     idempotency_key: str | None = None,
+    force: bool = False,
+    origin: str | None = None,
 ) -> str:
     """Queue a resend of one Tango order and return the request's id.
 
@@ -59,6 +62,9 @@ def enqueue_resend(
         new_delivery_method: ``EMAIL``, ``PHONE`` or ``NONE``.
         idempotency_key: a key of the caller's; the same key within 24 hours returns the
             first request's id and queues nothing.
+        force: send even if the order was sent to the same recipient within
+            RESEND_RECENT_SECONDS (otherwise that earlier request's id is returned).
+        origin: who is asking, recorded as "python <origin>" (e.g. "billing-job").
 
     Raises:
         InvalidResendRequest: naming every bad field; nothing is stored or queued.
@@ -74,7 +80,9 @@ def enqueue_resend(
         new_etid=new_etid,
         new_delivery_method=new_delivery_method,
     )
-    return submit_resend(fields, idempotency_key=idempotency_key).request_id
+    return submit_resend(
+        fields, idempotency_key=idempotency_key, origin=origins.python(origin), force=force
+    ).request_id
 
 
 def tango_fields(
@@ -101,10 +109,12 @@ def tango_fields(
 class Submission:
     """What became of a submitted request.
 
-    `outcome` is `created`, `idempotent` (its idempotency key was seen before) or `merged`
-    (an identical request for the same order was still pending and now stands for it); a
-    `SubmissionOutcome`, which is a `str` equal to those words. `waiting_for_turn` is true
-    for a created request queued behind an earlier one of its order (shown `deferred`).
+    `outcome` is `created`, `idempotent` (its idempotency key was seen before), `merged`
+    (an identical request for the same order was still pending and now stands for it) or
+    `recent` (the order was sent to the same recipient within RESEND_RECENT_SECONDS:
+    `request_id` is that sent request's); a `SubmissionOutcome`, a `str` equal to those words.
+    `waiting_for_turn` is true for a created request queued behind an earlier one of its order
+    (shown `deferred`).
     """
 
     request_id: str
@@ -123,12 +133,16 @@ def submit_resend(
     retry_of: str | None = None,
     idempotency_ttl_seconds: int | None = None,
     origin: str | None = None,
+    force: bool = False,
+    requested_by: str | None = None,
 ) -> Submission:
     """Validate a request given in Tango's field names, store it and queue its task.
 
     The form webhooks and files arrive in; `enqueue_resend` is the keyword-argument front.
     `idempotency_ttl_seconds` overrides RESEND_IDEMPOTENCY_TTL_SECONDS for this key; `origin`
-    (e.g. "webhook msg_123") is named in the one log line a submission writes.
+    (who asked, in the words of `worker.resend.origins`, e.g. "webhook msg_123") is stored
+    with the request and named in the one log line a submission writes; `force` passes the
+    recent-resend guard (RESEND_RECENT_SECONDS); `requested_by` says who asked for a retry.
 
     Raises:
         InvalidResendRequest: naming every bad field; nothing is stored or queued.
@@ -137,12 +151,15 @@ def submit_resend(
             releases it.)
     """
     runtime = current_runtime()
-    pending = _prepare(runtime, fields, idempotency_key, retry_of, idempotency_ttl_seconds)
+    pending = _prepare(
+        runtime, fields, idempotency_key, retry_of, idempotency_ttl_seconds,
+        _Asker(origin, requested_by, force),
+    )  # fmt: skip
     try:
         creation = runtime.records.create(*pending.arguments)
     except redis.RedisError as error:
         raise EnqueueError(f"could not store the request: {error}") from error
-    return _submitted(pending.record, creation, origin)
+    return _submitted(pending.record, creation)
 
 
 async def submit_resend_async(
@@ -153,13 +170,17 @@ async def submit_resend_async(
     idempotency_ttl_seconds: int | None = None,
     origin: str | None = None,
     create: AsyncCreate | None = None,
+    force: bool = False,
 ) -> Submission:
     """`submit_resend` for asyncio code: the one round trip to Redis is awaited, so the event
     loop serves other requests meanwhile (the webhook receiver's path). Same arguments,
     results and exceptions; `create` is an `AsyncCreate` opened in this loop (one is opened
     and closed for this call when not given)."""
     runtime = current_runtime()
-    pending = _prepare(runtime, fields, idempotency_key, retry_of, idempotency_ttl_seconds)
+    pending = _prepare(
+        runtime, fields, idempotency_key, retry_of, idempotency_ttl_seconds,
+        _Asker(origin, None, force),
+    )  # fmt: skip
     keys, args = runtime.records.create_arguments(*pending.arguments)
     script = create or AsyncCreate(runtime.settings)
     try:
@@ -169,7 +190,7 @@ async def submit_resend_async(
     finally:
         if create is None:
             await script.aclose()
-    return _submitted(pending.record, creation, origin)
+    return _submitted(pending.record, creation)
 
 
 def submit_many(
@@ -177,6 +198,8 @@ def submit_many(
     *,
     idempotency_ttl_seconds: int | None = None,
     origin: str | None = None,
+    origins_by_request: Sequence[str] | None = None,
+    force: bool = False,
 ) -> list[Submission | InvalidResendRequest | EnqueueError]:
     """`submit_resend` for many requests at once, each given as (fields, idempotency key):
     one round trip to Redis for all of them (`RecordStore.create_many`), and their task
@@ -190,6 +213,8 @@ def submit_many(
     alone, the others still ran; when the round trip failed as a whole (Redis
     unreachable, the connection lost), every valid request has that `EnqueueError`, and
     which of them were stored is unknown (resubmit them under the same idempotency keys).
+    `origins_by_request` gives each request its own origin (a file's rows), else `origin`
+    is every request's; `force` passes the recent-resend guard for all of them.
     """
     runtime = current_runtime()
     results: list[Submission | InvalidResendRequest | EnqueueError | None] = [None] * len(requests)
@@ -202,7 +227,8 @@ def submit_many(
                 _validated(fields, key)
                 results[index] = failure
                 continue
-            prepared = _prepare(runtime, fields, key, None, idempotency_ttl_seconds, message)
+            asker = _Asker(origins_by_request[index] if origins_by_request else origin, None, force)
+            prepared = _prepare(runtime, fields, key, None, idempotency_ttl_seconds, asker, message)
         except InvalidResendRequest as error:
             results[index] = error
             continue
@@ -218,7 +244,7 @@ def submit_many(
         if isinstance(creation, redis.RedisError):
             results[index] = EnqueueError(f"could not store the request: {creation}")
         else:
-            results[index] = _submitted(item.record, creation, origin)
+            results[index] = _submitted(item.record, creation)
     answered = [result for result in results if result is not None]
     if len(answered) != len(requests):
         raise AssertionError("a request of submit_many was left without a result")
@@ -233,12 +259,22 @@ class _Pending:
     arguments: CreateArguments
 
 
+@dataclass(frozen=True)
+class _Asker:
+    """Who asks (stored with the request) and whether the recent-resend guard applies."""
+
+    origin: str | None
+    requested_by: str | None = None
+    force: bool = False
+
+
 def _prepare(
     runtime: Runtime,
     fields: dict[str, Any],
     idempotency_key: str | None,
     retry_of: str | None,
     idempotency_ttl_seconds: int | None,
+    asker: _Asker,
     message: MessageBuilder | None = None,
 ) -> _Pending:
     """Validate and build the record and its task message (by `message`, given the request's
@@ -257,6 +293,9 @@ def _prepare(
         created_at=now,
         updated_at=now,
         retry_of=retry_of,
+        origin=origins.bounded(asker.origin) if asker.origin else None,
+        requested_by=origins.bounded(asker.requested_by) if asker.requested_by else None,
+        forced=asker.force and settings.resend_recent_seconds > 0,
     )
     return _Pending(
         record,
@@ -268,6 +307,7 @@ def _prepare(
             message(record.id)
             if message is not None
             else task_message_or_none(record.id, settings.resend_queue),
+            0 if asker.force else settings.resend_recent_seconds,
         ),
     )
 
@@ -279,7 +319,7 @@ def _validated(fields: dict[str, Any], idempotency_key: str | None) -> ResendReq
     return request
 
 
-def _submitted(record: ResendRecord, creation: Creation, origin: str | None) -> Submission:
+def _submitted(record: ResendRecord, creation: Creation) -> Submission:
     """Log what became of a submission (the create script counted it: accepted, coalesced,
     or, for a repeated idempotency key such as a webhook replay, a redelivery)."""
     if creation.outcome != SubmissionOutcome.CREATED:
@@ -287,11 +327,14 @@ def _submitted(record: ResendRecord, creation: Creation, origin: str | None) -> 
             "request=%s stands for a new %s request%s",
             creation.request_id,
             creation.outcome,
-            _from(origin),
+            _from(record.origin),
         )
         return Submission(creation.request_id, creation.outcome)
     logger.info(
-        "request=%s order=%s status=queued%s", record.id, record.reference_order_id, _from(origin)
+        "request=%s order=%s status=queued%s",
+        record.id,
+        record.reference_order_id,
+        _from(record.origin),
     )
     return Submission(record.id, SubmissionOutcome.CREATED, waiting_for_turn=not creation.is_head)
 
@@ -319,8 +362,12 @@ def retry_key(request_id: str) -> str:
     return f"retry-of:{request_id}"
 
 
-def retry_resend(request_id: str) -> Submission:
-    """Queue a failed request again, as a new request linked to it (`retry_of`).
+def retry_resend(request_id: str, *, by: str | None = None, force: bool = False) -> Submission:
+    """Queue a failed request again, as a new request linked to it (`retry_of`), recorded as
+    asked for `by` (e.g. "cli alice@host", "api ops-bot").
+
+    The recent-resend guard applies (unless `force`): when the order was sent to the same
+    recipient within RESEND_RECENT_SECONDS, the outcome is "recent" with that request's id.
 
     A failed request is retried once: asking again (twice, from two shells at once, or by
     `--all-failed` run again) returns the first retry's id with outcome "idempotent" and
@@ -341,11 +388,30 @@ def retry_resend(request_id: str) -> Submission:
     if old.status is not ResendStatus.FAILED:
         raise NotRetryable(f"request {request_id} is {old.status.value}, not failed")
     fields = {"referenceOrderID": old.reference_order_id, **old.request}
+    key = retry_key(old.id)
+    if force and _answered_as_recent(runtime, key, old.id):
+        # The retry was answered with a request sent moments before: a forced retry is a
+        # retry of its own, once (its own key), and never a second one.
+        key += ":forced"
     # The key is taken in the create script, so concurrent retries race safely; it lives as
     # long as a record (longer than the failed one it names), so the answer never changes.
     return submit_resend(
         fields,
-        idempotency_key=retry_key(old.id),
+        idempotency_key=key,
         retry_of=old.id,
         idempotency_ttl_seconds=runtime.settings.resend_record_ttl_seconds,
+        origin=origins.retry_of(old.id),
+        requested_by=by,
+        force=force,
     )
+
+
+def _answered_as_recent(runtime: Runtime, key: str, request_id: str) -> bool:
+    """Whether the retry key of `request_id` names a request that is not its retry: the
+    recent-resend guard answered the retry with an earlier request of the order."""
+    try:
+        answered = runtime.redis.get(runtime.keys.idempotency(key))
+        record = None if answered is None else runtime.records.get(str(answered))
+    except redis.RedisError as error:
+        raise RedisUnavailable(f"could not read the request: {error}") from error
+    return record is not None and record.retry_of != request_id

@@ -124,6 +124,8 @@ class MetricsRecorder:
 # The counters the create script adds for a submission that is new, merged into a pending
 # request (coalesced), or a repeated idempotency key (a redelivery), in that order.
 SUBMISSION_COUNTERS = ("requests_total|accepted", "requests_total|coalesced", "redeliveries_total|")
+# A submission the recent-resend guard answered with a request sent to the same recipient.
+RECENT_COUNTER = "requests_total|recent"
 
 
 def outcome_fields(status: str, send_delay_seconds: float | None) -> dict[str, float]:

@@ -41,7 +41,7 @@ class RedisMetricsCollector(Collector):
             raw,
             "requests_total",
             "outcome",
-            "Requests by outcome (accepted, coalesced, sent, failed, cancelled).",
+            "Requests by outcome (accepted, coalesced, recent, sent, failed, cancelled).",
         )
         yield _counter(
             raw,

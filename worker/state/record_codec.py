@@ -46,7 +46,30 @@ _FIELDS = (
     "confirmed_by",
     "unresolved_call_started_at",
 )
-_HELD_ELSEWHERE = ("id", "status", "merges")
+_HELD_ELSEWHERE = (
+    "id",
+    "status",
+    "merges",
+    "origin",
+    "requested_by",
+    "forced",
+    "cancelled_by",
+    "cancelled_at",
+)
+
+# Who asked, who asked for a retry, a forced send, who cancelled and when: fields of the record's
+# hash of their own, not positions of the document. A worker of the version before them reads
+# documents with positions it does not know as an error, and ignores hash fields it does not
+# know: so in a rolling deploy, old workers keep reading what new producers store. Each value is
+# at most AUDIT_VALUE_MAX_BYTES, so the hash keeps its compact listpack encoding (doc.lua).
+AUDIT_HASH_FIELDS = {
+    "origin": "o",
+    "requested_by": "rb",
+    "forced": "f",
+    "cancelled_by": "cb",
+    "cancelled_at": "ca",
+}
+AUDIT_VALUE_MAX_BYTES = 60
 _ATTEMPT_FIELDS = ("at", "outcome", "status", "i18n_key", "tango_request_id", "probe")
 
 # What each position holds when nothing happened: trailing positions that hold it are dropped
@@ -123,6 +146,30 @@ def stored_doc(fields: Mapping[str, str]) -> str | None:
     if count == 0:
         return fields.get("doc")
     return "".join(fields.get(f"d{index}", "") for index in range(1, count + 1))
+
+
+def audit_values(record: ResendRecord) -> dict[str, str]:
+    """The record's audit fields as its hash holds them (hash field -> value); unset ones are
+    left out, so a request nobody named stores nothing more."""
+    values = {
+        "o": record.origin or "",
+        "rb": record.requested_by or "",
+        "f": "1" if record.forced else "",
+        "cb": record.cancelled_by or "",
+        "ca": "" if record.cancelled_at is None else repr(_utc(record.cancelled_at).timestamp()),
+    }
+    return {field: value for field, value in values.items() if value}
+
+
+def with_audit(record: ResendRecord, fields: Mapping[str, str]) -> ResendRecord:
+    """`record` with the audit fields its hash holds (`fields`: the hash, or part of it)."""
+    record.origin = fields.get("o") or None
+    record.requested_by = fields.get("rb") or None
+    record.forced = fields.get("f") == "1"
+    record.cancelled_by = fields.get("cb") or None
+    cancelled_at = fields.get("ca")
+    record.cancelled_at = datetime.fromtimestamp(float(cancelled_at), UTC) if cancelled_at else None
+    return record
 
 
 def decode(doc: str, request_id: str, status: str, merges: int) -> ResendRecord:

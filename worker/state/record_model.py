@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+import string
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
@@ -98,6 +99,18 @@ class ResendRecord(BaseModel):
     # The start (Redis's clock, epoch seconds) of the earliest call whose outcome is unknown
     # (a timeout, a reset, a 502/504, a worker killed mid-call) and not yet settled by a probe.
     unresolved_call_started_at: float | None = None
+    # Who asked for it, in one structured field: "webhook <webhook-id>", "api <token name>",
+    # "console <agent>", "cli <user@host>", "bulk <file>:<row>", "recovery <range>",
+    # "retry of <id>", "python <origin given>". None for requests stored before it existed.
+    origin: str | None = None
+    # Who asked for a retry ("retry of <id>" says what it retries, this says who), in the
+    # words of `origin`: "api ops-bot", "cli alice@host", "console ops-bot".
+    requested_by: str | None = None
+    # Sent although the recent-resend guard would have answered an earlier request.
+    forced: bool = False
+    # Who cancelled it and when (a cancel from anywhere but the producer API says who).
+    cancelled_by: str | None = None
+    cancelled_at: datetime | None = None
 
     @property
     def window_deferrals(self) -> int:
@@ -111,6 +124,25 @@ class ResendRecord(BaseModel):
     def fingerprint(self) -> str:
         """Identifies "the same request": the order and exactly the same fields."""
         return request_fingerprint(self.reference_order_id, self.request)
+
+
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+_ASCII_UPPER = str.maketrans(string.ascii_lowercase, string.ascii_uppercase)
+
+
+def recipient_key(fields: dict[str, str]) -> str:
+    """Who a request's resend reaches: its email (any case), mobile and delivery method, an
+    empty one meaning the order's own. Two requests with the same key are "the same
+    recipient" for the recent-resend guard (create.lua's `recipient_of` builds the same text
+    from a stored request); the template (`newEtid`) does not change who receives it."""
+    # ASCII case only, as Lua's string.lower and string.upper fold it.
+    return "\n".join(
+        (
+            fields.get("newEmail", "").translate(_ASCII_LOWER),
+            fields.get("newMobile", ""),
+            fields.get("newDeliveryMethod", "").translate(_ASCII_UPPER),
+        )
+    )
 
 
 def request_fingerprint(reference_order_id: str, fields: dict[str, str]) -> str:

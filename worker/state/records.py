@@ -21,7 +21,7 @@ import redis
 from worker.state import record_codec, scripts
 from worker.state.clock import Clock, RedisClock
 from worker.state.keys import RedisKeys
-from worker.state.metrics import SUBMISSION_COUNTERS, outcome_fields
+from worker.state.metrics import RECENT_COUNTER, SUBMISSION_COUNTERS, outcome_fields
 
 # The record's model lives in record_model; these names are re-exported for the many modules
 # (and users' code) that have always imported them from here.
@@ -31,7 +31,7 @@ from worker.state.record_model import ConfirmedBy as ConfirmedBy
 from worker.state.record_model import ResendRecord as ResendRecord
 from worker.state.record_model import ResendStatus as ResendStatus
 from worker.state.record_model import new_request_id as new_request_id
-from worker.state.record_model import order_in_request_id
+from worker.state.record_model import order_in_request_id, recipient_key
 from worker.state.record_model import request_fingerprint as request_fingerprint
 from worker.state.scripts import ScriptValue
 from worker.state.window import window_milliseconds
@@ -53,11 +53,12 @@ class SubmissionOutcome(StrEnum):
     CREATED = "created"  # a new request
     IDEMPOTENT = "idempotent"  # its idempotency key was seen before: that request's id
     MERGED = "merged"  # coalesced into an identical pending request of the order
+    RECENT = "recent"  # the order was sent to the same recipient within RESEND_RECENT_SECONDS
 
 
-CreateArguments = tuple[ResendRecord, str | None, int, float, TaskMessage | None]
+CreateArguments = tuple[ResendRecord, str | None, int, float, TaskMessage | None, float]
 """`RecordStore.create`'s arguments: record, idempotency key, its TTL in seconds, lease in
-seconds, task message."""
+seconds, task message, and the recent-resend guard's span in seconds (0: off)."""
 
 
 @dataclass(frozen=True)
@@ -207,16 +208,20 @@ class RecordStore:
         idempotency_ttl_seconds: int,
         lease_seconds: float,
         message: TaskMessage | None = None,
+        recent_seconds: float = 0,
     ) -> Creation:
         """Store a new request, unless its idempotency key or an identical pending request
-        already stands for it; then that request's id is returned and nothing is stored.
+        already stands for it, or (`recent_seconds` > 0) its order was sent to the same
+        recipient within that many seconds; then that request's id is returned and nothing
+        is stored.
 
         A new request first in its order's queue gets `message` (its task message) pushed to
         the broker in the same step; without one it is due at once, for the scheduler to
         publish."""
         keys, args = self.create_arguments(
-            record, idempotency_key, idempotency_ttl_seconds, lease_seconds, message
-        )
+            record, idempotency_key, idempotency_ttl_seconds, lease_seconds, message,
+            recent_seconds,
+        )  # fmt: skip
         return creation_from_reply(self._create(keys=keys, args=args))
 
     def create_many(self, requests: Sequence[CreateArguments]) -> list[Creation | redis.RedisError]:
@@ -249,6 +254,7 @@ class RecordStore:
         idempotency_ttl_seconds: int,
         lease_seconds: float,
         message: TaskMessage | None = None,
+        recent_seconds: float = 0,
     ) -> tuple[dict[str, str], dict[str, ScriptValue]]:
         """KEYS and ARGV of the create script for `create` (also run by the webhook
         receiver's asyncio client: see `worker.resend.producer.submit_resend_async`)."""
@@ -281,6 +287,10 @@ class RecordStore:
             "counter_merged": counter_merged,
             "counter_idempotent": counter_idempotent,
             "message": message.payload if message else "",
+            "recent_seconds": recent_seconds,
+            "recipient": recipient_key(record.request),
+            "counter_recent": RECENT_COUNTER,
+            "audit": json.dumps(record_codec.audit_values(record)),
         }
         return script_keys, args
 
@@ -409,10 +419,10 @@ class RecordStore:
         return self.try_cancel(request_id, promote_margin_seconds)[0]
 
     def try_cancel(
-        self, request_id: str, promote_margin_seconds: float
+        self, request_id: str, promote_margin_seconds: float, by: str | None = None
     ) -> tuple[CancelResult, bool]:
         """As `cancel`, and whether this very call did the cancelling (racing cancellers:
-        exactly one gets True)."""
+        exactly one gets True); the record keeps who cancelled it (`by`) and when."""
         record = self.get(request_id)
         if record is None:
             return CancelResult.UNKNOWN, False
@@ -420,9 +430,20 @@ class RecordStore:
             return CancelResult(record.status.value), False
         record.status = ResendStatus.CANCELLED
         record.reason = "cancelled before it was sent"
-        record.updated_at = self._clock.now()
+        record.updated_at = record.cancelled_at = self._clock.now()
+        record.cancelled_by = by
         result = self._finish_script(record, promote_margin_seconds, only_if_cancellable=True)
         if result is FinishResult.DONE:
+            # Who cancelled and when, beside the record's document (record_codec's audit
+            # fields): only the cancel that won writes them.
+            self._client.hset(
+                self._keys.record(request_id),
+                mapping={
+                    key: value
+                    for key, value in record_codec.audit_values(record).items()
+                    if key in ("cb", "ca")
+                },
+            )
             return CancelResult.CANCELLED, True
         # `unknown`, `in_flight` or the final status it reached meanwhile (never `stale`: a
         # cancel passes no run token).
@@ -483,7 +504,8 @@ class RecordStore:
             if doc is None or status is None:
                 continue
             merges = int(fields.get("merges") or 0)
-            records.append(record_codec.decode(doc, request_id, str(status), merges))
+            record = record_codec.decode(doc, request_id, str(status), merges)
+            records.append(record_codec.with_audit(record, fields))
         return records
 
     def ids_by_time(

@@ -1,8 +1,10 @@
-"""Who a token is: `API_TOKEN` may read and act, `API_READ_TOKEN` may only read."""
+"""Who a bearer token is: its name (`API_TOKENS`; `default` for API_TOKEN, `read` for
+API_READ_TOKEN) and its role (`write` may read and act, `read` may only read)."""
 
 from __future__ import annotations
 
 import hmac
+from dataclasses import dataclass
 from enum import StrEnum
 
 from worker.core.settings import Settings
@@ -17,22 +19,45 @@ class Role(StrEnum):
         return self is Role.WRITE
 
 
-def role_for_token(settings: Settings, given: str) -> Role | None:
-    """The role `given` grants, or None. Both tokens are compared in constant time, always,
-    so the answer's timing tells nothing about either."""
+@dataclass(frozen=True)
+class Identity:
+    """The agent a token names: the audit trail says `name`, `role` says what it may do."""
+
+    name: str
+    role: Role
+
+
+def identify(settings: Settings, given: str) -> Identity | None:
+    """The agent `given` is the token of, or None: the one place a presented token is
+    resolved. Every token is compared, in constant time, whatever matched before, so the
+    answer's timing tells nothing about any of them."""
     offered = given.encode()
-    write = settings.api_token.get_secret_value().encode() if settings.api_token else None
-    read = settings.api_read_token.get_secret_value().encode() if settings.api_read_token else None
-    is_write = write is not None and hmac.compare_digest(offered, write)
-    is_read = read is not None and hmac.compare_digest(offered, read)
-    if is_write:
-        return Role.WRITE
-    return Role.READ if is_read else None
+    found: Identity | None = None
+    for token in settings.named_tokens():
+        if hmac.compare_digest(offered, token.token.get_secret_value().encode()) and not found:
+            found = Identity(token.name, Role(token.role))
+    return found
+
+
+def role_for_token(settings: Settings, given: str) -> Role | None:
+    """The role `given` grants, or None (see `identify`)."""
+    identity = identify(settings, given)
+    return identity.role if identity else None
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header, or None."""
+    scheme, _, token = (authorization or "").partition(" ")
+    return token if scheme == "Bearer" and token else None
+
+
+def identify_authorization(settings: Settings, authorization: str | None) -> Identity | None:
+    """The agent of an `Authorization: Bearer <token>` header, or None."""
+    token = bearer_token(authorization)
+    return None if token is None else identify(settings, token)
 
 
 def role_for_authorization(settings: Settings, authorization: str | None) -> Role | None:
     """The role of an `Authorization: Bearer <token>` header, or None."""
-    scheme, _, token = (authorization or "").partition(" ")
-    if scheme != "Bearer" or not token:
-        return None
-    return role_for_token(settings, token)
+    identity = identify_authorization(settings, authorization)
+    return identity.role if identity else None

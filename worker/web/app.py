@@ -26,6 +26,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
 from worker.core.settings import Settings, get_settings
+from worker.resend import origins
 from worker.resend.producer import EnqueueError, Submission, submit_resend_async
 from worker.resend.validation import InvalidResendRequest
 from worker.runtime import AsyncCreate, current_runtime
@@ -69,6 +70,12 @@ class Accepted(BaseModel):
         description="True when a new webhook was merged into an identical request of the "
         "order that is still pending: `id` is that request's, nothing new queued.",
     )
+    recent: bool = Field(
+        default=False,
+        description="True when the order was sent to the same recipient within "
+        "RESEND_RECENT_SECONDS: `id` is that sent request's (`status` `sent`, `duplicate` "
+        "true), nothing new queued.",
+    )
 
 
 _PROBLEMS = problem_responses(
@@ -108,7 +115,7 @@ def create_app() -> FastAPI:
     _add_webhook_route(app, settings, verifier)
     add_health_route(app)
     _add_metrics_route(app, settings)
-    if settings.api_token is not None:
+    if settings.api_enabled:
         app.include_router(build_api_router(settings))
         app.include_router(build_console_router(settings))
     else:
@@ -150,7 +157,7 @@ def _add_webhook_route(app: FastAPI, settings: Settings, verifier: WebhookVerifi
         status_code=202,
         response_model=Accepted,
         operation_id="receiveResend",
-        responses={**_PROBLEMS, **_ACCEPTED_LINKS} if settings.api_token else _PROBLEMS,
+        responses={**_PROBLEMS, **_ACCEPTED_LINKS} if settings.api_enabled else _PROBLEMS,
         openapi_extra=json_request_body(ResendWebhook),
     )
     async def receive_resend(
@@ -187,7 +194,7 @@ async def _accept(
             fields,
             idempotency_key=f"webhook:{webhook_id}" if webhook_id else None,
             idempotency_ttl_seconds=webhook_id_ttl,
-            origin=f"webhook {webhook_id}" if webhook_id else "an unsigned webhook",
+            origin=origins.webhook(webhook_id),
             create=getattr(request.app.state, "create", None),
         )
     except InvalidResendRequest as error:
@@ -195,19 +202,25 @@ async def _accept(
     except EnqueueError as error:
         logger.warning("webhook refused, not stored: %s", error)
         raise unavailable("the request could not be stored; retry later") from None
+    recent = submission.outcome == SubmissionOutcome.RECENT
     return Accepted(
         id=submission.request_id,
-        status=_created_status(submission)
-        if submission.created
-        else await _shown_status(submission.request_id),
-        duplicate=submission.outcome == SubmissionOutcome.IDEMPOTENT,
+        status=await _answer_status(submission),
+        duplicate=submission.outcome == SubmissionOutcome.IDEMPOTENT or recent,
         coalesced=submission.outcome == SubmissionOutcome.MERGED,
+        recent=recent,
     )
 
 
-def _created_status(submission: Submission) -> str:
-    """A new request's state: `queued`, or `deferred` behind an earlier one of its order."""
-    return "deferred" if submission.waiting_for_turn else "queued"
+async def _answer_status(submission: Submission) -> str:
+    """The state the 202 names: `sent` for the request the recent-resend guard answered with;
+    a new request's, `queued` or `deferred` behind an earlier one of its order; else the
+    state of the request a redelivery or a merge named."""
+    if submission.outcome == SubmissionOutcome.RECENT:
+        return "sent"
+    if submission.created:
+        return "deferred" if submission.waiting_for_turn else "queued"
+    return await _shown_status(submission.request_id)
 
 
 async def _shown_status(request_id: str) -> str:

@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from worker.core.settings import Settings
+from worker.resend import origins
 from worker.resend.producer import (
     EnqueueError,
     NotRetryable,
@@ -34,7 +35,7 @@ from worker.state.queries import as_shown, order_history, shown_records
 from worker.state.record_pages import InvalidCursor, decode_cursor, page_requests, parse_since
 from worker.state.records import CancelResult, ResendStatus, SubmissionOutcome
 from worker.tango.ids import REFERENCE_ORDER_ID
-from worker.web.api_tokens import Role, role_for_authorization
+from worker.web.api_tokens import Identity, Role, identify_authorization
 from worker.web.openapi import accepted, json_request_body, link
 from worker.web.problems import (
     HttpProblem,
@@ -66,6 +67,11 @@ class ResendCreate(ResendFields):
         description="The same key within RESEND_IDEMPOTENCY_TTL_SECONDS (24 h) answers the "
         "first request's id, `duplicate: true`, and queues nothing.",
     )
+    force: bool = Field(
+        default=False,
+        description="Send even if the order was sent to the same recipient within "
+        "RESEND_RECENT_SECONDS (the recent-resend guard).",
+    )
 
 
 class Created(BaseModel):
@@ -78,6 +84,12 @@ class Created(BaseModel):
     coalesced: bool = Field(
         description="True when an identical request of the order was still pending: `id` is "
         "that request's, nothing new queued."
+    )
+    recent: bool = Field(
+        default=False,
+        description="True when the order was sent to the same recipient within "
+        "RESEND_RECENT_SECONDS: `id` is that sent request's (`status` `sent`, `duplicate` "
+        "true), nothing new queued. Pass `force: true` to send anyway.",
     )
 
 
@@ -99,6 +111,12 @@ class CancelRefused(BaseModel):
 class RetryAnswer(BaseModel):
     id: str
     retry_of: str
+    recent: bool = Field(
+        default=False,
+        description="True when the order was sent to the same recipient within "
+        "RESEND_RECENT_SECONDS: `id` is that sent request's and nothing was queued; "
+        "`?force=true` retries anyway.",
+    )
 
 
 class OrderResends(BaseModel):
@@ -175,6 +193,7 @@ def build_api_router(settings: Settings) -> APIRouter:
     router = APIRouter()
     reader = Depends(_authorizer(settings, Role.READ))
     writer = Depends(_authorizer(settings, Role.WRITE))
+    Writer = Annotated[Identity, writer]
     body = Depends(capped_body(settings.webhook_max_body_bytes))
     ttl = settings.resend_idempotency_ttl_seconds
 
@@ -183,16 +202,15 @@ def build_api_router(settings: Settings) -> APIRouter:
         status_code=202,
         response_model=Created,
         operation_id="createResend",
-        dependencies=[writer],
         responses={
             **accepted("Stored and queued.", _CREATED_LINKS),
             **_problems(400, 401, 403, 413, 422, 503),
         },
         openapi_extra=json_request_body(ResendCreate),
     )
-    def create_resend(raw: Annotated[bytes, body]) -> Created:
+    def create_resend(raw: Annotated[bytes, body], who: Writer) -> Created:
         """Queue a resend. Answers 202 only once the request is stored and queued."""
-        return _create(parse_json_object(raw), ttl)
+        return _create(parse_json_object(raw), ttl, origins.api(who.name))
 
     @router.get(
         "/resends",
@@ -229,19 +247,17 @@ def build_api_router(settings: Settings) -> APIRouter:
         "/resends/{request_id}/cancel",
         response_model=CancelAnswer,
         operation_id="cancelResend",
-        dependencies=[writer],
         responses={409: {"model": CancelRefused}, **_problems(401, 403, 404, 503)},
     )
-    def cancel(request_id: str) -> Any:
+    def cancel(request_id: str, who: Writer) -> Any:
         """Cancel a queued or deferred request before it is sent."""
-        return _cancel(request_id)
+        return _cancel(request_id, origins.api(who.name))
 
     @router.post(
         "/resends/{request_id}/retry",
         status_code=202,
         response_model=RetryAnswer,
         operation_id="retryResend",
-        dependencies=[writer],
         responses={
             **accepted(
                 "Queued again as a new request (or the first retry's id).",
@@ -250,9 +266,9 @@ def build_api_router(settings: Settings) -> APIRouter:
             **_problems(401, 403, 404, 409, 503),
         },
     )
-    def retry(request_id: str) -> RetryAnswer:
+    def retry(request_id: str, who: Writer, force: bool = False) -> RetryAnswer:
         """Queue a failed request again, once: asking again answers the same id."""
-        return _retry(request_id)
+        return _retry(request_id, origins.api(who.name), force)
 
     @router.get(
         "/orders/{referenceOrderID}/resends",
@@ -268,22 +284,22 @@ def build_api_router(settings: Settings) -> APIRouter:
     return router
 
 
-def _require(settings: Settings, authorization: str | None, needed: Role) -> Role:
-    role = role_for_authorization(settings, authorization)
-    if role is None:
+def _require(settings: Settings, authorization: str | None, needed: Role) -> Identity:
+    identity = identify_authorization(settings, authorization)
+    if identity is None:
         raise HttpProblem(
             401,
             "unauthorized",
             "a valid bearer token is required",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    if needed is Role.WRITE and not role.may_act:
+    if needed is Role.WRITE and not identity.role.may_act:
         raise HttpProblem(403, "forbidden", "this token may only read")
-    return role
+    return identity
 
 
 def _authorizer(settings: Settings, needed: Role) -> Any:
-    def authorize(authorization: Annotated[str | None, Header()] = None) -> Role:
+    def authorize(authorization: Annotated[str | None, Header()] = None) -> Identity:
         return _require(settings, authorization, needed)
 
     return authorize
@@ -298,16 +314,20 @@ def _invalid(fields: dict[str, str]) -> HttpProblem:
     return HttpProblem(422, "invalid_request", f"invalid request: {details}", fields=fields)
 
 
-def _create(fields: dict[str, Any], idempotency_ttl: int) -> Created:
+def _create(fields: dict[str, Any], idempotency_ttl: int, origin: str) -> Created:
     key = fields.pop("idempotencyKey", None)
     if key is not None and (not isinstance(key, str) or not 1 <= len(key) <= 255):
         raise _invalid({"idempotencyKey": "must be text of 1 to 255 characters"})
+    force = fields.pop("force", False)
+    if not isinstance(force, bool):
+        raise _invalid({"force": "must be true or false"})
     try:
         submission = submit_resend(
             fields,
             idempotency_key=None if key is None else IDEMPOTENCY_PREFIX + key,
             idempotency_ttl_seconds=idempotency_ttl,
-            origin="the REST API",
+            origin=origin,
+            force=force,
         )
     except InvalidResendRequest as error:
         renamed = {
@@ -318,13 +338,16 @@ def _create(fields: dict[str, Any], idempotency_ttl: int) -> Created:
         logger.warning("API resend refused, not stored: %s", error)
         raise unavailable("the request could not be stored; retry later") from None
     status = "deferred" if submission.waiting_for_turn else "queued"
-    if not submission.created:
+    if submission.outcome == SubmissionOutcome.RECENT:
+        status = "sent"  # the guard answers only with a request that was sent
+    elif not submission.created:
         status = _current_status(submission.request_id)
     return Created(
         id=submission.request_id,
         status=status,
-        duplicate=submission.outcome == SubmissionOutcome.IDEMPOTENT,
+        duplicate=submission.outcome in (SubmissionOutcome.IDEMPOTENT, SubmissionOutcome.RECENT),
         coalesced=submission.outcome == SubmissionOutcome.MERGED,
+        recent=submission.outcome == SubmissionOutcome.RECENT,
     )
 
 
@@ -384,7 +407,7 @@ def _limit(text: str | None, errors: dict[str, str]) -> int:
     return int(text)
 
 
-def _cancel(request_id: str) -> JSONResponse:
+def _cancel(request_id: str, by: str) -> JSONResponse:
     try:
         record = get_resend(request_id)
         if record is None:
@@ -392,7 +415,7 @@ def _cancel(request_id: str) -> JSONResponse:
         if record.status.is_final:
             # Refused as it stands: `cancel_resend` would call a cancelled one "cancelled".
             return JSONResponse({"result": record.status.value}, status_code=409)
-        result = cancel_resend(request_id)
+        result = cancel_resend(request_id, by=by)
     except RedisUnavailable:
         raise unavailable("the request cannot be cancelled now; retry later") from None
     if result is CancelResult.UNKNOWN:  # expired between the two reads
@@ -401,18 +424,22 @@ def _cancel(request_id: str) -> JSONResponse:
     return JSONResponse({"result": result.value}, status_code=status_code)
 
 
-def _retry(request_id: str) -> RetryAnswer:
+def _retry(request_id: str, by: str, force: bool) -> RetryAnswer:
     try:
         if get_resend(request_id) is None:
             raise _not_found()
-        submission = retry_resend(request_id)
+        submission = retry_resend(request_id, by=by, force=force)
     except NotRetryable as error:
         raise HttpProblem(409, "not_failed", str(error)) from None
     except InvalidResendRequest as error:
         raise HttpProblem(409, "not_retryable", str(error)) from None
     except RedisUnavailable:
         raise unavailable("the retry could not be stored; retry later") from None
-    return RetryAnswer(id=submission.request_id, retry_of=request_id)
+    return RetryAnswer(
+        id=submission.request_id,
+        retry_of=request_id,
+        recent=submission.outcome == SubmissionOutcome.RECENT,
+    )
 
 
 def _order(reference_order_id: str) -> OrderResends:

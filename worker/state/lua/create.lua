@@ -1,8 +1,12 @@
 -- Store a new request with its place in its order's queue, unless its idempotency key or an
 -- identical pending request of the order already stands for it. A new request first in its
 -- order's queue has its task message pushed here, in the same atomic step.
--- Returns {id, outcome ('created', 'merged', 'idempotent'), is_head (1/0), dispatch number
--- (0 when no task was queued)}.
+-- With a recent-resend guard (recent_seconds > 0), a request whose order was sent to the same
+-- recipient within that many seconds is not stored either: the request that was sent stands
+-- for it (outcome 'recent'). Decided here, in the create's own atomic step, so two asks at the
+-- same moment cannot both pass.
+-- Returns {id, outcome ('created', 'merged', 'idempotent', 'recent'), is_head (1/0), dispatch
+-- number (0 when no task was queued)}.
 local record_key = KEYS[1]
 local idempotency_key = KEYS[2]            -- '' for none
 local due_key = KEYS[3]
@@ -26,6 +30,10 @@ local counter_created = ARGV[9]            -- metrics fields counting each outco
 local counter_merged = ARGV[10]
 local counter_idempotent = ARGV[11]
 local message = ARGV[12]                   -- '' = none: the scheduler publishes it
+local recent_seconds = tonumber(ARGV[13])  -- the guard's span; 0 = off (or forced)
+local recipient = ARGV[14]                 -- see recipient_of: the request's effective recipient
+local counter_recent = ARGV[15]
+local audit = ARGV[16]                     -- JSON {hash field: value}: who asked (record_codec)
 --! include is_final
 --! include now
 --! include doc
@@ -45,6 +53,59 @@ if idempotency_key ~= '' then
   if existing then
     count(counter_idempotent)
     return {existing, 'idempotent', 0, 0}
+  end
+end
+-- The guard: the most recently created finished requests of the order are read (a sent one
+-- was created before it was sent, so a recent send is among them unless more than RECENT_SCAN
+-- requests of the order finished since it was created).
+local RECENT_SCAN = 32
+local function recipient_of(request)
+  -- An empty field means the order's own: as `recipient_key` in
+  -- worker/state/record_model.py builds it.
+  local function text(name)
+    local value = request[name]
+    if type(value) ~= 'string' then return '' end
+    return value
+  end
+  return string.lower(text('newEmail')) .. '\n' .. text('newMobile') .. '\n'
+    .. string.upper(text('newDeliveryMethod'))
+end
+local function sent_to_same_recipient_since(oldest)
+  local finished = redis.call('ZRANGEBYSCORE', order_key, '-inf', '(0', 'LIMIT', 0, RECENT_SCAN)
+  local newest_id, newest_at = nil, oldest
+  for _, earlier in ipairs(finished) do
+    if redis.call('HGET', record_prefix .. earlier, 'status') == 'sent' then
+      local stored = read_doc(record_prefix .. earlier)
+      -- Documents of the positional format (worker/state/record_codec.py): [format, order,
+      -- request, created (us since the epoch), updated, ..., sent (us since created) at 10].
+      -- A document an earlier version stored as an object is not read: it was written before
+      -- this guard existed.
+      if stored and string.sub(stored, 1, 1) == '[' then
+        local values = cjson.decode(stored)
+        local sent = values[10]
+        if type(sent) ~= 'number' then sent = tonumber(values[5]) or 0 end
+        if type(values[4]) == 'number' and type(values[3]) == 'table' then
+          local sent_at = (values[4] + sent) / 1000000
+          if sent_at >= newest_at and recipient_of(values[3]) == recipient then
+            newest_id, newest_at = earlier, sent_at
+          end
+        end
+      end
+    end
+  end
+  return newest_id
+end
+
+if recent_seconds > 0 then
+  local earlier = sent_to_same_recipient_since(now_seconds() - recent_seconds)
+  if earlier then
+    -- Remembered under the key too, so a redelivery of this very ask answers the same id
+    -- after the span has passed, rather than sending then.
+    if idempotency_key ~= '' then
+      redis.call('SET', idempotency_key, earlier, 'EX', idempotency_ttl)
+    end
+    count(counter_recent)
+    return {earlier, 'recent', 0, 0}
   end
 end
 -- An identical request of the order still waiting stands for this one. The order's waiting
@@ -68,6 +129,7 @@ if idempotency_key ~= '' then redis.call('SET', idempotency_key, id, 'EX', idemp
 -- `merges` appears with the first merge; the fingerprint is kept for the ones to come.
 redis.call('HSET', record_key, 'status', 'queued', 'fp', short_fingerprint)
 write_doc(record_key, doc)
+for field, value in pairs(cjson.decode(audit)) do redis.call('HSET', record_key, field, value) end
 redis.call('EXPIRE', record_key, ttl)
 redis.call('ZADD', by_time_key, created_at, id)
 redis.call('ZREMRANGEBYSCORE', by_time_key, '-inf', created_at - ttl)

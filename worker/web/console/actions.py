@@ -12,15 +12,18 @@ import secrets
 from collections.abc import Callable
 from typing import Annotated
 
+import redis
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from worker.resend import producer
+from worker.resend import origins, producer
 from worker.resend.validation import InvalidResendRequest
 from worker.runtime import current_runtime
 from worker.state.queries import as_shown
-from worker.web.api_tokens import role_for_token
+from worker.state.records import SubmissionOutcome
+from worker.web.api_tokens import identify
 from worker.web.console.common import ConsoleCore, csrf_ok, read_form, redirect
+from worker.web.console.recent import LastResent, last_resent
 from worker.web.console.sessions import (
     SESSION_COOKIE,
     SESSION_SECONDS,
@@ -84,8 +87,8 @@ def _signin(core: ConsoleCore, request: Request, form: dict[str, str]) -> Respon
     if wait:
         message = f"Too many failed sign-ins from here: try again in {wait} s."
         return _signin_form(core, request, target, message, 429)
-    role = role_for_token(core.settings, form.get("token", "").strip())
-    if role is None:
+    identity = identify(core.settings, form.get("token", "").strip())
+    if identity is None:
         wait = throttle.failed(who)
         logger.warning("console sign-in refused (wrong token) from %s", who)
         message = "That token is not valid." + (
@@ -93,11 +96,11 @@ def _signin(core: ConsoleCore, request: Request, form: dict[str, str]) -> Respon
         )
         return _signin_form(core, request, target, message, 401)
     throttle.succeeded(who)
-    cookie, _ = core.sessions.create(role, form.get("token", "").strip())
+    cookie, _ = core.sessions.create(identity.role, form.get("token", "").strip(), identity.name)
     response = redirect(_local(target))
     _set_cookie(core, request, response, SESSION_COOKIE, cookie, SESSION_SECONDS)
     response.delete_cookie(SIGNIN_CSRF_COOKIE, path="/console")
-    logger.info("console sign-in (%s) from %s", role.value, who)
+    logger.info("console sign-in of %s (%s) from %s", identity.name, identity.role.value, who)
     return response
 
 
@@ -163,17 +166,55 @@ def _acting(
 def _resend(
     core: ConsoleCore, request: Request, session: Session, form: dict[str, str]
 ) -> Response:
+    """Submit the form's resend. With the recent-resend guard on, "send anyway" (`force`)
+    needs a second, explicit confirmation (`confirmed`): the first shows what was sent, to
+    whom and when, and asks again."""
     fields = {name: form[name].strip() for name in RESEND_FIELDS if form.get(name, "").strip()}
+    guard_on = core.settings.resend_recent_seconds > 0
+    force = guard_on and form.get("force") == "1"
+    if force and form.get("confirmed") != "1":
+        if _last(fields.get("referenceOrderID")) is not None:
+            return _confirm_send_anyway(core, request, session, form)
+        force = False  # nothing sent in the last day: nothing to send anyway
     try:
-        submission = producer.submit_resend(fields, origin="the console")
+        submission = producer.submit_resend(
+            fields, origin=origins.console(session.agent), force=force
+        )
     except InvalidResendRequest as error:
         return core.render(
-            "home.html", request, session, status=422, form=form, errors=error.errors
-        )
+            "home.html", request, session, status=422, form=form, errors=error.errors,
+            last=_last(fields.get("referenceOrderID")),
+        )  # fmt: skip
     except producer.RedisUnavailable:
         return _unavailable(core, request, session)
-    logger.info("console resend of %s: %s", fields.get("referenceOrderID"), submission.outcome)
+    logger.info(
+        "console resend of %s by %s: %s%s",
+        fields.get("referenceOrderID"), session.agent, submission.outcome,
+        " (sent anyway)" if force else "",
+    )  # fmt: skip
+    if submission.outcome == SubmissionOutcome.RECENT:
+        return core.render(
+            "recent.html", request, session, status=409, form=form, earlier=submission.request_id,
+            last=_last(fields.get("referenceOrderID")), step="choose",
+        )  # fmt: skip
     return redirect(f"/console/requests/{submission.request_id}?{submission.outcome}=1")
+
+
+def _confirm_send_anyway(
+    core: ConsoleCore, request: Request, session: Session, form: dict[str, str]
+) -> Response:
+    """The second, explicit confirmation of a "send anyway" (a page that changes nothing)."""
+    return core.render(
+        "recent.html", request, session, form=form, earlier="",
+        last=_last(form.get("referenceOrderID", "").strip()), step="confirm",
+    )  # fmt: skip
+
+
+def _last(order: str | None) -> LastResent | None:
+    try:
+        return last_resent(current_runtime(), order)
+    except redis.RedisError:  # a warning that cannot be read must not stop the answer
+        return None
 
 
 def _confirm(
@@ -189,7 +230,7 @@ def _confirm(
 
 def _cancel(core: ConsoleCore, request: Request, session: Session, request_id: str) -> Response:
     try:
-        result = producer.cancel_resend(request_id)
+        result = producer.cancel_resend(request_id, by=origins.console(session.agent))
     except producer.RedisUnavailable:
         return _unavailable(core, request, session)
     return redirect(f"/console/requests/{request_id}?cancel={result}")
@@ -197,7 +238,7 @@ def _cancel(core: ConsoleCore, request: Request, session: Session, request_id: s
 
 def _retry(core: ConsoleCore, request: Request, session: Session, request_id: str) -> Response:
     try:
-        submission = producer.retry_resend(request_id)
+        submission = producer.retry_resend(request_id, by=origins.console(session.agent))
     except (producer.NotRetryable, InvalidResendRequest) as error:
         return core.render(
             "message.html", request, session, status=409, title="Not retried",
@@ -205,6 +246,8 @@ def _retry(core: ConsoleCore, request: Request, session: Session, request_id: st
         )  # fmt: skip
     except producer.RedisUnavailable:
         return _unavailable(core, request, session)
+    if submission.outcome == SubmissionOutcome.RECENT:
+        return redirect(f"/console/requests/{submission.request_id}?recent=1")
     return redirect(f"/console/requests/{submission.request_id}?retry_of={request_id}")
 
 

@@ -62,10 +62,9 @@ class ConsoleCore:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.trust_proxy = settings.console_trust_proxy
-        tokens = {Role.WRITE: settings.api_token, Role.READ: settings.api_read_token}
         self._token_digests = {
-            role: token_digest(token.get_secret_value()) if token else "-"
-            for role, token in tokens.items()
+            (token.name, Role(token.role)): token_digest(token.token.get_secret_value())
+            for token in settings.named_tokens()
         }
         self._templates = Environment(
             loader=PackageLoader("worker.web.console", "templates"),
@@ -74,6 +73,7 @@ class ConsoleCore:
         self._templates.filters["when"] = when
         self._templates.filters["masked"] = masked
         self._templates.globals["waiting_words"] = WAIT_REASONS
+        self._templates.globals["recent_seconds"] = settings.resend_recent_seconds
 
     @property
     def sessions(self) -> SessionStore:
@@ -89,7 +89,7 @@ class ConsoleCore:
         """The request's session, if its token is still one of this process's tokens."""
         session = self.sessions.find(request.cookies.get(SESSION_COOKIE))
         if session is None or not same_token(
-            session.token_digest, self._token_digests[session.role]
+            session.token_digest, self._token_digests.get((session.agent, session.role), "-")
         ):
             return None
         return session

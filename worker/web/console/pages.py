@@ -19,6 +19,7 @@ from worker.state.records import ResendRecord
 from worker.tango.ids import REFERENCE_ORDER_ID
 from worker.web.console import fleet
 from worker.web.console.common import ConsoleCore, redirect, secured
+from worker.web.console.recent import last_resent
 from worker.web.console.sessions import Session
 
 STATIC_TYPES = {"console.css": "text/css", "console.js": "text/javascript"}
@@ -98,6 +99,7 @@ def _order(core: ConsoleCore, request: Request, session: Session, order: str) ->
         records=records,
         form={"referenceOrderID": order},
         errors={},
+        last=last_resent(runtime, order),
     )
 
 

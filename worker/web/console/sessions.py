@@ -33,6 +33,14 @@ class Session:
     csrf: str
     # Which token opened it (a digest): a session outlives no rotation of its token.
     token_digest: str = ""
+    # The name of the agent whose token opened it (API_TOKENS; "" in a session opened before
+    # tokens had names: its role's own token, `default` or `read`).
+    name: str = ""
+
+    @property
+    def agent(self) -> str:
+        """Who is signed in, as the audit trail names them."""
+        return self.name or ("default" if self.role is Role.WRITE else "read")
 
 
 def _digest(value: str) -> str:
@@ -51,15 +59,21 @@ class SessionStore:
         self._client = client
         self._keys = keys
 
-    def create(self, role: Role, token: str) -> tuple[str, Session]:
-        """A new session opened with `token`: the cookie value to hand out, and the session."""
+    def create(self, role: Role, token: str, name: str = "") -> tuple[str, Session]:
+        """A new session opened with `token` (the agent `name`'s): the cookie value to hand
+        out, and the session."""
         cookie = secrets.token_urlsafe(32)
-        session = Session(role, secrets.token_urlsafe(32), token_digest(token))
+        session = Session(role, secrets.token_urlsafe(32), token_digest(token), name)
         key = self._keys.console_session(_digest(cookie))
         with self._client.pipeline() as pipe:
             pipe.hset(
                 key,
-                mapping={"role": role.value, "csrf": session.csrf, "token": session.token_digest},
+                mapping={
+                    "role": role.value,
+                    "csrf": session.csrf,
+                    "token": session.token_digest,
+                    "name": name,
+                },
             )
             pipe.expire(key, SESSION_SECONDS)
             pipe.execute()
@@ -71,7 +85,12 @@ class SessionStore:
         stored = self._client.hgetall(self._keys.console_session(_digest(cookie)))
         if not stored or stored.get("role") not in {Role.WRITE.value, Role.READ.value}:
             return None
-        return Session(Role(str(stored["role"])), str(stored["csrf"]), str(stored.get("token", "")))
+        return Session(
+            Role(str(stored["role"])),
+            str(stored["csrf"]),
+            str(stored.get("token", "")),
+            str(stored.get("name", "")),
+        )
 
     def end(self, cookie: str | None) -> None:
         if cookie and len(cookie) <= 128:

@@ -25,13 +25,12 @@ if TYPE_CHECKING:
     )
     from worker.resend.producer import (
         EnqueueError,
-        NotRetryable,
         Submission,
         enqueue_resend,
-        retry_resend,
         submit_resend,
         submit_resend_async,
     )
+    from worker.resend.retry import NotRetryable, retry_resend
     from worker.resend.validation import InvalidResendRequest
     from worker.state.records import ResendRecord, ResendStatus, SubmissionOutcome
 
@@ -40,7 +39,7 @@ _EXPORTS = {
     "ConfigurationError": "worker.core.settings",
     "EnqueueError": "worker.resend.producer",
     "InvalidResendRequest": "worker.resend.validation",
-    "NotRetryable": "worker.resend.producer",
+    "NotRetryable": "worker.resend.retry",
     "RedisUnavailable": "worker.core.errors",
     "ResendRecord": "worker.state.records",
     "ResendStatus": "worker.state.records",
@@ -53,7 +52,7 @@ _EXPORTS = {
     "enqueue_resend": "worker.resend.producer",
     "get_resend": "worker.resend.follow_up",
     "resend_finished": "worker.resend.finished",
-    "retry_resend": "worker.resend.producer",
+    "retry_resend": "worker.resend.retry",
     "submit_resend": "worker.resend.producer",
     "submit_resend_async": "worker.resend.producer",
     "wait_for_outcome": "worker.resend.follow_up",

@@ -261,7 +261,7 @@ def retry(
     printed "(recent)". REQUEST_ID may be a unique prefix of 8 or more characters."""
     settings_or_exit()
     from worker.resend import origins
-    from worker.resend.producer import NotRetryable, retry_resend
+    from worker.resend.retry import NotRetryable, retry_resend
     from worker.runtime import current_runtime
     from worker.state.queries import iter_requests
 

@@ -22,13 +22,12 @@ from worker.core.settings import Settings
 from worker.resend import origins
 from worker.resend.producer import (
     EnqueueError,
-    NotRetryable,
     RedisUnavailable,
     cancel_resend,
     get_resend,
-    retry_resend,
     submit_resend,
 )
+from worker.resend.retry import NotRetryable, retry_resend
 from worker.resend.validation import InvalidResendRequest
 from worker.runtime import current_runtime
 from worker.state.queries import as_shown, order_history, shown_records

@@ -16,7 +16,7 @@ import redis
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from worker.resend import origins, producer
+from worker.resend import origins, producer, retry
 from worker.resend.validation import InvalidResendRequest
 from worker.runtime import current_runtime
 from worker.state.queries import as_shown
@@ -238,8 +238,8 @@ def _cancel(core: ConsoleCore, request: Request, session: Session, request_id: s
 
 def _retry(core: ConsoleCore, request: Request, session: Session, request_id: str) -> Response:
     try:
-        submission = producer.retry_resend(request_id, by=origins.console(session.agent))
-    except (producer.NotRetryable, InvalidResendRequest) as error:
+        submission = retry.retry_resend(request_id, by=origins.console(session.agent))
+    except (retry.NotRetryable, InvalidResendRequest) as error:
         return core.render(
             "message.html", request, session, status=409, title="Not retried",
             message=str(error),

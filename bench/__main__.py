@@ -22,6 +22,8 @@ from bench.scenarios import (
     bulk,
     cost,
     deploy,
+    durable,
+    failover,
     kill,
     lateness,
     makespan,
@@ -51,12 +53,14 @@ SCENARIOS: dict[str, Runner] = {
     "kill": lambda ctx, p: kill.run(ctx, p.kill),
     "webhook": lambda ctx, p: webhook.run(ctx, p.webhook),
     "bulk": lambda ctx, p: bulk.run(ctx, p.bulk),
+    "durable": lambda ctx, p: durable.run(ctx, p.durable),
+    "failover": lambda ctx, p: failover.run(ctx, p.failover),
 }
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="smaller sizes (about 3.5 minutes)")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes (about 8 minutes)")
     parser.add_argument(
         "--only",
         default="",

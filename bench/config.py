@@ -186,6 +186,32 @@ class BulkParams:
 
 
 @dataclass(frozen=True)
+class DurableParams:
+    """The overhead ratio with REDIS_WAIT_REPLICAS=1 on a primary and a replica of the run's
+    own, against a plain Celery task making the same call behind the same WAITs."""
+
+    orders: int
+    repeats: int
+    concurrency: int = 16
+    wait_timeout_ms: int = 500
+
+
+@dataclass(frozen=True)
+class FailoverParams:
+    """A Sentinel set (primary, two replicas, three sentinels) whose primary is SIGKILLed
+    while webhooks and bulk enqueues arrive and calls are in flight (tests/support/
+    failover_run.py); REDIS_WAIT_REPLICAS=1, and with `also_without_wait` the same run with 0
+    (its figures in the details)."""
+
+    orders: int
+    window_seconds: float = 1.5
+    slow_answer_seconds: float = 1.0
+    load_seconds_before: float = 2.0
+    load_seconds_after: float = 3.0
+    also_without_wait: bool = False
+
+
+@dataclass(frozen=True)
 class BenchParams:
     mode: str
     overhead: OverheadParams
@@ -200,6 +226,8 @@ class BenchParams:
     kill: KillParams
     webhook: WebhookParams
     bulk: BulkParams
+    durable: DurableParams
+    failover: FailoverParams
     notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -242,6 +270,8 @@ def full() -> BenchParams:
         ),
         webhook=WebhookParams(webhooks=2000, rounds=5),
         bulk=BulkParams(rows=100_000),
+        durable=DurableParams(orders=3000, repeats=3),
+        failover=FailoverParams(orders=8, also_without_wait=True),
     )
 
 
@@ -274,6 +304,8 @@ def quick() -> BenchParams:
         ),
         webhook=WebhookParams(webhooks=2000, rounds=3),
         bulk=BulkParams(rows=20_000),
+        durable=DurableParams(orders=1000, repeats=2),
+        failover=FailoverParams(orders=6),
         notes=[
             "quick mode: smaller sizes than the issue's (e.g. 5,000 parked requests instead of "
             "50,000 and 2,000 waiting requests instead of 10,000); run `make bench` for those",

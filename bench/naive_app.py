@@ -31,6 +31,7 @@ from worker.queueing.app import ResultlessTask
 from worker.tango.client import build_session
 
 PLAIN_TASK = "bench.plain_resend"
+DURABLE_PLAIN_TASK = "bench.plain_resend_durable"
 NAIVE_TASK = "bench.naive_resend"
 
 # tango-resend's scheduler is connected by `worker.queueing.lifecycle`, which only our own
@@ -79,6 +80,27 @@ def _post(order: str, body: dict[str, str]) -> requests.Response:
 def plain_resend(order: str, body: dict[str, str]) -> int:
     """The same HTTP call as tango-resend's, and nothing else."""
     return _post(order, body).status_code
+
+
+@app.task(base=ResultlessTask, name=DURABLE_PLAIN_TASK, acks_late=True)
+def plain_resend_durable(order: str, body: dict[str, str]) -> int:
+    """The same HTTP call, between the WAITs tango-resend makes with REDIS_WAIT_REPLICAS: a
+    write confirmed on the replicas before the call (our gate's "go") and one after it (our
+    final status). What a team adding `WAIT` to a plain task would pay."""
+    _durable_write(order, "calling")
+    status = _post(order, body).status_code
+    _durable_write(order, str(status))
+    return status
+
+
+def _durable_write(order: str, value: str) -> None:
+    settings = get_settings()
+    with _redis().pipeline(transaction=False) as pipe:  # one connection: WAIT answers for it
+        pipe.set(f"{_queue()}:state:{order}", value, ex=3600)
+        pipe.execute_command("WAIT", settings.redis_wait_replicas, settings.redis_wait_timeout_ms)
+        _, acknowledged = pipe.execute()
+    if int(acknowledged) < settings.redis_wait_replicas:
+        raise RuntimeError(f"not on {settings.redis_wait_replicas} replica(s)")
 
 
 @app.task(base=ResultlessTask, name=NAIVE_TASK, autoretry_for=(TangoCooldown,), retry_backoff=True)

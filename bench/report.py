@@ -122,6 +122,38 @@ FIGURES = (
         lambda v: v <= 5,
     ),
     Figure(
+        "overhead_ratio_wait1",
+        "durable",
+        "with REDIS_WAIT_REPLICAS=1: throughput over a plain Celery task making the same call "
+        "between the same two WAITs (a primary and a replica of the run's own)",
+        "x",
+    ),
+    Figure(
+        "failover_lost",
+        "failover",
+        "Sentinel failover under load (REDIS_WAIT_REPLICAS=1): requests given a 202 or an id "
+        "that did not end sent",
+        "",
+        "0",
+        lambda v: v == 0,
+    ),
+    Figure(
+        "failover_duplicates",
+        "failover",
+        "Sentinel failover under load: resends beyond the first of a request",
+        "",
+        "0, with REDIS_WAIT_REPLICAS=1",
+        lambda v: v == 0,
+    ),
+    Figure(
+        "failover_resume_s",
+        "failover",
+        "Sentinel failover under load: from the promotion to the first call to Tango after it",
+        "s",
+        "≤ 10",
+        lambda v: v <= 10,
+    ),
+    Figure(
         "kill_recovery_s",
         "kill",
         "SIGKILL: until the last request it left (not in flight) runs again, past its wait",

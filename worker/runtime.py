@@ -12,32 +12,20 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import redis
-import redis.asyncio as redis_asyncio
 
 from worker.core.settings import Settings, get_settings
 from worker.state import scripts
+from worker.state.call_marker import CallMarker
 from worker.state.clock import RedisClock
-from worker.state.gate import CallGate
+from worker.state.connection import AsyncRedis, redis_client
+from worker.state.durability import ReplicaWait
+from worker.state.gate import MARKER_KEEP_SECONDS, CallGate
 from worker.state.keys import RedisKeys
 from worker.state.metrics import MetricsRecorder
 from worker.state.records import RecordStore
 
 if TYPE_CHECKING:
     from worker.tango.client import TangoClient
-
-# Bounded timeouts, so a dead Redis fails a call rather than hanging it.
-_CLIENT_OPTIONS: dict[str, Any] = {
-    "decode_responses": True,
-    "socket_timeout": 10,
-    "socket_connect_timeout": 5,
-    "health_check_interval": 15,
-    "retry_on_timeout": True,
-}
-
-
-def redis_client(settings: Settings) -> redis.Redis:
-    """The process's Redis client."""
-    return redis.Redis.from_url(str(settings.redis_url), **_CLIENT_OPTIONS)
 
 
 class AsyncCreate:
@@ -48,14 +36,28 @@ class AsyncCreate:
     """
 
     def __init__(self, settings: Settings) -> None:
-        self._client = redis_asyncio.Redis.from_url(str(settings.redis_url), **_CLIENT_OPTIONS)
-        self._script = scripts.load("create").bind(self._client)
+        self._redis = AsyncRedis(settings)
+        self._script = scripts.load("create").bind(self._redis.client)
+        self._wait = ReplicaWait.from_settings(settings)
 
     async def __call__(self, keys: dict[str, str], args: dict[str, scripts.ScriptValue]) -> Any:
-        return await self._script(keys=keys, args=args)
+        """The create script's reply; with REDIS_WAIT_REPLICAS set, only once the request is
+        on that many replicas (the script and WAIT in one pipeline, on one connection).
+
+        Raises:
+            NotReplicated: the request may be stored, but is not on the replicas yet.
+        """
+        if self._wait is None:
+            return await self._script(keys=keys, args=args)
+        async with self._redis.client.pipeline(transaction=False) as pipe:
+            await self._script.queue_async(pipe, keys, args)
+            self._wait.queue(pipe)
+            reply, acknowledged = await pipe.execute()
+        self._wait.require(acknowledged, "the request")
+        return reply
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._redis.aclose()
 
 
 @dataclass
@@ -79,11 +81,37 @@ class Runtime:
             callbacks=self.settings.result_webhook_url is not None,
             clock=self.clock,
             pending_counts=self.metrics.take_pending,
+            wait=self.replica_wait,
         )
 
     @cached_property
     def gate(self) -> CallGate:
-        return CallGate(self.redis, self.keys, self.settings.tango_rate_limit)
+        return CallGate(
+            self.redis,
+            self.keys,
+            self.settings.tango_rate_limit,
+            stall_seconds=self.settings.resend_stall_bound_seconds,
+            marker_keep_seconds=self.marker_keep_seconds,
+            wait=self.replica_wait,
+        )
+
+    @property
+    def marker_keep_seconds(self) -> float:
+        """How long the order's call marker keeps a call past the last moment it could act:
+        well past any window a refusal proof asks about."""
+        settings = self.settings
+        longest = settings.tango_connect_timeout_seconds + settings.tango_timeout_seconds
+        reach = settings.resend_window_seconds + longest + settings.resend_stall_bound_seconds
+        return MARKER_KEEP_SECONDS + 2 * reach
+
+    @cached_property
+    def call_marker(self) -> CallMarker:
+        return CallMarker(self.redis, self.keys, self.marker_keep_seconds)
+
+    @cached_property
+    def replica_wait(self) -> ReplicaWait | None:
+        """REDIS_WAIT_REPLICAS and its timeout (None: 0, nothing waits for replicas)."""
+        return ReplicaWait.from_settings(self.settings)
 
     @cached_property
     def metrics(self) -> MetricsRecorder:
@@ -98,6 +126,7 @@ class Runtime:
         worker's first tasks do not do it while its first calls are on their way to Tango."""
         _ = (self.records, self.gate, self.metrics, self.tango)
         self.clock.timestamp()
+        self.call_marker.open_epoch()
         with self.redis.pipeline(transaction=False) as pipe:
             for name in scripts.script_names():
                 pipe.script_load(scripts.load(name).source)

@@ -70,7 +70,7 @@ def _snapshot(
     for request_id in request_ids:
         pipe.hmget(keys.record(request_id), "status", "calling_until")
         pipe.zscore(keys.due_index, request_id)
-        pipe.get(keys.rate_reservation(request_id))
+        pipe.zscore(keys.rate_reservations, request_id)
     replies = pipe.execute()
     state: dict[str, Any] = {}
     for index, request_id in enumerate(request_ids):
@@ -97,7 +97,7 @@ def _snapshot(
             "due_in": None if score is None or score == float("inf") else score - now,
             "message_held": request_id in held,
             # The rate slot it had reserved (epoch seconds, Redis's clock = this host's).
-            "rate_slot": int(slot) / 1000 if slot else None,
+            "rate_slot": float(slot) / 1000 if slot is not None else None,
         }
     return state
 

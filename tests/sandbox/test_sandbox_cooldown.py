@@ -24,19 +24,39 @@ def _java(moment: datetime) -> str:
     )
 
 
+def _messageformat(moment: datetime) -> str:
+    """Java's MessageFormat default for a Date, en_US, UTC JVM: "12/5/26, 11:18 PM"."""
+    hour = moment.hour % 12 or 12
+    half = "AM" if moment.hour < 12 else "PM"
+    return f"{moment.month}/{moment.day}/{moment:%y}, {hour}:{moment:%M} {half}"
+
+
 def _expected_last_sent(created_at: str, fmt: str) -> str:
     moment = datetime.fromisoformat(created_at)
     epoch_ms = (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
     return {
         "iso": created_at,
         "iso-seconds": created_at[:19] + "Z",
+        "iso-seconds-offset": created_at[:19] + "+00:00",
         "epoch-ms": str(epoch_ms),
         "java": _java(moment),
+        "java-messageformat": _messageformat(moment),
         "garbage": "sometime recently",
     }[fmt]
 
 
-@pytest.mark.parametrize("fmt", ["iso", "iso-seconds", "epoch-ms", "java", "garbage"])
+@pytest.mark.parametrize(
+    "fmt",
+    [
+        "iso",
+        "iso-seconds",
+        "iso-seconds-offset",
+        "epoch-ms",
+        "java",
+        "java-messageformat",
+        "garbage",
+    ],
+)
 def test_window_refuses_with_last_sent_time_then_reopens(
     make_server: Callable[..., SandboxServer], tango: requests.Session, fmt: str
 ) -> None:

@@ -30,9 +30,16 @@ def producer_broker() -> Iterator[None]:
     """
     conf = celery_app.conf
     wanted = celery_config(get_settings())
-    names = ("broker_url", "broker_transport_options", "task_default_queue")
+    # The transport and TLS options too: a Sentinel or TLS broker needs them with its URL.
+    names = (
+        "broker_url",
+        "broker_transport",
+        "broker_transport_options",
+        "broker_use_ssl",
+        "task_default_queue",
+    )
     saved = {name: conf.get(name) for name in names}
-    conf.update({name: wanted[name] for name in names})
+    conf.update({name: wanted.get(name) for name in names})
     _drop_broker_pools()
     try:
         yield

@@ -84,7 +84,7 @@ def resend_layer_files() -> list[Path]:
     tasks and so sits above `queueing` (see LAYERS), and the retry, which submits through it."""
     return [
         path
-        for path in sorted((PACKAGE / "resend").glob("*.py"))
+        for path in sorted((PACKAGE / "resend").rglob("*.py"))
         if path.stem not in ("producer", "retry")
     ]
 
@@ -98,6 +98,7 @@ def test_the_executor_and_the_resend_layer_import_no_celery() -> None:
     ours, no longer Celery's signal) load no Celery, no kombu and none of our Celery glue."""
     modules = resend_layer_modules()
     assert "worker.resend.executor" in modules and "worker.resend.callbacks" in modules
+    assert "worker.resend.run.settle" in modules  # the run's phases, one module each
     loaded = loaded_after_import(modules)
 
     assert not {name for name in loaded if name.split(".")[0] in ("celery", "kombu")}

@@ -123,11 +123,14 @@ def test_the_prefetch_limit_still_counts_resend_tasks(
     ("url", "transport"),
     [
         ("redis://127.0.0.1:6379/3", "tango-redis"),
-        ("rediss://redis.example.com:6380/0", None),
+        ("rediss://redis.example.com:6380/0", "tango-redis"),
+        ("sentinel://127.0.0.1:26379;sentinel://127.0.0.1:26380/2", "tango-redis-sentinel"),
+        ("unix:///run/redis.sock?db=1", None),
     ],
 )
-def test_the_app_uses_the_transport_for_redis_urls_only(url: str, transport: str | None) -> None:
-    # TLS keeps kombu's own transport: kombu sets up TLS from the URL's scheme.
+def test_the_app_uses_the_fast_transport_on_tcp_tls_and_sentinel(
+    url: str, transport: str | None
+) -> None:
     config = celery_config(Settings(redis_url=url))
     assert config.get("broker_transport") == transport
 

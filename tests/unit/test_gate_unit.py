@@ -54,7 +54,7 @@ def test_a_request_refused_by_the_sliding_window_keeps_the_slot_it_advanced(
     tat_after_first = int(client.get(KEYS.rate_limiter) or 0)
 
     assert first.verdict is Verdict.RATE and 0 < first.wait_seconds <= 1.1
-    assert client.get(KEYS.rate_reservation(request_id)) is not None
+    assert client.zscore(KEYS.rate_reservations, request_id) is not None
     time.sleep(first.wait_seconds + 0.01)  # the wait the gate itself prescribed
     second = limiter.try_start(ORDER.format(1), request_id, 5.0)
     assert second.verdict == "go"

@@ -25,6 +25,8 @@ from worker.queueing.scheduler import DueReleaser
 from worker.resend.callbacks import OutcomeDeliverer
 from worker.runtime import AsyncCreate, Runtime
 from worker.state import scripts
+from worker.state.call_marker import CallAnswer
+from worker.state.durability import NotReplicated
 from worker.state.records import ResendRecord, ResendStatus, new_request_id
 from worker.state.scripts import BoundScript, ScriptCallError
 from worker.tango.auth import SharedTokenAuthorizer
@@ -137,7 +139,11 @@ def run_record_scripts(runtime: Runtime) -> None:
     begun = records.begin(first.id, 5, None)
     assert begun.verdict == "ok" and begun.token
     gate = runtime.gate
-    assert gate.try_start(ORDER, first.id, 1.0, begun.token).verdict == "go"
+    went = gate.try_start(ORDER, first.id, 1.0, begun.token)
+    assert went.verdict == "go" and went.started_at is not None
+    runtime.call_marker.answered(
+        ORDER, first.id, round(went.started_at * 1000), CallAnswer.ANSWERED
+    )
     gate.reserve_slot("listing")
     gate.pause(0.01)
     first.status = ResendStatus.DEFERRED
@@ -153,6 +159,29 @@ def run_record_scripts(runtime: Runtime) -> None:
     assert begun.verdict == "ok"
     runtime.redis.hset(runtime.keys.unfinished_orders, "gone", ORDER)
     assert records.drop_orphan("gone", 0.1)
+
+
+def run_durable_scripts(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """REDIS_WAIT_REPLICAS's paths: scripts followed by WAIT, and the go taken back (the test
+    Redis has no replica, so nothing is confirmed)."""
+    monkeypatch.setenv("REDIS_WAIT_REPLICAS", "1")
+    monkeypatch.setenv("REDIS_WAIT_TIMEOUT_MS", "5")
+    monkeypatch.setenv("TANGO_RATE_LIMIT", "0")  # a go, not a wait for a slot
+    waiting = Runtime(load_settings())
+    try:
+        order = "RA251129-1201-02"  # an order of its own: its request's turn at once
+        record = new_record(waiting, new_request_id(order), "E000005")
+        record.reference_order_id = order
+        with pytest.raises(NotReplicated):
+            waiting.records.create(record, None, 60, 5)
+        begun = waiting.records.begin(record.id, 5, None)
+        with pytest.raises(NotReplicated):
+            waiting.gate.try_start(record.reference_order_id, record.id, 1.0, begun.token)
+        record.status = ResendStatus.SENT
+        with pytest.raises(NotReplicated):
+            waiting.records.finish(record, 0.1, token=begun.token)
+    finally:
+        waiting.redis.close()
 
 
 def run_async_create(runtime: Runtime) -> None:
@@ -200,4 +229,5 @@ def test_every_script_is_called_with_exactly_the_names_it_declares(
     run_async_create(runtime)
     run_scheduler_and_outbox(runtime, monkeypatch)
     run_token_scripts(runtime, monkeypatch)
+    run_durable_scripts(runtime, monkeypatch)
     assert called.names == set(scripts.script_names())

@@ -12,7 +12,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from worker.resend import executor
+from worker.resend.run import gate as gate_phase
+from worker.resend.run import settle as settle_phase
 from worker.state import record_codec
 from worker.state.record_model import AttemptEntry, AttemptOutcome, ResendRecord, ResendStatus
 
@@ -112,7 +113,7 @@ def test_a_common_reason_is_stored_as_a_number_and_any_reason_reads_back(reason:
 def test_the_executors_reasons_are_the_common_ones() -> None:
     """The sentences the executor writes most: a change of wording there stores the new
     wording whole (nothing breaks), but loses the saving, so the two are kept together."""
-    source = (Path(executor.__file__)).read_text()
+    source = "".join(Path(phase.__file__).read_text() for phase in (gate_phase, settle_phase))
     for reason in record_codec._COMMON_REASONS[:3]:
         assert f'"{reason}"' in source
 

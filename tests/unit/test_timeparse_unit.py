@@ -205,6 +205,30 @@ def test_java_date_strings_that_cannot_be_placed_give_none(text: str) -> None:
     assert parse_tango_instant(text) is None
 
 
+# --- java.text.MessageFormat's default for a Date -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "at"),
+    [
+        ("12/5/26, 11:18 PM", utc(2026, 12, 5, 23, 18)),  # Java 9-19, en_US
+        ("12/5/26 11:18 PM", utc(2026, 12, 5, 23, 18)),  # Java 8
+        ("12/5/26, 11:18\u202fPM", utc(2026, 12, 5, 23, 18)),  # Java 20+
+        ("1/15/27, 12:05 AM", utc(2027, 1, 15, 0, 5)),
+        ("1/15/27, 12:05 PM", utc(2027, 1, 15, 12, 5)),
+    ],
+)
+def test_messageformat_default_dates_are_read_at_minute_resolution(text: str, at: datetime) -> None:
+    assert parse_tango_instant(text) == ParsedInstant(at=at, resolution=MINUTE)
+    message = f"Cannot send more than once every 30 seconds. Last sent at {text}"
+    assert extract_last_sent(message) == ParsedInstant(at=at, resolution=MINUTE)
+
+
+@pytest.mark.parametrize("text", ["13/5/26, 11:18 PM", "12/32/26, 11:18 PM", "12/5/26, 13:18 PM"])
+def test_messageformat_default_dates_that_cannot_be_placed_give_none(text: str) -> None:
+    assert parse_tango_instant(text) is None
+
+
 # --- garbage --------------------------------------------------------------------------------
 
 

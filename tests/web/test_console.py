@@ -15,6 +15,8 @@ from tests.support.receiver import API_TOKEN
 from tests.support.settings import apply_settings
 from worker import enqueue_resend, get_resend
 from worker.core.settings import reset_settings_cache
+from worker.runtime import current_runtime
+from worker.state.records import ResendStatus
 from worker.web.app import create_app
 
 READ_TOKEN = "read-only-token-Q8w3-console-tests-0987654"
@@ -287,3 +289,35 @@ def test_a_session_does_not_outlive_a_rotation_of_its_token(
     restarted = TestClient(create_app(), follow_redirects=False, cookies=console.cookies)
 
     assert restarted.get("/console").status_code == 303  # back to sign-in
+
+
+@pytest.mark.parametrize(
+    ("confirmed_by", "shown"),
+    [
+        (None, "Tango's 201"),
+        ("cooldown", "<code>cooldown</code>"),
+        ("refusal", "<code>refusal</code>"),
+    ],
+)
+def test_a_sent_request_says_how_it_was_known_in_the_console_and_the_rest_api(
+    console: TestClient, confirmed_by: str | None, shown: str
+) -> None:
+    """`sent` from Tango's 201, from a probe's cooldown time, or from a probe's refusal
+    (RESEND_EXCLUSIVE): the console's request page and the REST API say which."""
+    sign_in(console)
+    request_id = enqueue_resend(ORDER, new_etid="E000001")
+    records = current_runtime().records
+    record = records.get(request_id)
+    assert record is not None
+    record.status, record.sent_at, record.confirmed_by = (
+        ResendStatus.SENT,
+        record.created_at,
+        confirmed_by,  # type: ignore[assignment]
+    )
+    assert records.finish(record, 0.1)
+
+    live = console.get(f"/console/requests/{request_id}/live")
+    assert f'data-confirmed-by="{confirmed_by or "response"}"' in live.text
+    assert shown in live.text
+    api = console.get(f"/resends/{request_id}", headers={"Authorization": f"Bearer {API_TOKEN}"})
+    assert api.status_code == 200 and api.json()["confirmed_by"] == confirmed_by

@@ -214,8 +214,10 @@ def history(order_id: str, as_json: bool) -> None:
     )  # fmt: skip
     for record in records:
         status = record.status.value
-        if record.confirmed_by:  # `sent`, known from Tango's cooldown answer to a probe
+        if record.confirmed_by:  # `sent`, known from a probe's answer (cooldown or refusal)
             status += f" (confirmed by {record.confirmed_by})"
+        elif record.status.value == "sent":
+            status += " (Tango's 201)"
         if record.cancelled_by:
             status += f" (by {record.cancelled_by})"
         origin = _origin(record)

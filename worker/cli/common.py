@@ -111,7 +111,4 @@ class TangoResendGroup(click.Group):
 
 def redacted_url(settings: Settings) -> str:
     """REDIS_URL without its password, for messages."""
-    url = settings.redis_url
-    host = f"{url.host}:{url.port}" if url.port else str(url.host)
-    auth = f"{url.username or ''}:***@" if url.password else ""
-    return f"{url.scheme}://{auth}{host}{url.path or ''}"
+    return settings.redis_target.redacted()

@@ -232,10 +232,7 @@ def masked_settings(settings: Settings) -> dict[str, str]:
         if isinstance(value, SecretStr):
             text = "***"
         elif field == "redis_url":
-            url = settings.redis_url
-            auth = f"{url.username or ''}:***@" if url.password else ""
-            port = f":{url.port}" if url.port else ""
-            text = f"{url.scheme}://{auth}{url.host}{port}{url.path or ''}"
+            text = settings.redis_target.redacted()
         elif value is None:
             text = "-"
         else:

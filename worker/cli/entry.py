@@ -119,7 +119,7 @@ def _wait_for_redis(settings: Settings, longest_pause: float = 5.0) -> None:
     Celery's silent minutes of connection retries."""
     import redis
 
-    from worker.runtime import redis_client
+    from worker.state.connection import redis_client
 
     pause = 1.0
     with redis_client(settings) as client:  # closed on the way out
@@ -142,7 +142,7 @@ def _warn_if_redis_silent(settings: Settings) -> None:
     until Redis is back), but nobody should have to guess why."""
     import redis
 
-    from worker.runtime import redis_client
+    from worker.state.connection import redis_client
 
     with redis_client(settings) as client:
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import os
 from functools import lru_cache
 from typing import Self
 
@@ -11,7 +12,6 @@ from pydantic import (
     AnyHttpUrl,
     Field,
     PrivateAttr,
-    RedisDsn,
     SecretStr,
     ValidationError,
     field_validator,
@@ -28,6 +28,7 @@ from worker.core.named_tokens import (
     parse_named_tokens,
     read_entries,
 )
+from worker.core.redis_url import RedisTarget, parse_redis_url
 
 TANGO_SANDBOX_BASE_URL = "https://integration-api.tangocard.com/raas/v2"
 
@@ -72,13 +73,29 @@ class Settings(BaseSettings):
         env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
     )
 
-    redis_url: RedisDsn = Field(
-        default=RedisDsn("redis://localhost:6379/0"),
+    redis_url: str = Field(
+        default="redis://localhost:6379/0",
         repr=False,  # may hold a password
-        description="Broker and all state (order windows, records, OAuth token).",
+        description="Broker and all state (order windows, records, OAuth token): redis://, "
+        "rediss:// (TLS), unix:// or sentinel://host:port;sentinel://host:port/db.",
     )
+    # Sentinel: the name the sentinels monitor the primary under, and the sentinels' own
+    # password (`requirepass` in sentinel.conf) when they have one; the data nodes' password
+    # is the one in REDIS_URL.
+    redis_sentinel_master: str = Field(default="mymaster", min_length=1, pattern=r"^[\w.\-:]+$")
+    redis_sentinel_password: SecretStr | None = None
+    # rediss://: the CA bundle (PEM) that signed the server's certificate; unset, the system's
+    # CAs are used (a managed Redis with a public certificate needs nothing).
+    redis_tls_ca_file: str | None = None
     redis_key_prefix: str = Field(default="tango-resend", min_length=1, pattern=r"^[\w.\-:]+$")
     resend_queue: str = Field(default="tango-resend", min_length=1, pattern=r"^[\w.\-]+$")
+    # Durable before acting: with N > 0, a 202 (or a returned id), a call to Tango and a
+    # reported final status each wait until Redis says N replicas hold the write (`WAIT N
+    # timeout`); short of that, nothing is promised or called. 0 acts on the primary's word
+    # alone, which a failover can take back (docs/guarantees.md, "Redis set-ups").
+    redis_wait_replicas: int = Field(default=0, ge=0, le=16)
+    # Under the clients' 10 s socket timeout, so a WAIT is answered, never cut off.
+    redis_wait_timeout_ms: int = Field(default=500, ge=1, le=5_000)
 
     tango_base_url: AnyHttpUrl = Field(default=AnyHttpUrl(TANGO_SANDBOX_BASE_URL))
     tango_platform_name: str | None = None
@@ -113,6 +130,14 @@ class Settings(BaseSettings):
     # (a probe; its cooldown answer can prove the first call resent). Capped so the probe
     # still reaches Tango inside the first call's window (README, "Exactly once in practice").
     resend_probe_delay_seconds: float = Field(default=3.0, ge=0, le=60)
+    # The deployment declares that only tango-resend resends its orders (no portal use, no
+    # other integration or deployment on the account): a probe's refusal can then prove that
+    # our ambiguous call acted, whatever the last-sent time's precision (README, "Exactly
+    # once at any timestamp precision"). Off: only a precise last-sent time proves it.
+    resend_exclusive: bool = False
+    # How long after its longest call a call whose outcome is unknown may still act inside
+    # Tango (a stalled backend): until then it counts as possibly acting, for the refusal proof.
+    resend_stall_bound_seconds: float = Field(default=120.0, ge=0, le=3600)
     resend_record_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=60)
     resend_idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=1)
     # The recent-resend guard: a request for an order sent to the same recipient within this
@@ -149,6 +174,8 @@ class Settings(BaseSettings):
     log_level: str = Field(default="INFO", pattern=r"^(?i:debug|info|warning|error|critical)$")
 
     @field_validator(
+        "redis_sentinel_password",
+        "redis_tls_ca_file",
         "tango_platform_name",
         "tango_platform_key",
         "tango_client_id",
@@ -167,6 +194,19 @@ class Settings(BaseSettings):
     def _empty_means_unset(cls, value: object) -> object:
         # `VAR=` in a .env or compose file must not become an empty password or token.
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _readable_redis_url(cls, value: str) -> str:
+        parse_redis_url(value)  # raises RedisUrlError (a ValueError) naming what is wrong
+        return value.strip()
+
+    @field_validator("redis_tls_ca_file")
+    @classmethod
+    def _readable_ca_file(cls, value: str | None) -> str | None:
+        if value is not None and not os.access(value, os.R_OK):
+            raise ValueError(f"{value} is not a readable file (a PEM bundle of CA certificates)")
+        return value
 
     @field_validator("webhook_secret", "result_webhook_secret")
     @classmethod
@@ -256,6 +296,11 @@ class Settings(BaseSettings):
         """The REST API and the console exist with at least one token (API_TOKEN or
         API_TOKENS)."""
         return self.api_token is not None or self.api_tokens is not None
+
+    @property
+    def redis_target(self) -> RedisTarget:
+        """The Redis (or Sentinel-managed set) that REDIS_URL names."""
+        return parse_redis_url(self.redis_url, tls_ca_file=self.redis_tls_ca_file)
 
     @property
     def resend_window_seconds(self) -> float:

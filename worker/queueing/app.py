@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import sys
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import click
 from celery import Celery, Task, signals
@@ -18,6 +19,7 @@ from worker.core.logging_setup import configure_handlers
 from worker.core.settings import ConfigurationError, Settings, get_settings
 from worker.queueing import transport
 from worker.queueing.task_names import DELIVER_TASK_NAME, RESEND_TASK_NAME
+from worker.state.connection import sentinel_node_options
 
 __all__ = [
     "DELIVER_TASK_NAME",
@@ -34,10 +36,11 @@ transport.register()
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Celery settings for a fleet of I/O-bound workers sharing one Redis."""
     visibility_timeout = settings.broker_visibility_timeout_seconds
+    broker, transport_options = _broker(settings)
     return {
-        "broker_url": str(settings.redis_url),
-        **_transport(str(settings.redis_url)),
+        **broker,
         "broker_transport_options": {
+            **transport_options,
             # A message unacknowledged this long (its worker died) goes back to the queue.
             "visibility_timeout": visibility_timeout,
             "unacked_restore_interval": max(1, visibility_timeout // 10),
@@ -113,13 +116,42 @@ def _default_pool() -> dict[str, str]:
     return {} if named else {"worker_pool": "threads"}
 
 
-def _transport(url: str) -> dict[str, str]:
-    """kombu's Redis transport, with resend tasks' acknowledgements kept in memory (our own
-    lease covers them: `transport.py`). Only for `redis://`: kombu sets up TLS (`rediss://`)
-    from the URL's scheme, so other schemes keep its own transport, bookkeeping included."""
-    if url.startswith("redis://"):
-        return {"broker_transport": transport.TRANSPORT_NAME}
-    return {}
+def _broker(settings: Settings) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The broker's URL, transport and TLS settings, and its Sentinel transport options.
+
+    kombu's Redis transport with resend tasks' acknowledgements kept in memory (our own lease
+    covers them: `transport.py`), on `redis://`, `rediss://` and Sentinel alike. A `rediss://`
+    URL gets `broker_use_ssl` spelled out: without it kombu would connect without checking the
+    server's certificate. `unix://` keeps kombu's own transport."""
+    target = settings.redis_target
+    if target.scheme == "unix":
+        return {"broker_url": settings.redis_url}, {}
+    auth = ""
+    if target.username or target.password:
+        auth = f"{quote(target.username or '', safe='')}:{quote(target.password or '', safe='')}@"
+    if target.is_sentinel:
+        host, port = target.sentinels[0]
+        sentinel_kwargs = sentinel_node_options(settings)
+        return (
+            {
+                # One sentinel in the URL (kombu reads the database and password from it);
+                # all of them in `sentinels` (see `transport.py` for why not `;` alternates).
+                "broker_url": f"sentinel://{auth}{host}:{port}/{target.db}",
+                "broker_transport": transport.SENTINEL_TRANSPORT_NAME,
+            },
+            {
+                "master_name": settings.redis_sentinel_master,
+                "sentinels": [list(node) for node in target.sentinels],
+                "sentinel_kwargs": sentinel_kwargs,
+            },
+        )
+    broker: dict[str, Any] = {
+        "broker_url": f"{target.scheme}://{auth}{target.host}:{target.port}/{target.db}",
+        "broker_transport": transport.TRANSPORT_NAME,
+    }
+    if target.tls is not None:
+        broker["broker_use_ssl"] = target.tls.redis_kwargs()
+    return broker, {}
 
 
 def publish_resend(request_id: str, dispatch: int, queue: str) -> None:
@@ -160,6 +192,22 @@ def _check_settings_at_start(**_: Any) -> None:
     except ConfigurationError as error:
         print(f"tango-resend: {error}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+# A worker's consumer waits this long for a new primary before Celery's own reconnection
+# backoff takes over (`transport.LeasedSentinelTransport`): Sentinel's default detection
+# (30 s) plus an election that had to be run twice.
+WORKER_PRIMARY_WAIT_SECONDS = 60.0
+
+
+@signals.worker_init.connect
+def _consume_again_as_soon_as_a_primary_answers(sender: Any = None, **_: Any) -> None:
+    """In workers only: under Sentinel, follow a failover within a fraction of a second."""
+    conf = (sender.app if sender is not None else app).conf
+    options = dict(conf.broker_transport_options or {})
+    if "sentinels" in options:
+        options.setdefault("primary_wait_seconds", WORKER_PRIMARY_WAIT_SECONDS)
+        conf.broker_transport_options = options
 
 
 @signals.after_setup_logger.connect

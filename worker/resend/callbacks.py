@@ -38,6 +38,7 @@ from worker.resend.finished import notify_finished as notify_finished
 from worker.resend.finished import resend_finished as resend_finished
 from worker.runtime import Runtime
 from worker.state import scripts
+from worker.state.durability import NotReplicated
 
 logger = logging.getLogger("tango_resend.callbacks")
 
@@ -63,6 +64,9 @@ class DeliveryOutcome(StrEnum):
     GONE = "gone"  # the record expired: nothing left to deliver
     DUPLICATE = "duplicate"  # a success for an entry no longer owed (delivered already...)
     STALE = "stale"  # a failure after a newer claim took the entry: the newer one decides
+    # REDIS_WAIT_REPLICAS: the final status is not on the replicas yet; nothing was sent, and
+    # the entry is due again in a second (no attempt counted).
+    UNCONFIRMED = "unconfirmed"
 
     @property
     def metric_label(self) -> str:
@@ -71,7 +75,7 @@ class DeliveryOutcome(StrEnum):
 
 
 # What one delivery reports to the SETTLE script (its ARGV[3]).
-Attempted = Literal["delivered", "failed", "gone"]
+Attempted = Literal["delivered", "failed", "gone", "unconfirmed"]
 
 
 class OutcomeDeliverer:
@@ -112,7 +116,11 @@ class OutcomeDeliverer:
     def deliver(self, request_id: str, token: str) -> DeliveryOutcome:
         """Deliver one claimed entry; returns what became of it (see `DeliveryOutcome`)."""
         runtime = self._runtime
-        record = runtime.records.get(request_id)
+        try:
+            record = runtime.records.get_reported(request_id)
+        except NotReplicated as error:
+            # Never a status a failover could take back: delivered once the replicas hold it.
+            return self._settled(request_id, token, "unconfirmed", str(error))
         if record is None or not record.status.is_final:
             return self._settled(request_id, token, "gone", "record expired")
         body = json.dumps(event_body(record), separators=(",", ":"))
@@ -160,7 +168,7 @@ class OutcomeDeliverer:
             },
         )
         outcome = DeliveryOutcome(str(outcome))
-        if outcome is not DeliveryOutcome.STALE:
+        if outcome not in (DeliveryOutcome.STALE, DeliveryOutcome.UNCONFIRMED):
             runtime.metrics.callback(outcome.metric_label)
         if outcome is DeliveryOutcome.DELIVERED:
             logger.info("request=%s callback %s delivered", request_id, message_id)

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from worker.resend.refusal import refusal_proves_sent
 from worker.state.records import ConfirmedBy
 from worker.tango.client import TangoAnswer
 from worker.tango.errors import (
@@ -39,6 +40,9 @@ class ResendPolicy:
     probe_delay_seconds: float | None = None
     # The longest a single send can take (connect + read timeout), for that cap.
     longest_send_seconds: float = 0.0
+    # RESEND_EXCLUSIVE: the deployment is the sole sender of its orders' resends, so a
+    # probe's refusal can prove our call acted (refusal.py).
+    exclusive: bool = False
 
 
 @dataclass(frozen=True)
@@ -53,8 +57,9 @@ class History:
 class Sent:
     """Tango resent the reward; the window now runs `window_seconds` from its answer.
 
-    `confirmed_by` is None for Tango's 201, "cooldown" when a probe's cooldown answer proved
-    that an earlier call whose answer we never had resent.
+    `confirmed_by` is None for Tango's 201; "cooldown" when a probe's cooldown answer's
+    last-sent time proved that an earlier call whose answer we never had resent; "refusal"
+    when the refusal itself proved it (RESEND_EXCLUSIVE, refusal.py).
     """
 
     response: dict[str, Any] | None
@@ -72,10 +77,17 @@ class CallContext:
             the request whose outcome is unknown to this probe's send (Redis's clock: one
             clock for the fleet, so a probe made by another worker measures it too); None
             when the call is not a probe.
+        probe_answer_since_seconds: for a probe, the time from that start to the probe's
+            answer (Redis's clock): the longest Tango's judgement can have come after it.
+        marker_clear: for a probe Tango refused, whether the order's call marker clears
+            every other call of ours and its Redis lost nothing (refusal.py, conditions 2
+            and 4); False when not asked.
     """
 
     elapsed_seconds: float
     probe_since_seconds: float | None = None
+    probe_answer_since_seconds: float | None = None
+    marker_clear: bool = False
 
 
 @dataclass(frozen=True)
@@ -216,6 +228,13 @@ def decide(
         remaining = cooldown_remaining_seconds(result, policy.window_seconds)
         if cooldown_proves_sent(result, call.probe_since_seconds):
             return Sent(response=None, window_seconds=remaining, confirmed_by="cooldown")
+        if policy.exclusive and refusal_proves_sent(
+            result, policy.window_seconds, call.marker_clear, call.probe_answer_since_seconds
+        ):
+            # Our call acted after its gate, so Tango's window (no longer than ours) ends
+            # within one of ours from now, whatever a coarse last-sent time would allow.
+            held = min(remaining, policy.window_seconds)
+            return Sent(response=None, window_seconds=held, confirmed_by="refusal")
         # Not a cooldown of our making (it answers our question), so no deferral is counted:
         # today's path, the resend after Tango's window.
         return Deferred(

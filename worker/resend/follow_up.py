@@ -62,11 +62,15 @@ def cancel_resend(request_id: str, *, by: str | None = None) -> CancelResult:
 def get_resend(request_id: str) -> ResendRecord | None:
     """The record of a request, or None when unknown or expired.
 
+    A final status is returned only once it is on REDIS_WAIT_REPLICAS replicas (when set):
+    a failover could still take it back.
+
     Raises:
-        RedisUnavailable: Redis could not be reached.
+        RedisUnavailable: Redis could not be reached, or the request's final status is not
+            on the replicas yet.
     """
     try:
-        return current_runtime().records.get(request_id)
+        return current_runtime().records.get_reported(request_id)
     except redis.RedisError as error:
         raise RedisUnavailable(f"could not read the request: {error}") from error
 

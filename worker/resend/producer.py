@@ -20,6 +20,7 @@ from worker.resend.follow_up import cancel_resend as cancel_resend
 from worker.resend.follow_up import get_resend as get_resend
 from worker.resend.validation import InvalidResendRequest, ResendRequest, validate_resend
 from worker.runtime import AsyncCreate, Runtime, current_runtime
+from worker.state.durability import NotReplicated
 from worker.state.records import (
     CreateArguments,
     Creation,
@@ -69,7 +70,9 @@ def enqueue_resend(
         InvalidResendRequest: naming every bad field; nothing is stored or queued.
         EnqueueError: Redis could not store the request; nothing is stored. (Once stored,
             a request is never lost: if its task cannot be published, the scheduler
-            releases it.)
+            releases it.) With REDIS_WAIT_REPLICAS set, also when the request is not on
+            that many replicas in time: then it may be stored and may run, and a retry
+            with the same idempotency key returns its id rather than adding a second.
         ConfigurationError: a setting is missing or invalid.
     """
     fields = tango_fields(
@@ -157,7 +160,7 @@ def submit_resend(
     try:
         creation = runtime.records.create(*pending.arguments)
     except redis.RedisError as error:
-        raise EnqueueError(f"could not store the request: {error}") from error
+        raise _enqueue_error(error) from error
     return _submitted(pending.record, creation)
 
 
@@ -185,7 +188,7 @@ async def submit_resend_async(
     try:
         creation = creation_from_reply(await script(keys, args))
     except redis.RedisError as error:
-        raise EnqueueError(f"could not store the request: {error}") from error
+        raise _enqueue_error(error) from error
     finally:
         if create is None:
             await script.aclose()
@@ -241,13 +244,25 @@ def submit_many(
         creations = [error] * len(pending)
     for (index, item), creation in zip(pending, creations, strict=True):
         if isinstance(creation, redis.RedisError):
-            results[index] = EnqueueError(f"could not store the request: {creation}")
+            results[index] = _enqueue_error(creation)
         else:
             results[index] = _submitted(item.record, creation)
     answered = [result for result in results if result is not None]
     if len(answered) != len(requests):
         raise AssertionError("a request of submit_many was left without a result")
     return answered
+
+
+def _enqueue_error(error: redis.RedisError) -> EnqueueError:
+    """The producer's error for a failed create: not stored, or (REDIS_WAIT_REPLICAS) stored
+    but not yet on the replicas. Either way nothing is promised, and the same submission
+    again (same idempotency key) adds no second request."""
+    if isinstance(error, NotReplicated):
+        return EnqueueError(
+            f"the request is not confirmed ({error}); submit it again with the same "
+            "idempotency key: it is found, not added twice"
+        )
+    return EnqueueError(f"could not store the request: {error}")
 
 
 @dataclass(frozen=True)

@@ -164,7 +164,8 @@ class SandboxControl:
             rate_limit: Platform rate limit in calls per second; 0 turns it off.
             cooldown_seconds: Per-order resend window.
             last_sent_format: How 403.005 renders the last resend time (``iso``,
-                ``iso-seconds``, ``iso-minutes``, ``epoch-ms``, ``java``, ``garbage``).
+                ``iso-seconds``, ``iso-seconds-offset``, ``iso-minutes``, ``epoch-ms``, ``java``,
+                ``java-messageformat``, ``garbage``).
         """
         payload: dict[str, Any] = {}
         if last_sent_format is not None:

@@ -12,7 +12,16 @@ import email.utils
 import math
 from datetime import UTC, datetime, timedelta
 
-LAST_SENT_FORMATS = ("iso", "iso-seconds", "iso-minutes", "epoch-ms", "java", "garbage")
+LAST_SENT_FORMATS = (
+    "iso",
+    "iso-seconds",
+    "iso-seconds-offset",
+    "iso-minutes",
+    "epoch-ms",
+    "java",
+    "java-messageformat",
+    "garbage",
+)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_MS = timedelta(milliseconds=1)
@@ -90,6 +99,23 @@ def java_date(ms: int) -> str:
     return f"{day} {month} {moment.day:02d} {moment:%H:%M:%S} UTC {moment.year}"
 
 
+def java_messageformat(ms: int) -> str:
+    """Renders epoch milliseconds as Java's ``MessageFormat`` renders a ``Date`` argument with
+    no format type: ``DateFormat.SHORT`` date and time, US English, in a UTC JVM. Minute
+    precision, and no zone.
+
+    Args:
+        ms: Milliseconds since the epoch.
+
+    Returns:
+        For example ``12/5/26, 11:18 PM``.
+    """
+    moment = _utc(ms)
+    hour = moment.hour % 12 or 12
+    half = "AM" if moment.hour < 12 else "PM"
+    return f"{moment.month}/{moment.day}/{moment.year % 100:02d}, {hour}:{moment.minute:02d} {half}"
+
+
 def http_date(epoch_seconds: float) -> str:
     """Renders an RFC 7231 ``Date`` header value.
 
@@ -122,12 +148,16 @@ def render_last_sent(ms: int, fmt: str) -> str:
         return iso_ms(ms)
     if fmt == "iso-seconds":
         return iso_seconds(ms)
+    if fmt == "iso-seconds-offset":  # e.g. 2026-12-05T23:18:21+00:00
+        return f"{_utc(ms):%Y-%m-%dT%H:%M:%S}+00:00"
     if fmt == "iso-minutes":  # minute precision: proves nothing about a recent resend
         return f"{_utc(ms):%Y-%m-%dT%H:%M}Z"
     if fmt == "epoch-ms":
         return str(ms)
     if fmt == "java":
         return java_date(ms)
+    if fmt == "java-messageformat":  # the catalogue's `{1}` with Java's defaults: minutes
+        return java_messageformat(ms)
     if fmt == "garbage":
         return "sometime recently"
     raise ValueError(f"unknown last_sent_format {fmt!r}; expected one of {LAST_SENT_FORMATS}")

@@ -18,6 +18,7 @@ from typing import Any
 import redis
 
 from worker.state import scripts
+from worker.state.durability import NotReplicated, ReplicaWait
 from worker.state.keys import RedisKeys
 from worker.state.records import BeginVerdict, Begun, begin_arguments, begun_from_reply
 from worker.state.scripts import ScriptValue
@@ -29,6 +30,9 @@ from worker.state.window import window_milliseconds
 # 8% of a second is 80 ms of such jitter. 3% (30 ms) was not enough on a loaded 2-core host
 # (an occasional 429 in tests and the bench); this costs 5% of the limit's throughput.
 RATE_HEADROOM = 1.08
+# How long the order's call marker keeps a call past the last moment it could act, at least:
+# the refusal proof asks only about calls that could act within a window before a probe.
+MARKER_KEEP_SECONDS = 3600.0
 
 
 class Verdict(StrEnum):
@@ -62,8 +66,25 @@ def _verdict_from_reply(verdict: Any, wait_ms: Any, started: Any = "") -> GateVe
 class CallGate:
     """Admits calls to Tango: one per order per window, in order, within the rate limit."""
 
-    def __init__(self, client: redis.Redis, keys: RedisKeys, rate_limit: float) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: RedisKeys,
+        rate_limit: float,
+        *,
+        wait: ReplicaWait | None = None,
+        stall_seconds: float = 0.0,
+        marker_keep_seconds: float = MARKER_KEEP_SECONDS,
+    ) -> None:
+        """`stall_seconds`: how long past its bound a call whose outcome is unknown may still
+        act (RESEND_STALL_BOUND_SECONDS), for the order's call marker, which keeps each call
+        `marker_keep_seconds` past the moment it could act last."""
         self._keys = keys
+        self._stall_ms = int(stall_seconds * 1000 + 0.999)
+        self._marker_keep_ms = int(marker_keep_seconds * 1000)
+        # REDIS_WAIT_REPLICAS: a `go` is on that many replicas before the call is made.
+        self._wait = wait
+        self._withdraw = scripts.load("gate_withdraw").bind(client)
         self._start = scripts.load("gate_start").bind(client)
         self._begin_and_start = scripts.load("start").bind(client)
         self._pause = scripts.load("gate_pause").bind(client)
@@ -94,21 +115,60 @@ class CallGate:
         `hold_seconds` (re-anchor or release it after the call) and the call counts as in
         flight for `call_seconds` (default: the hold). With a run's fencing `token`, a run
         that a newer one has replaced gets `stale` and must stop. A `probe` may pass the
-        window its own request holds (it still takes a rate-limit slot)."""
+        window its own request holds, and goes ahead of every rate-limit reservation (it still
+        takes a slot: the others move back one). On `go` the order's call marker gets the
+        call (lib/call_marker.lua)."""
         bound = hold_seconds if call_seconds is None else call_seconds
-        verdict, wait_ms, *rest = self._start(
+        keys = {
+            **self._gate_keys(reference_order_id, request_id),
+            "record_key": self._keys.record(request_id),
+            "due_key": self._keys.due_index,
+        }
+        args: dict[str, ScriptValue] = {
+            **self._gate_args(request_id, hold_seconds, bound),
+            "run_token": token,
+            "probe": "1" if probe else "",
+        }
+        if self._wait is None:
+            return _verdict_from_reply(*self._start(keys=keys, args=args))
+        reply, acknowledged = self._start.call_then(keys, args, *self._wait.command)
+        verdict = _verdict_from_reply(*reply)
+        self._require_replicated(
+            verdict, acknowledged, reference_order_id, request_id, token, probe
+        )
+        return verdict
+
+    def _require_replicated(
+        self,
+        verdict: GateVerdict,
+        acknowledged: Any,
+        reference_order_id: str,
+        request_id: str,
+        token: str,
+        probe: bool,
+    ) -> None:
+        """A `go` not on REDIS_WAIT_REPLICAS replicas is no go: a failover could take it back,
+        and the next run would then call blind (Tango's cooldown after our own call reads as
+        someone else's resend: two resends). It is taken back and `NotReplicated` raised; the
+        run is tried again later. (Were the take-back lost and the go kept by a failover,
+        the next run probes: never a blind call.)"""
+        if self._wait is None or verdict.verdict is not Verdict.GO:
+            return
+        if self._wait.confirmed(acknowledged):
+            return
+        self._withdraw(
             keys={
-                **self._gate_keys(reference_order_id, request_id),
+                "window_key": self._keys.order_window(reference_order_id),
                 "record_key": self._keys.record(request_id),
-                "due_key": self._keys.due_index,
             },
             args={
-                **self._gate_args(request_id, hold_seconds, bound),
+                "id": request_id,
                 "run_token": token,
+                "started": "" if verdict.started_at is None else round(verdict.started_at * 1000),
                 "probe": "1" if probe else "",
             },
         )
-        return _verdict_from_reply(verdict, wait_ms, *rest)
+        raise NotReplicated(f"request {request_id}'s call to Tango", int(acknowledged), self._wait)
 
     def _gate_keys(self, reference_order_id: str, request_id: str) -> dict[str, str]:
         """The keys the gate reads besides the record and the due index (which begin shares)."""
@@ -117,9 +177,11 @@ class CallGate:
             "window_key": keys.order_window(reference_order_id),
             "order_key": keys.order_fifo(reference_order_id),
             "limiter_key": keys.rate_limiter,
-            "reservation_key": keys.rate_reservation(request_id),
+            "reservations_key": keys.rate_reservations,
             "recent_calls_key": keys.rate_recent_calls,
             "pause_key": keys.rate_pause,
+            "marker_key": keys.call_marker(reference_order_id),
+            "epoch_key": keys.call_marker_epoch,
         }
 
     def _gate_args(
@@ -132,6 +194,8 @@ class CallGate:
             "span_ms": self._span_ms,
             "allowed_per_span": self._allowed_per_span,
             "call_bound_ms": max(1, int(call_seconds * 1000)),
+            "stall_ms": self._stall_ms,
+            "marker_keep_ms": self._marker_keep_ms,
         }
 
     def begin_and_try_start(
@@ -150,18 +214,25 @@ class CallGate:
         owed, not woken more than `due_tolerance_seconds` before its next attempt. The
         verdict is None when the gate was not passed (then pass it with `try_start`)."""
         begin_keys, begin_args = begin_arguments(self._keys, request_id, lease_seconds, dispatch)
-        reply = self._begin_and_start(
-            keys={**begin_keys, **self._gate_keys(reference_order_id, request_id)},
-            args={
-                **begin_args,
-                **self._gate_args(request_id, hold_seconds, call_seconds),
-                "due_tolerance": due_tolerance_seconds,
-            },
-        )
+        keys = {**begin_keys, **self._gate_keys(reference_order_id, request_id)}
+        args: dict[str, ScriptValue] = {
+            **begin_args,
+            **self._gate_args(request_id, hold_seconds, call_seconds),
+            "due_tolerance": due_tolerance_seconds,
+        }
+        acknowledged: Any = None
+        if self._wait is None:
+            reply = self._begin_and_start(keys=keys, args=args)
+        else:
+            reply, acknowledged = self._begin_and_start.call_then(keys, args, *self._wait.command)
         begun = begun_from_reply(request_id, reply)
         if begun.verdict is not BeginVerdict.OK or not str(reply[6]):
             return begun, None
-        return begun, _verdict_from_reply(*reply[6:9])
+        verdict = _verdict_from_reply(*reply[6:9])
+        self._require_replicated(
+            verdict, acknowledged, reference_order_id, request_id, begun.token, False
+        )
+        return begun, verdict
 
     def reserve_slot(self, label: str = "call") -> float:
         """Take the fleet's next rate-limit slot for a call outside a resend (an order

@@ -45,8 +45,28 @@ class RedisKeys:
         return f"{self.prefix}:order:{reference_order_id}:pending"
 
     def rate_reservation(self, request_id: str) -> str:
-        """The rate-limit slot (epoch ms) reserved for a request's next call."""
+        """The rate-limit slot (epoch ms) reserved for a request's next call, as earlier
+        versions kept it (one key per request). Never written now (`rate_reservations`);
+        left to expire within the hour after an upgrade."""
         return f"{self.prefix}:rate:reservation:{request_id}"
+
+    @property
+    def rate_reservations(self) -> str:
+        """Reserved rate-limit slots: sorted set, request id scored by its slot (epoch ms).
+        One set, so that a probe can move every reservation back one slot and go first."""
+        return f"{self.prefix}:rate:reservations"
+
+    def call_marker(self, reference_order_id: str) -> str:
+        """Hash of the order's calls to Tango: `<request id>@<gate ms>` -> the latest moment
+        (Redis ms) the call could have acted, plus `run_id`, the Redis that wrote it. Written
+        at every gate and every answer, never released (lua/lib/call_marker.lua)."""
+        return f"{self.prefix}:order:{reference_order_id}:calls"
+
+    @property
+    def call_marker_epoch(self) -> str:
+        """Hash {run_id, since}: since when (Redis ms) this Redis has held every call marker;
+        `since` moves to now whenever the Redis answering is not the one that wrote it."""
+        return f"{self.prefix}:calls:epoch"
 
     @property
     def requests_by_time(self) -> str:
@@ -117,6 +137,12 @@ class RedisKeys:
         """A scheduler pass's claimed ids, kept a minute so a replayed claim (a lost reply
         retried by redis-py) returns the same ids instead of stranding them."""
         return f"{self.prefix}:scheduler:claim:{claim_id}"
+
+    @property
+    def replication_barrier(self) -> str:
+        """A key written only so that WAIT after it confirms every write before it
+        (`worker/state/durability.py`); expires after a minute."""
+        return f"{self.prefix}:durability:barrier"
 
     @property
     def metrics(self) -> str:

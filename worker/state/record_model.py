@@ -51,9 +51,10 @@ class AttemptOutcome(StrEnum):
     INTERRUPTED = "interrupted"  # its worker died mid-call: nobody stored the outcome
 
 
-ConfirmedBy = Literal["cooldown"]
-"""How a `sent` was known other than by Tango's 201: only from Tango's cooldown answer to a
-probe (a one-value enum would add nothing)."""
+ConfirmedBy = Literal["cooldown", "refusal"]
+"""How a `sent` was known other than by Tango's 201, from Tango's cooldown answer to a probe:
+"cooldown" when its last-sent time showed the resend came after our call started, "refusal"
+when the refusal itself proved it (RESEND_EXCLUSIVE, and the order's call marker clear)."""
 
 
 class AttemptEntry(BaseModel):
@@ -93,8 +94,9 @@ class ResendRecord(BaseModel):
     tango_request_ids: list[str] = Field(default_factory=list)
     attempt_log: list[AttemptEntry] = Field(default_factory=list)
     retry_of: str | None = None
-    # How `sent` was known: None for Tango's 201, "cooldown" when Tango's cooldown answer to a
-    # probe proved that an earlier call whose answer we never had had resent.
+    # How `sent` was known: None for Tango's 201; "cooldown" when the last-sent time in Tango's
+    # cooldown answer to a probe proved that an earlier call whose answer we never had had
+    # resent; "refusal" when the refusal itself proved it (a sole sender, RESEND_EXCLUSIVE).
     confirmed_by: ConfirmedBy | None = None
     # The start (Redis's clock, epoch seconds) of the earliest call whose outcome is unknown
     # (a timeout, a reset, a 502/504, a worker killed mid-call) and not yet settled by a probe.

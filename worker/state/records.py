@@ -20,6 +20,7 @@ import redis
 
 from worker.state import record_codec, scripts
 from worker.state.clock import Clock, RedisClock
+from worker.state.durability import NotReplicated, ReplicaWait
 from worker.state.keys import RedisKeys
 from worker.state.metrics import RECENT_COUNTER, SUBMISSION_COUNTERS, outcome_fields
 
@@ -185,8 +186,12 @@ class RecordStore:
         callbacks: bool = False,
         clock: Clock | None = None,
         pending_counts: Callable[[], Mapping[str, float]] | None = None,
+        wait: ReplicaWait | None = None,
     ) -> None:
         self._client = client
+        # REDIS_WAIT_REPLICAS: a new request and a final status are confirmed on replicas
+        # before anyone is told of them (worker/state/durability.py); None: not waited for.
+        self._wait = wait
         # Metrics this thread recorded and has not sent yet (MetricsRecorder.take_pending): the
         # scripts that save and finish a request add them in the same round trip.
         self._pending_counts = pending_counts
@@ -217,12 +222,25 @@ class RecordStore:
 
         A new request first in its order's queue gets `message` (its task message) pushed to
         the broker in the same step; without one it is due at once, for the scheduler to
-        publish."""
+        publish.
+
+        Raises:
+            NotReplicated: REDIS_WAIT_REPLICAS is set and the request (record, idempotency
+                key, task message) is not on that many replicas yet. It may be stored: the
+                same submission again (same idempotency key, or identical while pending)
+                finds it rather than adding a second.
+        """
         keys, args = self.create_arguments(
             record, idempotency_key, idempotency_ttl_seconds, lease_seconds, message,
             recent_seconds,
         )  # fmt: skip
-        return creation_from_reply(self._create(keys=keys, args=args))
+        if self._wait is None:
+            return creation_from_reply(self._create(keys=keys, args=args))
+        # The script always writes (it counts the submission, whatever its outcome), so the
+        # WAIT behind it also covers a request an earlier, unconfirmed submission stored.
+        reply, acknowledged = self._create.call_then(keys, args, *self._wait.command)
+        self._wait.require(acknowledged, "the request")
+        return creation_from_reply(reply)
 
     def create_many(self, requests: Sequence[CreateArguments]) -> list[Creation | redis.RedisError]:
         """`create` for many requests in one round trip: a pipeline (not a transaction) of
@@ -241,7 +259,19 @@ class RecordStore:
             for arguments in requests:
                 keys, args = self.create_arguments(*arguments)
                 self._create.queue(pipe, keys, args)
+            if self._wait is not None:
+                self._wait.queue(pipe)
             replies = pipe.execute(raise_on_error=False)
+        if self._wait is not None:
+            acknowledged = replies.pop()
+            if isinstance(acknowledged, redis.RedisError):
+                raise acknowledged
+            if not self._wait.confirmed(acknowledged):
+                # Stored perhaps, promised not: each is found again by its idempotency key.
+                missing = NotReplicated("the requests", int(acknowledged), self._wait)
+                replies = [
+                    reply if isinstance(reply, redis.RedisError) else missing for reply in replies
+                ]
         return [
             reply if isinstance(reply, redis.RedisError) else creation_from_reply(reply)
             for reply in replies
@@ -343,6 +373,26 @@ class RecordStore:
         found = self.get_many([request_id])
         return found[0] if found else None
 
+    def get_reported(self, request_id: str) -> ResendRecord | None:
+        """`get`, for a record about to be reported outside (the CLI, the API, an outcome
+        callback): with REDIS_WAIT_REPLICAS set, a final status is returned only once it is
+        on that many replicas, since a failover could still take it back.
+
+        Raises:
+            NotReplicated: the record is final, and its final status not yet on the
+                replicas (read it again later).
+        """
+        if self._wait is None:
+            return self.get(request_id)
+        key = self._keys.record(request_id)
+        (fields,), confirmed = self._wait.read_confirmed(
+            self._client, self._keys.replication_barrier, lambda pipe: pipe.hgetall(key)
+        )
+        record = self._decoded(request_id, fields)
+        if record is not None and record.status.is_final and not confirmed:
+            raise NotReplicated(f"request {request_id} is {record.status.value}", 0, self._wait)
+        return record
+
     def save(
         self,
         record: ResendRecord,
@@ -387,11 +437,19 @@ class RecordStore:
         promote_margin_seconds: float,
         window: WindowAction = KEEP_WINDOW,
         token: str = "",
+        answer_in_hand: bool = False,
     ) -> bool:
         """Store a final record, set the order's window, take the request off its order's
         queue and put the next request of the order in the due index for when the window
         ends (plus a margin): one atomic step. Refused (False) when the request is already
-        final, or `token` is no longer the request's current run."""
+        final, or `token` is no longer the request's current run, unless `answer_in_hand`
+        (the run holds Tango's 201, a fact to store whichever run holds the request now).
+        The same run asking again after a `NotReplicated` gets True once it is confirmed.
+
+        Raises:
+            NotReplicated: REDIS_WAIT_REPLICAS is set and the final status, stored, is not
+                on that many replicas yet: report it to nobody; ask again.
+        """
         if not record.status.is_final:
             raise ValueError("finish() takes a final status")
         return (
@@ -406,6 +464,7 @@ class RecordStore:
                     if record.status is ResendStatus.SENT and record.sent_at is not None
                     else None
                 ),
+                answer_in_hand=answer_in_hand,
             )
             is FinishResult.DONE
         )
@@ -458,35 +517,41 @@ class RecordStore:
         window: WindowAction = KEEP_WINDOW,
         token: str = "",
         send_delay_seconds: float | None = None,
+        answer_in_hand: bool = False,
     ) -> FinishResult | ResendStatus:
         keys, order, status = self._keys, record.reference_order_id, record.status.value
-        result = self._finish(
-            keys={
-                "record_key": keys.record(record.id),
-                "due_key": keys.due_index,
-                "order_key": keys.order_fifo(order),
-                "legacy_pending_key": keys.order_pending(order),
-                "window_key": keys.order_window(order),
-                "outbox_key": self._outbox,
-                "dispatched_key": keys.dispatched,
-                "legacy_unfinished_key": keys.unfinished_orders,
-                "metrics_key": keys.metrics,
-            },
-            args={
-                "id": record.id,
-                "doc": record_codec.encode(record),
-                "status": status,
-                "fingerprint": record.fingerprint(),
-                "promote_margin": margin,
-                "only_if_cancellable": "1" if only_if_cancellable else "",
-                "window_action": _window_arg(window),
-                "run_token": token,
-                "metric_counts": json.dumps(outcome_fields(status, send_delay_seconds)),
-                "run_counts": self._counts_to_send(),
-                "created_at": record.created_at.timestamp(),
-            },
-        )
-        return finish_result_from_reply(result)
+        script_keys: dict[str, str] = {
+            "record_key": keys.record(record.id),
+            "due_key": keys.due_index,
+            "order_key": keys.order_fifo(order),
+            "legacy_pending_key": keys.order_pending(order),
+            "window_key": keys.order_window(order),
+            "outbox_key": self._outbox,
+            "dispatched_key": keys.dispatched,
+            "legacy_unfinished_key": keys.unfinished_orders,
+            "metrics_key": keys.metrics,
+        }
+        args: dict[str, ScriptValue] = {
+            "id": record.id,
+            "doc": record_codec.encode(record),
+            "status": status,
+            "fingerprint": record.fingerprint(),
+            "promote_margin": margin,
+            "only_if_cancellable": "1" if only_if_cancellable else "",
+            "window_action": _window_arg(window),
+            "run_token": token,
+            "metric_counts": json.dumps(outcome_fields(status, send_delay_seconds)),
+            "run_counts": self._counts_to_send(),
+            "created_at": record.created_at.timestamp(),
+            "answer_in_hand": "1" if answer_in_hand else "",
+        }
+        if self._wait is None:
+            return finish_result_from_reply(self._finish(keys=script_keys, args=args))
+        reply, acknowledged = self._finish.call_then(script_keys, args, *self._wait.command)
+        result = finish_result_from_reply(reply)
+        if result is FinishResult.DONE:
+            self._wait.require(acknowledged, f"request {record.id}'s final status")
+        return result
 
     def _counts_to_send(self) -> str:
         counts = self._pending_counts() if self._pending_counts is not None else {}
@@ -500,13 +565,19 @@ class RecordStore:
             rows = pipe.execute()
         records = []
         for request_id, fields in zip(request_ids, rows, strict=True):
-            doc, status = record_codec.stored_doc(fields), fields.get("status")
-            if doc is None or status is None:
-                continue
-            merges = int(fields.get("merges") or 0)
-            record = record_codec.decode(doc, request_id, str(status), merges)
-            records.append(record_codec.with_audit(record, fields))
+            record = self._decoded(request_id, fields)
+            if record is not None:
+                records.append(record)
         return records
+
+    @staticmethod
+    def _decoded(request_id: str, fields: Mapping[str, Any]) -> ResendRecord | None:
+        doc, status = record_codec.stored_doc(fields), fields.get("status")
+        if doc is None or status is None:
+            return None
+        merges = int(fields.get("merges") or 0)
+        record = record_codec.decode(doc, request_id, str(status), merges)
+        return record_codec.with_audit(record, fields)
 
     def ids_by_time(
         self, since: float | None, newest_first: bool, offset: int, count: int

@@ -38,6 +38,8 @@ class ScriptCallError(TangoResendError, TypeError):
 
 
 class _Registered(Protocol):
+    registered_client: Any
+
     def __call__(
         self, keys: list[str], args: list[ScriptValue], client: Any | None = None
     ) -> Any: ...
@@ -82,6 +84,24 @@ class BoundScript:
             return self._connections.evalsha(self._registered, ordered_keys, ordered_args)
         return self._registered(keys=ordered_keys, args=ordered_args)
 
+    def call_then(
+        self, keys: Mapping[str, str], args: Mapping[str, ScriptValue], *command: Any
+    ) -> tuple[Any, Any]:
+        """Call the script with `command` right behind it on the same connection (WAIT, which
+        answers for the writes of the connection it is sent on); returns both replies."""
+        ordered_keys, ordered_args = self._ordered(keys, args)
+        if self._connections is not None:
+            script_reply, command_reply = self._connections.evalsha_then(
+                self._registered, ordered_keys, ordered_args, *command
+            )
+            return script_reply, command_reply
+        # Any other sync client: a pipeline sends both on one connection, in one round trip.
+        with self._registered.registered_client.pipeline(transaction=False) as pipe:
+            self._registered(keys=ordered_keys, args=ordered_args, client=pipe)
+            pipe.execute_command(*command)
+            script_reply, command_reply = pipe.execute()
+        return script_reply, command_reply
+
     def queue(
         self, pipeline: Any, keys: Mapping[str, str], args: Mapping[str, ScriptValue]
     ) -> None:
@@ -90,6 +110,13 @@ class BoundScript:
         pipeline's other commands, and its reply takes its place in `execute()`'s list."""
         ordered_keys, ordered_args = self._ordered(keys, args)
         self._registered(keys=ordered_keys, args=ordered_args, client=pipeline)
+
+    async def queue_async(
+        self, pipeline: Any, keys: Mapping[str, str], args: Mapping[str, ScriptValue]
+    ) -> None:
+        """`queue`, on a pipeline of an asyncio client."""
+        ordered_keys, ordered_args = self._ordered(keys, args)
+        await self._registered(keys=ordered_keys, args=ordered_args, client=pipeline)
 
     def _ordered(
         self, keys: Mapping[str, str], args: Mapping[str, ScriptValue]

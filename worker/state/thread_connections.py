@@ -38,19 +38,61 @@ class ThreadConnections:
         loading it first if Redis does not have it (a restart, `SCRIPT FLUSH`)."""
         connection = self._connection()
         command = ("EVALSHA", script.sha, len(keys), *keys, *args)
+        dropped = False
 
         def attempt() -> Any:
+            if dropped:
+                # Reopen through `connect()`: under Sentinel that asks the sentinels where the
+                # primary is now. Sending on a closed connection would reopen it to the address
+                # it had (redis-py's `send_command` bypasses the Sentinel lookup), which after
+                # a failover is the dead primary, or a replica.
+                connection.connect()
             try:
                 connection.send_command(*command)
                 return connection.read_response()
             except NoScriptError:
+                # A restarted Redis, `SCRIPT FLUSH`, or a promoted replica: Redis 7 does not
+                # replicate the script cache, so a new primary knows none of our scripts.
                 connection.send_command("SCRIPT", "LOAD", script.script)
                 connection.read_response()
                 connection.send_command(*command)
                 return connection.read_response()
 
+        def drop(_: Exception) -> None:
+            nonlocal dropped
+            connection.disconnect()
+            dropped = True
+
         # As the client itself would: a broken connection is dropped and tried once more.
-        return connection.retry.call_with_retry(attempt, lambda _: connection.disconnect())
+        return connection.retry.call_with_retry(attempt, drop)
+
+    def evalsha_then(self, script: Any, keys: list[str], args: list[Any], *command: Any) -> Any:
+        """`evalsha`, with `command` sent right behind it in the same write on the same
+        connection (WAIT: it answers for this connection's writes); returns both replies. A
+        broken connection sends both again, never the second alone on a new connection."""
+        connection = self._connection()
+        evalsha = ("EVALSHA", script.sha, len(keys), *keys, *args)
+        dropped = False
+
+        def attempt() -> tuple[Any, Any]:
+            if dropped:
+                connection.connect()  # through Sentinel, as `evalsha` says why
+            connection.send_packed_command(connection.pack_commands([evalsha, command]))
+            try:
+                reply = connection.read_response()
+            except NoScriptError:
+                connection.read_response()  # the second command's reply is still owed
+                connection.send_command("SCRIPT", "LOAD", script.script)
+                connection.read_response()
+                return attempt()
+            return reply, connection.read_response()
+
+        def drop(_: Exception) -> None:
+            nonlocal dropped
+            connection.disconnect()
+            dropped = True
+
+        return connection.retry.call_with_retry(attempt, drop)
 
     def _connection(self) -> Any:
         held: _Held | None = getattr(self._local, "held", None)

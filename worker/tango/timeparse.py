@@ -24,6 +24,12 @@ _JAVA_DATE = re.compile(
     r"(?:[A-Z][a-z]{2} )?(?P<month>[A-Z][a-z]{2}) (?P<day>\d{1,2}) (?P<time>\d{2}:\d{2}:\d{2}) "
     r"(?P<zone>[A-Z]{2,5}|[+-]\d{4}) (?P<year>\d{4})"
 )
+# java.text.MessageFormat's default for a Date: DateFormat.SHORT date and time, US English
+# ("12/5/26, 11:18 PM"; Java 8 without the comma, Java 20+ with a narrow no-break space).
+_JAVA_SHORT = re.compile(
+    r"(?<![\d/])(?P<month>\d{1,2})/(?P<day>\d{1,2})/(?P<year>\d{2}),?[ \u00a0\u202f]"
+    r"(?P<hour>\d{1,2}):(?P<minute>\d{2})[ \u00a0\u202f]?(?P<half>[AaPp][Mm])(?![\w])"
+)
 _LAST_SENT = re.compile(r"last\s+sent\s+at\s*:?\s*(?P<value>.+?)\s*\.?\s*$", re.IGNORECASE)
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 # Zones a Java Date may print that we can place; anything else is not trusted.
@@ -78,7 +84,7 @@ def parse_tango_instant(value: object) -> ParsedInstant | None:
     text = value.strip()
     if _EPOCH.match(text):
         return _from_epoch(text)
-    return _from_iso(text) or _from_java_date(text)
+    return _from_iso(text) or _from_java_date(text) or _from_java_short(text)
 
 
 def extract_last_sent(message: object) -> ParsedInstant | None:
@@ -158,6 +164,31 @@ def _from_java_date(text: str) -> ParsedInstant | None:
     if offset is None:
         return None
     return _checked((naive - offset).replace(tzinfo=UTC), timedelta(seconds=1))
+
+
+def _from_java_short(text: str) -> ParsedInstant | None:
+    """MessageFormat's default rendering: minute precision, and no zone, read as UTC like
+    any zoneless time from Tango (a Tango whose JVM runs elsewhere reads hours off: its times
+    then prove nothing, and a wrong reading only ever lengthens a wait; docs/guarantees.md)."""
+    match = _JAVA_SHORT.search(text)
+    if not match:
+        return None
+    hour = int(match.group("hour"))
+    if not 1 <= hour <= 12:
+        return None
+    hour = hour % 12 + (12 if match.group("half").upper() == "PM" else 0)
+    try:
+        at = datetime(
+            2000 + int(match.group("year")),
+            int(match.group("month")),
+            int(match.group("day")),
+            hour,
+            int(match.group("minute")),
+            tzinfo=UTC,
+        )
+    except ValueError:
+        return None
+    return _checked(at, timedelta(minutes=1))
 
 
 def _zone_offset(zone: str | None) -> timedelta | None:

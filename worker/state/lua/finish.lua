@@ -1,7 +1,8 @@
 -- Store the final record, take it off its order's queue, owe its callback, count its outcome
 -- and schedule the next request of the order for when the window ends: one atomic step.
 -- Returns 'done', 'unknown', 'in_flight', 'stale' (a newer run holds the request) or the
--- final status the request already had.
+-- final status the request already had; 'done' again to the run that stored it, asking again
+-- (the WAIT behind its first try fell short: it is written again, for a WAIT to cover).
 local record_key = KEYS[1]
 local due_key = KEYS[2]
 local order_key = KEYS[3]                  -- the order's requests (lib/order_queue.lua)
@@ -22,6 +23,7 @@ local run_token = ARGV[8]                  -- '' = no check
 local metric_counts = ARGV[9]              -- JSON {metrics field: amount}; '' = none
 local created_at = tonumber(ARGV[10])      -- the request's, epoch seconds
 local run_counts = ARGV[11]                -- JSON {metrics field: amount} the run recorded; '' = none
+local answer_in_hand = ARGV[12]            -- '1': the run holds Tango's 201 (see below)
 --! include is_final
 --! include set_window
 --! include now
@@ -35,8 +37,20 @@ add_counts(metrics_key, run_counts)
 local fields = redis.call('HMGET', record_key, 'status', 'run', 'calling_until')
 local current = fields[1]
 if not current then return 'unknown' end
-if is_final(current) then return current end
-if run_token ~= '' and fields[2] ~= run_token then return 'stale' end
+if is_final(current) then
+  if run_token ~= '' and fields[2] == run_token and current == status then
+    redis.call('HSET', record_key, 'status', current)
+    return 'done'
+  end
+  return current
+end
+if run_token ~= '' and fields[2] ~= run_token then
+  -- An answer in hand is a fact: a run holding Tango's 201 stores it even after a newer run
+  -- took the request (Redis lost or refused its writes meanwhile, and released it again).
+  -- It takes the request over, so the newer run's writes are refused from here on.
+  if answer_in_hand == '' then return 'stale' end
+  redis.call('HSET', record_key, 'run', run_token)
+end
 local now_s = now_seconds()
 if only_if_cancellable ~= '' and tonumber(fields[3] or '0') > now_s then return 'in_flight' end
 set_window(window_key, id, window_action)

@@ -12,9 +12,11 @@ local consumed_key = KEYS[4]
 local window_key = KEYS[5]
 local order_key = KEYS[6]                  -- the order's requests (lib/order_queue.lua)
 local limiter_key = KEYS[7]
-local reservation_key = KEYS[8]
+local reservations_key = KEYS[8]
 local recent_calls_key = KEYS[9]
 local pause_key = KEYS[10]
+local marker_key = KEYS[11]                -- the order's call marker (lib/call_marker.lua)
+local epoch_key = KEYS[12]
 local id = ARGV[1]
 local lease = tonumber(ARGV[2])            -- seconds
 local carried_dispatch = ARGV[3]           -- the message's dispatch number; '' when it has none
@@ -24,6 +26,8 @@ local span_ms = tonumber(ARGV[6])
 local allowed_per_span = tonumber(ARGV[7])
 local call_bound_ms = tonumber(ARGV[8])
 local due_tolerance = tonumber(ARGV[9])    -- seconds: a wake-up this close to its time is due
+local stall_ms = tonumber(ARGV[10])        -- a call may act this long after its bound
+local marker_keep_ms = tonumber(ARGV[11])
 --! include begin_run
 --! include pass_gate
 
@@ -38,8 +42,9 @@ if interrupted ~= '' or not fields[1] or fields[3] or not_before > now_seconds()
   return begun
 end
 local gate = pass_gate(
-  window_key, order_key, record_key, limiter_key, reservation_key, due_key, recent_calls_key,
-  pause_key, id, hold_ms, interval_ms, span_ms, allowed_per_span, token, call_bound_ms, ''
+  window_key, order_key, record_key, limiter_key, reservations_key, due_key, recent_calls_key,
+  pause_key, id, hold_ms, interval_ms, span_ms, allowed_per_span, token, call_bound_ms, '',
+  marker_key, epoch_key, stall_ms, marker_keep_ms
 )
 begun[7], begun[8], begun[9] = gate[1], gate[2], gate[3] or ''
 return begun

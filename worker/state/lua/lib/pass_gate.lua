@@ -4,15 +4,21 @@
 -- (Redis ms, `go` only)}; verdicts: go, turn, window, rate, final, unknown, stale.
 -- On `go` the record gets `calling_until` (start + call bound: the call is over by then) and
 -- `call_started_at` (kept if already there: the start of a call whose outcome nobody stored,
--- which a probe must still account for). A probe passes the window its own request holds: it
--- is the prompt second call that asks Tango whether an ambiguous first one acted.
+-- which a probe must still account for), and the order's call marker gets the call
+-- (`<id>@<start>`), able to act until start + call bound + stall bound (lib/call_marker.lua).
+-- A probe passes the window its own request holds: it is the prompt second call that asks
+-- Tango whether an ambiguous first one acted. It also goes ahead of every rate-limit
+-- reservation (lib/rate_slots.lua): it must reach Tango inside the window that call opened.
 --! include is_final
 --! include now
 --! include order_queue
+--! include rate_slots
+--! include call_marker
 
 local function pass_gate(
-  window_key, order_key, record_key, limiter_key, reservation_key, due_key, recent_calls_key,
-  pause_key, id, hold_ms, interval_ms, span_ms, allowed_per_span, run_token, call_bound_ms, probe
+  window_key, order_key, record_key, limiter_key, reservations_key, due_key, recent_calls_key,
+  pause_key, id, hold_ms, interval_ms, span_ms, allowed_per_span, run_token, call_bound_ms, probe,
+  marker_key, epoch_key, stall_ms, marker_keep_ms
 )
   local record = redis.call('HMGET', record_key, 'status', 'run', 'calling_until')
   local status = record[1]
@@ -25,6 +31,8 @@ local function pass_gate(
     -- lost. Say `go` again rather than making the run wait out its own hold.
     if tonumber(record[3]) > now_seconds() then
       local started = redis.call('HGET', record_key, 'call_started_at') or '0'
+      -- Written again (same value) so that a WAIT behind this reply covers the go.
+      redis.call('HSET', record_key, 'calling_until', record[3])
       return {'go', 0, started}
     end
   end
@@ -42,35 +50,17 @@ local function pass_gate(
   if interval_ms > 0 then
     local paused_ms = redis.call('PTTL', pause_key)
     if paused_ms > 0 then return {'rate', paused_ms} end
-    local reserved = tonumber(redis.call('GET', reservation_key) or '-1')
-    if reserved >= 0 then
-      if reserved > now then return {'rate', reserved - now} end
-    else
-      local slot = math.max(tonumber(redis.call('GET', limiter_key) or '0'), now)
-      redis.call(
-        'SET', limiter_key, slot + interval_ms, 'PX', math.max(slot + interval_ms - now, 1) + 60000)
-      if slot > now then
-        redis.call('SET', reservation_key, slot, 'PX', slot - now + 3600000)
-        return {'rate', slot - now}
-      end
-    end
-    -- Tango counts arrivals in a sliding window. Slots keep the average under the limit; this
-    -- keeps a slot reached late (a busy worker, a slow wake-up) from crowding one window.
-    redis.call('ZREMRANGEBYSCORE', recent_calls_key, '-inf', now - span_ms)
-    if redis.call('ZCARD', recent_calls_key) >= allowed_per_span then
-      local oldest = tonumber(redis.call('ZRANGE', recent_calls_key, 0, 0, 'WITHSCORES')[2])
-      local allowed_at = oldest + span_ms + 1
-      -- Keep the slot this request already advanced the limiter for: it comes back at
-      -- `allowed_at` as the holder of a reservation, instead of taking (and losing) another.
-      redis.call('SET', reservation_key, allowed_at, 'PX', allowed_at - now + 3600000)
-      return {'rate', allowed_at - now}
-    end
-    redis.call('DEL', reservation_key)
-    redis.call('ZADD', recent_calls_key, now, id .. '@' .. now)
-    redis.call('PEXPIRE', recent_calls_key, span_ms + 60000)
+    local wait_ms = take_rate_slot(
+      limiter_key, reservations_key, recent_calls_key, id, now, interval_ms, span_ms,
+      allowed_per_span, probe == '1'
+    )
+    if wait_ms > 0 then return {'rate', wait_ms} end
   end
   redis.call('SET', window_key, id, 'PX', hold_ms)
   redis.call('HSET', record_key, 'calling_until', (now + call_bound_ms) / 1000)
   redis.call('HSETNX', record_key, 'call_started_at', now)
+  mark_call_at_gate(
+    marker_key, epoch_key, id .. '@' .. now, now + call_bound_ms + stall_ms, now, marker_keep_ms
+  )
   return {'go', 0, now}
 end

@@ -10,7 +10,7 @@ WORKDIR /app
 # Dependencies from uv.lock, every file checked against its hash; then the package alone.
 COPY pyproject.toml uv.lock README.md ./
 RUN pip install uv==0.13.9 \
-    && uv export --frozen --no-dev --no-emit-project --format requirements-txt > /tmp/locked.txt \
+    && uv export --frozen --no-dev --no-emit-project --extra worker --extra web --format requirements-txt > /tmp/locked.txt \
     && pip install --require-hashes --no-deps -r /tmp/locked.txt \
     && pip uninstall -y uv && rm /tmp/locked.txt
 COPY worker ./worker

@@ -10,8 +10,9 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml uv.lock | cksum | cut -d'
 
 .PHONY: demo test lint typecheck unit integration chaos bench bench-quick audit redis venv clean run run-dev test-tools chromium upgrade-deps
 
-demo: $(STAMP) redis
-	$(BIN)/tango-resend demo
+# A redis-server started for the demo (none answered) is stopped when the demo ends.
+demo: $(STAMP)
+	VENV=$(VENV) ./scripts/with-redis.sh $(BIN)/tango-resend demo
 
 test: $(STAMP) redis test-tools lint typecheck
 	$(BIN)/python -m pytest

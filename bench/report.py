@@ -442,27 +442,31 @@ def markdown(results: dict[str, Any], plot_prefix: str = "") -> str:
 
 
 def readme_block(results: dict[str, Any]) -> str:
-    """The section for the top-level README: table, machine, what bounds throughput, plots."""
+    """The top-level README's section: the figures and one plot, and a link to
+    bench/README.md, where the method, the other plots and the history are."""
     info = results.get("machine", {})
     mode = results.get("mode", "?")
     command = "make bench" if mode == "full" else "make bench-quick"
+    machine = f"; {describe_machine(info)}" if info else ""
+    first_plot, what = PLOTS[0]
     return "\n".join(
         [
             "## Performance",
             "",
-            f"`{command}` ({mode} run, {results.get('generated_at', '?')}; "
-            "[bench/README.md](bench/README.md) says what each figure measures and how; the "
-            "parameters are in [latest.json](bench/results/latest.json)).",
-            f"Machine: {describe_machine(info)}." if info else "",
+            "`make bench` (about 11 minutes) and `make bench-quick` (about 5.5 minutes) measure "
+            "every figure below, each side by side with a plain Celery task making the same "
+            "call on the same machine; never in the test suite. The figures of the last run "
+            f"(`{command}`, {results.get('generated_at', '?')}{machine}):",
             _load_warning(info),
             "",
             table(results),
             "",
-            throughput_paragraph(results),
+            f"![{what}](bench/results/{first_plot})",
             "",
-            cost_section(results, "bench/results/"),
-            "",
-            *[f"![{what}](bench/results/{name})" for name, what in PLOTS],
+            "How each figure is measured and its caveats, what bounds throughput, where a "
+            "resend's CPU goes, every plot, and how the figures came to be what they are: "
+            "[bench/README.md](bench/README.md) (the run's parameters: "
+            "[latest.json](bench/results/latest.json)).",
             "",
         ]
     )

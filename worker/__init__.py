@@ -15,20 +15,25 @@ if TYPE_CHECKING:
     from worker.core.errors import RedisUnavailable, TangoResendError
     from worker.core.settings import ConfigurationError
     from worker.queueing.app import app
-    from worker.resend.callbacks import resend_finished
     from worker.resend.cancellation import Cancellation, cancel_resend_detailed
+    from worker.resend.finished import resend_finished
+    from worker.resend.follow_up import (
+        UnknownRequest,
+        cancel_resend,
+        get_resend,
+        wait_for_outcome,
+        wait_for_outcome_async,
+    )
     from worker.resend.producer import (
         EnqueueError,
-        NotRetryable,
-        cancel_resend,
+        Submission,
         enqueue_resend,
-        get_resend,
-        retry_resend,
         submit_resend,
         submit_resend_async,
     )
+    from worker.resend.retry import NotRetryable, retry_resend
     from worker.resend.validation import InvalidResendRequest
-    from worker.state.records import ResendRecord, ResendStatus
+    from worker.state.records import ResendRecord, ResendStatus, SubmissionOutcome
 
 # Public name -> the module that defines it.
 _EXPORTS = {
@@ -36,20 +41,25 @@ _EXPORTS = {
     "ConfigurationError": "worker.core.settings",
     "EnqueueError": "worker.resend.producer",
     "InvalidResendRequest": "worker.resend.validation",
-    "NotRetryable": "worker.resend.producer",
+    "NotRetryable": "worker.resend.retry",
     "RedisUnavailable": "worker.core.errors",
     "ResendRecord": "worker.state.records",
     "ResendStatus": "worker.state.records",
     "TangoResendError": "worker.core.errors",
     "app": "worker.queueing.app",
-    "cancel_resend": "worker.resend.producer",
+    "Submission": "worker.resend.producer",
+    "SubmissionOutcome": "worker.state.records",
+    "UnknownRequest": "worker.resend.follow_up",
+    "cancel_resend": "worker.resend.follow_up",
     "cancel_resend_detailed": "worker.resend.cancellation",
     "enqueue_resend": "worker.resend.producer",
-    "get_resend": "worker.resend.producer",
-    "resend_finished": "worker.resend.callbacks",
-    "retry_resend": "worker.resend.producer",
+    "get_resend": "worker.resend.follow_up",
+    "resend_finished": "worker.resend.finished",
+    "retry_resend": "worker.resend.retry",
     "submit_resend": "worker.resend.producer",
     "submit_resend_async": "worker.resend.producer",
+    "wait_for_outcome": "worker.resend.follow_up",
+    "wait_for_outcome_async": "worker.resend.follow_up",
 }
 
 __all__ = [
@@ -61,7 +71,10 @@ __all__ = [
     "RedisUnavailable",
     "ResendRecord",
     "ResendStatus",
+    "Submission",
+    "SubmissionOutcome",
     "TangoResendError",
+    "UnknownRequest",
     "app",
     "cancel_resend",
     "cancel_resend_detailed",
@@ -71,6 +84,8 @@ __all__ = [
     "retry_resend",
     "submit_resend",
     "submit_resend_async",
+    "wait_for_outcome",
+    "wait_for_outcome_async",
 ]
 
 

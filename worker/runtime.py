@@ -9,7 +9,7 @@ import os
 import threading
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 
@@ -24,8 +24,9 @@ from worker.state.keys import RedisKeys
 from worker.state.metrics import MetricsRecorder
 from worker.state.outage import TangoOutage
 from worker.state.records import RecordStore
-from worker.tango.auth import build_authorizer
-from worker.tango.client import TangoClient, build_session
+
+if TYPE_CHECKING:
+    from worker.tango.client import TangoClient
 
 
 class AsyncCreate:
@@ -139,6 +140,10 @@ class Runtime:
 
     @cached_property
     def tango(self) -> TangoClient:
+        # Imported here: only workers call Tango, and a producer installs no HTTP client.
+        from worker.tango.auth import build_authorizer
+        from worker.tango.client import TangoClient, build_session
+
         session = build_session(self.settings.worker_concurrency)
         authorizer = build_authorizer(
             self.settings, self.redis, session, self.keys, metrics=self.metrics

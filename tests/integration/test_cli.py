@@ -34,7 +34,7 @@ def test_enqueue_then_status_through_the_cli(
     again = run_python(
         ["-m", "worker", "enqueue", ORDER, "--etid", "E000123", "--key", "k-1"], settings_env
     )
-    assert again.stdout.strip() == request_id
+    assert again.stdout.strip() == f"{request_id} idempotent"
 
     wait_for(lambda: finished([request_id]), timeout=10, what="sent")
     shown = run_python(["-m", "worker", "status", request_id, "--json"], settings_env)

@@ -163,5 +163,39 @@ def test_make_run_dev_works_from_a_fresh_shell_and_the_readme_examples_resend(
         )
     log = run_dev.log()
     assert "not found" not in log
+    assert f"the receiver: http://127.0.0.1:{run_dev.env['WEB_PORT']}" in log
+    assert ".run/dev-api-token" in log and ". .run/dev.env" in log
+
+    # The README's REST API example, and the CLI in another shell, against the same stack.
+    rest_example = readme_block("<!-- rest-example:start -->", "<!-- rest-example:end -->", "sh")
+    rest = subprocess.run(
+        ["bash", "-c", rest_example.replace("localhost:8000", run_dev.url)],
+        cwd=REPO_ROOT,
+        env={**example_env, "API_TOKEN": ""},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert rest.returncode == 0, rest
+    # The same order and recipient as the curl example, just sent: run-dev's .env.example turns
+    # the recent-resend guard on, so the API answers with that request ("Asked twice").
+    assert json.loads(rest.stdout) == {
+        "id": from_curl["id"],
+        "status": "sent",
+        "duplicate": True,
+        "coalesced": False,
+        "recent": True,
+    }
+    other_shell = fresh_shell_env({})
+    status = subprocess.run(
+        ["bash", "-c", f". .run/dev.env && .venv/bin/tango-resend status {from_curl['id']} --json"],
+        cwd=REPO_ROOT,
+        env=other_shell,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["status"] == "sent"
     assert "REDIS_URL from your shell overrides .env.example" in log
     assert "TANGO_BASE_URL from your shell overrides .env.example" in log

@@ -47,7 +47,7 @@ EXPECTED_REJECTED = [
         "newDeliveryMethod: must be one of EMAIL, PHONE, NONE",
     },
     {"row": 7, "errors": "(extra cells): is not a field of a resend request"},
-    {"row": 8, "errors": "referenceOrderID: Field required"},
+    {"row": 8, "errors": "referenceOrderID: is required: the order's id, e.g. RA180426-1401-64"},
 ]
 GOOD_ORDERS = {
     "RA251125-5001-01": {"newEmail": "pat@example.com"},

@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -163,6 +164,10 @@ def test_outcomes_are_delivered_signed_and_retried(
         events.setdefault(request_id, event)
     assert events[sent]["data"]["referenceOrderID"] == SENT_ORDER
     assert events[sent]["data"]["tango_request_ids"] and events[sent]["data"]["sent_at"]
+    # One spelling of time everywhere, as the API and the CLI write it: UTC with `Z`.
+    for event in events.values():
+        times = [event["timestamp"], event["data"]["created_at"], event["data"]["sent_at"]]
+        assert all(t is None or (t.endswith("Z") and "+00:00" not in t) for t in times), times
     assert events[failed]["data"]["error"]["i18n_key"] == "404.017"
     assert events[cancelled]["data"]["attempts"] == 0
     # Who asked, and who cancelled: the producer API without an origin is "python".
@@ -227,4 +232,5 @@ def test_a_cancelled_event_is_stamped_with_the_cancellation_time(
     record = get_resend(request_id)
     assert record is not None
     assert record.updated_at >= before_cancel
-    assert event_body(record)["timestamp"] == record.updated_at.isoformat()
+    stamp = event_body(record)["timestamp"]
+    assert stamp.endswith("Z") and datetime.fromisoformat(stamp) == record.updated_at

@@ -289,7 +289,9 @@ def test_cancel_exit_codes_and_json_without_a_worker(
     redis_client.hset(keys.record(busy), "calling_until", str(time.time() + 60))
     in_flight = run_cli("cancel", busy)
     assert in_flight.exit_code == 2 and "under way" in in_flight.stderr
-    assert json_out(run_cli("status", busy, "--json"))["status"] == "queued"
+    assert json_out(run_cli("status", busy, "--json"))["status"] == "in_flight", (
+        "one name: what cancel says"
+    )
 
 
 def test_enqueue_one_and_its_bad_input(
@@ -302,7 +304,13 @@ def test_enqueue_one_and_its_bad_input(
         "newEmail": "pat@example.com"
     }
     same_key = run_cli("enqueue", KNOWN, "--email", "pat@example.com", "--key", "ticket-1")
-    assert same_key.stdout.strip() == request_id
+    assert same_key.stdout.strip() == f"{request_id} idempotent", "the id, and one word"
+    as_json = run_cli("enqueue", KNOWN, "--email", "pat@example.com", "--key", "ticket-1", "--json")
+    assert json_out(as_json) == {"id": request_id, "outcome": "idempotent"}
+    merged = run_cli("enqueue", KNOWN, "--email", "pat@example.com", "--json")
+    assert json_out(merged) == {"id": request_id, "outcome": "merged"}
+    created = json_out(run_cli("enqueue", KNOWN, "--email", "sam@example.com", "--json"))
+    assert created["outcome"] == "created" and created["id"] != request_id
 
     keys_before = set(redis_client.keys("*"))
     bad = run_cli("enqueue", "RA-nope", "--email", "not-an-email", "--etid", "X1")
@@ -323,3 +331,11 @@ def test_a_bad_setting_exits_2_naming_it(
         result = run_cli(*command)
         assert result.exit_code == 2, explain(result)
         assert "TANGO_RATE_LIMIT" in result.stderr
+
+
+def test_status_of_an_order_id_points_to_history(
+    settings_env: dict[str, str], run_cli: CliRun
+) -> None:
+    result = run_cli("status", KNOWN)
+    assert result.exit_code == 1
+    assert f"tango-resend history {KNOWN}" in result.stderr, result.stderr

@@ -17,7 +17,7 @@ import redis
 import yaml
 
 from worker.state.keys import RedisKeys
-from worker.state.metrics import build_registry
+from worker.state.metrics_export import build_registry
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "tango-resend.json"

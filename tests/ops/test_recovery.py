@@ -245,3 +245,44 @@ def test_a_bad_range_exits_2_before_calling_tango(
     result = run_cli("enqueue", "--orders-between", *between, "--json")
     assert result.exit_code == 2, explain(result)
     assert control.calls() == []
+
+
+def test_a_dry_run_predicts_what_the_real_run_counts(
+    control: SandboxControl, settings_env: dict[str, str], run_cli: CliRun
+) -> None:
+    """Given one order with a plain resend pending and one with a recovery pending, a dry run
+    counts them as the real run then does (coalesced, already queued), not as "would be
+    queued"; and a dry run after the real run predicts that nothing would be queued."""
+    from worker import enqueue_resend
+
+    seeded = seed(control)
+    pending_plain, recovered_before = sorted(seeded.delivered)[:2]
+    enqueue_resend(pending_plain)
+    args = ["enqueue", "--orders-between", iso(START), iso(END), "--customer", CUSTOMER, "--json"]
+    from worker.cli.recovery import recovery_key
+    from worker.resend.producer import submit_resend
+
+    submit_resend(
+        {"referenceOrderID": recovered_before}, idempotency_key=recovery_key(recovered_before)
+    )
+
+    dry = json_out(run_cli(*args, "--dry-run"))
+    real = json_out(run_cli(*args))
+    real.pop("requests")
+    assert (
+        dry
+        == real
+        == {
+            "accepted": len(seeded.delivered) - 2,
+            "coalesced": 1,
+            "already_queued": 1,
+            "recent": 0,  # the recent-resend guard is off by default
+            "rejected": [],
+            "rejected_total": 0,
+            "skipped": len(seeded.skipped),
+        }
+    )
+    after = json_out(run_cli(*args, "--dry-run"))
+    assert (after["accepted"], after["coalesced"]) == (0, 0)
+    # The merged order too: its recovery key now names the request it was merged into.
+    assert after["already_queued"] == len(seeded.delivered)

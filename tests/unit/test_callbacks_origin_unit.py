@@ -29,7 +29,7 @@ def test_the_callback_names_the_origin_and_the_canceller() -> None:
     assert data["requested_by"] == "api alice"
     assert (data["cancelled_by"], data["cancelled_at"]) == (
         "console bob",
-        "2026-12-06T00:30:05+00:00",
+        "2026-12-06T00:30:05Z",  # one spelling of time: UTC with Z
     )
     assert data["forced"] is False
     assert "pat@example.com" not in str(event_body(record))

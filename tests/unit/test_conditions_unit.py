@@ -12,7 +12,7 @@ import redis
 from worker.core.conditions import REDIS_UNREACHABLE, TANGO_CREDENTIALS_REFUSED, Condition
 from worker.queueing.broker_logs import CONSUMER_LOGGER, BrokerLossFilter
 from worker.state.keys import RedisKeys
-from worker.state.metrics import build_registry
+from worker.state.metrics_export import build_registry
 from worker.state.outage import TangoOutage
 
 

@@ -3,10 +3,13 @@ every command parses with the real CLI, every variable is a real setting and is 
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import shlex
+import tempfile
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 import pytest
@@ -76,7 +79,19 @@ def test_procfile_dev_adds_the_sandbox() -> None:
     example = dict(
         re.findall(r"^([A-Z_]+)=(.*)$", (ROOT / ".env.example").read_text(), re.MULTILINE)
     )
-    assert example["TANGO_BASE_URL"] == f"http://127.0.0.1:{sandbox_port}/raas/v2"
+    # .env.example serves docker compose too: no loopback address, which inside a container
+    # reaches nothing. `make run-dev` points its processes at its sandbox itself.
+    host = urlsplit(example["TANGO_BASE_URL"]).hostname
+    assert host not in ("127.0.0.1", "localhost", "::1"), example["TANGO_BASE_URL"]
+    spec = importlib.util.spec_from_file_location("run_procfile", ROOT / "scripts/run_procfile.py")
+    assert spec is not None and spec.loader is not None
+    launcher = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(launcher)
+    with tempfile.TemporaryDirectory() as folder:
+        environment, _ = launcher.build_environment(
+            ROOT / ".env.example", {}, dev=True, root=Path(folder), venv_bin=Path(folder)
+        )
+    assert environment["TANGO_BASE_URL"] == f"http://127.0.0.1:{sandbox_port}/raas/v2"
 
 
 def option_value(argv: list[str], option: str) -> str:
@@ -250,6 +265,8 @@ def test_make_run_targets_go_through_the_launcher(target: str) -> None:
 def test_dockerfile_installs_the_package_pinned_and_runs_as_non_root() -> None:
     text = (ROOT / "Dockerfile").read_text()
     assert "uv export --frozen --no-dev" in text
+    # The base install is the producer's; the image runs workers and receivers.
+    assert "--extra worker --extra web" in text
     assert re.search(r"pip install --require-hashes --no-deps -r \S+", text)
     assert re.search(r"pip install --no-deps \.", text)
     users = re.findall(r"^USER\s+(\S+)", text, flags=re.MULTILINE)
@@ -281,3 +298,24 @@ def test_readme_examples_use_the_orders_the_dev_sandbox_knows() -> None:
     dev_sandbox = parse_command(shlex.split(expand_defaults(procfile("Procfile.dev")["sandbox"])))
     assert named and named <= set(dev_sandbox.params["orders"])
     assert set(SANDBOX_ORDERS) == set(dev_sandbox.params["orders"])
+
+
+def test_compose_worker_and_web_have_healthchecks_that_match_their_commands() -> None:
+    """The web's healthcheck asks /healthz on the port it listens on; the worker's pings its
+    own Celery node (celery@hostname, Celery's default name) with a command Celery parses."""
+    services = compose()["services"]
+    web = services["web"]
+    port = parse_command(web["command"]).params["port"]
+    web_check = web["healthcheck"]["test"]
+    assert web_check[:2] == ["CMD", "python"]
+    assert f"http://127.0.0.1:{port}/healthz" in web_check[-1]
+    compile(web_check[-1], "healthcheck", "exec")
+    kind, command = services["worker"]["healthcheck"]["test"]
+    assert kind == "CMD-SHELL"
+    argv = shlex.split(command.replace("$$HOSTNAME", "host"))
+    assert argv[:5] == ["celery", "-A", "worker", "inspect", "ping"]
+    assert option_value(argv, "--destination") == "celery@host"
+    assert "--hostname" not in services["worker"]["command"], "the default node name is pinged"
+    for name in ("worker", "web"):
+        check = services[name]["healthcheck"]
+        assert check["timeout"] and check["interval"] and check["retries"] >= 1

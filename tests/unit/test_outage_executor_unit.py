@@ -14,7 +14,7 @@ from tests.support.window import window_of
 from worker.core.conditions import TANGO_CREDENTIALS_REFUSED, TANGO_UNREACHABLE
 from worker.resend.executor import Done
 from worker.runtime import Runtime
-from worker.state.metrics import build_registry
+from worker.state.metrics_export import build_registry
 from worker.state.outage import OutageReason
 from worker.state.records import ResendRecord, ResendStatus
 from worker.tango.auth import TokenUnavailable

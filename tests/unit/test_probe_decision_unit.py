@@ -23,6 +23,8 @@ from worker.resend.decision import (
     decide,
     probe_delay,
 )
+from worker.resend.run.settle import stamp_final
+from worker.state.records import ResendRecord
 from worker.tango.error_mapping import error_for_response
 from worker.tango.errors import TangoCooldownError, TangoPermanentError, TangoTransientError
 
@@ -193,3 +195,48 @@ def test_the_probe_delay_is_capped_so_the_probe_lands_inside_the_window() -> Non
     assert probe_delay(15.0, PROBING_POLICY) == pytest.approx(1.95)
     assert probe_delay(20.0, PROBING_POLICY) == 0.0  # no room: at once (never worse than waiting)
     assert probe_delay(1.0, PROBING_POLICY) == 3.0
+
+
+@pytest.mark.parametrize("skew", SKEWS)
+def test_a_proving_probe_dates_the_resend_when_it_happened_not_when_it_was_proved(
+    skew: float,
+) -> None:
+    """sent_at is the resend's moment: Tango's last resend was 9.71 s before its answer (a
+    duration on Tango's clock alone, whatever its skew), so the record says so, not the
+    probe's time; a refusal's proof, which dates nothing, keeps the cut-off call's start."""
+    shift = timedelta(seconds=skew)
+    error = cooldown(
+        T0 + shift + timedelta(seconds=0.3), T0 + shift + timedelta(seconds=10.01), "iso"
+    )
+    outcome = decide(error, History(1, 0), PROBING_POLICY, lambda: 0.0, probe_call(10.0))
+    assert isinstance(outcome, Sent) and outcome.sent_seconds_before == pytest.approx(9.71)
+
+    probed_at = datetime(2026, 3, 25, 22, 46, 50, tzinfo=UTC)  # our clock, at the answer
+    record = ResendRecord(
+        id="0123456789ab.RA180426-1401-64",
+        reference_order_id="RA180426-1401-64",
+        created_at=probed_at - timedelta(seconds=40),
+        updated_at=probed_at,
+        unresolved_call_started_at=(probed_at - timedelta(seconds=26)).timestamp(),
+    )
+    stamp_final(record, outcome, probed_at)
+    assert record.sent_at == probed_at - timedelta(seconds=9.71)
+    assert record.confirmed_by == "cooldown" and record.unresolved_call_started_at is None
+
+    refused = ResendRecord(
+        id="0123456789ab.RA180426-1401-65",
+        reference_order_id="RA180426-1401-65",
+        created_at=probed_at - timedelta(seconds=40),
+        updated_at=probed_at,
+        unresolved_call_started_at=(probed_at - timedelta(seconds=26)).timestamp(),
+    )
+    stamp_final(refused, Sent(None, 4.0, confirmed_by="refusal"), probed_at)
+    assert refused.sent_at == probed_at - timedelta(seconds=26)
+    answered = ResendRecord(
+        id="0123456789ab.RA180426-1401-66",
+        reference_order_id="RA180426-1401-66",
+        created_at=probed_at - timedelta(seconds=1),
+        updated_at=probed_at,
+    )
+    stamp_final(answered, Sent({"ok": True}, 30.0), probed_at)
+    assert answered.sent_at == probed_at, "Tango's 201: now"

@@ -17,10 +17,10 @@ import redis
 from tests.support.broker import producer_broker
 from tests.support.redis_db import TEST_REDIS_URL
 from worker.core.settings import reset_settings_cache
+from worker.queueing import task_messages
 from worker.queueing.app import RESEND_TASK_NAME
 from worker.queueing.app import app as celery_app
 from worker.queueing.task_messages import MessageNotCaptured, build_task_message, build_template
-from worker.resend import producer
 from worker.resend.producer import EnqueueError, Submission, submit_many, submit_resend
 from worker.resend.validation import InvalidResendRequest
 from worker.runtime import current_runtime, reset_runtime
@@ -201,7 +201,7 @@ def test_without_a_template_each_message_is_built_as_before(
     def refuse(*_: Any) -> Any:
         raise MessageNotCaptured("laid out anew")
 
-    monkeypatch.setattr(producer, "build_template", refuse)
+    monkeypatch.setattr(task_messages, "build_template", refuse)
     results = submit_many([({"referenceOrderID": ORDER}, None), ({"referenceOrderID": "x"}, None)])
     assert isinstance(results[0], Submission) and results[0].created
     assert isinstance(results[1], InvalidResendRequest)
@@ -221,8 +221,8 @@ def test_with_the_broker_unreachable_requests_are_stored_for_the_scheduler_to_pu
         tries.append(1)
         raise ConnectionError("Error 111 connecting to the broker")
 
-    monkeypatch.setattr(producer, "build_template", unreachable)
-    monkeypatch.setattr(producer, "build_task_message", unreachable)
+    monkeypatch.setattr(task_messages, "build_template", unreachable)
+    monkeypatch.setattr(task_messages, "build_task_message", unreachable)
     orders = [f"RA251201-4102-{n:02d}" for n in range(5)]
     results = submit_many([({"referenceOrderID": order}, None) for order in orders])
     assert all(isinstance(result, Submission) and result.created for result in results)

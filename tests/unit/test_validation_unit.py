@@ -97,13 +97,15 @@ def test_unicode_look_alike_digits_in_reference_order_id_are_refused(order_id: s
 def test_reference_order_id_of_the_wrong_type_is_refused(value: object) -> None:
     error = refused({"referenceOrderID": value})
 
-    assert error.errors == {"referenceOrderID": "Input should be a valid string"}
+    assert error.errors == {"referenceOrderID": "must be text"}
 
 
 def test_a_missing_reference_order_id_is_refused() -> None:
     error = refused({"newEmail": "jane@example.com"})
 
-    assert error.errors == {"referenceOrderID": "Field required"}
+    assert error.errors == {
+        "referenceOrderID": "is required: the order's id, e.g. RA180426-1401-64"
+    }
 
 
 @settings(max_examples=300, database=None, deadline=None)

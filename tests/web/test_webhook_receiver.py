@@ -291,11 +291,20 @@ def test_without_api_token_the_record_route_is_off(
     monkeypatch.delenv("API_TOKEN")
     reset_settings_cache()
     with TestClient(create_app()) as client:
-        assert (
-            client.get("/resends/anything", headers={"Authorization": "Bearer x"}).status_code
-            == 404
-        )
-        assert "/resends/{request_id}" not in client.get("/openapi.json").json()["paths"]
+        for method, path in [
+            ("GET", "/resends/anything"),
+            ("POST", "/resends"),
+            ("GET", "/orders/RA251125-1001-01/resends"),
+            ("GET", "/console"),
+            ("GET", "/console/requests/3f9a0c1b"),
+        ]:
+            answer = client.request(method, path, headers={"Authorization": "Bearer x"})
+            assert answer.status_code == 404, (method, path)
+            body = answer.json()
+            assert body["error"] == "api_disabled" and "API_TOKEN" in body["message"], body
+        paths = client.get("/openapi.json").json()["paths"]
+        assert not any(path.startswith(("/resends", "/orders", "/console")) for path in paths)
+        assert client.get("/healthz").status_code == 200, "the rest is served as before"
 
 
 def test_the_receiver_refuses_to_start_without_a_secret(

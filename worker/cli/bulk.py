@@ -1,4 +1,5 @@
-"""Many resends at once: a CSV file, or every order Tango sent in a time range.
+"""Many resends at once from a CSV file, and the summary every bulk run reports (the other
+bulk run, every order Tango sent in a time range, is `worker/cli/recovery.py`'s).
 
 Both stream: rows and orders are read, checked and queued as they come (a file's rows
 `ROWS_PER_ROUND_TRIP` at a time, in one round trip to Redis), so memory stays flat for a file
@@ -9,10 +10,7 @@ kept in full; the rest are counted.
 
 Reruns are safe. Each row carries an idempotency key made of the file's content (SHA-256) or
 a `--batch-id`, and the row's number, kept as long as a record: running the same file again
-after a failure queues only the rows still missing. Each order of an incident recovery carries
-a recovery marker (an idempotency key per order, kept as long as a record): an order that
-already has a recovery resend pending or sent, from any run whatever its range, is skipped;
-one whose recovery failed or was cancelled is queued again.
+after a failure queues only the rows still missing.
 """
 
 from __future__ import annotations
@@ -22,25 +20,20 @@ import csv
 import hashlib
 import itertools
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from worker.core.errors import TangoResendError
 from worker.resend import origins
-from worker.resend.producer import RedisUnavailable, Submission, submit_many, submit_resend
+from worker.resend.producer import RedisUnavailable, Submission, submit_many
 from worker.resend.validation import InvalidResendRequest, validate_resend
-from worker.runtime import Runtime, current_runtime
-from worker.state.records import ResendStatus, SubmissionOutcome, request_fingerprint
-from worker.tango.errors import TangoError
+from worker.runtime import current_runtime
+from worker.state.records import SubmissionOutcome, request_fingerprint
 
 CSV_COLUMNS = ("referenceOrderID", "newEmail", "newMobile", "newEtid", "newDeliveryMethod")
-MAX_DAYS_PER_QUERY = 100  # Tango's order listing takes ranges of at most 100 days
-ELEMENTS_PER_BLOCK = 100  # and pages of at most 100 orders
 
 # Rows of a file queued per round trip to Redis (a pipeline of create scripts): enough to
 # make the round trip's cost negligible, few enough that Redis serves other clients between
@@ -50,8 +43,6 @@ ROWS_PER_ROUND_TRIP = 500
 REJECTED_SHOWN = 1000
 # A dry run predicts in-file repeats exactly for this many distinct rows (8 bytes each).
 PREDICTED_DISTINCT_ROWS = 500_000
-# How many failed or cancelled recoveries of one order a rerun looks past before queueing.
-_MAX_RECOVERY_CHAIN = 100
 
 Progress = Callable[[int], None]
 
@@ -222,7 +213,7 @@ def _queue_rows(
             if isinstance(result, RedisUnavailable):
                 summary.stopped = {"row": number, "reason": StopReason.REDIS, "error": str(result)}
                 return
-            _count(summary, number, result)
+            count_submission(summary, number, result)
         if progress:
             progress(len(chunk))
 
@@ -268,152 +259,8 @@ def _predict(summary: BulkSummary, seen: set[int], fields: dict[str, str]) -> No
         )
 
 
-def enqueue_orders_between(
-    runtime: Runtime,
-    start: datetime,
-    end: datetime,
-    *,
-    customer: str | None = None,
-    account: str | None = None,
-    dry_run: bool,
-    progress: Progress | None = None,
-    force: bool = False,
-) -> BulkSummary:
-    """Resend every order Tango created and delivered itself between `start` and `end`
-    (compared in UTC, however they were written). An order with a recovery resend pending or
-    sent from any earlier run, within a record's lifetime, is skipped (`already_queued`). A
-    Tango or Redis failure stops the run with `stopped` set, after what was queued so far.
-    Each request's origin is `recovery <start>/<end>`; `force` passes the recent-resend
-    guard."""
-    start, end = _utc(start), _utc(end)
-    if end <= start:
-        raise BulkInputError("END must be after START")
-    summary = BulkSummary()
-    listed = 0
-    span = origins.recovery(f"{_rfc3339(start)}/{_rfc3339(end)}")
-    try:
-        for order in iter_orders(runtime, start, end, customer=customer, account=account):
-            listed += 1
-            if progress:
-                progress(1)
-            order_id = str(order.get("referenceOrderID", ""))
-            if not delivered_by_tango(order):
-                summary.skipped += 1
-                continue
-            fields = {"referenceOrderID": order_id}
-            try:
-                validate_resend(fields)
-            except InvalidResendRequest as error:
-                summary.reject(order_id, error)
-                continue
-            if dry_run:
-                summary.accepted += 1
-                continue
-            _recover(runtime, summary, order_id, fields, (span, force))
-    except TangoError as error:
-        summary.stopped = {
-            "orders_listed": listed,
-            "reason": StopReason.TANGO,
-            "error": str(error),
-        }
-    except RedisUnavailable as error:
-        summary.stopped = {
-            "orders_listed": listed,
-            "reason": StopReason.REDIS,
-            "error": str(error),
-        }
-    return summary
-
-
-def recovery_key(order_id: str, after: str | None = None) -> str:
-    """The idempotency key of an order's recovery resend: one per order (whatever the range);
-    after a recovery that failed or was cancelled, one keyed on that request."""
-    return f"recovery:{order_id}" if after is None else f"recovery:{order_id}:after:{after}"
-
-
-def _recover(
-    runtime: Runtime,
-    summary: BulkSummary,
-    order_id: str,
-    fields: dict[str, str],
-    asker: tuple[str, bool],
-) -> None:
-    ttl = runtime.settings.resend_record_ttl_seconds
-    key = recovery_key(order_id)
-    origin, force = asker
-    for _ in range(_MAX_RECOVERY_CHAIN):
-        submission = submit_resend(
-            fields, idempotency_key=key, idempotency_ttl_seconds=ttl, origin=origin, force=force
-        )
-        if submission.outcome == SubmissionOutcome.IDEMPOTENT:
-            earlier = runtime.records.get(submission.request_id)
-            if earlier is None or earlier.status in (ResendStatus.FAILED, ResendStatus.CANCELLED):
-                key = recovery_key(order_id, after=submission.request_id)
-                continue
-        _count(summary, order_id, submission)
-        return
-    raise AssertionError(f"more than {_MAX_RECOVERY_CHAIN} failed recoveries of {order_id}")
-
-
-def _utc(moment: datetime) -> datetime:
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
-
-
-def delivered_by_tango(order: dict[str, Any]) -> bool:
-    """Tango can only resend what it delivered: not orders sent with delivery left to us."""
-    if order.get("sendEmail") is False:
-        return False
-    return str(order.get("deliveryMethod") or "EMAIL").upper() != "NONE"
-
-
-def iter_orders(
-    runtime: Runtime, start: datetime, end: datetime, *, customer: str | None, account: str | None
-) -> Iterator[dict[str, Any]]:
-    """Every order in the range: chunks of at most 100 days, every page of each."""
-    chunk_start = start
-    while chunk_start < end:
-        chunk_end = min(chunk_start + timedelta(days=MAX_DAYS_PER_QUERY), end)
-        page = 0
-        while True:
-            params: dict[str, str | int] = {
-                "startDate": _rfc3339(chunk_start),
-                "endDate": _rfc3339(chunk_end),
-                "elementsPerBlock": ELEMENTS_PER_BLOCK,
-                "page": page,
-            }
-            if customer:
-                params["customerIdentifier"] = customer
-            if account:
-                params["accountIdentifier"] = account
-            time.sleep(runtime.gate.reserve_slot("list"))  # the fleet's rate limit covers us too
-            # A 401 answered by renewing the token sends again: that send takes a slot too.
-            answer = runtime.tango.list_orders(
-                params, before_retry=lambda: time.sleep(runtime.gate.reserve_slot("list"))
-            )
-            body = answer.body or {}
-            orders = body.get("orders") or []
-            yield from (order for order in orders if isinstance(order, dict))
-            total = _total(body)
-            page += 1
-            if len(orders) < ELEMENTS_PER_BLOCK or (
-                total is not None and page * ELEMENTS_PER_BLOCK >= total
-            ):
-                break
-        chunk_start = chunk_end
-
-
-def _total(body: dict[str, Any]) -> int | None:
-    page = body.get("page")
-    if isinstance(page, dict) and isinstance(page.get("totalCount"), int):
-        return int(page["totalCount"])
-    return None
-
-
-def _rfc3339(moment: datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")
-
-
-def _count(summary: BulkSummary, row: int | str, submission: Submission) -> None:
+def count_submission(summary: BulkSummary, row: int | str, submission: Submission) -> None:
+    """Count what became of one row or order, and keep its id when `keep_requests`."""
     if submission.created:
         summary.accepted += 1
     elif submission.outcome == SubmissionOutcome.IDEMPOTENT:

@@ -95,7 +95,12 @@ def _progress(enabled: bool, label: str, total: int | None) -> Iterator[Callable
 @click.option("--customer", default=None, help="With --orders-between: one customer.")
 @click.option("--account", default=None, help="With --orders-between: one account.")
 @click.option("--dry-run", is_flag=True, help="Validate and count; queue nothing.")
-@click.option("--json", "as_json", is_flag=True, help="Print the summary (or the request) as JSON.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help='Print JSON: for one order {"id", "outcome"}, else the summary.',
+)
 @click.option(
     "--force",
     is_flag=True,
@@ -194,7 +199,7 @@ def _enqueue_orders_between(
     as_json: bool,
     force: bool,
 ) -> BulkSummary:
-    from worker.cli.bulk import enqueue_orders_between
+    from worker.cli.recovery import enqueue_orders_between
     from worker.runtime import current_runtime
 
     start, end = (_moment(text) for text in orders_between)
@@ -268,24 +273,23 @@ def _stopped_line(summary: BulkSummary) -> str:
 
 
 def _enqueue_one(order_id: str, fields: dict[str, Any], force: bool, as_json: bool) -> None:
-    """Print the request's id (`{"id", "outcome"}` with --json); when the recent-resend guard
-    answered, the id is the earlier request's, and "recent" says so."""
+    """Print the request's id, and what became of the submission: with --json `{"id",
+    "outcome"}` (and `"recent": true` when the recent-resend guard answered with the earlier
+    request's id); as text, after an id that is not a new request, its outcome in one word
+    (`idempotent`, `merged`, `recent`)."""
     from worker.resend import origins
-    from worker.resend.producer import EnqueueError, submit_resend
+    from worker.resend.producer import EnqueueError, submit_resend, tango_fields
     from worker.resend.validation import InvalidResendRequest
     from worker.state.records import SubmissionOutcome
 
-    key = fields.pop("idempotency_key", None)
-    body = {
-        "referenceOrderID": order_id,
-        "newEmail": fields.get("new_email"),
-        "newMobile": fields.get("new_mobile"),
-        "newEtid": fields.get("new_etid"),
-        "newDeliveryMethod": fields.get("new_delivery_method"),
-    }
-    present = {name: value for name, value in body.items() if value is not None}
+    idempotency_key = fields.pop("idempotency_key", None)
     try:
-        submission = submit_resend(present, idempotency_key=key, origin=origins.cli(), force=force)
+        submission = submit_resend(
+            tango_fields(order_id, **fields),
+            idempotency_key=idempotency_key,
+            origin=origins.cli(),
+            force=force,
+        )
     except InvalidResendRequest as error:
         fail(str(error), EXIT_BAD_INPUT)
     except EnqueueError as error:
@@ -297,13 +301,14 @@ def _enqueue_one(order_id: str, fields: dict[str, Any], force: bool, as_json: bo
             answer["recent"] = True
         echo_json(answer)
         return
+    if submission.created:
+        click.echo(submission.request_id)
+        return
+    click.echo(f"{submission.request_id} {submission.outcome.value}")
     if recent:
-        click.echo(f"{submission.request_id} recent")
         click.echo(
             "tango-resend: recent: this order was sent to the same recipient within "
             "RESEND_RECENT_SECONDS; nothing queued (the id is the request that was sent; "
             "--force sends anyway)",
             err=True,
         )
-        return
-    click.echo(submission.request_id)

@@ -24,6 +24,8 @@ from worker.state.records import CancelResult, ResendRecord, ResendStatus, Submi
 
 STATUSES = [status.value for status in ResendStatus]
 ORDER_ID_HELP = "Tango's referenceOrderID, e.g. RA251125-1001-01."
+# `list` shows records a page at a time (one round trip for their shown states).
+_SHOWN_PAGE = 200
 
 
 def _when(value: datetime | None) -> str:
@@ -35,7 +37,7 @@ def _full_id(request_id: str, *, missing_ok: bool = False) -> str:
     nothing matches (or, with `missing_ok`, gives `request_id` back), 2 when the prefix is
     ambiguous."""
     from worker.runtime import current_runtime
-    from worker.state.queries import MIN_PREFIX_LENGTH, AmbiguousRequestId, resolve_request_id
+    from worker.state.queries import AmbiguousRequestId, resolve_request_id
 
     try:
         resolved = resolve_request_id(current_runtime(), request_id)
@@ -44,13 +46,22 @@ def _full_id(request_id: str, *, missing_ok: bool = False) -> str:
     if resolved is None and missing_ok:
         return request_id
     if resolved is None:
-        hint = (
-            f" (a prefix needs at least {MIN_PREFIX_LENGTH} characters)"
-            if len(request_id) < MIN_PREFIX_LENGTH
-            else ""
-        )
-        fail(f"no request {request_id!r} (unknown or expired){hint}", EXIT_NOT_FOUND)
+        fail(f"no request {request_id!r} (unknown or expired){_hint(request_id)}", EXIT_NOT_FOUND)
     return resolved
+
+
+def _hint(request_id: str) -> str:
+    """Why an id may have found nothing: an order id given for a request id, a short prefix."""
+    from worker.state.queries import MIN_PREFIX_LENGTH
+    from worker.tango.ids import REFERENCE_ORDER_ID
+
+    if REFERENCE_ORDER_ID.fullmatch(request_id):
+        return (
+            f"; {request_id} is an order id: `tango-resend history {request_id}` lists its requests"
+        )
+    if len(request_id) < MIN_PREFIX_LENGTH:
+        return f" (a prefix needs at least {MIN_PREFIX_LENGTH} characters)"
+    return ""
 
 
 def _console() -> Console:
@@ -115,7 +126,7 @@ def _origin(record: ResendRecord) -> str:
     "status_filter",
     type=click.Choice(STATUSES),
     default=None,
-    help="Only requests in this state (as stored; see `status` for waiting ones).",
+    help="Only requests in this state, as `status` shows it.",
 )
 @click.option("--since", type=Duration(), default=None, help="Created within, e.g. 1h, 2d.")
 @click.option(
@@ -132,15 +143,29 @@ def list_requests(
     """List requests, newest first."""
     settings_or_exit()
     from worker.runtime import current_runtime
-    from worker.state.queries import as_shown, iter_requests
+    from worker.state.queries import iter_requests, shown_records
 
     wanted = ResendStatus(status_filter) if status_filter else None
     runtime = current_runtime()
-    records = []
-    for record in iter_requests(runtime, order=order, status=wanted, since=since):
-        records.append(as_shown(runtime, record))
-        if len(records) >= limit:
-            break
+    # Stored and shown statuses differ only for unfinished requests (queued behind another
+    # is shown deferred, a call under way in_flight): filter those on what is shown.
+    stored_filter = wanted if wanted is None or wanted.is_final else None
+    records: list[ResendRecord] = []
+    page: list[ResendRecord] = []
+
+    def take(page: list[ResendRecord]) -> None:
+        for shown in shown_records(runtime, page):
+            if (wanted is None or shown.status is wanted) and len(records) < limit:
+                records.append(shown)
+
+    for record in iter_requests(runtime, order=order, status=stored_filter, since=since):
+        page.append(record)
+        if len(page) >= _SHOWN_PAGE:
+            take(page)
+            page = []
+            if len(records) >= limit:
+                break
+    take(page)
     if as_json:
         echo_json([record.model_dump(mode="json") for record in records])
         return
@@ -167,7 +192,7 @@ def history(order_id: str, as_json: bool) -> None:
     RA251125-1001-01), with Tango's request ids."""
     settings_or_exit()
     from worker.runtime import current_runtime
-    from worker.state.queries import order_history
+    from worker.state.queries import order_history, shown_records
     from worker.tango.ids import REFERENCE_ORDER_ID
 
     if not REFERENCE_ORDER_ID.fullmatch(order_id):
@@ -176,7 +201,8 @@ def history(order_id: str, as_json: bool) -> None:
             "(RA, 6 digits, -, digits, -, digits)",
             EXIT_BAD_INPUT,
         )
-    records = order_history(current_runtime(), order_id)
+    runtime = current_runtime()
+    records = shown_records(runtime, order_history(runtime, order_id))
     if not records:
         fail(f"no requests for order {order_id!r}", EXIT_NOT_FOUND)
     if as_json:
@@ -249,7 +275,7 @@ def retry(
     "(recent)". REQUEST_ID may be a unique prefix of 8 or more characters."""
     settings_or_exit()
     from worker.resend import origins
-    from worker.resend.producer import NotRetryable, is_permanent_failure, retry_resend
+    from worker.resend.retry import NotRetryable, is_permanent_failure, retry_resend
     from worker.runtime import current_runtime
     from worker.state.queries import iter_requests
 
@@ -317,7 +343,7 @@ def cancel(request_id: str, as_json: bool) -> None:
     REQUEST_ID may be a unique prefix of 8 or more characters."""
     settings_or_exit()
     from worker.resend import origins
-    from worker.resend.producer import cancel_resend_detailed
+    from worker.resend.cancellation import cancel_resend_detailed
 
     request_id = _full_id(request_id, missing_ok=True)  # unknown: "unknown", in JSON too
     cancellation = cancel_resend_detailed(request_id, by=origins.cli())

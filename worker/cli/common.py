@@ -6,12 +6,13 @@ import json
 import re
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, NoReturn
 
 import click
 
 from worker.core.settings import ConfigurationError, Settings, get_settings
+from worker.core.times import rfc3339
 
 EXIT_OK = 0
 EXIT_NOT_FOUND = 1
@@ -77,11 +78,7 @@ def echo_json(value: Any) -> None:
 def timestamp(value: datetime | None) -> str:
     """One form for every time the CLI prints, text or JSON: RFC 3339 in UTC with `Z`
     (what the records' JSON holds)."""
-    if value is None:
-        return "-"
-    if value.tzinfo is not None:
-        value = value.astimezone(UTC)
-    return value.replace(tzinfo=None).isoformat() + "Z"
+    return "-" if value is None else rfc3339(value)
 
 
 def unavailable(error: BaseException) -> NoReturn:

@@ -19,6 +19,7 @@ from pydantic import AnyUrl, SecretStr
 from worker.core.errors import RedisUnavailable
 from worker.core.redaction import url_without_secrets
 from worker.core.settings import Settings
+from worker.core.times import rfc3339
 from worker.runtime import Runtime
 from worker.state.connection import describe_connection
 from worker.state.redis_durability import Durability, describe, read_durability
@@ -154,8 +155,8 @@ def check_tango(runtime: Runtime) -> tuple[Check, datetime | None]:
     scheme = "OAuth" if settings.uses_oauth else "HTTP Basic"
     end = datetime.now(UTC)
     params: dict[str, str | int] = {
-        "startDate": _rfc3339(end - timedelta(minutes=1)),
-        "endDate": _rfc3339(end),
+        "startDate": rfc3339(end - timedelta(minutes=1)),
+        "endDate": rfc3339(end),
         "elementsPerBlock": 1,
         "page": 0,
     }
@@ -222,7 +223,3 @@ def masked_settings(settings: Settings) -> dict[str, str]:
             text = str(value)
         shown[field.upper()] = text
     return shown
-
-
-def _rfc3339(moment: datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")

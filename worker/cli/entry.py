@@ -78,6 +78,9 @@ def worker(pool: str, concurrency: int | None, loglevel: str | None, hostname: s
     ]
     if hostname:
         argv.append(f"--hostname={hostname}")
+    # Celery prefers a configured pool to `--pool=prefork` (it cannot tell that from its
+    # default): configure the one asked for.
+    app.conf.worker_pool = pool
     app.worker_main(argv)
 
 

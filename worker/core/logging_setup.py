@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from worker.core.redaction import install_redaction, redact
+from worker.core.times import rfc3339
 
 # Fields that state-change lines pass with `extra=` and that JSON output keeps as keys.
 STATE_FIELDS = ("request_id", "order_id", "status", "attempt", "tango_request_id", "reason")
@@ -24,7 +25,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, tz=UTC).isoformat(),
+            "time": rfc3339(datetime.fromtimestamp(record.created, tz=UTC)),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),

@@ -10,8 +10,10 @@ import sys
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+import click
 from celery import Celery, Task, signals
 from celery.backends.base import DisabledBackend
+from click.core import ParameterSource
 
 from worker.core.logging_setup import configure_handlers
 from worker.core.settings import ConfigurationError, Settings, get_settings
@@ -70,6 +72,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # (it cannot kill a job); the tasks finish, and acks-late redelivers what was lost.
         "worker_cancel_long_running_tasks_on_connection_loss": False,
         "worker_prefetch_multiplier": 1,
+        # What `tango-resend worker` passes on its command line, so that `celery -A worker
+        # worker` runs the same: a threads pool (calls to Tango are I/O-bound) of
+        # WORKER_CONCURRENCY. Celery's own --pool and --concurrency still win.
+        **_default_pool(),
+        "worker_concurrency": settings.worker_concurrency,
         # No per-worker queues: every wait is parked in Redis's due index and every task goes
         # to the shared queue, so nothing waits where only one (possibly dead) worker can take
         # it (README, "Scheduling model").
@@ -106,6 +113,14 @@ class ResultlessTask(_TaskBase):
     @backend.setter
     def backend(self, value: Any) -> None:
         self._backend = value
+
+
+def _default_pool() -> dict[str, str]:
+    """`worker_pool: threads`, unless this command line names a pool: Celery takes a
+    configured pool over `--pool prefork` (which it cannot tell from its default), so one
+    given explicitly must leave the setting unset. (`tango-resend worker` sets it itself.)"""
+    named = any(arg == "-P" or arg.startswith(("-P", "--pool")) for arg in sys.argv[1:])
+    return {} if named else {"worker_pool": "threads"}
 
 
 def _broker(settings: Settings) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -206,9 +221,22 @@ def _consume_again_as_soon_as_a_primary_answers(sender: Any = None, **_: Any) ->
 @signals.after_setup_logger.connect
 @signals.after_setup_task_logger.connect
 def _configure_logging(logger: logging.Logger, **_: Any) -> None:
-    """Mask contact data in every line, Celery's own included; JSON with LOG_FORMAT=json."""
+    """Mask contact data in every line, Celery's own included; JSON with LOG_FORMAT=json; and
+    LOG_LEVEL when `celery worker` was given no --loglevel of its own."""
     try:
-        log_format = get_settings().log_format
+        settings: Settings | None = get_settings()
     except ConfigurationError:
-        log_format = "text"
-    configure_handlers(logger, log_format)
+        settings = None
+    configure_handlers(logger, settings.log_format if settings is not None else "text")
+    if settings is not None and _celery_default_loglevel():
+        logger.setLevel(settings.log_level.upper())
+
+
+def _celery_default_loglevel() -> bool:
+    """Whether this process is `celery ... worker` run without --loglevel (Celery's default,
+    WARNING, would then hide our INFO lines whatever LOG_LEVEL says). `tango-resend worker`
+    always passes one."""
+    context = click.get_current_context(silent=True)
+    if context is None or "loglevel" not in context.params:
+        return False
+    return context.get_parameter_source("loglevel") is ParameterSource.DEFAULT

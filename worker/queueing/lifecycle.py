@@ -19,7 +19,7 @@ from worker.queueing.broker_logs import install_broker_loss_filter
 from worker.queueing.scheduler import SchedulerThread
 from worker.resend.callbacks import CallbackThread
 from worker.runtime import current_runtime
-from worker.state.metrics import build_registry
+from worker.state.metrics_export import build_registry
 from worker.state.redis_durability import log_durability
 from worker.state.redis_health import warn_if_evicting
 

@@ -25,7 +25,7 @@ import math
 import threading
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Literal
 
 import requests
 from standardwebhooks.webhooks import Webhook
@@ -35,64 +35,21 @@ from worker.core.conditions import (
     REDIS_UNREACHABLE,
     redis_error_detail,
 )
-from worker.core.hooks import Hook
+
+# The hook and the event live apart from the delivery (which needs requests): a producer,
+# which installs neither, fires the hook too. Their names have always been importable here.
+from worker.resend.finished import event_body as event_body
+from worker.resend.finished import event_id as event_id
+from worker.resend.finished import notify_finished as notify_finished
+from worker.resend.finished import resend_finished as resend_finished
 from worker.runtime import Runtime
 from worker.state import scripts
 from worker.state.durability import NotReplicated
-from worker.state.records import ResendRecord
 
 logger = logging.getLogger("tango_resend.callbacks")
 
-resend_finished = Hook("resend_finished")
-"""Sent in the process that finished a request (worker, or the canceller), with `record=`.
-
-Connect with `@resend_finished.connect` for in-process use; receivers' errors are logged,
-never raised into the work. A `Hook` of ours with the connect/send behaviour of the Celery
-signal it used to be (`worker/core/hooks.py`), so firing it needs no Celery.
-"""
-
 _BACKOFF_BASE_SECONDS = 2.0
 _BACKOFF_MAX_SECONDS = 3600.0
-
-
-def event_id(record: ResendRecord) -> str:
-    """Stable for one outcome: a request reaches a final status once."""
-    return f"evt_{record.id}_{record.status.value}"
-
-
-def event_body(record: ResendRecord) -> dict[str, Any]:
-    """The event: ids, status and reason; no recipient contact data."""
-    return {
-        "id": event_id(record),
-        "type": f"resend.{record.status.value}",
-        "timestamp": record.updated_at.isoformat(),
-        "data": {
-            "id": record.id,
-            "referenceOrderID": record.reference_order_id,
-            "status": record.status.value,
-            "attempts": record.attempts,
-            "merges": record.merges,
-            "created_at": record.created_at.isoformat(),
-            "sent_at": record.sent_at.isoformat() if record.sent_at else None,
-            "reason": record.reason,
-            "error": record.error,
-            "tango_request_ids": record.tango_request_ids,
-            "retry_of": record.retry_of,
-            # Who asked (worker.resend.origins), who asked for a retry, who cancelled.
-            "origin": record.origin,
-            "requested_by": record.requested_by,
-            "forced": record.forced,
-            "cancelled_by": record.cancelled_by,
-            "cancelled_at": record.cancelled_at.isoformat() if record.cancelled_at else None,
-        },
-    }
-
-
-def notify_finished(record: ResendRecord) -> None:
-    """Fire the in-process hook; a receiver's failure is logged, not raised."""
-    for receiver, result in resend_finished.send(sender=None, record=record):
-        if isinstance(result, Exception):
-            logger.warning("resend_finished receiver %r failed: %r", receiver, result)
 
 
 # Requests' timeouts for one POST (connect, read); the claim's lease covers them with a margin,

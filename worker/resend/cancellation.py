@@ -16,7 +16,7 @@ import redis
 
 from worker.core.errors import RedisUnavailable
 from worker.resend import origins
-from worker.resend.callbacks import notify_finished
+from worker.resend.finished import notify_finished
 from worker.runtime import current_runtime
 from worker.state.records import PROMOTE_MARGIN_SECONDS, CancelResult
 

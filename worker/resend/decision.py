@@ -72,6 +72,10 @@ class Sent:
     response: dict[str, Any] | None
     window_seconds: float
     confirmed_by: ConfirmedBy | None = None
+    # A probe's proof: how long before Tango's answer its last resend was (Tango's "now"
+    # minus its last-sent time: a duration, so no clock but Tango's is read), for `sent_at`
+    # to be the resend's moment rather than the probe's. None when unknown.
+    sent_seconds_before: float | None = None
 
 
 @dataclass(frozen=True)
@@ -199,6 +203,13 @@ def cooldown_proves_sent(error: TangoCooldownError, since_first_call_seconds: fl
     return latest_age < since_first_call_seconds
 
 
+def _last_sent_age(error: TangoCooldownError) -> float | None:
+    """How long before Tango's answer its last resend was, on Tango's clock alone."""
+    if error.last_sent_at is None or error.tango_now is None:
+        return None
+    return max(0.0, (error.tango_now.at - error.last_sent_at.at).total_seconds())
+
+
 def probe_delay(elapsed_seconds: float, policy: ResendPolicy) -> float:
     """How long after an ambiguous outcome the probe goes.
 
@@ -236,7 +247,12 @@ def decide(
         assert call is not None and call.probe_since_seconds is not None
         remaining = cooldown_remaining_seconds(result, policy.window_seconds)
         if cooldown_proves_sent(result, call.probe_since_seconds):
-            return Sent(response=None, window_seconds=remaining, confirmed_by="cooldown")
+            return Sent(
+                response=None,
+                window_seconds=remaining,
+                confirmed_by="cooldown",
+                sent_seconds_before=_last_sent_age(result),
+            )
         if policy.exclusive and refusal_proves_sent(
             result, policy.window_seconds, call.marker_clear, call.probe_answer_since_seconds
         ):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,23 +12,21 @@ import redis
 # RedisUnavailable lives in the lowest layer; `worker.resend.producer.RedisUnavailable` is a
 # path applications have used, hence the explicit re-export.
 from worker.core.errors import RedisUnavailable as RedisUnavailable
-from worker.core.errors import TangoResendError
-from worker.queueing.app import RESEND_TASK_NAME, app
-from worker.queueing.task_messages import MessageNotCaptured, build_task_message, build_template
+from worker.queueing.message_builders import MessageBuilder, message_builder, task_message_or_none
 from worker.resend import origins
-from worker.resend.cancellation import Cancellation as Cancellation
-from worker.resend.cancellation import cancel_resend_detailed as cancel_resend_detailed
+
+# get_resend and cancel_resend have always been importable from here.
+from worker.resend.follow_up import cancel_resend as cancel_resend
+from worker.resend.follow_up import get_resend as get_resend
 from worker.resend.validation import InvalidResendRequest, ResendRequest, validate_resend
 from worker.runtime import AsyncCreate, Runtime, current_runtime
 from worker.state.durability import NotReplicated
 from worker.state.records import (
-    CancelResult,
     CreateArguments,
     Creation,
     ResendRecord,
     ResendStatus,
     SubmissionOutcome,
-    TaskMessage,
     creation_from_reply,
     new_request_id,
 )
@@ -77,6 +75,28 @@ def enqueue_resend(
             with the same idempotency key returns its id rather than adding a second.
         ConfigurationError: a setting is missing or invalid.
     """
+    fields = tango_fields(
+        reference_order_id,
+        new_email=new_email,
+        new_mobile=new_mobile,
+        new_etid=new_etid,
+        new_delivery_method=new_delivery_method,
+    )
+    return submit_resend(
+        fields, idempotency_key=idempotency_key, origin=origins.python(origin), force=force
+    ).request_id
+
+
+def tango_fields(
+    reference_order_id: str,
+    *,
+    new_email: str | None = None,
+    new_mobile: str | None = None,
+    new_etid: str | None = None,
+    new_delivery_method: str | None = None,
+) -> dict[str, str]:
+    """`enqueue_resend`'s arguments in Tango's field names (what `submit_resend` takes),
+    leaving out the ones not given."""
     fields = {
         "referenceOrderID": reference_order_id,
         "newEmail": new_email,
@@ -84,10 +104,7 @@ def enqueue_resend(
         "newEtid": new_etid,
         "newDeliveryMethod": new_delivery_method,
     }
-    present = {name: value for name, value in fields.items() if value is not None}
-    return submit_resend(
-        present, idempotency_key=idempotency_key, origin=origins.python(origin), force=force
-    ).request_id
+    return {name: value for name, value in fields.items() if value is not None}
 
 
 @dataclass(frozen=True)
@@ -98,10 +115,13 @@ class Submission:
     (an identical request for the same order was still pending and now stands for it) or
     `recent` (the order was sent to the same recipient within RESEND_RECENT_SECONDS:
     `request_id` is that sent request's); a `SubmissionOutcome`, a `str` equal to those words.
+    `waiting_for_turn` is true for a created request queued behind an earlier one of its order
+    (shown `deferred`).
     """
 
     request_id: str
     outcome: SubmissionOutcome
+    waiting_for_turn: bool = False
 
     @property
     def created(self) -> bool:
@@ -204,7 +224,7 @@ def submit_many(
     runtime = current_runtime()
     results: list[Submission | InvalidResendRequest | EnqueueError | None] = [None] * len(requests)
     pending: list[tuple[int, _Pending]] = []
-    message = _message_builder(runtime.settings.resend_queue)
+    message = message_builder(runtime.settings.resend_queue)
     failure: EnqueueError | None = None
     for index, (fields, key) in enumerate(requests):
         try:
@@ -256,9 +276,6 @@ class _Pending:
     arguments: CreateArguments
 
 
-MessageBuilder = Callable[[str], TaskMessage | None]
-
-
 @dataclass(frozen=True)
 class _Asker:
     """Who asks (stored with the request) and whether the recent-resend guard applies."""
@@ -279,7 +296,7 @@ def _prepare(
     namespace: str = "",
 ) -> _Pending:
     """Validate and build the record and its task message (by `message`, given the request's
-    id; by default `_task_message`); no I/O but the clock's."""
+    id; by default `task_message_or_none`); no I/O but the clock's."""
     request = _validated(fields, idempotency_key)
     if idempotency_key is not None:
         idempotency_key = namespace + idempotency_key
@@ -309,7 +326,7 @@ def _prepare(
             settings.resend_lease_seconds,
             message(record.id)
             if message is not None
-            else _task_message(record.id, settings.resend_queue),
+            else task_message_or_none(record.id, settings.resend_queue),
             0 if asker.force else settings.resend_recent_seconds,
         ),
     )
@@ -339,39 +356,7 @@ def _submitted(record: ResendRecord, creation: Creation) -> Submission:
         record.reference_order_id,
         _from(record.origin),
     )
-    return Submission(record.id, SubmissionOutcome.CREATED)
-
-
-def _task_message(request_id: str, queue: str) -> TaskMessage | None:
-    """The request's task message, for the create script to queue with the request (only
-    the first waiting request of an order uses it; the others are released in order as the
-    ones ahead of them finish). None when it cannot be built: the request is then due at
-    once, and the scheduler publishes it. Never lost, never deleted: an identical submission
-    may be merged into it, or a redelivery handed its id, at any moment."""
-    try:
-        return build_task_message(app, RESEND_TASK_NAME, request_id, queue)
-    except Exception as error:  # the first build declares the queue: the broker may be down
-        logger.warning(
-            "request=%s: task message not built (%s); the scheduler publishes it", request_id, error
-        )
-        return None
-
-
-def _message_builder(queue: str) -> MessageBuilder:
-    """Task messages for many requests: rendered from one template (`build_template`, checked
-    against Celery's own message); each built by `_task_message` when kombu lays messages out
-    otherwise; none when the broker cannot be reached (as `_task_message`: the requests are
-    then due at once, for the scheduler to publish; trying each would wait out kombu's
-    retries once per request)."""
-    try:
-        template = build_template(app, RESEND_TASK_NAME, queue)
-    except MessageNotCaptured as error:
-        logger.warning("task message template not usable (%s); building each message", error)
-        return lambda request_id: _task_message(request_id, queue)
-    except Exception as error:  # the first build declares the queue: the broker may be down
-        logger.warning("task messages not built (%s); the scheduler publishes them", error)
-        return lambda _: None
-    return template.render
+    return Submission(record.id, SubmissionOutcome.CREATED, waiting_for_turn=not creation.is_head)
 
 
 def _from(origin: str | None) -> str:
@@ -386,128 +371,3 @@ def _usable_key(key: object) -> bool:
     except UnicodeEncodeError:  # a lone surrogate
         return False
     return True
-
-
-class NotRetryable(TangoResendError, ValueError):
-    """Raised when `retry_resend` is asked to retry a request that has not failed."""
-
-
-class PermanentFailure(NotRetryable):
-    """Raised when `retry_resend` skips a request Tango refused permanently (404 unknown
-    order, 403.003, 400) because it was not asked to include those."""
-
-
-def retry_key(request_id: str) -> str:
-    """The idempotency key of the retry of a failed request: one retry per failed request."""
-    return f"retry-of:{request_id}"
-
-
-def is_permanent_failure(record: ResendRecord) -> bool:
-    """Did Tango refuse the request in a way no retry can change (404 unknown order,
-    403.003 an email created with sendEmail=false, 400 validation)? A request that failed
-    for anything else (patience run out, retries spent, cooldown refusals) may go next time."""
-    if record.status is not ResendStatus.FAILED or not record.error:
-        return False
-    return record.error.get("kind") == "TangoPermanentError"
-
-
-def retry_resend(
-    request_id: str,
-    *,
-    by: str | None = None,
-    force: bool = False,
-    include_permanent: bool = True,
-) -> Submission:
-    """Queue a failed request again, as a new request linked to it (`retry_of`), recorded as
-    asked for `by` (e.g. "cli alice@host", "api ops-bot").
-
-    The recent-resend guard applies (unless `force`): when the order was sent to the same
-    recipient within RESEND_RECENT_SECONDS, the outcome is "recent" with that request's id.
-
-    A failed request is retried once: asking again (twice, from two shells at once, or by
-    `--all-failed` run again) returns the first retry's id with outcome "idempotent" and
-    queues nothing, however that retry ended. To try again after a failed retry, retry it.
-    `include_permanent` False refuses a permanent failure (`is_permanent_failure`): a retry
-    would fail the same way.
-
-    Raises:
-        NotRetryable: the request is unknown, or did not fail (or failed permanently, with
-            `include_permanent` False).
-        RedisUnavailable: Redis could not be reached (`EnqueueError`, a kind of it, when
-            the retry could not be stored); nothing is stored.
-    """
-    runtime = current_runtime()
-    try:
-        old = runtime.records.get(request_id)
-    except redis.RedisError as error:
-        raise RedisUnavailable(f"could not read the request: {error}") from error
-    if old is None:
-        raise NotRetryable(f"no request {request_id!r} (unknown or expired)")
-    if old.status is not ResendStatus.FAILED:
-        raise NotRetryable(f"request {request_id} is {old.status.value}, not failed")
-    if not include_permanent and is_permanent_failure(old):
-        raise PermanentFailure(
-            f"request {request_id} failed permanently ({old.reason}); a retry would fail "
-            "the same way"
-        )
-    fields = {"referenceOrderID": old.reference_order_id, **old.request}
-    key = retry_key(old.id)
-    if force and _answered_as_recent(runtime, key, old.id):
-        # The retry was answered with a request sent moments before: a forced retry is a
-        # retry of its own, once (its own key), and never a second one.
-        key += ":forced"
-    # The key is taken in the create script, so concurrent retries race safely; it lives as
-    # long as a record (longer than the failed one it names), so the answer never changes.
-    return submit_resend(
-        fields,
-        idempotency_key=key,
-        retry_of=old.id,
-        idempotency_ttl_seconds=runtime.settings.resend_record_ttl_seconds,
-        origin=origins.retry_of(old.id),
-        requested_by=by,
-        force=force,
-    )
-
-
-def _answered_as_recent(runtime: Runtime, key: str, request_id: str) -> bool:
-    """Whether the retry key of `request_id` names a request that is not its retry: the
-    recent-resend guard answered the retry with an earlier request of the order."""
-    try:
-        answered = runtime.redis.get(runtime.keys.idempotency(key))
-        record = None if answered is None else runtime.records.get(str(answered))
-    except redis.RedisError as error:
-        raise RedisUnavailable(f"could not read the request: {error}") from error
-    return record is not None and record.retry_of != request_id
-
-
-def cancel_resend(request_id: str, *, by: str | None = None) -> CancelResult:
-    """Cancel a queued or deferred request before it is sent, for every caller that shares it
-    (identical requests merged into it): `cancel_resend_detailed` says how many do. The record
-    keeps who (`by`, e.g. "api ops-bot"; "python" when not given) and when.
-
-    Returns:
-        A `CancelResult` (a `str` equal to its word): `cancelled`; or `in_flight` when its
-        call to Tango is under way, or that call's outcome is unknown until a probe settles
-        it (too late to stop); or the final status it already had (`sent`, `failed`,
-        `cancelled`); or `unknown` when no request has this id (never existed, or expired).
-
-    Raises:
-        RedisUnavailable: Redis could not be reached; nothing was cancelled.
-    """
-    return cancel_resend_detailed(request_id, by=by).result
-
-
-def get_resend(request_id: str) -> ResendRecord | None:
-    """The record of a request, or None when unknown or expired.
-
-    A final status is returned only once it is on REDIS_WAIT_REPLICAS replicas (when set):
-    a failover could still take it back.
-
-    Raises:
-        RedisUnavailable: Redis could not be reached, or the request's final status is not
-            on the replicas yet.
-    """
-    try:
-        return current_runtime().records.get_reported(request_id)
-    except redis.RedisError as error:
-        raise RedisUnavailable(f"could not read the request: {error}") from error

@@ -144,5 +144,9 @@ def _errors_by_field(error: ValidationError) -> dict[str, str]:
             message = "is not a field of a resend request"
         elif item["type"] in {"string_type", "enum"} and field == "newDeliveryMethod":
             message = "must be one of EMAIL, PHONE, NONE"
+        elif item["type"] == "missing" and field == "referenceOrderID":
+            message = "is required: the order's id, e.g. RA180426-1401-64"
+        elif item["type"] == "string_type":
+            message = "must be text"
         errors.setdefault(field, message)
     return errors

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -18,6 +18,7 @@ _PAGE = 200
 MIN_PREFIX_LENGTH = 8
 _ID_TEXT = re.compile(r"^[0-9a-fA-F-]+$")  # what a request id (a UUID) or its prefix may hold
 WAITING_FOR_TURN = "waiting for an earlier request of the same order"
+CALLING = "its call to Tango is under way"
 
 
 class AmbiguousRequestId(TangoResendError, ValueError):
@@ -59,16 +60,50 @@ def resolve_request_id(runtime: Runtime, text: str) -> str | None:
 
 
 def as_shown(runtime: Runtime, record: ResendRecord) -> ResendRecord:
-    """The record as the CLI shows it: a request queued behind an earlier one of its order is
-    `deferred`, waiting for its turn (its stored status says so only once a task has looked)."""
-    if record.status is not ResendStatus.QUEUED:
-        return record
-    head = runtime.records.first_waiting(record.reference_order_id)
-    if head is None or head == record.id:
-        return record
-    return record.model_copy(
-        update={"status": ResendStatus.DEFERRED, "reason": f"{WAITING_FOR_TURN} ({head})"}
-    )
+    """One record as every interface shows it (see `shown_records`)."""
+    return shown_records(runtime, [record])[0]
+
+
+def shown_records(runtime: Runtime, records: Sequence[ResendRecord]) -> list[ResendRecord]:
+    """Records as every interface shows them (CLI, REST API, console, webhook answers), so a
+    request has one name in all of them (README, "States"): while its call to Tango is under
+    way, `in_flight` (what a cancel then answers); a request queued behind an earlier one of
+    its order, `deferred`, waiting for its turn (its stored status says so only once a task
+    has looked). Reads one field per unfinished record, in one round trip."""
+    pending = [record for record in records if not record.status.is_final]
+    if not pending:
+        return list(records)
+    now = runtime.clock.timestamp()
+    with runtime.redis.pipeline(transaction=False) as pipe:
+        for record in pending:
+            pipe.hget(runtime.keys.record(record.id), "calling_until")
+        calling = {
+            record.id: float(until or 0)
+            for record, until in zip(pending, pipe.execute(), strict=True)
+        }
+    heads: dict[str, str | None] = {}
+    shown = []
+    for record in records:
+        if record.status.is_final:
+            shown.append(record)
+        elif calling[record.id] > now:
+            update = {"status": ResendStatus.IN_FLIGHT, "reason": CALLING}
+            shown.append(record.model_copy(update=update))
+        elif record.status is ResendStatus.QUEUED:
+            order = record.reference_order_id
+            if order not in heads:
+                heads[order] = runtime.records.first_waiting(order)
+            head = heads[order]
+            if head is None or head == record.id:
+                shown.append(record)
+            else:
+                reason = f"{WAITING_FOR_TURN} ({head})"
+                shown.append(
+                    record.model_copy(update={"status": ResendStatus.DEFERRED, "reason": reason})
+                )
+        else:
+            shown.append(record)
+    return shown
 
 
 def iter_requests(

@@ -16,9 +16,14 @@ from pydantic import BaseModel, Field
 
 
 class ResendStatus(StrEnum):
-    QUEUED = "queued"
-    DEFERRED = "deferred"
-    RETRYING = "retrying"
+    """A request's state, as every interface shows it; a `str` equal to its word (README,
+    "States"). `in_flight` is only ever shown (`worker/state/queries.py`, `shown_records`):
+    the stored status of a request whose call is under way stays what it was."""
+
+    QUEUED = "queued"  # waiting for a worker to take it
+    DEFERRED = "deferred"  # waiting: its turn, its order's window, the rate limit (`reason`)
+    IN_FLIGHT = "in_flight"  # its call to Tango is under way (too late to cancel)
+    RETRYING = "retrying"  # waiting out the backoff after a transient failure
     # Tango is down for the whole fleet (unreachable, our credentials refused) or answered
     # 503/429: no call reached it, and the request waits (its reason says on what) until
     # TANGO_OUTAGE_PATIENCE_SECONDS after its first try.
@@ -28,8 +33,14 @@ class ResendStatus(StrEnum):
     CANCELLED = "cancelled"
 
     @property
-    def is_final(self) -> bool:
+    def final(self) -> bool:
+        """Sent, failed or cancelled: nothing more will happen to the request."""
         return self in (ResendStatus.SENT, ResendStatus.FAILED, ResendStatus.CANCELLED)
+
+    @property
+    def is_final(self) -> bool:
+        """The same as `final`."""
+        return self.final
 
 
 class AttemptOutcome(StrEnum):

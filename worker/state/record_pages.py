@@ -19,6 +19,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, cast
 
 from worker.core.errors import TangoResendError
+from worker.state.queries import shown_records
 from worker.state.records import ResendRecord, ResendStatus
 
 if TYPE_CHECKING:
@@ -100,7 +101,8 @@ def page_requests(
     limit: int = 50,
     after: Position | None = None,
 ) -> Page:
-    """Up to `limit` requests newest first (as stored), after `after`, filtered."""
+    """Up to `limit` requests newest first, after `after`, filtered (an unfinished `status`
+    as shown: `shown_records`)."""
     low = "-inf" if since is None else repr((runtime.clock.now() - since).timestamp())
     found: list[ResendRecord] = []
     position, scanned = after, 0
@@ -111,7 +113,11 @@ def page_requests(
             )
         else:
             entries, exhausted = _order_entries_after(runtime, order, float(low), position), True
-        records = {record.id: record for record in runtime.records.get_many(_ids(entries))}
+        fetched = runtime.records.get_many(_ids(entries))
+        if status is not None and not status.is_final:
+            # Unfinished states are filtered as every interface shows them ("States").
+            fetched = shown_records(runtime, fetched)
+        records = {record.id: record for record in fetched}
         taken = 0
         for entry in entries:
             position, scanned, taken = entry, scanned + 1, taken + 1

@@ -39,8 +39,8 @@ class ResendCreate(ResendFields):
 class Created(BaseModel):
     id: str
     status: str = Field(
-        description="`queued` for a new request; the request's current status "
-        "when it is a duplicate or coalesced."
+        description="A new request's state: `queued`, or `deferred` behind an earlier request "
+        "of its order; for a duplicate or a merge, that request's current state."
     )
     duplicate: bool = Field(description="True when the idempotency key was seen before.")
     coalesced: bool = Field(

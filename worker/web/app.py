@@ -11,6 +11,7 @@ dependency, and its signature checked before anything is parsed.
 # No `from __future__ import annotations` here: FastAPI reads the endpoints' annotations at run
 # time, and they name a dependency built inside `_add_webhook_route`.
 
+import asyncio
 import gc
 import importlib.metadata
 import logging
@@ -18,6 +19,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
+import redis
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.responses import PlainTextResponse, Response
 from kombu.exceptions import OperationalError
@@ -29,14 +31,16 @@ from worker.core.conditions import REDIS_OUTAGE_ERRORS, REDIS_UNREACHABLE, redis
 from worker.core.errors import RedisUnavailable
 from worker.core.settings import Settings, get_settings
 from worker.resend import origins
-from worker.resend.producer import EnqueueError, submit_resend_async
+from worker.resend.producer import EnqueueError, Submission, submit_resend_async
 from worker.resend.validation import InvalidResendRequest
 from worker.runtime import AsyncCreate, current_runtime
-from worker.state.metrics import build_registry
+from worker.state.metrics_export import build_registry
+from worker.state.queries import as_shown
 from worker.state.records import SubmissionOutcome
 from worker.state.redis_durability import log_durability
 from worker.state.redis_health import warn_if_evicting
 from worker.web.api_docs import add_docs_routes
+from worker.web.api_off import build_api_off_router
 from worker.web.console import build_console_router, redis_unreachable_page
 from worker.web.edge import PublicPortOnly, StrictTransportSecurity
 from worker.web.forwarded import TrustedProxyHeaders, UntrustedProxyNotice
@@ -59,7 +63,12 @@ class ResendWebhook(ResendFields):
 
 class Accepted(BaseModel):
     id: str
-    status: str = "queued"
+    status: str = Field(
+        default="queued",
+        description="A new request's state: `queued`, or `deferred` behind an earlier request "
+        "of its order; for a redelivery or a merge, the state of the request named by `id` "
+        '(README, "States").',
+    )
     duplicate: bool = Field(
         description="True when this webhook-id was already accepted (a redelivery): the same "
         "id as the first time, nothing new queued."
@@ -119,6 +128,8 @@ def create_app() -> FastAPI:
     if settings.api_enabled:
         app.include_router(build_api_router(settings))
         app.include_router(build_console_router(settings))
+    else:
+        app.include_router(build_api_off_router())
     _answer_redis_loss(app, settings)
     # Everything built so far lives as long as the process: keep it out of the collector's
     # full passes, which otherwise rescan it during webhook storms (tail latency).
@@ -250,11 +261,37 @@ async def _accept(
     recent = submission.outcome == SubmissionOutcome.RECENT
     return Accepted(
         id=submission.request_id,
-        status="sent" if recent else "queued",
+        status=await _answer_status(submission),
         duplicate=submission.outcome == SubmissionOutcome.IDEMPOTENT or recent,
         coalesced=submission.outcome == SubmissionOutcome.MERGED,
         recent=recent,
     )
+
+
+async def _answer_status(submission: Submission) -> str:
+    """The state the 202 names: `sent` for the request the recent-resend guard answered with;
+    a new request's, `queued` or `deferred` behind an earlier one of its order; else the
+    state of the request a redelivery or a merge named."""
+    if submission.outcome == SubmissionOutcome.RECENT:
+        return "sent"
+    if submission.created:
+        return "deferred" if submission.waiting_for_turn else "queued"
+    return await _shown_status(submission.request_id)
+
+
+async def _shown_status(request_id: str) -> str:
+    """The state of the request a webhook was merged into (or a redelivery named), as every
+    interface shows it; `queued` if it cannot be read now (the 202 stands: it is stored)."""
+
+    def read() -> str:
+        runtime = current_runtime()
+        record = runtime.records.get(request_id)
+        return "queued" if record is None else as_shown(runtime, record).status.value
+
+    try:
+        return await asyncio.to_thread(read)
+    except redis.RedisError:
+        return "queued"
 
 
 def _add_metrics_route(app: FastAPI, settings: Settings) -> None:

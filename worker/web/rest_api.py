@@ -19,18 +19,12 @@ from fastapi.responses import JSONResponse
 
 from worker.core.settings import Settings
 from worker.resend import origins
-from worker.resend.producer import (
-    EnqueueError,
-    NotRetryable,
-    RedisUnavailable,
-    cancel_resend_detailed,
-    get_resend,
-    retry_resend,
-    submit_resend,
-)
+from worker.resend.cancellation import cancel_resend_detailed
+from worker.resend.producer import EnqueueError, RedisUnavailable, get_resend, submit_resend
+from worker.resend.retry import NotRetryable, retry_resend
 from worker.resend.validation import InvalidResendRequest
 from worker.runtime import current_runtime
-from worker.state.queries import order_history
+from worker.state.queries import as_shown, order_history, shown_records
 from worker.state.record_model import is_request_id
 from worker.state.record_pages import InvalidCursor, decode_cursor, page_requests, parse_since
 from worker.state.records import CancelResult, ResendStatus, SubmissionOutcome
@@ -110,11 +104,12 @@ def build_api_router(settings: Settings) -> APIRouter:
         _require_request_id(request_id)
         try:
             record = current_runtime().records.get(request_id)
+            shown = None if record is None else as_shown(current_runtime(), record)
         except redis.RedisError:
             raise HttpProblem(503, "unavailable", "records cannot be read now") from None
-        if record is None:
+        if shown is None:
             raise _not_found()
-        return record.model_dump(mode="json")
+        return shown.model_dump(mode="json")
 
     @router.post(
         "/resends/{request_id}/cancel",
@@ -196,7 +191,7 @@ def _create(fields: dict[str, Any], idempotency_ttl: int, origin: str) -> Create
     except EnqueueError as error:
         logger.warning("API resend refused, not stored: %s", error)
         raise unavailable("the request could not be stored; retry later") from None
-    status = "queued"
+    status = "deferred" if submission.waiting_for_turn else "queued"
     if submission.outcome == SubmissionOutcome.RECENT:
         status = "sent"  # the guard answers only with a request that was sent
     elif not submission.created:
@@ -213,9 +208,9 @@ def _create(fields: dict[str, Any], idempotency_ttl: int, origin: str) -> Create
 def _current_status(request_id: str) -> str:
     try:
         record = get_resend(request_id)
-    except RedisUnavailable:
+        return "queued" if record is None else as_shown(current_runtime(), record).status.value
+    except (RedisUnavailable, redis.RedisError):
         return "queued"
-    return record.status.value if record is not None else "queued"
 
 
 def _list(query: dict[str, str]) -> ResendPage:
@@ -248,10 +243,11 @@ def _list(query: dict[str, str]) -> ResendPage:
         page = page_requests(
             current_runtime(), order=order, status=status, since=since, limit=limit, after=after
         )
+        shown = shown_records(current_runtime(), page.records)
     except redis.RedisError:
         raise unavailable("records cannot be read now") from None
     return ResendPage(
-        items=[record.model_dump(mode="json") for record in page.records],
+        items=[record.model_dump(mode="json") for record in shown],
         next_cursor=page.next_cursor,
     )
 
@@ -309,7 +305,9 @@ def _order(reference_order_id: str) -> OrderResends:
     if not REFERENCE_ORDER_ID.fullmatch(reference_order_id):
         raise _invalid({"referenceOrderID": ORDER_ID_MESSAGE})
     try:
-        records = order_history(current_runtime(), reference_order_id)
+        records = shown_records(
+            current_runtime(), order_history(current_runtime(), reference_order_id)
+        )
     except redis.RedisError:
         raise unavailable("records cannot be read now") from None
     return OrderResends(

@@ -455,7 +455,8 @@ def _attempt_outcome(outcome: ResendOutcome | None) -> AttemptOutcome:
 def stamp_final(record: ResendRecord, outcome: Sent | Failed, now: datetime) -> None:
     """Set a final outcome on the record (before `finish` stores it)."""
     if isinstance(outcome, Sent):
-        record.status, record.sent_at, record.response = ResendStatus.SENT, now, outcome.response
+        record.status, record.response = ResendStatus.SENT, outcome.response
+        record.sent_at = _sent_at(record, outcome, now)
         record.reason = None
         record.confirmed_by = outcome.confirmed_by
         record.unresolved_call_started_at = None
@@ -464,6 +465,20 @@ def stamp_final(record: ResendRecord, outcome: Sent | Failed, now: datetime) -> 
     else:
         record.status, record.reason = ResendStatus.FAILED, outcome.reason
     record.next_attempt_at = None
+
+
+def _sent_at(record: ResendRecord, outcome: Sent, now: datetime) -> datetime:
+    """When the resend happened: Tango's 201 is now; a probe's proof says it happened
+    earlier, during a call whose answer we never had. Tango's cooldown answer dates it (its
+    last resend's age, moved onto our clock); a refusal only bounds it, and the cut-off
+    call's start is the best we know."""
+    if outcome.confirmed_by is None:
+        return now
+    if outcome.sent_seconds_before is not None:
+        return now - timedelta(seconds=outcome.sent_seconds_before)
+    if record.unresolved_call_started_at is not None:
+        return datetime.fromtimestamp(record.unresolved_call_started_at, tz=UTC)
+    return now
 
 
 def log_state(record: ResendRecord, detail: str | None) -> None:

@@ -18,9 +18,10 @@ import redis
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from worker.resend import origins, producer
+from worker.resend import origins, producer, retry
 from worker.resend.validation import InvalidResendRequest
 from worker.runtime import current_runtime
+from worker.state.queries import as_shown
 from worker.state.record_model import is_request_id
 from worker.state.records import SubmissionOutcome
 from worker.web.api_tokens import identify
@@ -252,7 +253,8 @@ def _confirm(
     record = producer.get_resend(request_id) if action in {"cancel", "retry"} else None
     if record is None:
         return Response(status_code=404)
-    permanent = producer.is_permanent_failure(record)
+    record = as_shown(current_runtime(), record)  # its state as every page names it
+    permanent = retry.is_permanent_failure(record)
     return core.render(
         "confirm.html", request, session, record=record, action=action, permanent=permanent
     )
@@ -276,10 +278,10 @@ def _retry(
     """Retry a failed request; a permanent failure only when the form says so (a checkbox on
     the confirmation page): Tango would refuse it again."""
     try:
-        submission = producer.retry_resend(
+        submission = retry.retry_resend(
             request_id, by=origins.console(session.agent), include_permanent=include_permanent
         )
-    except (producer.NotRetryable, InvalidResendRequest) as error:
+    except (retry.NotRetryable, InvalidResendRequest) as error:
         return core.render(
             "message.html", request, session, status=409, title="Not retried",
             message=str(error),

@@ -109,6 +109,10 @@ def _order(core: ConsoleCore, request: Request, session: Session, order: str) ->
 def _request(core: ConsoleCore, request: Request, session: Session, request_id: str) -> Response:
     record = _shown(request_id)
     if record is None:
+        # A unique prefix (8+ characters, as the search box takes) opens the request's page.
+        found, _ = _find_request(request_id)
+        if found is not None and found != request_id:
+            return redirect(f"/console/requests/{found}")
         return _unknown_request(core, request, session)
     return core.render(
         "request.html",

@@ -3,7 +3,7 @@
 The producer API (`enqueue_resend`, `get_resend`, ...) and the Celery `app` (`celery -A worker`).
 
 Every name here is imported on first use (PEP 562), so `import worker.resend.decision` or any
-other pure module does not build the Celery app: see README, "Architecture".
+other pure module does not build the Celery app: see docs/how-it-works.md, "Architecture".
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""A call that times out after Tango may have resent: README "Failures" says the outcome is
-ambiguous, the window stays held and the retry waits for it. The record shows it: its
+"""A call that times out after Tango may have resent: docs/how-it-works.md ("Failures") says
+the outcome is ambiguous, the window stays held and the retry waits for it. The record shows it: its
 attempt_log reads "retrying" then "sent"."""
 
 from __future__ import annotations

@@ -288,8 +288,8 @@ def test_a_429_holds_back_requests_that_already_reserved_a_slot(
     start_worker: WorkerFactory,
     test_db: redis.Redis,
 ) -> None:
-    """README: "A 429 from Tango pauses the whole fleet for its Retry-After", including
-    requests that were given a rate-limit slot before the 429 arrived."""
+    """docs/how-it-works.md: "A 429 from Tango pauses the whole fleet for its Retry-After",
+    including requests that were given a rate-limit slot before the 429 arrived."""
     retry_after = 2.0
     env = configure(TANGO_RATE_LIMIT="4")  # slots about 0.26 s apart
     orders = [f"RA251201-7401-{n:02d}" for n in range(8)]

@@ -90,8 +90,8 @@ def test_two_receiver_processes_share_the_port_and_every_webhook_is_sent(
     control: SandboxControl,
     start_worker: WorkerFactory,
 ) -> None:
-    """`tango-resend web --workers 2` (how the receiver scales on one host, README): both
-    processes serve one port, and every accepted webhook is resent once. Without
+    """`tango-resend web --workers 2` (how the receiver scales on one host, docs/operations.md):
+    both processes serve one port, and every accepted webhook is resent once. Without
     `--access-log` the only line per webhook is the one naming its request."""
     env = {**settings_env, "WEBHOOK_SECRET": WEBHOOK_SECRET}
     web = WebProcess(env, tmp_path / "web2.log", extra_arguments=["--workers", "2"])

@@ -1,4 +1,4 @@
-"""The package layout's rules (README, "Architecture"), checked on the source itself.
+"""The package layout's rules (docs/how-it-works.md, "Architecture"), checked on the source itself.
 
 - The pure modules (the resend policy, request validation, the Tango error tree, the exception
   root) import no Celery, nor does any module of the resend layer below the Celery glue (the
@@ -220,7 +220,8 @@ def test_worker_modules_import_each_other_without_a_cycle() -> None:
     assert find_cycle(import_graph()) is None
 
 
-# Layers, bottom up (README, "Architecture"): a module imports only its own layer or lower.
+# Layers, bottom up (docs/how-it-works.md, "Architecture"): a module imports only its own
+# layer or lower.
 # The producer publishes tasks, so it sits above the Celery glue; the rest of `resend` below.
 LAYERS = {
     "worker.sandbox": 0,

@@ -69,7 +69,8 @@ def test_defaults() -> None:
         ),
         ("TANGO_TIMEOUT_SECONDS", "4.5", "tango_timeout_seconds", 4.5),
         ("RESEND_COOLDOWN_SECONDS", "2", "resend_cooldown_seconds", 2.0),
-        # Our window's name in code; the variable keeps its name (README, the glossary).
+        # Our window's name in code; the variable keeps its name (docs/how-it-works.md, the
+        # glossary).
         ("RESEND_COOLDOWN_SECONDS", "2", "resend_window_seconds", 2.0),
         ("RESEND_MAX_RETRIES", "0", "resend_max_retries", 0),
     ],

@@ -2,8 +2,8 @@
 
 Our own class rather than Celery's `celery.utils.dispatch.Signal`, which `resend_finished`
 used to be: the layers below the Celery glue (the executor and the callbacks module, which
-fire the hook) then import no Celery at all (README, "Architecture"). It keeps the part of
-`Signal` that receivers written for it rely on, so such code runs unchanged:
+fire the hook) then import no Celery at all (docs/how-it-works.md, "Architecture"). It keeps
+the part of `Signal` that receivers written for it rely on, so such code runs unchanged:
 
 - `connect` as a call (`hook.connect(fn)`, `hook.connect(fn, weak=False)`) or a decorator
   (`@hook.connect`, `@hook.connect(sender=..., dispatch_uid=...)`), returning the receiver;

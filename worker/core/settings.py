@@ -119,7 +119,7 @@ class Settings(WebSettings, BaseSettings):
 
     # Fleet-wide calls per second to Tango (its guidance: 1 or less); 0 turns the limit off.
     tango_rate_limit: float = Field(default=1.0, ge=0, le=1000)
-    # No longer used: every wait is parked in Redis's due index (README, "Scheduling model").
+    # No longer used: every wait is parked in Redis's due index (docs/how-it-works.md, "Waiting").
     # Still accepted so that existing deployments' settings keep loading.
     resend_park_after_seconds: float = Field(default=10.0, ge=0, le=150)
     # A released or running request unheard of for this long (its message lost, its worker
@@ -137,12 +137,13 @@ class Settings(WebSettings, BaseSettings):
     resend_max_cooldown_deferrals: int = Field(default=10, ge=1, le=1000)
     # After a call whose outcome is unknown, ask Tango again this long after giving up on it
     # (a probe; its cooldown answer can prove the first call resent). Capped so the probe
-    # still reaches Tango inside the first call's window (README, "Exactly once in practice").
+    # still reaches Tango inside the first call's window (docs/how-it-works.md, "Exactly once
+    # in practice").
     resend_probe_delay_seconds: float = Field(default=3.0, ge=0, le=60)
     # The deployment declares that only tango-resend resends its orders (no portal use, no
     # other integration or deployment on the account): a probe's refusal can then prove that
-    # our ambiguous call acted, whatever the last-sent time's precision (README, "Exactly
-    # once at any timestamp precision"). Off: only a precise last-sent time proves it.
+    # our ambiguous call acted, whatever the last-sent time's precision (docs/how-it-works.md,
+    # "Exactly once at any timestamp precision"). Off: only a precise last-sent time proves it.
     resend_exclusive: bool = False
     # How long after its longest call a call whose outcome is unknown may still act inside
     # Tango (a stalled backend): until then it counts as possibly acting, for the refusal proof.
@@ -347,8 +348,8 @@ class Settings(WebSettings, BaseSettings):
 
     @property
     def resend_window_seconds(self) -> float:
-        """How long our per-order window lasts after a resend (README, "Architecture":
-        the glossary); set by RESEND_COOLDOWN_SECONDS."""
+        """How long our per-order window lasts after a resend (docs/how-it-works.md,
+        "Architecture": the glossary); set by RESEND_COOLDOWN_SECONDS."""
         return self.resend_cooldown_seconds
 
     @property

@@ -79,7 +79,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_concurrency": settings.worker_concurrency,
         # No per-worker queues: every wait is parked in Redis's due index and every task goes
         # to the shared queue, so nothing waits where only one (possibly dead) worker can take
-        # it (README, "Scheduling model").
+        # it (docs/how-it-works.md, "Waiting").
         "worker_direct": False,
         "worker_hijack_root_logger": True,
         "worker_redirect_stdouts": False,

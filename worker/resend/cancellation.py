@@ -1,9 +1,10 @@
 """Cancelling a request, and saying whom it concerns.
 
 Identical requests of an order that arrive while one is pending are merged into it, and
-every caller gets the same id (README, "Coalescing"). A cancel therefore cancels the resend
-for every one of them. The answer says how many callers share the request, so the one who
-cancels knows whether others depended on it (the console asks for confirmation saying so).
+every caller gets the same id (docs/how-it-works.md, "Coalescing"). A cancel therefore
+cancels the resend for every one of them. The answer says how many callers share the
+request, so the one who cancels knows whether others depended on it (the console asks for
+confirmation saying so).
 """
 
 from __future__ import annotations

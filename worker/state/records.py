@@ -167,7 +167,7 @@ class CancelResult(StrEnum):
     UNKNOWN = "unknown"  # no such request (never existed, or expired)
 
 
-# A begin or finish reply is kept this long under its call's nonce (`RedisKeys.script_reply`):
+# A start, save or finish reply is kept this long under its call's nonce (`RedisKeys.script_reply`):
 # redis-py replays a script within its retries, seconds after the reply was lost.
 SCRIPT_REPLY_MEMO_SECONDS = 60
 
@@ -435,6 +435,7 @@ class RecordStore:
                     "due_key": self._keys.due_index,
                     "window_key": window_key,
                     "metrics_key": self._keys.metrics,
+                    "memo_key": self._keys.script_reply(uuid.uuid4().hex),
                 },
                 args={
                     "id": record.id,
@@ -448,6 +449,7 @@ class RecordStore:
                         "" if record.next_attempt_at is None else record.next_attempt_at.timestamp()
                     ),
                     "probe_next": "1" if record.unresolved_call_started_at is not None else "",
+                    "memo_ttl": SCRIPT_REPLY_MEMO_SECONDS,
                 },
             )
         )

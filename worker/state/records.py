@@ -130,8 +130,10 @@ def begun_from_reply(request_id: str, reply: Any) -> Begun:
     verdict = BeginVerdict(str(reply[0]))
     if verdict is not BeginVerdict.OK:
         return Begun(verdict)
-    token, doc, status, merges, interrupted = reply[1:6]
+    token, doc, status, merges, interrupted, audit = reply[1:7]
     record = record_codec.decode(str(doc), request_id, str(status), int(merges))
+    # Who asked, forced, who cancelled: beside the document in the hash, read in the same step.
+    record = record_codec.with_audit(record, json.loads(str(audit)))
     started = int(interrupted) / 1000 if str(interrupted) not in ("", "0") else None
     return Begun(BeginVerdict.OK, str(token), record, started)
 

@@ -3,7 +3,8 @@ web app and a real worker as processes, and the sandbox as Tango.
 
 No test downloads a browser: chromium is Debian's (`make test-tools` installs it), launched
 through `executable_path`. Without it the tests skip locally and fail in CI. The screenshots
-they take are the README's (docs/console-*.png).
+they take are the README's (docs/console-*.png), written there only when asked
+(UPDATE_SCREENSHOTS=1): a test run leaves the work tree as it found it.
 """
 
 from __future__ import annotations
@@ -26,9 +27,26 @@ TOKEN = "console-browser-token-7Hq2-0123456789abcdef"
 ORDER = "RA251125-4001-01"
 OTHER_ORDER = "RA251125-4001-02"
 DOCS = REPO_ROOT / "docs"
+# UPDATE_SCREENSHOTS=1 writes the screenshots over the README's (docs/console-*.png); without
+# it they go to the test's temporary directory, so `make test` never dirties the work tree.
+UPDATE_SCREENSHOTS = "UPDATE_SCREENSHOTS"
 LIVE_TIMEOUT_MS = 20_000
 
 sync_api = pytest.importorskip("playwright.sync_api")
+
+
+def screenshot_dir(tmp_path: Path) -> Path:
+    """Where the screenshots go: docs/ when UPDATE_SCREENSHOTS=1, else `tmp_path`."""
+    return DOCS if os.environ.get(UPDATE_SCREENSHOTS) == "1" else tmp_path
+
+
+def test_screenshots_go_to_docs_only_when_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(UPDATE_SCREENSHOTS, raising=False)
+    assert screenshot_dir(tmp_path) == tmp_path
+    monkeypatch.setenv(UPDATE_SCREENSHOTS, "1")
+    assert screenshot_dir(tmp_path) == DOCS
 
 
 @pytest.fixture
@@ -67,8 +85,13 @@ def sign_in(page: Any, web: WebProcess, token: str = TOKEN) -> None:
 
 
 def test_sign_in_find_an_order_resend_to_a_new_email_watch_it_sent_and_cancel_another(
-    page: Any, web: WebProcess, control: SandboxControl, start_worker: WorkerFactory
+    page: Any,
+    web: WebProcess,
+    control: SandboxControl,
+    start_worker: WorkerFactory,
+    tmp_path: Path,
 ) -> None:
+    screenshots = screenshot_dir(tmp_path)  # docs/ only with UPDATE_SCREENSHOTS=1
     control.add_order(ORDER)
     control.add_order(OTHER_ORDER)
     earlier = enqueue_resend(ORDER)
@@ -116,13 +139,15 @@ def test_sign_in_find_an_order_resend_to_a_new_email_watch_it_sent_and_cancel_an
     sent = get_resend(request_id)
     assert sent is not None and sent.request == {"newEmail": "pat.new@example.com"}
     sync_api.expect(page.get_by_text("pat.new@example.com").first).to_be_visible()
-    page.screenshot(path=str(DOCS / "console-request.png"), full_page=True)
+    page.screenshot(path=str(screenshots / "console-request.png"), full_page=True)
 
     page.goto(f"{web.url}/console/orders/{ORDER}")
-    page.screenshot(path=str(DOCS / "console-order.png"), full_page=True)
+    page.screenshot(path=str(screenshots / "console-order.png"), full_page=True)
     page.goto(f"{web.url}/console/fleet")
     sync_api.expect(page.locator(".workers li")).to_have_count(1)
-    page.screenshot(path=str(DOCS / "console-fleet.png"), full_page=True)
+    page.screenshot(path=str(screenshots / "console-fleet.png"), full_page=True)
+    for name in ("request", "order", "fleet"):
+        assert (screenshots / f"console-{name}.png").stat().st_size > 0
 
 
 def _status(request_id: str) -> str | None:

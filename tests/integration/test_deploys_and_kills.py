@@ -48,26 +48,33 @@ def test_rolling_deploy_under_a_rate_limited_backlog_keeps_every_slot(
     pauses more than 5 s, and nothing meets a cooldown more than once."""
     rate = 3.0
     control.configure(rate_limit=rate + 1)
-    backlog = [f"RA251126-2001-{n:02d}" for n in range(24)]
+    # ~12 s of calls at 3/s; the deploy (the old worker's SIGTERM) comes after the first 8.
+    backlog = [f"RA251126-2001-{n:02d}" for n in range(36)]
     windowed = [f"RA251126-2002-{n:02d}" for n in range(3)]
     for order in backlog + windowed:
         control.add_order(order)
     for order in windowed:
         control.portal_resend(order)  # their first call meets the window, then waits it out
     old = start_worker("old", TANGO_RATE_LIMIT=str(rate), **PRODUCTION_VISIBILITY)
+    # The new worker is up before the old one gets SIGTERM, as in a rolling deploy. Its start
+    # (slow on a loaded machine) comes before the backlog: started after, it could find the
+    # backlog drained, and the deploy test nothing.
+    start_worker("new", TANGO_RATE_LIMIT=str(rate), **PRODUCTION_VISIBILITY)
     ids = [enqueue_resend(order) for order in windowed + backlog]
     wait_for(lambda: len(all_resend_calls(control)) >= 8, timeout=20, what="the backlog to start")
 
-    start_worker("new", TANGO_RATE_LIMIT=str(rate), **PRODUCTION_VISIBILITY)
     deploy_started = time.time()
-    old.stop()  # SIGTERM: warm shutdown
+    old.stop(timeout=60)  # SIGTERM: warm shutdown (a loaded machine's may be slow: no SIGKILL)
     assert "Restoring" in old.log() or old.process.returncode == 0
-    wait_for(lambda: finished(ids), timeout=60, what="the backlog to drain")
+    wait_for(lambda: finished(ids), timeout=len(ids) / rate + 40, what="the backlog to drain")
 
     records = finished(ids)
     assert records is not None and {r.status.value for r in records} == {"sent"}
     calls = all_resend_calls(control)
     arrivals = sorted(call["received_at"] for call in calls)
+    # The deploy happened under the backlog, or this tested nothing.
+    after_deploy = [arrival for arrival in arrivals if arrival >= deploy_started]
+    assert len(after_deploy) >= 5, f"the backlog drained before the deploy: {len(after_deploy)}"
     interval = RATE_HEADROOM / rate
     # A steady backlog takes one slot per interval: the k-th call is due k intervals after
     # the first, and a deploy may make it at most DEPLOY_LATENESS_ALLOWED later than that.
@@ -89,23 +96,37 @@ def test_rolling_deploy_during_window_waits_makes_no_wait_late(
     replaced (new name, SIGTERM), Then each next call comes one window after the previous
     answer, never earlier and at most 2 s later (today's bound for lateness: 0.5 s)."""
     orders = [f"RA251126-2101-{n:02d}" for n in range(4)]
+    rounds = 4  # ~4.5 s of window waits per order after the first round's calls
     for order in orders:
         control.add_order(order)
     old = start_worker("old", **PRODUCTION_VISIBILITY)
-    ids = [enqueue_resend(order, new_etid=f"E00000{n}") for n in (1, 2, 3) for order in orders]
+    # Up before the waits begin (see the test above): started after the first round, a slow
+    # start on a loaded machine let every wait end before the deploy.
+    start_worker("new", **PRODUCTION_VISIBILITY)
+    ids = [
+        enqueue_resend(order, new_etid=f"E{n:06d}")
+        for n in range(1, rounds + 1)
+        for order in orders
+    ]
     wait_for(
         lambda: len(all_resend_calls(control)) >= len(orders),
         timeout=10,
         what="the first round",
     )
 
-    start_worker("new", **PRODUCTION_VISIBILITY)
-    old.stop()
-    wait_for(lambda: finished(ids), timeout=8 * WINDOW_SECONDS + 20, what="all sent")
+    deploy_started = time.time()
+    # SIGTERM: warm shutdown. A loaded machine's may be slow; a SIGKILL after the default 20 s
+    # would leave what the old worker held to its lease, which this test is not about.
+    old.stop(timeout=60)
+    assert "Restoring" in old.log() or old.process.returncode == 0
+    wait_for(lambda: finished(ids), timeout=2 * rounds * WINDOW_SECONDS + 30, what="all sent")
 
+    arrivals = [call["received_at"] for call in all_resend_calls(control)]
+    after_deploy = [arrival for arrival in arrivals if arrival >= deploy_started]
+    assert after_deploy, "every wait ended before the deploy: it tested nothing"
     for order in orders:
         calls = resend_calls(control, order)
-        assert [c["status"] for c in calls] == [201, 201, 201]
+        assert [c["status"] for c in calls] == [201] * rounds
         for previous, current in pairwise(calls):
             gap = current["received_at"] - previous["answered_at"]
             assert WINDOW_SECONDS <= gap <= WINDOW_SECONDS + LATENESS_ALLOWED, (order, gap)

@@ -260,9 +260,16 @@ class StartedProcesses:
         concurrency: int = 8,
         wait: bool = True,
         ready_timeout: float = 60.0,
+        command: Sequence[str] | None = None,
     ) -> WorkerProcess:
+        """`command`: another command line than `python -m worker worker ...` (see
+        WorkerProcess)."""
         process = WorkerProcess(
-            settings, self.log_dir / f"{name}.log", concurrency=concurrency, name=name
+            settings,
+            self.log_dir / f"{name}.log",
+            concurrency=concurrency,
+            name=name,
+            command=command,
         )
         self._started.append(process)
         return process.wait_ready(ready_timeout) if wait else process

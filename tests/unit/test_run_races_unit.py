@@ -187,6 +187,26 @@ def test_a_replayed_finish_is_done_once_hooks_hear_of_it_and_counts_are_added_on
     assert float(counts["requests_total|sent"]) == 1.0
 
 
+def test_a_replayed_save_adds_the_runs_counts_once_and_stores_its_outcome(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Given the reply of the script that stores a run's outcome that is not final (a retry
+    after Tango's 500) lost on the wire, when redis-py runs it again, then the run learns its
+    write was stored and its counts (its call to Tango) are added once, not twice."""
+    new_request(runtime)
+    failure = TangoTransientError("HTTP 500", ambiguous=False, status=500)
+    with reply_lost_once(monkeypatch, "save") as lost, runtime.metrics.batch():
+        assert executor_with(runtime, ScriptedTango(failure)).run("req-1") == Done(
+            ResendStatus.RETRYING
+        )
+    assert lost, "the reply was lost and the script replayed"
+    counts = runtime.redis.hgetall(runtime.keys.metrics)
+    assert float(counts["tango_calls_total|500"]) == 1.0
+    record = runtime.records.get("req-1")
+    assert record is not None and record.status is ResendStatus.RETRYING
+    assert [entry.outcome for entry in record.attempt_log] == [AttemptOutcome.RETRYING]
+
+
 # --- an unexpected error in a stale run -------------------------------------------------------
 
 

@@ -237,9 +237,9 @@ class CallGate:
         else:
             reply, acknowledged = self._begin_and_start.call_then(keys, args, *self._wait.command)
         begun = begun_from_reply(request_id, reply)
-        if begun.verdict is not BeginVerdict.OK or not str(reply[6]):
+        if begun.verdict is not BeginVerdict.OK or not str(reply[7]):
             return begun, None
-        verdict = _verdict_from_reply(*reply[6:9])
+        verdict = _verdict_from_reply(*reply[7:10])
         self._require_replicated(
             verdict, acknowledged, reference_order_id, request_id, begun.token, False
         )

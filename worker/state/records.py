@@ -11,12 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import Any, cast
 
 import redis
 
@@ -25,9 +21,11 @@ from worker.state.clock import Clock, RedisClock
 from worker.state.durability import NotReplicated, ReplicaWait
 from worker.state.keys import RedisKeys
 from worker.state.metrics import RECENT_COUNTER, SUBMISSION_COUNTERS, outcome_fields
+from worker.state.record_cancels import RecordCancels
 
-# The record's model lives in record_model; these names are re-exported for the many modules
-# (and users' code) that have always imported them from here.
+# The record's model lives in record_model, the scripts' arguments and answers in
+# record_replies; these names are re-exported for the many modules (and users' code) that have
+# always imported them from here.
 from worker.state.record_model import AttemptEntry as AttemptEntry
 from worker.state.record_model import AttemptOutcome as AttemptOutcome
 from worker.state.record_model import ConfirmedBy as ConfirmedBy
@@ -36,163 +34,31 @@ from worker.state.record_model import ResendStatus as ResendStatus
 from worker.state.record_model import new_request_id as new_request_id
 from worker.state.record_model import order_in_request_id, recipient_key
 from worker.state.record_model import request_fingerprint as request_fingerprint
+from worker.state.record_replies import CALLBACKS_FLEET_SECONDS as CALLBACKS_FLEET_SECONDS
+from worker.state.record_replies import KEEP_WINDOW as KEEP_WINDOW
+from worker.state.record_replies import PROMOTE_MARGIN_SECONDS as PROMOTE_MARGIN_SECONDS
+from worker.state.record_replies import RELEASE_WINDOW as RELEASE_WINDOW
+from worker.state.record_replies import SCRIPT_REPLY_MEMO_SECONDS as SCRIPT_REPLY_MEMO_SECONDS
+from worker.state.record_replies import BeginVerdict as BeginVerdict
+from worker.state.record_replies import Begun as Begun
+from worker.state.record_replies import CancelResult as CancelResult
+from worker.state.record_replies import CreateArguments as CreateArguments
+from worker.state.record_replies import Creation as Creation
+from worker.state.record_replies import FinishResult as FinishResult
+from worker.state.record_replies import SubmissionOutcome as SubmissionOutcome
+from worker.state.record_replies import TaskMessage as TaskMessage
+from worker.state.record_replies import WindowAction as WindowAction
+from worker.state.record_replies import begin_arguments as begin_arguments
+from worker.state.record_replies import begun_from_reply as begun_from_reply
+from worker.state.record_replies import creation_from_reply as creation_from_reply
+from worker.state.record_replies import due_score, window_arg
+from worker.state.record_replies import finish_result_from_reply as finish_result_from_reply
 from worker.state.scripts import ScriptValue
-from worker.state.window import window_milliseconds
 
 
-@dataclass(frozen=True)
-class TaskMessage:
-    """One task message as kombu's Redis transport would LPUSH it (built by
-    `worker/queueing/task_messages.py`), pushed by the script that creates the request."""
-
-    list_key: str
-    payload: str
-
-
-class SubmissionOutcome(StrEnum):
-    """What the create script did with a submission (`Creation`, and the producer's public
-    `Submission`); the values are the script's words, and those of JSON and CLI output."""
-
-    CREATED = "created"  # a new request
-    IDEMPOTENT = "idempotent"  # its idempotency key was seen before: that request's id
-    MERGED = "merged"  # coalesced into an identical pending request of the order
-    RECENT = "recent"  # the order was sent to the same recipient within RESEND_RECENT_SECONDS
-
-
-CreateArguments = tuple[ResendRecord, str | None, int, float, TaskMessage | None, float]
-"""`RecordStore.create`'s arguments: record, idempotency key, its TTL in seconds, lease in
-seconds, task message, and the recent-resend guard's span in seconds (0: off)."""
-
-
-@dataclass(frozen=True)
-class Creation:
-    """What `RecordStore.create` did."""
-
-    request_id: str
-    outcome: SubmissionOutcome
-    is_head: bool  # the first waiting request of its order: its task may run now
-    # The number its task message carries (0 when none is to be sent); not part of equality,
-    # since it only numbers the message.
-    dispatch: int = field(default=0, compare=False)
-
-
-def creation_from_reply(reply: Any) -> Creation:
-    """What the create script's reply says it did."""
-    request_id, outcome, head, dispatch = reply
-    return Creation(
-        str(request_id), SubmissionOutcome(str(outcome)), bool(int(head)), int(dispatch)
-    )
-
-
-class BeginVerdict(StrEnum):
-    """What the BEGIN script found when a worker took a request's task message."""
-
-    OK = "ok"  # this run holds the request: `Begun.token` fences its writes
-    UNKNOWN = "unknown"  # no record
-    FINAL = "final"  # nothing left to do
-    BUSY = "busy"  # a call for it is in flight; it is released again when that call's hold ends
-
-
-@dataclass(frozen=True)
-class Begun:
-    """What `RecordStore.begin` found (see `BeginVerdict`); `record` is the request when the
-    verdict is `ok`, else None."""
-
-    verdict: BeginVerdict
-    token: str = ""
-    record: ResendRecord | None = None
-    # "ok" only: the start (Redis's clock, epoch seconds) of a call that passed the gate and
-    # whose outcome nobody stored (its worker died mid-call), else None.
-    interrupted_call_started_at: float | None = None
-
-
-def begin_arguments(
-    keys: RedisKeys, request_id: str, lease_seconds: float, dispatch: int | None
-) -> tuple[dict[str, str], dict[str, ScriptValue]]:
-    """KEYS and ARGV of lib/begin_run.lua, for begin.lua and start.lua alike."""
-    return (
-        {
-            "record_key": keys.record(request_id),
-            "due_key": keys.due_index,
-            "dispatched_key": keys.dispatched,
-            "consumed_key": keys.dispatch_consumed,
-        },
-        {
-            "id": request_id,
-            "lease": lease_seconds,
-            "carried_dispatch": "" if dispatch is None else dispatch,
-        },
-    )
-
-
-def begun_from_reply(request_id: str, reply: Any) -> Begun:
-    """What lib/begin_run.lua's reply says (begin.lua's, and the start of start.lua's)."""
-    verdict = BeginVerdict(str(reply[0]))
-    if verdict is not BeginVerdict.OK:
-        return Begun(verdict)
-    token, doc, status, merges, interrupted = reply[1:6]
-    record = record_codec.decode(str(doc), request_id, str(status), int(merges))
-    started = int(interrupted) / 1000 if str(interrupted) not in ("", "0") else None
-    return Begun(BeginVerdict.OK, str(token), record, started)
-
-
-class FinishResult(StrEnum):
-    """The FINISH script's answer, when it is not the final status the request already had
-    (`finish_result_from_reply`)."""
-
-    DONE = "done"  # stored: the request is final now
-    UNKNOWN = "unknown"  # no record
-    IN_FLIGHT = "in_flight"  # a cancel while a call to Tango is under way: too late
-    STALE = "stale"  # a newer run holds the request: this run's outcome is not stored
-    CHANGED = "changed"  # the stored document changed since the caller read it: read again
-
-
-def finish_result_from_reply(reply: Any) -> FinishResult | ResendStatus:
-    """The FINISH script's answer: a `FinishResult`, or the final status the request had
-    already reached (then nothing was stored)."""
-    text = str(reply)
-    if text in FinishResult.__members__.values():
-        return FinishResult(text)
-    return ResendStatus(text)
-
-
-class CancelResult(StrEnum):
-    """What a cancel did (`RecordStore.cancel`, the public `cancel_resend`); the values are
-    the ones the API, the CLI's --json and the REST API have always given."""
-
-    CANCELLED = "cancelled"  # cancelled now, or it already was
-    IN_FLIGHT = "in_flight"  # its call to Tango is under way: too late
-    SENT = "sent"  # already final
-    FAILED = "failed"  # already final
-    UNKNOWN = "unknown"  # no such request (never existed, or expired)
-
-
-# A begin or finish reply is kept this long under its call's nonce (`RedisKeys.script_reply`):
-# redis-py replays a script within its retries, seconds after the reply was lost.
-SCRIPT_REPLY_MEMO_SECONDS = 60
-
-# The fleet's word that it delivers outcome callbacks lasts this long after its last finish
-# (or start) in a process with RESULT_WEBHOOK_URL: a fleet that stops delivering them stops
-# owing them a day later.
-CALLBACKS_FLEET_SECONDS = 24 * 3600
-
-# A compare-and-set that finds the record changed reads it again; a run stores a request a
-# few times a minute at most, so a handful of tries is plenty.
-_COMPARE_AND_SET_TRIES = 8
-
-# The next request of an order is released this long after the window ends, so it never
-# meets the window's last millisecond.
-PROMOTE_MARGIN_SECONDS = 0.002
-
-WindowAction = float | str | None
-"""What to do with the order's window when storing a record after a call: None keeps it,
-RELEASE_WINDOW drops it (no resend happened), a number of seconds re-anchors it."""
-KEEP_WINDOW: WindowAction = None
-RELEASE_WINDOW = "release"  # due-index score of a request queued behind another of its order
-
-
-class RecordStore:
-    """Create, read, update, finish and cancel records."""
+class RecordStore(RecordCancels):
+    """Create, read, update, finish and cancel records (reads: record_reads.py; cancels:
+    record_cancels.py)."""
 
     def __init__(
         self,
@@ -390,30 +256,6 @@ class RecordStore:
             )
         )
 
-    def get(self, request_id: str) -> ResendRecord | None:
-        found = self.get_many([request_id])
-        return found[0] if found else None
-
-    def get_reported(self, request_id: str) -> ResendRecord | None:
-        """`get`, for a record about to be reported outside (the CLI, the API, an outcome
-        callback): with REDIS_WAIT_REPLICAS set, a final status is returned only once it is
-        on that many replicas, since a failover could still take it back.
-
-        Raises:
-            NotReplicated: the record is final, and its final status not yet on the
-                replicas (read it again later).
-        """
-        if self._wait is None:
-            return self.get(request_id)
-        key = self._keys.record(request_id)
-        (fields,), confirmed = self._wait.read_confirmed(
-            self._client, self._keys.replication_barrier, lambda pipe: pipe.hgetall(key)
-        )
-        record = self._decoded(request_id, fields)
-        if record is not None and record.status.is_final and not confirmed:
-            raise NotReplicated(f"request {request_id} is {record.status.value}", 0, self._wait)
-        return record
-
     def save(
         self,
         record: ResendRecord,
@@ -435,19 +277,21 @@ class RecordStore:
                     "due_key": self._keys.due_index,
                     "window_key": window_key,
                     "metrics_key": self._keys.metrics,
+                    "memo_key": self._keys.script_reply(uuid.uuid4().hex),
                 },
                 args={
                     "id": record.id,
                     "doc": record_codec.encode(record),
                     "status": record.status.value,
-                    "due_score": "" if due_at is None else _score(due_at),
-                    "window_action": _window_arg(window),
+                    "due_score": "" if due_at is None else due_score(due_at),
+                    "window_action": window_arg(window),
                     "run_token": token,
                     "run_counts": self._counts_to_send(),
                     "not_before": (
                         "" if record.next_attempt_at is None else record.next_attempt_at.timestamp()
                     ),
                     "probe_next": "1" if record.unresolved_call_started_at is not None else "",
+                    "memo_ttl": SCRIPT_REPLY_MEMO_SECONDS,
                 },
             )
         )
@@ -490,100 +334,6 @@ class RecordStore:
             is FinishResult.DONE
         )
 
-    def cancel(self, request_id: str, promote_margin_seconds: float) -> CancelResult:
-        """Cancel a queued or deferred request, atomically with its order's queue.
-
-        Returns `cancelled`, `in_flight` (a call to Tango is under way), `unknown`, or the
-        final status it already had (see `CancelResult`).
-        """
-        return self.try_cancel(request_id, promote_margin_seconds)[0]
-
-    def try_cancel(
-        self, request_id: str, promote_margin_seconds: float, by: str | None = None
-    ) -> tuple[CancelResult, bool]:
-        """As `cancel`, and whether this very call did the cancelling (racing cancellers:
-        exactly one gets True); the record keeps who cancelled it (`by`) and when."""
-        for _ in range(_COMPARE_AND_SET_TRIES):
-            result = self._finish_read_copy(
-                request_id,
-                promote_margin_seconds,
-                ResendStatus.CANCELLED,
-                "cancelled before it was sent",
-                only_if_cancellable=True,
-            )
-            if result is FinishResult.DONE:
-                self._note_cancelled_by(request_id, by)
-                return CancelResult.CANCELLED, True
-            if result is not FinishResult.CHANGED:
-                # `unknown`, `in_flight` or the final status it reached meanwhile (never
-                # `stale`: a cancel passes no run token).
-                return CancelResult(result.value), False
-        raise redis.RedisError(f"request {request_id} kept changing while it was cancelled")
-
-    def _note_cancelled_by(self, request_id: str, by: str | None) -> None:
-        """Who cancelled and when, beside the record's document (record_codec's audit
-        fields): only the cancel that won writes them."""
-        audit = ResendRecord.model_construct(cancelled_by=by, cancelled_at=self._clock.now())
-        values = record_codec.audit_values(audit)
-        self._client.hset(
-            self._keys.record(request_id),
-            mapping={key: value for key, value in values.items() if key in ("cb", "ca")},
-        )
-
-    def callers_sharing(self, request_id: str) -> int:
-        """How many callers share a request: the one that created it and each identical
-        request merged into it since (0 when there is no such request)."""
-        fields = self._client.hmget(self._keys.record(request_id), "status", "merges")
-        if fields[0] is None:
-            return 0
-        return 1 + int(fields[1] or 0)
-
-    def finish_unowned(
-        self, request_id: str, status: ResendStatus, reason: str, promote_margin_seconds: float
-    ) -> bool:
-        """Finish a request that no run of this process holds (a bug before the run began):
-        only when no call to Tango is in flight or of unknown outcome, and keeping whatever
-        a run stored meanwhile (status and reason are the only changes). True if stored."""
-        for _ in range(_COMPARE_AND_SET_TRIES):
-            result = self._finish_read_copy(
-                request_id, promote_margin_seconds, status, reason, only_if_cancellable=True
-            )
-            if result is not FinishResult.CHANGED:
-                return result is FinishResult.DONE
-        return False
-
-    def _finish_read_copy(
-        self,
-        request_id: str,
-        promote_margin_seconds: float,
-        status: ResendStatus,
-        reason: str,
-        *,
-        only_if_cancellable: bool,
-    ) -> FinishResult | ResendStatus:
-        """Read the record, set a final status and reason on it, and store it only if its
-        document is still the one read (compare-and-set): `changed` says to read it again."""
-        # A client of ours decodes replies (decode_responses): fields and values are str.
-        fields = cast(dict[str, str], self._client.hgetall(self._keys.record(request_id)))
-        stored, current = record_codec.stored_doc(fields), fields.get("status")
-        if stored is None or current is None:
-            return FinishResult.UNKNOWN
-        record = record_codec.decode(
-            stored, request_id, str(current), int(fields.get("merges") or 0)
-        )
-        if record.status.is_final:
-            return record.status
-        record.status = status
-        record.reason = reason
-        record.next_attempt_at = None
-        record.updated_at = self._clock.now()
-        return self._finish_script(
-            record,
-            promote_margin_seconds,
-            only_if_cancellable=only_if_cancellable,
-            expected_doc=stored,
-        )
-
     def _finish_script(
         self,
         record: ResendRecord,
@@ -617,7 +367,7 @@ class RecordStore:
             "fingerprint": record.fingerprint(),
             "promote_margin": margin,
             "only_if_cancellable": "1" if only_if_cancellable else "",
-            "window_action": _window_arg(window),
+            "window_action": window_arg(window),
             "run_token": token,
             "metric_counts": json.dumps(outcome_fields(status, send_delay_seconds)),
             "run_counts": self._counts_to_send(),
@@ -639,85 +389,3 @@ class RecordStore:
     def _counts_to_send(self) -> str:
         counts = self._pending_counts() if self._pending_counts is not None else {}
         return json.dumps(counts) if counts else ""
-
-    def get_many(self, request_ids: list[str]) -> list[ResendRecord]:
-        """Records for many ids in one round trip; unknown or expired ones are skipped."""
-        with self._client.pipeline(transaction=False) as pipe:
-            for request_id in request_ids:
-                pipe.hgetall(self._keys.record(request_id))
-            rows = pipe.execute()
-        records = []
-        for request_id, fields in zip(request_ids, rows, strict=True):
-            record = self._decoded(request_id, fields)
-            if record is not None:
-                records.append(record)
-        return records
-
-    @staticmethod
-    def _decoded(request_id: str, fields: Mapping[str, Any]) -> ResendRecord | None:
-        doc, status = record_codec.stored_doc(fields), fields.get("status")
-        if doc is None or status is None:
-            return None
-        merges = int(fields.get("merges") or 0)
-        record = record_codec.decode(doc, request_id, str(status), merges)
-        return record_codec.with_audit(record, fields)
-
-    def ids_by_time(
-        self, since: float | None, newest_first: bool, offset: int, count: int
-    ) -> list[str]:
-        """Request ids created at or after `since` (epoch seconds), a page at a time."""
-        low = "-inf" if since is None else repr(since)
-        if newest_first:
-            ids = self._client.zrevrangebyscore(
-                self._keys.requests_by_time, "+inf", low, start=offset, num=count
-            )
-        else:
-            ids = self._client.zrangebyscore(
-                self._keys.requests_by_time, low, "+inf", start=offset, num=count
-            )
-        return [str(item) for item in ids]
-
-    def first_waiting(self, reference_order_id: str) -> str | None:
-        """The request of the order whose turn it is (the head of its queue), if any."""
-        head = self._client.zrangebyscore(
-            self._keys.order_fifo(reference_order_id), "(0", "+inf", start=0, num=1
-        )
-        return str(head[0]) if head else None
-
-    def ids_for_order(self, reference_order_id: str) -> list[str]:
-        """Request ids for one order, oldest first (by creation time)."""
-        return [request_id for request_id, _ in self.order_history_times(reference_order_id)]
-
-    def order_history_times(self, reference_order_id: str) -> list[tuple[str, float]]:
-        """(request id, creation time in epoch seconds) for every request of one order,
-        oldest first: the scores the time index gives them, read without their records."""
-        keys = self._keys
-        with self._client.pipeline(transaction=False) as pipe:
-            pipe.zrange(keys.order_requests(reference_order_id), 0, -1, withscores=True)
-            pipe.zrange(keys.order_fifo(reference_order_id), 0, -1, withscores=True)
-            legacy, entries = pipe.execute()
-        # An earlier version's history scores creation times; the order's sorted set scores a
-        # finished request minus its creation time and a waiting one its place in the queue,
-        # whose creation time the time index holds (none there: older than the TTL, first).
-        created = {str(member): float(score) for member, score in legacy}
-        created.update({str(member): -float(score) for member, score in entries if score < 0})
-        waiting = [str(member) for member, score in entries if score > 0]
-        if waiting:
-            times = self._client.zmscore(keys.requests_by_time, waiting)
-            for request_id, at in zip(waiting, times, strict=True):
-                created[request_id] = -math.inf if at is None else float(at)
-        return sorted(created.items(), key=lambda entry: (entry[1], entry[0]))
-
-
-def _window_arg(window: WindowAction) -> str:
-    if window is None:
-        return ""
-    if window == RELEASE_WINDOW:
-        return "release"
-    return str(window_milliseconds(float(window)))
-
-
-def _score(epoch_seconds: float) -> str:
-    if math.isinf(epoch_seconds):
-        return "+inf" if epoch_seconds > 0 else "-inf"
-    return repr(epoch_seconds)

@@ -4,7 +4,7 @@
 -- for a record an earlier version stored (it keeps none of the fields this reads), the run
 -- has only begun and the worker passes the gate itself.
 -- Returns begin_run's reply; an `ok` one gets the gate's reply appended ({verdict, wait_ms,
--- call start}), or {''} when the gate was not passed here.
+-- call start}, from its 8th item on), or {''} when the gate was not passed here.
 local record_key = KEYS[1]
 local due_key = KEYS[2]
 local dispatched_key = KEYS[3]
@@ -36,12 +36,16 @@ local memo_ttl = ARGV[12]                  -- seconds
 -- A replay (redis-py sends the script again when its reply was lost) answers the first reply:
 -- run again, it would meet its own `calling_until` and answer `busy`, and no call be made.
 -- The memo leaves out the record's document (it holds the recipient's contact data, which
--- Redis keeps in request records only); a replay reads it again from the record, which the
--- run it answers has not changed yet.
+-- Redis keeps in request records only) and its audit fields (who asked, in the caller's
+-- words); a replay reads them again from the record, which the run it answers has not
+-- changed yet.
 local memo = redis.call('GET', memo_key)
 if memo then
   local first = cjson.decode(memo)
-  if first[1] == 'ok' then first[3] = read_doc(record_key) end
+  if first[1] == 'ok' then
+    first[3] = read_doc(record_key)
+    first[7] = read_audit(record_key)
+  end
   return first
 end
 
@@ -53,7 +57,7 @@ local function start()
   local fields = redis.call('HMGET', record_key, 'dn', 'nb', 'pr')
   local not_before = tonumber(fields[2] or '0')
   if interrupted ~= '' or not fields[1] or fields[3] or not_before > now_seconds() + due_tolerance then
-    begun[7] = ''
+    begun[8] = ''
     return begun
   end
   local gate = pass_gate(
@@ -61,13 +65,13 @@ local function start()
     pause_key, id, hold_ms, interval_ms, span_ms, allowed_per_span, token, call_bound_ms, '',
     marker_key, epoch_key, stall_ms, marker_keep_ms
   )
-  begun[7], begun[8], begun[9] = gate[1], gate[2], gate[3] or ''
+  begun[8], begun[9], begun[10] = gate[1], gate[2], gate[3] or ''
   return begun
 end
 
 local reply = start()
-local doc = reply[3]
-if reply[1] == 'ok' then reply[3] = '' end
+local doc, audit = reply[3], reply[7]
+if reply[1] == 'ok' then reply[3], reply[7] = '', '' end
 redis.call('SET', memo_key, cjson.encode(reply), 'EX', memo_ttl)
-if reply[1] == 'ok' then reply[3] = doc end
+if reply[1] == 'ok' then reply[3], reply[7] = doc, audit end
 return reply

@@ -1,13 +1,27 @@
 -- A worker takes a request's task message, for one run with a fencing token (begin.lua, and
 -- start.lua). Returns {'unknown'}, {'final', status}, {'busy', ms until the call in flight
 -- must be over} or {'ok', run token, doc, status, merges, interrupted call's start (Redis ms;
--- '' when none)}. An interrupted call is one that passed the gate and whose outcome nobody
+-- '' when none), audit}: `audit` is the JSON of the audit fields the record's hash keeps
+-- beside its document (record_codec.AUDIT_HASH_FIELDS; only those set), so the run's record
+-- (and the hook it fires) knows who asked. An interrupted call is one that passed the gate and whose outcome nobody
 -- stored (its worker died mid-call): `calling_until` is still on the record but past. The
 -- fields stay until a run stores an outcome (save.lua), so a run that dies before that leaves
 -- the evidence to the next one.
 --! include is_final
 --! include now
 --! include doc
+
+-- The record's audit fields (hash field -> value), those set, as JSON.
+local function read_audit(record_key)
+  local names = {'o', 'rb', 'f', 'cb', 'ca'}
+  local values = redis.call('HMGET', record_key, unpack(names))
+  local audit = {}
+  for i, name in ipairs(names) do
+    if values[i] then audit[name] = values[i] end
+  end
+  if next(audit) == nil then return '{}' end
+  return cjson.encode(audit)
+end
 
 local function begin_run(record_key, due_key, dispatched_key, consumed_key, id, lease, carried_dispatch)
   local stored = tonumber(redis.call('HGET', dispatched_key, id) or '-1')
@@ -46,5 +60,5 @@ local function begin_run(record_key, due_key, dispatched_key, consumed_key, id, 
   redis.call('ZADD', due_key, now + lease, id)
   local interrupted = ''
   if fields[3] then interrupted = fields[4] or '' end
-  return {'ok', token, read_doc(record_key), status, fields[2] or '0', interrupted}
+  return {'ok', token, read_doc(record_key), status, fields[2] or '0', interrupted, read_audit(record_key)}
 end

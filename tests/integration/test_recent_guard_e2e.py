@@ -130,7 +130,8 @@ def test_retry_all_failed_after_the_order_was_sent(
     by_hand = enqueue_resend(RETRIED_ORDER, origin="support-macro")
     wait_for(lambda: sent(by_hand), timeout=15, what="the resend by hand")
 
-    retried = run_cli("retry", "--all-failed")
+    # Tango's 400 is a permanent failure, which --all-failed skips unless asked.
+    retried = run_cli("retry", "--all-failed", "--include-permanent")
     assert retried.exit_code == 0, explain(retried)
     if guard == "on":
         assert retried.stdout.splitlines() == [
@@ -138,11 +139,15 @@ def test_retry_all_failed_after_the_order_was_sent(
             "0 failed request(s) queued again, 0 already retried, 1 recent (not sent again)",
         ]
         assert sends(control, RETRIED_ORDER) == 1
-        (forced,) = json_out(run_cli("retry", "--all-failed", "--force", "--json"))
+        (forced,) = json_out(
+            run_cli("retry", "--all-failed", "--include-permanent", "--force", "--json")
+        )
         assert forced["id"] != by_hand and not forced["recent"], "--force sends anyway"
         wait_for(lambda: sent(forced["id"]), timeout=15, what="the forced retry sent")
         assert sends(control, RETRIED_ORDER) == 2
-        (again,) = json_out(run_cli("retry", "--all-failed", "--force", "--json"))
+        (again,) = json_out(
+            run_cli("retry", "--all-failed", "--include-permanent", "--force", "--json")
+        )
         assert (again["id"], again["already_retried"]) == (forced["id"], True), "once"
     else:
         retry_id = retried.stdout.split(" -> ")[1].split()[0]

@@ -22,7 +22,7 @@ from tests.support.processes import WorkerFactory
 from tests.support.records import wait_all_final
 from tests.support.settings import Configure
 from tests.support.waiting import wait_for
-from worker import cancel_resend, enqueue_resend, get_resend
+from worker import enqueue_resend
 from worker.cli.entry import cli
 from worker.sandbox import SandboxControl
 
@@ -284,54 +284,3 @@ def test_an_earlier_request_that_acted_and_got_a_500_keeps_a_refusal_from_provin
     ]
     assert calls[4]["body"]["newEmail"] == "second@example.com"
     assert calls[4]["received_at"] - calls[0]["received_at"] >= window
-
-
-def test_a_cancelled_request_whose_call_acted_late_keeps_a_refusal_from_proving_the_next(
-    configure: Configure, control: SandboxControl, start_worker: WorkerFactory
-) -> None:
-    """Review scenario, end to end, with RESEND_EXCLUSIVE and minute-precision times: a
-    request's call times out while Tango is still working on it, and the request is cancelled
-    before its probe; Tango then acts, late. The next request of the order gets a 502 from a
-    gateway (it never reached Tango) and its probe is refused, because of the cancelled
-    request's late resend. The cancel released nothing in the order's call marker: that call
-    counts as possibly acting until its gate + the longest call + the stall bound, so the
-    refusal proves nothing and the request is resent after Tango's window."""
-    window = 3.0
-    env = settings(
-        configure,
-        window,
-        RESEND_EXCLUSIVE="true",
-        RESEND_STALL_BOUND_SECONDS="10",
-        RESEND_PROBE_DELAY_SECONDS="5",  # capped: each probe goes as late as it may
-    )
-    control.configure(cooldown_seconds=window, last_sent_format="java-messageformat")
-    order = "RA251206-2716-01"
-    control.add_order(order)
-    # Tango works 4 s on the first call (our read timeout is 0.5 s), acts, then stalls.
-    control.inject_fault(order, process_seconds=4.0, delay_seconds=STALL, delay_phase="after")
-    control.inject_fault(order, status=502)  # the next request's call never reaches Tango
-    start_worker(env)
-
-    cancelled = enqueue_resend(order, new_email="first@example.com")
-    ours = enqueue_resend(order, new_email="second@example.com")
-
-    def timed_out() -> bool:
-        record = get_resend(cancelled)
-        return record is not None and record.status.value == "retrying"
-
-    wait_for(timed_out, timeout=15, interval=0.01, what="the first call to time out")
-    if cancel_resend(cancelled) != "cancelled":
-        pytest.skip("a cancel is refused while a probe is owed: this scenario cannot arise")
-    first, record = wait_all_final([cancelled, ours], timeout=40)
-
-    assert first.status.value == "cancelled"
-    assert record.status.value == "sent", record.reason
-    assert record.confirmed_by is None, "a refusal explained by the cancelled request's call"
-    calls = answered_calls(control, order, 4)
-    assert [(c["status"], c["probe"]) for c in calls] == [
-        (201, False),  # the cancelled request's call: Tango acted, late
-        (502, False),
-        (403, True),
-        (201, False),
-    ]
-    assert calls[3]["body"]["newEmail"] == "second@example.com"
